@@ -1,0 +1,339 @@
+//! The desired state of a FloatingIP, with the admission rules the API server enforces.
+//!
+//! Every `x_kube(validation = ...)` rule below has a twin in `validate.rs`; the tests there run
+//! each case through both so the two cannot drift apart.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::messages as msg;
+use super::FloatingIPStatus;
+
+/// A floating IP address that floatip keeps on one healthy node at a time.
+// clippy reads the repeated `type_ = "string"` of the printer columns as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "floatip.io",
+    version = "v1alpha1",
+    kind = "FloatingIP",
+    plural = "floatingips",
+    singular = "floatingip",
+    shortname = "fip",
+    category = "floatip",
+    status = "FloatingIPStatus",
+    derive = "PartialEq",
+    doc = "A floating IP address kept on one healthy node at a time.",
+    printcolumn(name = "Address", type_ = "string", json_path = ".spec.address"),
+    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
+    printcolumn(name = "Holder", type_ = "string", json_path = ".status.holder.node"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(
+    validation = Rule::new("self.mode != 'SecondaryIP' || has(self.subnetId)")
+        .message(msg::SUBNET_REQUIRED_SECONDARY),
+    validation = Rule::new("self.mode != 'Interface' || has(self.subnetId)")
+        .message(msg::SUBNET_REQUIRED_INTERFACE),
+    validation = Rule::new("self.mode != 'ElasticIP' || has(self.elasticIP)")
+        .message(msg::ELASTIC_IP_REQUIRED),
+    validation = Rule::new("self.mode != 'RouteTable' || (has(self.routeTableIds) && size(self.routeTableIds) > 0)")
+        .message(msg::ROUTE_TABLES_REQUIRED),
+    validation = Rule::new("self.mode == 'ElasticIP' || !has(self.elasticIP)")
+        .message(msg::ELASTIC_IP_NOT_FOR_MODE),
+    validation = Rule::new("self.mode == 'RouteTable' || !has(self.routeTableIds) || size(self.routeTableIds) == 0")
+        .message(msg::ROUTE_TABLES_NOT_FOR_MODE),
+    validation = Rule::new("self.mode == 'SecondaryIP' || !has(self.interface)")
+        .message(msg::INTERFACE_NOT_FOR_MODE),
+    validation = Rule::new("!(self.mode == 'ElasticIP' || self.mode == 'Interface') || !isIP(self.address) || ip(self.address).family() == 4")
+        .message(msg::IPV4_REQUIRED)
+)]
+#[serde(rename_all = "camelCase")]
+pub struct FloatingIPSpec {
+    /// The floating address, IPv4 or IPv6, e.g. 10.0.8.100. In SecondaryIP mode it must lie in
+    /// spec.subnetId; in ElasticIP mode it is the Elastic IP itself; in RouteTable mode it lies
+    /// outside the VPC CIDR. Immutable.
+    #[schemars(length(max = bounds::ADDRESS_MAX_LEN))]
+    #[x_kube(
+        validation = Rule::new("isIP(self)")
+            .message(msg::ADDRESS_SYNTAX),
+        validation = Rule::new("!isIP(self) || ip(self).isGlobalUnicast()")
+            .message(msg::ADDRESS_NOT_UNICAST),
+        validation = Rule::new("self == oldSelf")
+            .message(msg::ADDRESS_IMMUTABLE)
+    )]
+    pub address: String,
+
+    /// How the address is carried in AWS. Immutable.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf")
+        .message(msg::MODE_IMMUTABLE))]
+    pub mode: Mode,
+
+    /// The subnet that holds the address (SecondaryIP) or the floating ENI (Interface),
+    /// e.g. subnet-0a1b2c3d4e5f67890.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$"))]
+    pub subnet_id: Option<String>,
+
+    /// SecondaryIP only: which ENI of the node carries the address. Defaults to Dedicated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<InterfaceChoice>,
+
+    /// ElasticIP only: the Elastic IP allocation to associate with the holder.
+    #[serde(default, rename = "elasticIP", skip_serializing_if = "Option::is_none")]
+    pub elastic_ip: Option<ElasticIpSource>,
+
+    /// RouteTable only: the route tables whose route for the address points at the holder's ENI.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = bounds::ROUTE_TABLES_MAX), inner(regex(pattern = r"^rtb-([0-9a-f]{8}|[0-9a-f]{17})$")))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub route_table_ids: Vec<String>,
+
+    /// Which nodes may hold the address. Empty or absent selects every node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<LabelSelector>,
+
+    /// Node names to prefer, most preferred first. Nodes not listed are used after these,
+    /// spreading addresses across nodes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = bounds::PREFERRED_NODES_MAX), inner(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub preferred_nodes: Vec<String>,
+
+    /// Whether the address goes back to a more preferred node once that node is healthy again.
+    #[serde(default)]
+    pub failback: Failback,
+
+    /// How the address and the candidate nodes are health-checked. Without it only node signals
+    /// (NotReady, cordon, termination taints, deletion, agent handover) move the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+
+    /// Limits on how often the address moves.
+    #[serde(default)]
+    pub failover: Failover,
+}
+
+/// How a floating address is carried in AWS.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, schemars::JsonSchema,
+)]
+pub enum Mode {
+    /// A secondary private IP on an ENI of the holder, moved with AssignPrivateIpAddresses.
+    #[default]
+    SecondaryIP,
+    /// An Elastic IP (or customer-owned IP) associated with the holder's private IP.
+    ElasticIP,
+    /// An overlay address outside the VPC CIDR, routed to the holder's ENI by route tables.
+    RouteTable,
+    /// A dedicated ENI whose primary IP is the address, detached and attached whole. Slow.
+    Interface,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Which ENI carries a SecondaryIP address.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, schemars::JsonSchema,
+)]
+pub enum InterfaceChoice {
+    /// A floating ENI per node, tagged so the VPC CNI leaves its addresses alone.
+    #[default]
+    Dedicated,
+    /// The node's primary ENI; only for clusters that do not run the VPC CNI.
+    Primary,
+}
+
+/// The Elastic IP to move.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ElasticIpSource {
+    /// The allocation ID, e.g. eipalloc-0a1b2c3d4e5f67890.
+    #[schemars(regex(pattern = r"^eipalloc-([0-9a-f]{8}|[0-9a-f]{17})$"))]
+    pub allocation_id: String,
+}
+
+/// Whether an address returns to a more preferred node.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum Failback {
+    /// Stay on the current healthy holder: every move costs a brief interruption.
+    #[default]
+    Never,
+    /// Move back to the most preferred healthy node once failover.minHoldSeconds have passed.
+    Always,
+}
+
+/// Probe protocol.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, schemars::JsonSchema,
+)]
+pub enum Protocol {
+    /// A TCP connect: healthy when the handshake completes within the timeout.
+    #[default]
+    TCP,
+    /// A UDP datagram: unhealthy on ICMP port unreachable, or on silence when a reply is required.
+    UDP,
+}
+
+/// Default probe interval: with the default failure threshold a dead holder is noticed in
+/// about 1.5 s.
+pub const DEFAULT_INTERVAL_MS: i32 = 500;
+/// Default probe timeout; never above the interval.
+pub const DEFAULT_TIMEOUT_MS: i32 = 250;
+/// Default consecutive failures before a target counts as down.
+pub const DEFAULT_FAILURE_THRESHOLD: i32 = 3;
+/// Default consecutive successes before a target counts as up again.
+pub const DEFAULT_SUCCESS_THRESHOLD: i32 = 2;
+/// Default minimum time an address stays on a node after moving there.
+pub const DEFAULT_MIN_HOLD_SECONDS: i32 = 30;
+
+/// Bounds shared by the CRD schema and the Rust checks.
+pub mod bounds {
+    /// Longest address text (a fully written-out IPv6 address with an embedded IPv4 part).
+    pub const ADDRESS_MAX_LEN: u32 = 45;
+    /// Shortest probe interval, milliseconds.
+    pub const INTERVAL_MS_MIN: i32 = 100;
+    /// Longest probe interval, milliseconds.
+    pub const INTERVAL_MS_MAX: i32 = 60_000;
+    /// Shortest probe timeout, milliseconds.
+    pub const TIMEOUT_MS_MIN: i32 = 10;
+    /// Longest probe timeout, milliseconds.
+    pub const TIMEOUT_MS_MAX: i32 = 30_000;
+    /// Lowest failure or success threshold.
+    pub const THRESHOLD_MIN: i32 = 1;
+    /// Highest failure or success threshold.
+    pub const THRESHOLD_MAX: i32 = 20;
+    /// Longest failover.minHoldSeconds.
+    pub const MIN_HOLD_SECONDS_MAX: i32 = 3_600;
+    /// Longest UDP payload as text, in bytes; fits one unfragmented datagram on any VPC path.
+    pub const UDP_PAYLOAD_MAX: u32 = 1_024;
+    /// Longest UDP payload as base64 (1,024 bytes encoded, rounded up to whole groups).
+    pub const UDP_PAYLOAD_BASE64_MAX: u32 = 1_368;
+    /// Most route tables one RouteTable address may be routed in.
+    pub const ROUTE_TABLES_MAX: u32 = 20;
+    /// Most preferred nodes.
+    pub const PREFERRED_NODES_MAX: u32 = 32;
+}
+
+/// How the address and its candidate nodes are health-checked.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("!has(self.timeoutMs) || self.timeoutMs <= self.intervalMs")
+        .message(msg::TIMEOUT_ABOVE_INTERVAL),
+    validation = Rule::new("self.protocol == 'UDP' || !has(self.udp)")
+        .message(msg::UDP_NOT_FOR_PROTOCOL)
+)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// TCP or UDP.
+    #[serde(default)]
+    pub protocol: Protocol,
+
+    /// The port probed on the address and on each candidate node, e.g. a NodePort.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+
+    /// Time between probes of one target, in milliseconds.
+    #[serde(default = "default_interval_ms")]
+    #[schemars(range(min = bounds::INTERVAL_MS_MIN, max = bounds::INTERVAL_MS_MAX))]
+    pub interval_ms: i32,
+
+    /// How long one probe may take, in milliseconds. Defaults to 250 or the interval,
+    /// whichever is smaller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = bounds::TIMEOUT_MS_MIN, max = bounds::TIMEOUT_MS_MAX))]
+    pub timeout_ms: Option<i32>,
+
+    /// Consecutive failed probes before a target counts as down.
+    #[serde(default = "default_failure_threshold")]
+    #[schemars(range(min = bounds::THRESHOLD_MIN, max = bounds::THRESHOLD_MAX))]
+    pub failure_threshold: i32,
+
+    /// Consecutive good probes before a down target counts as up again.
+    #[serde(default = "default_success_threshold")]
+    #[schemars(range(min = bounds::THRESHOLD_MIN, max = bounds::THRESHOLD_MAX))]
+    pub success_threshold: i32,
+
+    /// UDP only: what to send and whether to wait for an answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp: Option<UdpCheck>,
+}
+
+impl HealthCheck {
+    /// The timeout in force: the one set, else the default capped at the interval.
+    pub fn effective_timeout_ms(&self) -> i32 {
+        self.timeout_ms
+            .unwrap_or_else(|| DEFAULT_TIMEOUT_MS.min(self.interval_ms))
+    }
+}
+
+/// The datagram a UDP probe sends.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(validation = Rule::new("!(has(self.payload) && has(self.payloadBase64))")
+    .message(msg::UDP_PAYLOAD_BOTH))]
+#[serde(rename_all = "camelCase")]
+pub struct UdpCheck {
+    /// The payload as text (UTF-8). Empty or absent sends an empty datagram.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = bounds::UDP_PAYLOAD_MAX))]
+    pub payload: Option<String>,
+
+    /// The payload as base64, for binary protocols such as DNS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = bounds::UDP_PAYLOAD_BASE64_MAX), extend("format" = "byte"))]
+    pub payload_base64: Option<String>,
+
+    /// Count the target healthy only when it answers. Without it, silence is healthy and only an
+    /// ICMP port unreachable is a failure.
+    #[serde(default)]
+    pub reply_required: bool,
+}
+
+/// Limits on how often an address moves.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Failover {
+    /// After a move, the address stays on its new node at least this long, unless that node is
+    /// gone or unfit. Stops ping-pong between two flapping nodes.
+    #[serde(default = "default_min_hold_seconds")]
+    #[schemars(range(min = 0, max = bounds::MIN_HOLD_SECONDS_MAX))]
+    pub min_hold_seconds: i32,
+}
+
+impl Default for Failover {
+    fn default() -> Self {
+        Self {
+            min_hold_seconds: DEFAULT_MIN_HOLD_SECONDS,
+        }
+    }
+}
+
+fn default_interval_ms() -> i32 {
+    DEFAULT_INTERVAL_MS
+}
+fn default_failure_threshold() -> i32 {
+    DEFAULT_FAILURE_THRESHOLD
+}
+fn default_success_threshold() -> i32 {
+    DEFAULT_SUCCESS_THRESHOLD
+}
+fn default_min_hold_seconds() -> i32 {
+    DEFAULT_MIN_HOLD_SECONDS
+}

@@ -1,0 +1,125 @@
+//! What floatip observed and did: who holds the address, since when, why it last moved.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+/// Observed state of a FloatingIP. Written only by the leading controller (and by `floatip
+/// attach` when it claims an address nobody holds).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FloatingIPStatus {
+    /// The metadata.generation this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Ready, Assigned, Healthy, NoCandidates, Conflict, InvalidSpec, CloudError.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+
+    /// The node that holds the address, as EC2 last reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<Holder>,
+
+    /// The most recent move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_move: Option<Move>,
+
+    /// How many times the address has moved since the FloatingIP was created.
+    #[serde(default)]
+    pub move_count: i64,
+}
+
+/// Where the address lives now.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Holder {
+    /// Kubernetes node name.
+    pub node: String,
+    /// EC2 instance ID of the node.
+    pub instance_id: String,
+    /// The ENI carrying the address (SecondaryIP, RouteTable and Interface modes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_interface_id: Option<String>,
+    /// When the address arrived on this node.
+    pub since: Time,
+}
+
+/// One move of the address.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Move {
+    /// The node the address left; absent for the first assignment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The node the address went to.
+    pub to: String,
+    /// Why it moved.
+    pub reason: MoveReason,
+    /// When the move completed.
+    pub at: Time,
+    /// From the decision to EC2 confirming the new holder, in milliseconds.
+    pub duration_ms: i64,
+}
+
+/// Why an address moved. Kept as a plain string in the schema so a newer controller can add
+/// reasons without a CRD upgrade.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+#[schemars(with = "String")]
+pub enum MoveReason {
+    /// First placement of an address nobody held.
+    Initial,
+    /// The holder failed its health check.
+    HolderUnhealthy,
+    /// The holder's Ready condition is False or Unknown.
+    NodeNotReady,
+    /// The holder was cordoned.
+    NodeCordoned,
+    /// The holder carries a NoSchedule or NoExecute taint the address does not tolerate.
+    NodeTainted,
+    /// The holder was deleted.
+    NodeDeleted,
+    /// The holder's agent asked to hand the address over (drain, rollout).
+    Handover,
+    /// Back to a more preferred node (failback: Always).
+    Failback,
+    /// EC2 had the address somewhere floatip did not put it; floatip put it back.
+    Drift,
+}
+
+impl MoveReason {
+    /// The reason as written to status, Events and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Initial => "Initial",
+            Self::HolderUnhealthy => "HolderUnhealthy",
+            Self::NodeNotReady => "NodeNotReady",
+            Self::NodeCordoned => "NodeCordoned",
+            Self::NodeTainted => "NodeTainted",
+            Self::NodeDeleted => "NodeDeleted",
+            Self::Handover => "Handover",
+            Self::Failback => "Failback",
+            Self::Drift => "Drift",
+        }
+    }
+}
+
+/// Condition types set on a FloatingIP.
+pub mod condition {
+    /// The address is assigned to a healthy holder and, when health-checked, answers.
+    pub const READY: &str = "Ready";
+    /// EC2 has the address on the holder recorded in status.
+    pub const ASSIGNED: &str = "Assigned";
+    /// The address answers its health check.
+    pub const HEALTHY: &str = "Healthy";
+    /// No node is fit to hold the address; nothing was moved.
+    pub const NO_CANDIDATES: &str = "NoCandidates";
+    /// Another, older FloatingIP has the same address; this one is never acted on.
+    pub const CONFLICT: &str = "Conflict";
+    /// The spec failed validation; this FloatingIP is not acted on until fixed.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The last EC2 call failed; the message names the action and the AWS error code.
+    pub const CLOUD_ERROR: &str = "CloudError";
+}

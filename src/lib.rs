@@ -1,0 +1,8 @@
+//! floatip keeps a floating IP address on one healthy EKS node at a time, for AWS Local Zones
+//! and Outposts where no load balancer exists.
+//!
+//! The crate is a library with a thin `floatip` binary: [`cli`] parses the command line and
+//! runs one subcommand.
+
+pub mod api;
+pub mod cli;
