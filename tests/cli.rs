@@ -1,0 +1,123 @@
+//! The `floatip` binary as users run it: the generated CRD, its checked-in copies, and help.
+
+use std::path::Path;
+use std::process::Command;
+
+fn floatip(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_floatip"))
+        .args(args)
+        .output()
+        .expect("floatip runs");
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn repo_file(rel: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn crd_output_is_byte_identical_to_the_checked_in_files() {
+    let (ok, out, err) = floatip(&["crd"]);
+    assert!(ok, "floatip crd failed: {err}");
+    for copy in [
+        "crds/floatingip.yaml",
+        "charts/floatip/crds/floatingip.yaml",
+    ] {
+        assert!(
+            out == repo_file(copy),
+            "{copy} differs from `floatip crd`; regenerate it with: cargo run -- crd > {copy}"
+        );
+    }
+}
+
+#[test]
+fn crd_has_scope_names_columns_and_rules() {
+    let (_, out, _) = floatip(&["crd"]);
+    let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&out)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 1, "one YAML document");
+    let crd = &docs[0];
+    assert_eq!(crd["kind"], "CustomResourceDefinition");
+    assert_eq!(crd["metadata"]["name"], "floatingips.floatip.io");
+    assert_eq!(crd["spec"]["scope"], "Cluster");
+    assert_eq!(
+        crd["spec"]["names"]["shortNames"],
+        serde_json::json!(["fip"])
+    );
+    let version = &crd["spec"]["versions"][0];
+    assert_eq!(version["name"], "v1alpha1");
+    assert_eq!(version["subresources"]["status"], serde_json::json!({}));
+    let columns: Vec<(&str, &str)> = version["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["jsonPath"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            ("Address", ".spec.address"),
+            ("Mode", ".spec.mode"),
+            ("Holder", ".status.holder.node"),
+            ("Ready", ".status.conditions[?(@.type==\"Ready\")].status"),
+            ("Age", ".metadata.creationTimestamp"),
+        ]
+    );
+    let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let rules = spec["x-kubernetes-validations"].as_array().unwrap();
+    assert!(rules.len() >= 8, "mode rules on spec: {rules:?}");
+    assert!(rules
+        .iter()
+        .all(|r| r["message"].as_str().is_some_and(|m| m.len() > 20)));
+    let address_rules = spec["properties"]["address"]["x-kubernetes-validations"]
+        .as_array()
+        .unwrap();
+    assert!(address_rules.iter().any(|r| r["rule"] == "self == oldSelf"));
+    let conditions =
+        &version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
+    assert_eq!(conditions["x-kubernetes-list-type"], "map");
+    assert_eq!(
+        conditions["x-kubernetes-list-map-keys"],
+        serde_json::json!(["type"])
+    );
+}
+
+#[test]
+fn help_documents_every_subcommand() {
+    let (ok, out, _) = floatip(&["--help"]);
+    assert!(ok);
+    for line in ["crd ", "version ", "-h, --help", "-V, --version"] {
+        let entry = out.lines().find(|l| l.trim_start().starts_with(line));
+        let entry = entry.unwrap_or_else(|| panic!("--help lacks {line:?}:\n{out}"));
+        assert!(
+            entry.trim().len() > line.len() + 10,
+            "{line:?} has no help text: {entry:?}"
+        );
+    }
+}
+
+#[test]
+fn version_names_the_api() {
+    let (ok, out, _) = floatip(&["version"]);
+    assert!(ok);
+    assert_eq!(
+        out,
+        format!(
+            "floatip {} (API floatip.io/v1alpha1)\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}
+
+#[test]
+fn unknown_subcommand_fails_with_a_clear_error() {
+    let (ok, _, err) = floatip(&["controler"]);
+    assert!(!ok);
+    assert!(err.contains("unrecognized subcommand 'controler'"), "{err}");
+}
