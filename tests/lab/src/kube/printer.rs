@@ -1,0 +1,1 @@
+//! Table output for printer columns (placeholder until written).

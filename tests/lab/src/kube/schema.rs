@@ -1,0 +1,1 @@
+//! Admission of custom resources against their CRD's structural schema (placeholder until written).
