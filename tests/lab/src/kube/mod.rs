@@ -1,7 +1,17 @@
 //! An in-memory Kubernetes API server with the semantics floatip and kubectl rely on.
 
+mod discovery;
+mod errors;
+mod faults;
+mod handlers;
+mod patch;
 pub mod printer;
+mod resources;
 pub mod schema;
+mod selectors;
+mod server;
+mod store;
+mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,9 +25,38 @@ pub struct Args {
     /// Where to write the kubeconfig that points at this server.
     #[arg(long, env = "LAB_KUBECONFIG")]
     pub kubeconfig: PathBuf,
+    /// How many recent writes watches can resume from; older versions get 410 Gone.
+    #[arg(long, env = "LAB_KUBE_HISTORY", default_value_t = 10_000)]
+    pub history: usize,
+    /// How often watches that allow bookmarks get one, in milliseconds.
+    #[arg(long, env = "LAB_KUBE_BOOKMARK_INTERVAL_MS", default_value_t = 5_000)]
+    pub bookmark_interval_ms: u64,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let _ = args;
-    Ok(())
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let addr = listener.local_addr()?;
+    let url = format!("http://{addr}");
+    write_kubeconfig(&args.kubeconfig, &url)?;
+    let app = std::sync::Arc::new(server::App {
+        store: store::Store::new(args.history),
+        faults: faults::Faults::new(),
+        bookmark_interval: std::time::Duration::from_millis(args.bookmark_interval_ms),
+    });
+    // The ready line: tests and scripts wait for it before using the server.
+    println!("KUBE_URL={url}");
+    tracing::info!(%url, kubeconfig = %args.kubeconfig.display(), "serving the Kubernetes API");
+    server::serve(listener, app).await
+}
+
+/// A kubeconfig with one context pointing at this server (plain HTTP, no credentials).
+fn write_kubeconfig(path: &std::path::Path, url: &str) -> anyhow::Result<()> {
+    let doc = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: floatip-lab\n  cluster:\n    server: {url}\nusers:\n- name: floatip-lab\n  user: {{}}\ncontexts:\n- name: floatip-lab\n  context:\n    cluster: floatip-lab\n    user: floatip-lab\n    namespace: default\ncurrent-context: floatip-lab\n"
+    );
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, doc)
+        .map_err(|e| anyhow::anyhow!("writing kubeconfig {}: {e}", path.display()))
 }
