@@ -141,10 +141,13 @@ impl Store {
         )
     }
 
-    /// Forgets all history: every watch from an older version now gets 410 Gone.
+    /// Forgets all history, as etcd compaction does: every watch from a version older than
+    /// the one returned now gets 410 Gone. The version moves on by one so that even a client
+    /// that has seen every write so far is behind it.
     pub fn compact(&self) -> u64 {
         let (mut inner, _) = self.lock();
         inner.log.clear();
+        inner.rv += 1;
         inner.oldest_rv = inner.rv;
         inner.rv
     }
