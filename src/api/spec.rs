@@ -3,6 +3,7 @@
 //! Every `x_kube(validation = ...)` rule below has a twin in `validate.rs`; the tests there run
 //! each case through both so the two cannot drift apart.
 
+use k8s_openapi::api::core::v1::Toleration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use kube::{CustomResource, KubeSchema};
@@ -103,6 +104,13 @@ pub struct FloatingIPSpec {
     /// Which nodes may hold the address. Empty or absent selects every node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<LabelSelector>,
+
+    /// Taints of nodes that may still hold the address. A node with a NoSchedule or NoExecute
+    /// taint not tolerated here is not a candidate: termination handlers and autoscalers taint
+    /// nodes before removing them, so the address leaves first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = bounds::TOLERATIONS_MAX))]
+    pub tolerations: Vec<Toleration>,
 
     /// Node names to prefer, most preferred first. Nodes not listed are used after these,
     /// spreading addresses across nodes.
@@ -230,6 +238,8 @@ pub mod bounds {
     pub const ROUTE_TABLES_MAX: u32 = 20;
     /// Most preferred nodes.
     pub const PREFERRED_NODES_MAX: u32 = 32;
+    /// Most tolerations.
+    pub const TOLERATIONS_MAX: u32 = 32;
 }
 
 /// How the address and its candidate nodes are health-checked.

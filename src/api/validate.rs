@@ -6,6 +6,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use base64::Engine as _;
+use k8s_openapi::api::core::v1::Toleration;
 use kube::core::Selector;
 
 use super::messages as msg;
@@ -74,6 +75,8 @@ pub enum SpecError {
     Duplicate { field: &'static str, value: String },
     #[error("spec.nodeSelector is not a valid label selector: {0}")]
     NodeSelector(String),
+    #[error("spec.tolerations: {0}")]
+    Toleration(String),
 }
 
 /// Everything wrong with a spec, in the order the fields appear.
@@ -101,6 +104,7 @@ pub fn validate_spec(spec: &FloatingIPSpec) -> Result<(), SpecErrors> {
     check_mode_fields(spec, address, &mut errs);
     check_ids(spec, &mut errs);
     check_preferred_nodes(&spec.preferred_nodes, &mut errs);
+    check_tolerations(&spec.tolerations, &mut errs);
     if let Some(selector) = &spec.node_selector {
         if let Err(e) = Selector::try_from(selector.clone()) {
             errs.push(SpecError::NodeSelector(e.to_string()));
@@ -307,6 +311,35 @@ fn check_preferred_nodes(nodes: &[String], errs: &mut Vec<SpecError>) {
                 field: "spec.preferredNodes",
                 value: node.clone(),
             });
+        }
+    }
+}
+
+fn check_tolerations(tolerations: &[Toleration], errs: &mut Vec<SpecError>) {
+    if tolerations.len() > bounds::TOLERATIONS_MAX as usize {
+        errs.push(SpecError::TooMany {
+            field: "spec.tolerations",
+            count: tolerations.len(),
+            max: bounds::TOLERATIONS_MAX,
+        });
+    }
+    for t in tolerations {
+        let operator = t.operator.as_deref().unwrap_or("Equal");
+        let problem = match (operator, t.value.as_deref()) {
+            ("Exists", Some(v)) if !v.is_empty() => {
+                Some("operator Exists takes no value".to_string())
+            }
+            ("Exists" | "Equal", _) => None,
+            (other, _) => Some(format!("operator {other:?} is not Exists or Equal")),
+        };
+        let problem = problem.or_else(|| match t.effect.as_deref() {
+            None | Some("" | "NoSchedule" | "PreferNoSchedule" | "NoExecute") => None,
+            Some(other) => Some(format!(
+                "effect {other:?} is not NoSchedule, PreferNoSchedule or NoExecute"
+            )),
+        });
+        if let Some(problem) = problem {
+            errs.push(SpecError::Toleration(problem));
         }
     }
 }

@@ -521,3 +521,27 @@ fn effective_timeout_is_capped_by_the_interval() {
     let hc: HealthCheck = serde_json::from_value(json!({"port": 80, "timeoutMs": 400})).unwrap();
     assert_eq!(hc.effective_timeout_ms(), 400);
 }
+
+#[test]
+fn tolerations_are_checked() {
+    let tol = |v: Value| with(secondary("10.0.8.100"), "tolerations", v);
+    assert_rust(
+        tol(
+            json!([{"key": "edge", "operator": "Equal", "value": "true", "effect": "NoSchedule"},
+                   {"operator": "Exists"}]),
+        ),
+        &[],
+    );
+    assert_rust(
+        tol(json!([{"key": "edge", "operator": "Exists", "value": "x"}])),
+        &["spec.tolerations: operator Exists takes no value"],
+    );
+    assert_rust(
+        tol(json!([{"key": "edge", "operator": "Like"}])),
+        &["operator \"Like\" is not Exists or Equal"],
+    );
+    assert_rust(
+        tol(json!([{"key": "edge", "effect": "NoRun"}])),
+        &["effect \"NoRun\" is not NoSchedule"],
+    );
+}
