@@ -6,5 +6,8 @@
 
 pub mod api;
 pub mod cli;
+pub mod cloud;
+pub mod controller;
+pub mod metrics;
 pub mod nodes;
 pub mod placement;

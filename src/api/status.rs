@@ -23,6 +23,12 @@ pub struct FloatingIPStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder: Option<Holder>,
 
+    /// A move the controller has claimed and not yet seen EC2 confirm. Written (with a
+    /// resourceVersion check) before the EC2 call, so a controller that dies mid-move leaves
+    /// its successor the intent to finish or drop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_move: Option<PendingMove>,
+
     /// The most recent move.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_move: Option<Move>,
@@ -44,6 +50,21 @@ pub struct Holder {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_interface_id: Option<String>,
     /// When the address arrived on this node.
+    pub since: Time,
+}
+
+/// A move in flight.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingMove {
+    /// The node the address is leaving, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The node it is going to.
+    pub to: String,
+    /// Why it moves.
+    pub reason: MoveReason,
+    /// When the move was decided.
     pub since: Time,
 }
 

@@ -1,0 +1,283 @@
+//! The cloud port over aws-sdk-ec2. The SDK retries throttling and transient failures with
+//! jittered exponential backoff (standard mode); what still fails is classified here.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::{Filter, NetworkInterface};
+use aws_sdk_ec2::Client;
+
+use super::{AddressMove, Cloud, CloudError, Eni, ErrorKind};
+use crate::metrics::Metrics;
+
+/// EC2 through the AWS SDK, configured from the environment (region, credentials through IRSA
+/// or EKS Pod Identity, and AWS_ENDPOINT_URL for a test endpoint).
+#[derive(Clone)]
+pub struct Ec2 {
+    client: Client,
+    metrics: Metrics,
+}
+
+impl Ec2 {
+    /// `attempts` includes the first try; throttling and 5xx are retried with jittered
+    /// exponential backoff starting at `initial_backoff`.
+    pub async fn from_env(attempts: u32, initial_backoff: Duration, metrics: Metrics) -> Self {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(attempts)
+                    .with_initial_backoff(initial_backoff)
+                    .with_max_backoff(Duration::from_secs(5)),
+            )
+            .load()
+            .await;
+        Self {
+            client: Client::new(&config),
+            metrics,
+        }
+    }
+
+    async fn call<T, E, F>(&self, action: &'static str, fut: F) -> Result<T, CloudError>
+    where
+        F: std::future::Future<Output = Result<T, SdkError<E>>>,
+        E: ProvideErrorMetadata + std::fmt::Debug,
+    {
+        self.metrics.ec2_call(action);
+        fut.await.map_err(|e| {
+            let err = classify(action, &e);
+            self.metrics.ec2_error(action, &err);
+            tracing::warn!(action, code = %err.code, message = %err.message, "EC2 call failed");
+            err
+        })
+    }
+}
+
+const THROTTLING_CODES: [&str; 5] = [
+    "RequestLimitExceeded",
+    "Throttling",
+    "ThrottlingException",
+    "RequestThrottled",
+    "PriorRequestNotComplete",
+];
+
+fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(
+    action: &'static str,
+    e: &SdkError<E>,
+) -> CloudError {
+    let (kind, code, message) = match e {
+        SdkError::ServiceError(ctx) => {
+            let code = ctx.err().code().unwrap_or("Unknown").to_string();
+            let message = ctx.err().message().unwrap_or_default().to_string();
+            let kind = if THROTTLING_CODES.contains(&code.as_str()) {
+                ErrorKind::Throttled
+            } else if ctx.raw().status().is_server_error() {
+                ErrorKind::Transient
+            } else {
+                ErrorKind::Permanent
+            };
+            (kind, code, message)
+        }
+        SdkError::TimeoutError(_) => (
+            ErrorKind::Transient,
+            "Timeout".into(),
+            "the request timed out".into(),
+        ),
+        SdkError::DispatchFailure(f) => (
+            ErrorKind::Transient,
+            "ConnectionError".into(),
+            format!("could not reach EC2: {f:?}"),
+        ),
+        SdkError::ResponseError(r) => (
+            ErrorKind::Transient,
+            "ResponseError".into(),
+            format!("unreadable response: {r:?}"),
+        ),
+        other => (
+            ErrorKind::Permanent,
+            "ClientError".into(),
+            format!("{other:?}"),
+        ),
+    };
+    CloudError {
+        action,
+        code,
+        message,
+        kind,
+    }
+}
+
+fn to_eni(ni: &NetworkInterface) -> Option<Eni> {
+    let attachment = ni.attachment();
+    let mut primary_ip = None;
+    let mut secondary = Vec::new();
+    for a in ni.private_ip_addresses() {
+        let Some(ip) = a
+            .private_ip_address()
+            .and_then(|s| s.parse::<IpAddr>().ok())
+        else {
+            continue;
+        };
+        if a.primary() == Some(true) {
+            primary_ip = Some(ip);
+        } else {
+            secondary.push(ip);
+        }
+    }
+    secondary.extend(
+        ni.ipv6_addresses()
+            .iter()
+            .filter_map(|a| a.ipv6_address()?.parse::<IpAddr>().ok()),
+    );
+    Some(Eni {
+        id: ni.network_interface_id()?.to_string(),
+        subnet_id: ni.subnet_id().unwrap_or_default().to_string(),
+        instance_id: attachment.and_then(|a| a.instance_id()).map(String::from),
+        device_index: attachment.and_then(|a| a.device_index()),
+        mac: ni.mac_address().map(String::from),
+        primary_ip,
+        secondary,
+        tags: ni
+            .tag_set()
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                ))
+            })
+            .collect::<BTreeMap<_, _>>(),
+    })
+}
+
+impl Cloud for Ec2 {
+    async fn subnet_enis(&self, subnet: &str) -> Result<Vec<Eni>, CloudError> {
+        let pages = self
+            .client
+            .describe_network_interfaces()
+            .filters(Filter::builder().name("subnet-id").values(subnet).build())
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect();
+        let items = self.call("DescribeNetworkInterfaces", pages).await?;
+        Ok(items.iter().filter_map(to_eni).collect())
+    }
+
+    async fn enis(&self, ids: &[String]) -> Result<Vec<Eni>, CloudError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .call(
+                "DescribeNetworkInterfaces",
+                self.client
+                    .describe_network_interfaces()
+                    .set_network_interface_ids(Some(ids.to_vec()))
+                    .send(),
+            )
+            .await?;
+        Ok(out.network_interfaces().iter().filter_map(to_eni).collect())
+    }
+
+    async fn assign(&self, eni: &str, moves: &[AddressMove]) -> Result<(), CloudError> {
+        let v4: Vec<String> = moves
+            .iter()
+            .filter(|m| m.address.is_ipv4())
+            .map(|m| m.address.to_string())
+            .collect();
+        if !v4.is_empty() {
+            self.call(
+                "AssignPrivateIpAddresses",
+                self.client
+                    .assign_private_ip_addresses()
+                    .network_interface_id(eni)
+                    .set_private_ip_addresses(Some(v4))
+                    .allow_reassignment(true)
+                    .send(),
+            )
+            .await?;
+        }
+        let v6: Vec<&AddressMove> = moves.iter().filter(|m| m.address.is_ipv6()).collect();
+        if v6.is_empty() {
+            return Ok(());
+        }
+        // IPv6 cannot be reassigned in place: take each address off its old ENI first.
+        let mut by_source: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for m in &v6 {
+            if let Some(from) = m.from_eni.as_deref().filter(|f| *f != eni) {
+                by_source
+                    .entry(from)
+                    .or_default()
+                    .push(m.address.to_string());
+            }
+        }
+        for (from, addrs) in by_source {
+            self.call(
+                "UnassignIpv6Addresses",
+                self.client
+                    .unassign_ipv6_addresses()
+                    .network_interface_id(from)
+                    .set_ipv6_addresses(Some(addrs))
+                    .send(),
+            )
+            .await?;
+        }
+        self.call(
+            "AssignIpv6Addresses",
+            self.client
+                .assign_ipv6_addresses()
+                .network_interface_id(eni)
+                .set_ipv6_addresses(Some(v6.iter().map(|m| m.address.to_string()).collect()))
+                .send(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn unassign(&self, eni: &str, addresses: &[IpAddr]) -> Result<(), CloudError> {
+        // EC2 refuses to unassign what the ENI does not have; ask first, so an address already
+        // gone is not an error.
+        let current = self.enis(&[eni.to_string()]).await?;
+        let held: Vec<IpAddr> = match current.first() {
+            Some(e) => addresses.iter().copied().filter(|a| e.holds(*a)).collect(),
+            None => return Ok(()),
+        };
+        let v4: Vec<String> = held
+            .iter()
+            .filter(|a| a.is_ipv4())
+            .map(|a| a.to_string())
+            .collect();
+        let v6: Vec<String> = held
+            .iter()
+            .filter(|a| a.is_ipv6())
+            .map(|a| a.to_string())
+            .collect();
+        if !v4.is_empty() {
+            self.call(
+                "UnassignPrivateIpAddresses",
+                self.client
+                    .unassign_private_ip_addresses()
+                    .network_interface_id(eni)
+                    .set_private_ip_addresses(Some(v4))
+                    .send(),
+            )
+            .await?;
+        }
+        if !v6.is_empty() {
+            self.call(
+                "UnassignIpv6Addresses",
+                self.client
+                    .unassign_ipv6_addresses()
+                    .network_interface_id(eni)
+                    .set_ipv6_addresses(Some(v6))
+                    .send(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}

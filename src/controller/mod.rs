@@ -1,0 +1,2 @@
+pub mod conditions;
+pub mod plan;

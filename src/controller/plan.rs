@@ -1,0 +1,371 @@
+//! One pass's decisions for every FloatingIP, from snapshots of the cluster and of EC2. Pure:
+//! no I/O, so conflicts, drift, candidates and moves are all unit-tested.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+
+use crate::api::{validate_spec, FloatingIP, InterfaceChoice, Mode, MoveReason, SpecErrors};
+use crate::cloud::Eni;
+use crate::nodes::{node_fitness, NodeView, Unfit};
+use crate::placement::{self, Candidate, Decision, Health, Holder};
+
+/// Where an address is (or goes): node, instance and ENI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub node: String,
+    pub instance_id: String,
+    pub eni: String,
+}
+
+/// Everything a pass knows.
+pub struct World<'a> {
+    pub fips: &'a [Arc<FloatingIP>],
+    pub nodes: &'a [NodeView],
+    /// Nodes with a ready agent; None when agents are not required.
+    pub agents_ready: Option<&'a HashSet<String>>,
+    /// ENIs by subnet, as EC2 last reported them. A subnet missing here could not be read.
+    pub enis: &'a HashMap<String, Vec<Eni>>,
+    pub cluster: &'a str,
+    pub now: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// The spec is invalid: never acted on.
+    Invalid { name: String, errors: SpecErrors },
+    /// Another, older FloatingIP has the same address: never acted on.
+    Conflict { name: String, winner: String },
+    /// Being deleted: take the address off these ENIs (none for FloatingIPs that were never
+    /// acted on), then release the finalizer.
+    Release {
+        name: String,
+        address: IpAddr,
+        from: Vec<String>,
+    },
+    /// EC2 for this subnet could not be read this pass.
+    Unknown { name: String },
+    /// A valid, unique, live FloatingIP.
+    Act(Box<Act>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Act {
+    pub name: String,
+    pub address: IpAddr,
+    /// Who holds the address in EC2 now.
+    pub holder: Option<Placed>,
+    /// An ENI floatip does not manage holds the address: never taken from it.
+    pub foreign: Option<String>,
+    pub decision: Decision,
+    /// Where a Move goes.
+    pub target: Option<Placed>,
+    /// Whether the holder is fit, for the Ready condition.
+    pub holder_fit: Option<Result<(), Unfit>>,
+    /// Fit nodes, for messages.
+    pub candidates: usize,
+}
+
+/// The finalizer floatip puts on a FloatingIP it acts on.
+pub const FINALIZER: &str = "floatip.io/release";
+
+/// Decides, for every FloatingIP in name order, what this pass should do.
+pub fn plan(world: &World<'_>) -> Vec<Plan> {
+    let mut fips: Vec<&Arc<FloatingIP>> = world.fips.iter().collect();
+    fips.sort_by_key(|f| f.name_any());
+    let winners = conflict_winners(&fips);
+    let by_instance: HashMap<&str, &NodeView> = world
+        .nodes
+        .iter()
+        .filter_map(|n| Some((n.instance_id.as_deref()?, n)))
+        .collect();
+
+    // Addresses per node as EC2 has them now, for spreading.
+    let mut load: BTreeMap<String, usize> = BTreeMap::new();
+    let mut out = Vec::new();
+    let mut acts = Vec::new();
+    for fip in &fips {
+        let name = fip.name_any();
+        if let Err(errors) = validate_spec(&fip.spec) {
+            out.push(release_or(fip, Plan::Invalid { name, errors }));
+            continue;
+        }
+        let address = crate::api::parse_address(&fip.spec.address).expect("validated");
+        let winner = &winners[&address];
+        if *winner != name {
+            out.push(release_or(
+                fip,
+                Plan::Conflict {
+                    name,
+                    winner: winner.clone(),
+                },
+            ));
+            continue;
+        }
+        let subnet = fip.spec.subnet_id.clone().unwrap_or_default();
+        let Some(enis) = world.enis.get(&subnet) else {
+            out.push(Plan::Unknown { name });
+            continue;
+        };
+        let holding: Vec<&Eni> = enis.iter().filter(|e| e.holds(address)).collect();
+        if fip.metadata.deletion_timestamp.is_some() {
+            out.push(Plan::Release {
+                name,
+                address,
+                from: if has_finalizer(fip) {
+                    holding.iter().map(|e| e.id.clone()).collect()
+                } else {
+                    Vec::new()
+                },
+            });
+            continue;
+        }
+        // An ENI of ours whose instance no node claims any more still holds the address: its
+        // node is gone (named as status last recorded it, else by the instance).
+        let holder = holding.first().and_then(|e| {
+            let instance = e.instance_id.as_deref()?;
+            let node = match by_instance.get(instance) {
+                Some(n) => n.name.clone(),
+                None => fip
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.holder.as_ref())
+                    .filter(|h| h.instance_id == instance)
+                    .map(|h| h.node.clone())
+                    .unwrap_or_else(|| format!("instance {instance}")),
+            };
+            managed(e, fip, world.cluster).then(|| Placed {
+                node,
+                instance_id: instance.to_string(),
+                eni: e.id.clone(),
+            })
+        });
+        if let Some(h) = &holder {
+            *load.entry(h.node.clone()).or_default() += 1;
+        }
+        let foreign = holding
+            .first()
+            .filter(|_| holder.is_none())
+            .map(|e| e.id.clone());
+        acts.push((fip, name, address, holder, foreign));
+    }
+
+    for (fip, name, address, holder, foreign) in acts {
+        let subnet = fip.spec.subnet_id.as_deref().unwrap_or_default();
+        let enis = &world.enis[subnet];
+        let fitness = |n: &NodeView| -> Result<Placed, Unfit> {
+            node_fitness(n, &fip.spec)?;
+            if world
+                .agents_ready
+                .is_some_and(|ready| !ready.contains(&n.name))
+            {
+                return Err(Unfit::NoAgent);
+            }
+            let instance = n.instance_id.clone().ok_or(Unfit::NoInstance)?;
+            let eni = enis
+                .iter()
+                .find(|e| {
+                    e.instance_id.as_deref() == Some(instance.as_str())
+                        && managed(e, fip, world.cluster)
+                })
+                .ok_or_else(|| Unfit::NoInterface(no_interface(fip, subnet, world.cluster)))?;
+            Ok(Placed {
+                node: n.name.clone(),
+                instance_id: instance,
+                eni: eni.id.clone(),
+            })
+        };
+        let fit: BTreeMap<&str, Placed> = world
+            .nodes
+            .iter()
+            .filter_map(|n| Some((n.name.as_str(), fitness(n).ok()?)))
+            .collect();
+        let candidates: Vec<Candidate> = fit
+            .keys()
+            .map(|n| Candidate {
+                node: n.to_string(),
+                load: load.get(*n).copied().unwrap_or(0),
+                health: Health::Unknown,
+            })
+            .collect();
+
+        if let Some(eni) = &foreign {
+            out.push(Plan::Act(Box::new(Act {
+                name,
+                address,
+                holder: None,
+                foreign: Some(eni.clone()),
+                decision: Decision::Stuck {
+                    why: format!("{address} is held by {eni}, which floatip does not manage; release it there or choose another address"),
+                },
+                target: None,
+                holder_fit: None,
+                candidates: candidates.len(),
+            })));
+            continue;
+        }
+
+        let status = fip.status.as_ref();
+        let pending = status.and_then(|s| s.pending_move.as_ref());
+        let intended = pending.map(|p| p.to.clone()).or_else(|| {
+            status
+                .and_then(|s| s.holder.as_ref())
+                .map(|h| h.node.clone())
+        });
+        let fit_of = |node: &str| -> Result<(), Unfit> {
+            match world.nodes.iter().find(|n| n.name == node) {
+                None => Err(Unfit::Gone),
+                Some(n) => fitness(n).map(|_| ()),
+            }
+        };
+        // EC2 disagrees with what floatip intended: an interrupted move, or a change made
+        // outside floatip. Put the address where floatip meant it to be, if that node can
+        // still take it.
+        let repair = match (&holder, &intended) {
+            (Some(h), Some(i)) if h.node != *i => Some(i.clone()),
+            (None, Some(i)) => Some(i.clone()),
+            _ => None,
+        };
+        let decision = match repair.as_deref().and_then(|i| fit.get(i).map(|_| i)) {
+            Some(i) => Decision::Move {
+                to: i.to_string(),
+                reason: pending.map(|p| p.reason).unwrap_or(MoveReason::Drift),
+            },
+            None => {
+                let placement_holder = holder.as_ref().map(|h| Holder {
+                    node: h.node.clone(),
+                    since: status
+                        .and_then(|s| s.holder.as_ref())
+                        .filter(|sh| sh.node == h.node)
+                        .map(|sh| sh.since.0)
+                        .unwrap_or(world.now),
+                    fit: fit_of(&h.node),
+                    health: Health::Unknown,
+                });
+                let min_hold =
+                    Duration::from_secs(fip.spec.failover.min_hold_seconds.max(0) as u64);
+                let d = placement::decide(&placement::Input {
+                    holder: placement_holder,
+                    candidates: &candidates,
+                    preferred: &fip.spec.preferred_nodes,
+                    failback: fip.spec.failback,
+                    min_hold,
+                    now: world.now,
+                });
+                // An address that was assigned and vanished comes back as drift.
+                match d {
+                    Decision::Move {
+                        to,
+                        reason: MoveReason::Initial,
+                    } if intended.is_some() => Decision::Move {
+                        to,
+                        reason: MoveReason::Drift,
+                    },
+                    d => d,
+                }
+            }
+        };
+        let target = match &decision {
+            Decision::Move { to, .. } => fit.get(to.as_str()).cloned(),
+            _ => None,
+        };
+        if let (Some(t), Decision::Move { .. }) = (&target, &decision) {
+            *load.entry(t.node.clone()).or_default() += 1;
+            if let Some(h) = &holder {
+                if let Some(l) = load.get_mut(&h.node) {
+                    *l = l.saturating_sub(1);
+                }
+            }
+        }
+        out.push(Plan::Act(Box::new(Act {
+            name,
+            address,
+            holder_fit: holder.as_ref().map(|h| fit_of(&h.node)),
+            holder,
+            foreign: None,
+            decision,
+            target,
+            candidates: candidates.len(),
+        })));
+    }
+    out.sort_by(|a, b| plan_name(a).cmp(plan_name(b)));
+    out
+}
+
+pub fn plan_name(p: &Plan) -> &str {
+    match p {
+        Plan::Invalid { name, .. }
+        | Plan::Conflict { name, .. }
+        | Plan::Release { name, .. }
+        | Plan::Unknown { name } => name,
+        Plan::Act(a) => &a.name,
+    }
+}
+
+pub fn has_finalizer(fip: &FloatingIP) -> bool {
+    fip.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+/// A FloatingIP being deleted that floatip never acted on only needs its finalizer (if any)
+/// released; it must not touch the address, which may belong to another FloatingIP.
+fn release_or(fip: &FloatingIP, plan: Plan) -> Plan {
+    if fip.metadata.deletion_timestamp.is_some() {
+        Plan::Release {
+            name: fip.name_any(),
+            address: crate::api::parse_address(&fip.spec.address)
+                .unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            from: Vec::new(),
+        }
+    } else {
+        plan
+    }
+}
+
+/// Whether floatip may put this FloatingIP's address on (or take it off) the ENI.
+fn managed(eni: &Eni, fip: &FloatingIP, cluster: &str) -> bool {
+    match (fip.spec.mode, fip.spec.interface.unwrap_or_default()) {
+        (Mode::SecondaryIP, InterfaceChoice::Dedicated) => eni.is_floating_for(cluster),
+        (Mode::SecondaryIP, InterfaceChoice::Primary) => eni.device_index == Some(0),
+        _ => false,
+    }
+}
+
+fn no_interface(fip: &FloatingIP, subnet: &str, cluster: &str) -> String {
+    match fip.spec.interface.unwrap_or_default() {
+        InterfaceChoice::Dedicated => format!(
+            "the node has no floating ENI of cluster {cluster} in {subnet} (floatip attach creates it)"
+        ),
+        InterfaceChoice::Primary => format!("the node's primary ENI is not in {subnet}"),
+    }
+}
+
+/// For each address, the FloatingIP that owns it: the oldest, then the first by name.
+fn conflict_winners(fips: &[&Arc<FloatingIP>]) -> HashMap<IpAddr, String> {
+    let mut winners: HashMap<IpAddr, (Option<Timestamp>, String)> = HashMap::new();
+    for f in fips {
+        let Some(addr) = crate::api::parse_address(&f.spec.address) else {
+            continue;
+        };
+        let key = (
+            f.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            f.name_any(),
+        );
+        winners
+            .entry(addr)
+            .and_modify(|w| {
+                if key < *w {
+                    *w = key.clone();
+                }
+            })
+            .or_insert(key);
+    }
+    winners.into_iter().map(|(a, (_, n))| (a, n)).collect()
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,362 @@
+use super::*;
+use crate::cloud::{TAG_CLUSTER, TAG_NO_MANAGE};
+use serde_json::json;
+
+const SUBNET: &str = "subnet-0a1b2c3d";
+const CLUSTER: &str = "lab";
+
+fn node(name: &str, i: u8, extra: serde_json::Value) -> NodeView {
+    let mut n = json!({
+        "metadata": {"name": name},
+        "spec": {"providerID": format!("aws:///zone/i-{i:017x}")},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+    });
+    if let Some(spec) = extra.get("spec") {
+        for (k, v) in spec.as_object().unwrap() {
+            n["spec"][k] = v.clone();
+        }
+    }
+    NodeView::from_node(&serde_json::from_value(n).unwrap())
+}
+
+fn eni(i: u8, holds: &[&str]) -> Eni {
+    Eni {
+        id: format!("eni-{i:017x}"),
+        subnet_id: SUBNET.into(),
+        instance_id: Some(format!("i-{i:017x}")),
+        device_index: Some(1),
+        mac: None,
+        primary_ip: None,
+        secondary: holds.iter().map(|a| a.parse().unwrap()).collect(),
+        tags: [(TAG_CLUSTER, CLUSTER), (TAG_NO_MANAGE, "true")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+fn fip(name: &str, address: &str, created: i64, status: serde_json::Value) -> Arc<FloatingIP> {
+    let mut f: FloatingIP = serde_json::from_value(json!({
+        "apiVersion": "floatip.io/v1alpha1", "kind": "FloatingIP",
+        "metadata": {"name": name, "creationTimestamp": Timestamp::from_second(1_800_000_000 + created).unwrap().to_string(),
+                     "finalizers": [FINALIZER]},
+        "spec": {"address": address, "subnetId": SUBNET},
+    }))
+    .unwrap();
+    if !status.is_null() {
+        f.status = Some(serde_json::from_value(status).unwrap());
+    }
+    Arc::new(f)
+}
+
+fn run(fips: &[Arc<FloatingIP>], nodes: &[NodeView], enis: Vec<Eni>) -> Vec<Plan> {
+    let enis = HashMap::from([(SUBNET.to_string(), enis)]);
+    plan(&World {
+        fips,
+        nodes,
+        agents_ready: None,
+        enis: &enis,
+        cluster: CLUSTER,
+        now: Timestamp::from_second(1_800_001_000).unwrap(),
+    })
+}
+
+fn three_nodes() -> Vec<NodeView> {
+    vec![
+        node("n1", 1, json!({})),
+        node("n2", 2, json!({})),
+        node("n3", 3, json!({})),
+    ]
+}
+
+fn act(p: &Plan) -> &Act {
+    match p {
+        Plan::Act(a) => a,
+        other => panic!("expected Act, got {other:?}"),
+    }
+}
+
+fn holder_status(node: &str) -> serde_json::Value {
+    json!({"holder": {"node": node, "instanceId": "i-x", "since": "2026-01-01T00:00:00Z"}})
+}
+
+#[test]
+fn first_assignment_goes_to_a_fit_node_with_an_eni() {
+    let plans = run(
+        &[fip("web", "10.0.8.100", 0, json!(null))],
+        &three_nodes(),
+        vec![eni(1, &[]), eni(2, &[]), eni(3, &[])],
+    );
+    let a = act(&plans[0]);
+    assert_eq!(
+        a.decision,
+        Decision::Move {
+            to: "n1".into(),
+            reason: MoveReason::Initial
+        }
+    );
+    assert_eq!(a.target.as_ref().unwrap().eni, eni(1, &[]).id);
+    assert_eq!(a.candidates, 3);
+}
+
+#[test]
+fn nodes_without_a_floating_eni_are_not_candidates() {
+    let mut foreign_tag = eni(1, &[]);
+    foreign_tag
+        .tags
+        .insert(TAG_CLUSTER.into(), "other-cluster".into());
+    let plans = run(
+        &[fip("web", "10.0.8.100", 0, json!(null))],
+        &three_nodes(),
+        vec![foreign_tag, eni(3, &[])],
+    );
+    assert_eq!(
+        act(&plans[0]).decision,
+        Decision::Move {
+            to: "n3".into(),
+            reason: MoveReason::Initial
+        }
+    );
+    let plans = run(
+        &[fip("web", "10.0.8.100", 0, json!(null))],
+        &three_nodes(),
+        vec![],
+    );
+    assert_eq!(
+        act(&plans[0]).decision,
+        Decision::Stuck {
+            why: "no node is fit to hold the address".into()
+        }
+    );
+}
+
+#[test]
+fn a_cordoned_holder_loses_the_address() {
+    let nodes = vec![
+        node("n1", 1, json!({"spec": {"unschedulable": true}})),
+        node("n2", 2, json!({})),
+    ];
+    let plans = run(
+        &[fip("web", "10.0.8.100", 0, holder_status("n1"))],
+        &nodes,
+        vec![eni(1, &["10.0.8.100"]), eni(2, &[])],
+    );
+    let a = act(&plans[0]);
+    assert_eq!(a.holder.as_ref().unwrap().node, "n1");
+    assert_eq!(
+        a.decision,
+        Decision::Move {
+            to: "n2".into(),
+            reason: MoveReason::NodeCordoned
+        }
+    );
+    assert_eq!(a.holder_fit, Some(Err(Unfit::Cordoned)));
+}
+
+#[test]
+fn a_deleted_holder_node_is_gone() {
+    let nodes = vec![node("n2", 2, json!({}))];
+    let status = json!({"holder": {"node": "n1", "instanceId": format!("i-{:017x}", 1), "since": "2026-01-01T00:00:00Z"}});
+    let plans = run(
+        &[fip("web", "10.0.8.100", 0, status)],
+        &nodes,
+        vec![eni(1, &["10.0.8.100"]), eni(2, &[])],
+    );
+    let a = act(&plans[0]);
+    // The floating ENI still holds the address, but no node claims its instance any more.
+    assert_eq!(a.holder.as_ref().unwrap().node, "n1");
+    assert_eq!(a.holder_fit, Some(Err(Unfit::Gone)));
+    assert_eq!(
+        a.decision,
+        Decision::Move {
+            to: "n2".into(),
+            reason: MoveReason::NodeDeleted
+        }
+    );
+}
+
+#[test]
+fn an_address_on_an_unmanaged_eni_is_never_taken() {
+    let mut theirs = eni(9, &["10.0.8.100"]);
+    theirs.tags.clear();
+    let plans = run(
+        &[fip("web", "10.0.8.100", 0, json!(null))],
+        &three_nodes(),
+        vec![theirs, eni(1, &[])],
+    );
+    let a = act(&plans[0]);
+    assert_eq!(a.foreign.as_deref(), Some("eni-00000000000000009"));
+    assert!(
+        matches!(&a.decision, Decision::Stuck { why } if why.contains("which floatip does not manage"))
+    );
+    assert!(a.target.is_none());
+}
+
+#[test]
+fn the_older_of_two_same_address_floatingips_wins() {
+    let older = fip("zeta", "10.0.8.100", 0, json!(null));
+    let newer = fip("alpha", "10.0.8.100", 10, json!(null));
+    let plans = run(&[newer, older], &three_nodes(), vec![eni(1, &[])]);
+    assert_eq!(
+        plans[0],
+        Plan::Conflict {
+            name: "alpha".into(),
+            winner: "zeta".into()
+        }
+    );
+    assert!(matches!(&plans[1], Plan::Act(a) if a.name == "zeta"));
+}
+
+#[test]
+fn invalid_specs_are_not_acted_on() {
+    let bad = fip("bad", "127.0.0.1", 0, json!(null));
+    let plans = run(&[bad], &three_nodes(), vec![eni(1, &[])]);
+    assert!(
+        matches!(&plans[0], Plan::Invalid { errors, .. } if errors.to_string().contains("unicast"))
+    );
+}
+
+#[test]
+fn deletion_releases_from_every_holding_eni_but_a_conflict_loser_touches_nothing() {
+    let mut deleting = (*fip("web", "10.0.8.100", 0, holder_status("n1"))).clone();
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::from_second(1_800_000_500).unwrap(),
+        ));
+    let plans = run(
+        &[Arc::new(deleting.clone())],
+        &three_nodes(),
+        vec![eni(1, &["10.0.8.100"]), eni(2, &[])],
+    );
+    assert_eq!(
+        plans[0],
+        Plan::Release {
+            name: "web".into(),
+            address: "10.0.8.100".parse().unwrap(),
+            from: vec![eni(1, &[]).id]
+        }
+    );
+
+    deleting.metadata.name = Some("copy".into());
+    deleting.metadata.creation_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::from_second(1_800_000_900).unwrap(),
+        ));
+    let owner = fip("web", "10.0.8.100", 0, holder_status("n1"));
+    let plans = run(
+        &[owner, Arc::new(deleting)],
+        &three_nodes(),
+        vec![eni(1, &["10.0.8.100"])],
+    );
+    assert_eq!(
+        plans[0],
+        Plan::Release {
+            name: "copy".into(),
+            address: "10.0.8.100".parse().unwrap(),
+            from: vec![]
+        }
+    );
+}
+
+#[test]
+fn drift_is_put_back_on_the_intended_holder() {
+    // Removed outside floatip.
+    let plans = run(
+        &[fip("web", "10.0.8.100", 0, holder_status("n2"))],
+        &three_nodes(),
+        vec![eni(1, &[]), eni(2, &[]), eni(3, &[])],
+    );
+    assert_eq!(
+        act(&plans[0]).decision,
+        Decision::Move {
+            to: "n2".into(),
+            reason: MoveReason::Drift
+        }
+    );
+    // Moved outside floatip.
+    let plans = run(
+        &[fip("web", "10.0.8.100", 0, holder_status("n2"))],
+        &three_nodes(),
+        vec![eni(1, &["10.0.8.100"]), eni(2, &[]), eni(3, &[])],
+    );
+    assert_eq!(
+        act(&plans[0]).decision,
+        Decision::Move {
+            to: "n2".into(),
+            reason: MoveReason::Drift
+        }
+    );
+}
+
+#[test]
+fn an_interrupted_move_is_finished_with_its_reason() {
+    let status = json!({
+        "holder": {"node": "n1", "instanceId": "i-x", "since": "2026-01-01T00:00:00Z"},
+        "pendingMove": {"from": "n1", "to": "n3", "reason": "NodeCordoned", "since": "2026-01-01T00:00:00Z"}
+    });
+    let plans = run(
+        &[fip("web", "10.0.8.100", 0, status)],
+        &three_nodes(),
+        vec![eni(1, &["10.0.8.100"]), eni(2, &[]), eni(3, &[])],
+    );
+    assert_eq!(
+        act(&plans[0]).decision,
+        Decision::Move {
+            to: "n3".into(),
+            reason: MoveReason::NodeCordoned
+        }
+    );
+}
+
+#[test]
+fn addresses_spread_across_nodes() {
+    let fips: Vec<_> = (0..6)
+        .map(|i| {
+            fip(
+                &format!("f{i}"),
+                &format!("10.0.8.{}", 10 + i),
+                i,
+                json!(null),
+            )
+        })
+        .collect();
+    let plans = run(
+        &fips,
+        &three_nodes(),
+        vec![eni(1, &[]), eni(2, &[]), eni(3, &[])],
+    );
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for p in &plans {
+        if let Decision::Move { to, .. } = &act(p).decision {
+            *per_node.entry(to.clone()).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        per_node.values().copied().collect::<Vec<_>>(),
+        [2, 2, 2],
+        "{per_node:?}"
+    );
+}
+
+#[test]
+fn agents_are_required_when_configured() {
+    let fips = [fip("web", "10.0.8.100", 0, json!(null))];
+    let nodes = three_nodes();
+    let enis = HashMap::from([(SUBNET.to_string(), vec![eni(1, &[]), eni(2, &[])])]);
+    let ready = HashSet::from(["n2".to_string()]);
+    let plans = plan(&World {
+        fips: &fips,
+        nodes: &nodes,
+        agents_ready: Some(&ready),
+        enis: &enis,
+        cluster: CLUSTER,
+        now: Timestamp::from_second(1_800_001_000).unwrap(),
+    });
+    assert_eq!(
+        act(&plans[0]).decision,
+        Decision::Move {
+            to: "n2".into(),
+            reason: MoveReason::Initial
+        }
+    );
+}
