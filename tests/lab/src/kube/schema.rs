@@ -145,7 +145,8 @@ impl CrdSchema {
     }
 
     /// Defaults, prunes (or reports) unknown fields, validates structure, then CEL (with `old`
-    /// for transition rules on update). Mutates `obj` in place (defaults and pruning).
+    /// for transition rules on update). Mutates `obj` in place: pruning, defaults, and whole
+    /// floats turned into integers (`80.0` is stored as `80`, as after the apiserver's JSON).
     /// Ok(warnings) or Err(errors); [`CrdSchema::review`] tells a strict-decoding refusal apart.
     pub fn admit(
         &self,
@@ -205,12 +206,15 @@ impl CrdSchema {
                      correct the existing errors to complete validation",
                 ));
             } else {
+                structural::integers_for_rules(obj, &self.root);
                 let (cel_errors, cel_warnings) = cel::check(&self.rules, &self.root, obj, old);
                 errors.extend(cel_errors);
                 warnings.extend(cel_warnings);
             }
         }
         if errors.is_empty() {
+            // Validation saw the numbers as decoded; storage sees them as re-encoded.
+            structural::normalize_numbers(obj);
             Ok(warnings)
         } else {
             Err(Rejection::Invalid(errors))

@@ -228,3 +228,49 @@ pub(super) fn apply_defaults(x: &mut Value, s: &Node) {
         _ => {}
     }
 }
+
+/// Whole floats become integers, as a trip through the apiserver's JSON leaves them: Go writes
+/// float64(80) as `80`, which reads back as an int64. Typed clients then see `80`, not `80.0`.
+pub(super) fn normalize_numbers(v: &mut Value) {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                if f.fract() == 0.0 && f.abs() < 9.2e18 {
+                    *v = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalize_numbers),
+        Value::Object(map) => map.values_mut().for_each(normalize_numbers),
+        _ => {}
+    }
+}
+
+/// Whole floats where the schema says integer become integers, as the apiserver converts them
+/// before CEL sees them (a rule comparing `self.port` with an int then works for `80.0`).
+pub(super) fn integers_for_rules(v: &mut Value, s: &Node) {
+    match v {
+        Value::Number(n) if n.is_f64() && (s.type_ == "integer" || s.int_or_string) => {
+            if let Some(f) = n.as_f64() {
+                if f.fract() == 0.0 && f.abs() < 9.2e18 {
+                    *v = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = s.items.as_deref() {
+                items
+                    .iter_mut()
+                    .for_each(|i| integers_for_rules(i, item_schema));
+            }
+        }
+        Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                if let Some(prop) = s.properties.get(k).or_else(|| s.additional_schema()) {
+                    integers_for_rules(child, prop);
+                }
+            }
+        }
+        _ => {}
+    }
+}

@@ -208,7 +208,8 @@ fn wrong_types() {
     // A whole float is an integer to the apiserver.
     let mut spec = valid_spec();
     spec["healthCheck"] = json!({"port": 80.0});
-    admitted(&schema, fip(spec));
+    let stored = admitted(&schema, fip(spec));
+    assert_eq!(stored["spec"]["healthCheck"]["port"].as_i64(), Some(80));
     let mut spec = valid_spec();
     spec["healthCheck"] = json!({"port": 80.5});
     assert_eq!(

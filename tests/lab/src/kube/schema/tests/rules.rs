@@ -178,3 +178,17 @@ fn evaluation_errors_name_the_rule() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn whole_floats_are_integers_to_the_rules() {
+    let schema = spec_schema(json!({
+        "type": "object",
+        "x-kubernetes-validations": [{"rule": "self.n != 3", "message": "not three"}],
+        "properties": {"n": {"type": "integer"}},
+    }));
+    let obj = json!({"apiVersion": "x.io/v1", "kind": "X", "metadata": {"name": "x"}, "spec": {"n": 3.0}});
+    assert_eq!(
+        refused(&schema, obj),
+        [r#"spec: Invalid value: "object": not three"#]
+    );
+}
