@@ -192,3 +192,16 @@ fn whole_floats_are_integers_to_the_rules() {
         [r#"spec: Invalid value: "object": not three"#]
     );
 }
+
+#[test]
+fn non_blocking_errors_still_let_the_rules_run() {
+    // A pattern mismatch does not stop CEL (only type, required, enum and size errors do).
+    let spec = json!({"address": "10.0.8.100", "subnetId": "subnet-nope", "mode": "ElasticIP"});
+    assert_eq!(
+        refused(&fip_schema(), fip(spec)),
+        [
+            r#"spec.subnetId: Invalid value: "subnet-nope": spec.subnetId in body should match '^subnet-([0-9a-f]{8}|[0-9a-f]{17})$'"#,
+            r#"spec: Invalid value: "object": spec.elasticIP.allocationId is required when mode is ElasticIP"#,
+        ]
+    );
+}
