@@ -39,14 +39,8 @@ impl Query {
     }
 
     fn unknown_fields(&self) -> Result<UnknownFields, ApiError> {
-        match self.get("fieldValidation") {
-            None | Some("Warn") => Ok(UnknownFields::Warn),
-            Some("Ignore") => Ok(UnknownFields::Ignore),
-            Some("Strict") => Ok(UnknownFields::Strict),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "fieldValidation: Unsupported value: {other:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
-            ))),
-        }
+        UnknownFields::from_query(self.get("fieldValidation"))
+            .map_err(|e| ApiError::bad_request(e.to_string()))
     }
 
     pub fn filter(&self, namespace: Option<&str>) -> Result<Filter, ApiError> {
@@ -65,16 +59,18 @@ pub struct Wants {
 }
 
 impl Wants {
-    fn from(req: &Request<Incoming>, q: &Query) -> Self {
+    fn from(req: &Request<Incoming>, q: &Query) -> Result<Self, ApiError> {
         let accept = req
             .headers()
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        Self {
+        let include_object = q.get("includeObject").unwrap_or("Metadata").to_string();
+        printer::check_include_object(&include_object).map_err(ApiError::bad_request)?;
+        Ok(Self {
             table: accept.contains("as=Table"),
-            include_object: q.get("includeObject").unwrap_or("Metadata").to_string(),
-        }
+            include_object,
+        })
     }
 }
 
@@ -117,7 +113,7 @@ pub async fn handle(
             "dryRun is not supported by floatip-lab",
         ));
     }
-    let wants = Wants::from(&req, &q);
+    let wants = Wants::from(&req, &q)?;
     let ns = t.namespace.clone().unwrap_or_default();
     let sub = match t.subresource.as_deref() {
         None => Part::Main,

@@ -10,13 +10,6 @@
 //!
 //! On updates, values that did not change are not held to the schema again (ratcheting), as in
 //! Kubernetes 1.30 and later. Messages follow apimachinery's field.Error of Kubernetes 1.34.
-#![cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the lab's API server calls this once it is wired in"
-    )
-)]
 
 mod cel;
 mod field;
@@ -94,6 +87,7 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    #[cfg(test)]
     pub fn errors(&self) -> &[FieldError] {
         match self {
             Rejection::StrictDecoding(e) | Rejection::Invalid(e) => e,
@@ -129,6 +123,7 @@ impl CrdSchema {
     }
 
     /// The schema of `version` in a CustomResourceDefinition (as JSON).
+    #[cfg(test)]
     pub fn for_version(crd: &Value, version: &str) -> Result<Self, String> {
         let versions = crd
             .pointer("/spec/versions")
@@ -148,6 +143,7 @@ impl CrdSchema {
     /// for transition rules on update). Mutates `obj` in place: pruning, defaults, and whole
     /// floats turned into integers (`80.0` is stored as `80`, as after the apiserver's JSON).
     /// Ok(warnings) or Err(errors); [`CrdSchema::review`] tells a strict-decoding refusal apart.
+    #[cfg(test)]
     pub fn admit(
         &self,
         obj: &mut Value,

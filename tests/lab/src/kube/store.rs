@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 
 use super::errors::ApiError;
 use super::resources::{Registry, ResourceType};
-use super::schema::{format_invalid, FieldError, UnknownFields};
+use super::schema::{format_strict, invalid_status, Rejection, UnknownFields};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
@@ -330,9 +330,20 @@ impl Inner {
         let Some(schema) = &rt.schema else {
             return Ok(Vec::new());
         };
-        schema
-            .admit(obj, old, unknown)
-            .map_err(|errs| invalid(rt, name, &errs))
+        schema.review(obj, old, unknown).map_err(|r| match r {
+            Rejection::StrictDecoding(errs) => {
+                ApiError::bad_request(format_strict(&rt.kind, &rt.version, &errs))
+            }
+            Rejection::Invalid(errs) => {
+                let status = invalid_status(&rt.group, &rt.kind, name, &errs);
+                ApiError {
+                    code: 422,
+                    reason: "Invalid",
+                    message: status["message"].as_str().unwrap_or_default().to_string(),
+                    details: Some(status["details"].clone()),
+                }
+            }
+        })
     }
 
     pub fn create(
@@ -727,19 +738,6 @@ fn check_type(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
         }
     }
     Ok(())
-}
-
-fn invalid(rt: &ResourceType, name: &str, errs: &[FieldError]) -> ApiError {
-    let causes = errs
-        .iter()
-        .map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field}))
-        .collect();
-    ApiError::invalid(
-        rt,
-        name,
-        format_invalid(&rt.qualified_kind(), name, errs),
-        causes,
-    )
 }
 
 fn establish_crd(crd: &mut Value) {
