@@ -13,6 +13,11 @@ Each was checked against moto itself before patching (see the lab's tests/ec2.rs
   server answered 500). On AWS both match secondary addresses too: that is how floatip finds the
   current holder of a floating IP.
 
+- Elastic IPs: AssociateAddress ignored PrivateIpAddress (DescribeAddresses then showed the ENI's
+  primary address), reassociation left the old ENI showing the public IP, an unassociated address
+  answered NetworkInterfaceId "" and InstanceId "" instead of leaving them out, and moving a
+  secondary address with AllowReassignment left its Elastic IP behind (AWS moves it along).
+
 Only the error codes are AWS's contract (SDKs match on them); the messages are close to AWS's.
 """
 
@@ -21,8 +26,10 @@ import ipaddress
 from moto.core.responses import ActionResult, EmptyResult
 from moto.ec2 import utils as ec2_utils
 from moto.ec2.exceptions import EC2ClientError
+from moto.ec2.models.elastic_ip_addresses import ElasticAddress, ElasticAddressBackend
 from moto.ec2.models.elastic_network_interfaces import NetworkInterfaceBackend
 from moto.ec2.models.instances import Instance
+from moto.ec2.responses.elastic_ip_addresses import ElasticIPAddresses
 from moto.ec2.responses.elastic_network_interfaces import ElasticNetworkInterfaces
 
 
@@ -71,6 +78,9 @@ def assign_private_ip_addresses(
         holder.private_ip_addresses = [
             item for item in holder.private_ip_addresses if item["PrivateIpAddress"] != address
         ]
+        for eip in self.addresses:
+            if eip.eni is holder and eip.private_ip_address == address:
+                holder.public_ip, eni.public_ip, eip.eni = None, eip.public_ip, eni
     return _original_assign(self, eni_id, private_ip_addresses, secondary_ips_count)
 
 
@@ -120,6 +130,47 @@ def get_all_network_interfaces(self, eni_ids=None, filters=None):
     return [eni for eni in enis if set(wanted) & set(_addresses(eni))]
 
 
+_original_associate = ElasticAddressBackend.associate_address
+
+
+def associate_address(self, *args, **kwargs):
+    before = {eip.public_ip: eip.eni for eip in self.addresses}
+    eip = _original_associate(self, *args, **kwargs)
+    old = before.get(eip.public_ip)
+    if old is not None and old is not eip.eni:
+        old.public_ip = None
+    eip.floatip_private_ip = None  # the response handler sets it when the call named one
+    return eip
+
+
+_original_associate_response = ElasticIPAddresses.associate_address
+
+
+def associate_address_response(self):
+    result = _original_associate_response(self)
+    private_ip = self._get_param("PrivateIpAddress")
+    if private_ip:
+        for eip in self.ec2_backend.addresses:
+            if eip.association_id == result.result["AssociationId"]:
+                eip.floatip_private_ip = private_ip
+    return result
+
+
+def _eip_private_ip(eip):
+    if eip.eni is None:
+        return None
+    return getattr(eip, "floatip_private_ip", None) or eip.eni.private_ip_address
+
+
+_original_eip_filter = ElasticAddress.get_filter_value
+
+
+def eip_filter_value(self, filter_name, method_name=None):
+    if filter_name == "private-ip-address":
+        return self.private_ip_address
+    return _original_eip_filter(self, filter_name, method_name)
+
+
 def _instance_private_addresses(instance):
     return [a for nic in instance.nics.values() for a in _addresses(nic)]
 
@@ -135,3 +186,10 @@ Instance.floatip_private_addresses = property(_instance_private_addresses)
 ec2_utils.filter_dict_attribute_mapping["network-interface.addresses.private-ip-address"] = (
     "floatip_private_addresses"
 )
+ElasticAddressBackend.associate_address = associate_address
+ElasticIPAddresses.associate_address = associate_address_response
+ElasticAddress.private_ip_address = property(_eip_private_ip)
+ElasticAddress.get_filter_value = eip_filter_value
+# None is left out of the reply, as AWS does for an address with no association.
+ElasticAddress.network_interface_id = property(lambda eip: eip.eni.id if eip.eni else None)
+ElasticAddress.instance_id = property(lambda eip: eip.instance.id if eip.instance else None)
