@@ -12,13 +12,12 @@ Each was checked against moto itself before patching (see the lab's tests/ec2.rs
   and network-interface.addresses.private-ip-address on DescribeInstances was not implemented (the
   server answered 500). On AWS both match secondary addresses too: that is how floatip finds the
   current holder of a floating IP.
-
 - Elastic IPs: AssociateAddress ignored PrivateIpAddress (DescribeAddresses then showed the ENI's
   primary address), reassociation left the old ENI showing the public IP, an unassociated address
   answered NetworkInterfaceId "" and InstanceId "" instead of leaving them out, and moving a
   secondary address with AllowReassignment left its Elastic IP behind (AWS moves it along).
 
-Only the error codes are AWS's contract (SDKs match on them); the messages are close to AWS's.
+The error codes are AWS's (SDKs and floatip match on them); the message texts are written here.
 """
 
 import ipaddress

@@ -74,7 +74,7 @@ async fn build(dir: &Path, python: &Path) -> Result<()> {
     }
     run(
         Command::new(python).arg("-m").arg("venv").arg(dir),
-        "creating the virtualenv",
+        "creating the virtualenv (Debian's python3 needs the python3-venv package)",
     )
     .await?;
     let requirements = dir.join("requirements.txt");

@@ -124,11 +124,12 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         // SIGTERM lets the lab stop moto itself; SIGKILL only if it does not exit in time.
-        let _ = Command::new("kill")
+        let termed = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
-            .status();
+            .status()
+            .is_ok_and(|status| status.success());
         let deadline = Instant::now() + STOP_TIMEOUT;
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        while termed && matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
