@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod ec2;
 mod kube;
 
 #[derive(Debug, Parser)]
@@ -16,6 +17,8 @@ struct Cli {
 enum Command {
     /// Serve a Kubernetes API (plain HTTP, in memory) and write a kubeconfig for it.
     Kube(kube::Args),
+    /// Serve EC2 (moto, patched) behind a fault proxy; prints AWS_ENDPOINT_URL=... first.
+    Ec2(ec2::Args),
 }
 
 #[tokio::main]
@@ -28,5 +31,6 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Kube(args) => kube::run(args).await,
+        Command::Ec2(args) => ec2::run(args).await,
     }
 }

@@ -1,0 +1,74 @@
+//! The lab's control endpoint, on the same listener as EC2 under /_lab/:
+//!
+//! - `POST /_lab/faults` with a JSON [`Spec`] arms a fault and answers it with its id.
+//! - `GET /_lab/faults` lists the armed faults; `DELETE /_lab/faults` disarms them all.
+//! - `GET /_lab/calls` counts requests per EC2 Action, mutating or not; `DELETE` resets them.
+//! - `GET /_lab/info` tells moto's address and process id.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde::Serialize;
+
+use super::faults::{Calls, Spec};
+use super::proxy::{text, Reply, State};
+
+pub const PREFIX: &str = "/_lab/";
+
+pub async fn handle(state: &State, req: Request<Incoming>) -> Reply {
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(err) => return text(StatusCode::BAD_REQUEST, format!("reading body: {err}")),
+    };
+    let now = Instant::now();
+    let path = parts.uri.path().trim_start_matches(PREFIX);
+    match (&parts.method, path) {
+        (&Method::POST, "faults") => match serde_json::from_slice::<Spec>(&body) {
+            Ok(spec) => match state.faults().add(spec, now) {
+                Ok(fault) => {
+                    tracing::info!(?fault, "fault armed");
+                    json(StatusCode::CREATED, &fault)
+                }
+                Err(msg) => text(StatusCode::BAD_REQUEST, msg),
+            },
+            Err(err) => text(StatusCode::BAD_REQUEST, format!("fault spec: {err}")),
+        },
+        (&Method::GET, "faults") => json(StatusCode::OK, &state.faults().list(now)),
+        (&Method::DELETE, "faults") => {
+            let cleared = state.faults().clear();
+            tracing::info!(cleared, "faults cleared");
+            json(StatusCode::OK, &serde_json::json!({ "cleared": cleared }))
+        }
+        (&Method::GET, "calls") => json(StatusCode::OK, &*state.calls()),
+        (&Method::DELETE, "calls") => {
+            *state.calls() = Calls::default();
+            json(StatusCode::OK, &serde_json::json!({}))
+        }
+        (&Method::GET, "info") => json(
+            StatusCode::OK,
+            &serde_json::json!({ "moto_addr": state.moto.to_string(), "moto_pid": state.moto_pid }),
+        ),
+        (_, "faults" | "calls" | "info") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        }
+        _ => text(StatusCode::NOT_FOUND, "no such lab path"),
+    }
+}
+
+fn json(status: StatusCode, value: &impl Serialize) -> Reply {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut reply = text(status, Bytes::from(body));
+            reply.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            reply
+        }
+        Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+    }
+}

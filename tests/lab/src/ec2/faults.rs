@@ -1,0 +1,330 @@
+//! Which faults are armed and what each request gets: pure decisions, no I/O, so they are tested
+//! with a fake clock.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// What a fault does to a request it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Waits `ms` before forwarding; stacks with every other fault.
+    Latency,
+    /// HTTP 503 RequestLimitExceeded, EC2's throttling answer.
+    Throttle,
+    /// HTTP 500 InternalError.
+    InternalError,
+    /// HTTP 503 Unavailable.
+    Unavailable,
+    /// No answer: the connection is closed once the request is read, so the client sees a
+    /// connection error. Control requests under /_lab/ still work, so an outage can be ended.
+    Outage,
+}
+
+/// The JSON body of `POST /_lab/faults`. Without `count` or `seconds` a fault lasts until
+/// `DELETE /_lab/faults`; with both it ends at whichever comes first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub kind: Kind,
+    /// Latency only: milliseconds added to each matching request.
+    #[serde(default)]
+    pub ms: Option<u64>,
+    /// Only the next `count` matching requests.
+    #[serde(default)]
+    pub count: Option<u32>,
+    /// Only for this many seconds from now.
+    #[serde(default)]
+    pub seconds: Option<f64>,
+    /// Only requests for this EC2 Action (e.g. AssignPrivateIpAddresses).
+    #[serde(default)]
+    pub action: Option<String>,
+}
+
+/// An armed fault, as `GET /_lab/faults` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fault {
+    pub id: u64,
+    pub kind: Kind,
+    pub ms: Option<u64>,
+    pub action: Option<String>,
+    /// Requests it will still affect, if limited by count.
+    pub remaining: Option<u32>,
+    /// Requests it has affected so far.
+    pub hits: u64,
+    #[serde(skip)]
+    until: Option<Instant>,
+}
+
+impl Fault {
+    fn live(&self, now: Instant) -> bool {
+        self.remaining != Some(0) && self.until.is_none_or(|until| now < until)
+    }
+
+    fn matches(&self, action: Option<&str>) -> bool {
+        self.action.is_none() || self.action.as_deref() == action
+    }
+
+    fn hit(&mut self) {
+        self.hits += 1;
+        if let Some(left) = self.remaining.as_mut() {
+            *left -= 1;
+        }
+    }
+}
+
+/// What the proxy does with one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Forward,
+    Error(Kind),
+    Drop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub delay: Duration,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Default)]
+pub struct Faults {
+    next_id: u64,
+    armed: Vec<Fault>,
+}
+
+impl Faults {
+    pub fn add(&mut self, spec: Spec, now: Instant) -> Result<Fault, String> {
+        match (spec.kind, spec.ms) {
+            (Kind::Latency, None) => return Err("latency needs \"ms\"".into()),
+            (Kind::Latency, Some(_)) | (_, None) => {}
+            (kind, Some(_)) => return Err(format!("\"ms\" applies to latency, not {kind:?}")),
+        }
+        let until = match spec.seconds {
+            None => None,
+            Some(s) if s.is_finite() && s > 0.0 => Some(now + Duration::from_secs_f64(s)),
+            Some(s) => return Err(format!("\"seconds\" must be positive, got {s}")),
+        };
+        if spec.count == Some(0) {
+            return Err("\"count\" must be at least 1".into());
+        }
+        self.next_id += 1;
+        let fault = Fault {
+            id: self.next_id,
+            kind: spec.kind,
+            ms: spec.ms,
+            action: spec.action,
+            remaining: spec.count,
+            hits: 0,
+            until,
+        };
+        self.armed.push(fault.clone());
+        Ok(fault)
+    }
+
+    /// Disarms every fault; returns how many were armed.
+    pub fn clear(&mut self) -> usize {
+        std::mem::take(&mut self.armed).len()
+    }
+
+    pub fn list(&mut self, now: Instant) -> Vec<Fault> {
+        self.armed.retain(|f| f.live(now));
+        self.armed.clone()
+    }
+
+    /// Decides one request. Every matching latency adds its delay; the oldest matching
+    /// error or outage decides the answer. Only the faults that acted use up their count.
+    pub fn decide(&mut self, action: Option<&str>, now: Instant) -> Decision {
+        self.armed.retain(|f| f.live(now));
+        let mut delay = Duration::ZERO;
+        let mut outcome = Outcome::Forward;
+        for fault in self.armed.iter_mut().filter(|f| f.matches(action)) {
+            match fault.kind {
+                Kind::Latency => delay += Duration::from_millis(fault.ms.unwrap_or(0)),
+                _ if outcome != Outcome::Forward => continue,
+                Kind::Outage => outcome = Outcome::Drop,
+                kind => outcome = Outcome::Error(kind),
+            }
+            fault.hit();
+        }
+        self.armed.retain(|f| f.live(now));
+        Decision { delay, outcome }
+    }
+}
+
+/// Requests seen per EC2 Action, for tests that count what a failover costs.
+#[derive(Debug, Default, Serialize)]
+pub struct Calls {
+    pub total: u64,
+    pub mutating: u64,
+    pub actions: BTreeMap<String, ActionCalls>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ActionCalls {
+    /// Requests received, faulted ones included.
+    pub calls: u64,
+    /// Of those, how many a fault answered or dropped instead of moto.
+    pub faulted: u64,
+    pub mutating: bool,
+}
+
+impl Calls {
+    pub fn record(&mut self, action: Option<&str>, faulted: bool) {
+        let action = action.unwrap_or("(none)");
+        let mutating = is_mutating(action);
+        let entry = self.actions.entry(action.to_owned()).or_default();
+        entry.calls += 1;
+        entry.faulted += u64::from(faulted);
+        entry.mutating = mutating;
+        self.total += 1;
+        self.mutating += u64::from(mutating);
+    }
+}
+
+/// EC2's read-only actions are the Describe*, Get* and List* ones; everything else changes state.
+pub fn is_mutating(action: &str) -> bool {
+    !["Describe", "Get", "List"]
+        .iter()
+        .any(|prefix| action.starts_with(prefix))
+        && action != "(none)"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: Kind) -> Spec {
+        Spec {
+            kind,
+            ms: None,
+            count: None,
+            seconds: None,
+            action: None,
+        }
+    }
+
+    #[test]
+    fn counted_throttle_answers_exactly_n_requests() {
+        let now = Instant::now();
+        let mut faults = Faults::default();
+        faults
+            .add(
+                Spec {
+                    count: Some(2),
+                    ..spec(Kind::Throttle)
+                },
+                now,
+            )
+            .unwrap();
+        let throttled = Outcome::Error(Kind::Throttle);
+        assert_eq!(faults.decide(Some("DescribeVpcs"), now).outcome, throttled);
+        assert_eq!(faults.decide(Some("DescribeVpcs"), now).outcome, throttled);
+        assert_eq!(
+            faults.decide(Some("DescribeVpcs"), now).outcome,
+            Outcome::Forward
+        );
+        assert!(faults.list(now).is_empty());
+    }
+
+    #[test]
+    fn timed_outage_drops_requests_until_it_ends() {
+        let now = Instant::now();
+        let mut faults = Faults::default();
+        let outage = Spec {
+            seconds: Some(2.0),
+            ..spec(Kind::Outage)
+        };
+        faults.add(outage, now).unwrap();
+        assert_eq!(faults.decide(None, now).outcome, Outcome::Drop);
+        assert_eq!(faults.decide(None, now).outcome, Outcome::Drop);
+        let later = now + Duration::from_secs(3);
+        assert_eq!(faults.decide(None, later).outcome, Outcome::Forward);
+    }
+
+    #[test]
+    fn action_filter_spares_other_actions_and_their_count() {
+        let now = Instant::now();
+        let mut faults = Faults::default();
+        let only_assign = Spec {
+            count: Some(1),
+            action: Some("AssignPrivateIpAddresses".into()),
+            ..spec(Kind::InternalError)
+        };
+        faults.add(only_assign, now).unwrap();
+        assert_eq!(
+            faults.decide(Some("DescribeInstances"), now).outcome,
+            Outcome::Forward
+        );
+        let assign = faults.decide(Some("AssignPrivateIpAddresses"), now);
+        assert_eq!(assign.outcome, Outcome::Error(Kind::InternalError));
+        let again = faults.decide(Some("AssignPrivateIpAddresses"), now);
+        assert_eq!(again.outcome, Outcome::Forward);
+    }
+
+    #[test]
+    fn latencies_stack_and_oldest_error_wins_without_spending_the_other() {
+        let now = Instant::now();
+        let mut faults = Faults::default();
+        for ms in [100, 50] {
+            let latency = Spec {
+                ms: Some(ms),
+                ..spec(Kind::Latency)
+            };
+            faults.add(latency, now).unwrap();
+        }
+        let one = |kind| Spec {
+            count: Some(1),
+            ..spec(kind)
+        };
+        faults.add(one(Kind::Unavailable), now).unwrap();
+        faults.add(one(Kind::Throttle), now).unwrap();
+        let first = faults.decide(Some("DescribeVpcs"), now);
+        assert_eq!(first.delay, Duration::from_millis(150));
+        assert_eq!(first.outcome, Outcome::Error(Kind::Unavailable));
+        let second = faults.decide(Some("DescribeVpcs"), now);
+        assert_eq!(second.outcome, Outcome::Error(Kind::Throttle));
+        assert_eq!(faults.clear(), 2, "the two latencies are still armed");
+    }
+
+    #[test]
+    fn invalid_specs_are_refused() {
+        let now = Instant::now();
+        let mut faults = Faults::default();
+        assert!(faults.add(spec(Kind::Latency), now).is_err());
+        let ms_on_throttle = Spec {
+            ms: Some(5),
+            ..spec(Kind::Throttle)
+        };
+        assert!(faults.add(ms_on_throttle, now).is_err());
+        let zero = Spec {
+            count: Some(0),
+            ..spec(Kind::Throttle)
+        };
+        assert!(faults.add(zero, now).is_err());
+        let negative = Spec {
+            seconds: Some(-1.0),
+            ..spec(Kind::Outage)
+        };
+        assert!(faults.add(negative, now).is_err());
+    }
+
+    #[test]
+    fn calls_split_mutating_from_read_only() {
+        let mut calls = Calls::default();
+        calls.record(Some("DescribeNetworkInterfaces"), false);
+        calls.record(Some("AssignPrivateIpAddresses"), true);
+        calls.record(Some("AssignPrivateIpAddresses"), false);
+        calls.record(None, false);
+        assert_eq!((calls.total, calls.mutating), (4, 2));
+        let assign = &calls.actions["AssignPrivateIpAddresses"];
+        assert_eq!(
+            (assign.calls, assign.faulted, assign.mutating),
+            (2, 1, true)
+        );
+        assert!(!calls.actions["DescribeNetworkInterfaces"].mutating);
+        assert!(!calls.actions["(none)"].mutating);
+    }
+}

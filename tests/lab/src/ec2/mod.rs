@@ -1,0 +1,64 @@
+//! An EC2 endpoint for tests: moto's server, patched where it differs from AWS in ways floatip
+//! relies on (tests/lab/moto/), behind a proxy that injects latency, throttling, 5xx and outages.
+//!
+//! Prints `AWS_ENDPOINT_URL=http://ADDR` as its first stdout line once it serves, then serves
+//! until SIGINT or SIGTERM. moto never outlives it.
+
+mod control;
+mod faults;
+mod moto;
+mod proxy;
+mod venv;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// `floatip-lab ec2` flags.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to serve EC2 (and the /_lab/ control paths) on; port 0 picks a free port.
+    #[arg(long, env = "LAB_EC2_LISTEN", default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Folder for the Python virtualenv moto is installed into (reused while its requirements
+    /// stay the same). Default: lab-venv in the cargo target folder holding this binary.
+    #[arg(long, env = "LAB_VENV")]
+    pub venv: Option<PathBuf>,
+    /// Python used to create the virtualenv.
+    #[arg(long, env = "LAB_PYTHON", default_value = "python3")]
+    pub python: PathBuf,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let root = match args.venv {
+        Some(root) => root,
+        None => venv::default_root()?,
+    };
+    let venv = venv::ensure(&root, &args.python).await?;
+    let mut moto = moto::Moto::start(&venv).await?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(proxy::State::new(moto.addr(), moto.pid()));
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "AWS_ENDPOINT_URL=http://{addr}")?;
+        out.flush()?;
+    }
+    tracing::info!(%addr, moto = %moto.addr(), "EC2 lab serving");
+    let mut term = signal(SignalKind::terminate())?;
+    let result = tokio::select! {
+        served = proxy::serve(listener, state) => served,
+        status = moto.exited() => Err(anyhow::anyhow!("moto exited unexpectedly: {status:?}")),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = term.recv() => Ok(()),
+    };
+    moto.stop().await;
+    result
+}

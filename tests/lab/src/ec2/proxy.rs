@@ -1,0 +1,240 @@
+//! The EC2 endpoint clients talk to: forwards each request to moto unless a fault says otherwise.
+//! Paths under /_lab/ (which the EC2 query API never uses) go to the control endpoint instead.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use super::control;
+use super::faults::{Calls, Faults, Kind, Outcome};
+
+pub struct State {
+    pub moto: SocketAddr,
+    pub moto_pid: Option<u32>,
+    faults: Mutex<Faults>,
+    calls: Mutex<Calls>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl State {
+    pub fn new(moto: SocketAddr, moto_pid: Option<u32>) -> Self {
+        Self {
+            moto,
+            moto_pid,
+            faults: Mutex::default(),
+            calls: Mutex::default(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub fn faults(&self) -> MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn calls(&self) -> MutexGuard<'_, Calls> {
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Returned by the service to make hyper close the connection without an answer.
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by an outage fault")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+pub type Reply = Response<Full<Bytes>>;
+
+pub async fn serve(listener: TcpListener, state: Arc<State>) -> anyhow::Result<()> {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(err) => {
+                // Such as running out of file descriptors: keep serving the open connections.
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle(state.clone(), req));
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            if let Err(err) = conn.await {
+                tracing::debug!(%peer, %err, "connection ended");
+            }
+        });
+    }
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Dropped> {
+    if req.uri().path().starts_with(control::PREFIX) {
+        return Ok(control::handle(&state, req).await);
+    }
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(err) => {
+            return Ok(text(
+                StatusCode::BAD_REQUEST,
+                format!("reading body: {err}"),
+            ))
+        }
+    };
+    let action = action_of(&parts.uri, &body);
+    let decision = state.faults().decide(action.as_deref(), Instant::now());
+    let faulted = decision.outcome != Outcome::Forward;
+    state.calls().record(action.as_deref(), faulted);
+    tracing::debug!(?action, ?decision, "request");
+    tokio::time::sleep(decision.delay).await;
+    match decision.outcome {
+        Outcome::Forward => Ok(forward(&state, parts, body).await),
+        Outcome::Error(kind) => Ok(ec2_error(kind)),
+        Outcome::Drop => Err(Dropped),
+    }
+}
+
+/// The EC2 Action: in the form body (as SDKs send it) or in the query string.
+fn action_of(uri: &Uri, body: &[u8]) -> Option<String> {
+    let from = |bytes: &[u8]| {
+        url::form_urlencoded::parse(bytes)
+            .find(|(key, _)| key == "Action")
+            .map(|(_, value)| value.into_owned())
+    };
+    from(body).or_else(|| from(uri.query().unwrap_or_default().as_bytes()))
+}
+
+async fn forward(state: &State, mut parts: http::request::Parts, body: Bytes) -> Reply {
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    parts.uri = match format!("http://{}{path}", state.moto).parse() {
+        Ok(uri) => uri,
+        Err(err) => return text(StatusCode::BAD_REQUEST, format!("request path: {err}")),
+    };
+    let upstream = Request::from_parts(parts, Full::new(body));
+    let reply = async {
+        let (parts, body) = state.client.request(upstream).await?.into_parts();
+        let body = body.collect().await?.to_bytes();
+        anyhow::Ok(Response::from_parts(parts, Full::new(body)))
+    };
+    reply.await.unwrap_or_else(|err| {
+        tracing::warn!(err = format!("{err:#}"), "moto did not answer");
+        text(
+            StatusCode::BAD_GATEWAY,
+            format!("moto did not answer: {err:#}"),
+        )
+    })
+}
+
+/// An error as EC2's query API sends it: status, XML body, and the request id header.
+fn ec2_error(kind: Kind) -> Reply {
+    let (status, code, message) = match kind {
+        Kind::Throttle => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "RequestLimitExceeded",
+            "Request limit exceeded.",
+        ),
+        Kind::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unavailable",
+            "The server is overloaded and can't handle the request.",
+        ),
+        Kind::InternalError | Kind::Latency | Kind::Outage => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "An internal error has occurred.",
+        ),
+    };
+    let id = request_id();
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code>\
+         <Message>{message}</Message></Error></Errors><RequestID>{id}</RequestID></Response>"
+    );
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/xml;charset=UTF-8")
+        .header("x-amzn-requestid", id)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_default()
+}
+
+/// A fresh id in the UUID layout EC2 uses: unique, not secret.
+fn request_id() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let seed = nanos ^ (u64::from(std::process::id()) << 40);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let (a, b) = (mix(seed ^ seq), mix(seed.wrapping_add(seq).rotate_left(17)));
+    format!(
+        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        b >> 52,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// splitmix64's finaliser: spreads every input bit over the output.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
+    let mut reply = Response::new(Full::new(body.into()));
+    *reply.status_mut() = status;
+    reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_comes_from_body_then_query() {
+        let uri: Uri = "/?Action=DescribeVpcs".parse().unwrap();
+        let body = b"Action=AssignPrivateIpAddresses&Version=2016-11-15";
+        assert_eq!(
+            action_of(&uri, body).as_deref(),
+            Some("AssignPrivateIpAddresses")
+        );
+        assert_eq!(action_of(&uri, b"").as_deref(), Some("DescribeVpcs"));
+        assert_eq!(action_of(&Uri::from_static("/"), b"Version=1"), None);
+    }
+
+    #[tokio::test]
+    async fn throttle_is_ec2s_503_request_limit_exceeded() {
+        let reply = ec2_error(Kind::Throttle);
+        assert_eq!(reply.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = reply.into_body().collect().await.unwrap().to_bytes();
+        let body = std::str::from_utf8(&body).unwrap();
+        assert!(body.contains("<Code>RequestLimitExceeded</Code>"), "{body}");
+        assert!(body.contains("<RequestID>"), "{body}");
+    }
+
+    #[test]
+    fn request_ids_differ() {
+        assert_ne!(request_id(), request_id());
+        assert_eq!(request_id().len(), 36);
+    }
+}

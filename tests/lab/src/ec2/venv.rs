@@ -1,0 +1,171 @@
+//! The Python virtualenv moto runs in. Built once per (requirements, Python) pair and shared by
+//! every lab that uses the same root, including labs that nextest starts at the same moment: the
+//! first takes a file lock and builds, the others wait on the lock and then find it ready.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::{bail, Context, Result};
+use tokio::process::Command;
+
+const REQUIREMENTS: &str = include_str!("../../moto/requirements.txt");
+const PATCH: &str = include_str!("../../moto/floatip_moto_patch.py");
+const LAUNCHER: &str = include_str!("../../moto/launch.py");
+
+/// A ready virtualenv: its interpreter and the folder holding launch.py and the moto patch.
+#[derive(Debug)]
+pub struct Venv {
+    pub python: PathBuf,
+    pub scripts: PathBuf,
+}
+
+/// `<target>/lab-venv`, next to the build outputs this binary sits in (`<target>/<profile>/`).
+pub fn default_root() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating floatip-lab's own binary")?;
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .with_context(|| format!("{} has no grandparent folder", exe.display()))?;
+    Ok(target.join("lab-venv"))
+}
+
+/// Returns the virtualenv under `root`, building it first if needed.
+pub async fn ensure(root: &Path, python: &Path) -> Result<Venv> {
+    let version = run(
+        Command::new(python).arg("--version"),
+        "asking Python its version",
+    )
+    .await?;
+    let key = fnv1a(&[REQUIREMENTS.as_bytes(), version.as_bytes()]);
+    let dir = root.join(format!("venv-{key:016x}"));
+    let ready = dir.join(".floatip-lab-ready");
+    if !ready.exists() {
+        fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+        let lock_path = root.join(".lock");
+        let lock = tokio::task::spawn_blocking(move || -> std::io::Result<File> {
+            let file = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)?;
+            file.lock()?;
+            Ok(file)
+        })
+        .await?
+        .context("locking the lab virtualenv folder")?;
+        if !ready.exists() {
+            build(&dir, python).await?;
+            fs::write(&ready, version.as_bytes())?;
+        }
+        drop(lock);
+    }
+    Ok(Venv {
+        python: dir.join("bin").join("python"),
+        scripts: write_scripts(&dir)?,
+    })
+}
+
+async fn build(dir: &Path, python: &Path) -> Result<()> {
+    tracing::info!(venv = %dir.display(), "installing moto into a new virtualenv (about a minute)");
+    if dir.exists() {
+        // Left half-built by a lab that was killed mid-install.
+        fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    run(
+        Command::new(python).arg("-m").arg("venv").arg(dir),
+        "creating the virtualenv (Debian's python3 needs the python3-venv package)",
+    )
+    .await?;
+    let requirements = dir.join("requirements.txt");
+    fs::write(&requirements, REQUIREMENTS)?;
+    let venv_python = dir.join("bin").join("python");
+    let pip = |args: &[&str]| {
+        let mut cmd = Command::new(&venv_python);
+        cmd.args(["-m", "pip", "--disable-pip-version-check", "--no-input"])
+            .args(args);
+        cmd
+    };
+    // --no-deps: the requirements pin the whole closure; `pip check` proves nothing is missing.
+    let mut install = pip(&["install", "--quiet", "--no-deps", "-r"]);
+    install.arg(&requirements);
+    run(&mut install, "installing moto with pip").await?;
+    run(&mut pip(&["check"]), "checking moto's dependencies").await?;
+    Ok(())
+}
+
+/// Writes launch.py and the patch into a folder named by their hash. Written under a private
+/// name and renamed into place, so a concurrent lab never sees a half-written file.
+fn write_scripts(venv: &Path) -> Result<PathBuf> {
+    let key = fnv1a(&[PATCH.as_bytes(), LAUNCHER.as_bytes()]);
+    let dest = venv.join(format!("lab-scripts-{key:016x}"));
+    if dest.exists() {
+        return Ok(dest);
+    }
+    let tmp = venv.join(format!(".lab-scripts-{}", std::process::id()));
+    fs::create_dir_all(&tmp)?;
+    fs::write(tmp.join("floatip_moto_patch.py"), PATCH)?;
+    fs::write(tmp.join("launch.py"), LAUNCHER)?;
+    if let Err(err) = fs::rename(&tmp, &dest) {
+        fs::remove_dir_all(&tmp)?;
+        if !dest.exists() {
+            return Err(err).with_context(|| format!("moving scripts to {}", dest.display()));
+        }
+    }
+    Ok(dest)
+}
+
+/// Runs a command to completion; its stdout on success, its output in the error otherwise.
+async fn run(cmd: &mut Command, what: &str) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| format!("{what}: starting {:?}", cmd.as_std().get_program()))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// FNV-1a: a hash that stays the same across Rust releases, unlike std's default hasher.
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in *part {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        // Separate parts so ("ab", "c") and ("a", "bc") differ.
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_depends_on_content_and_part_boundaries() {
+        assert_eq!(fnv1a(&[b"moto==5.2.5"]), fnv1a(&[b"moto==5.2.5"]));
+        assert_ne!(fnv1a(&[b"moto==5.2.5"]), fnv1a(&[b"moto==5.2.4"]));
+        assert_ne!(fnv1a(&[b"ab", b"c"]), fnv1a(&[b"a", b"bc"]));
+    }
+
+    #[test]
+    fn requirements_pin_moto_exactly() {
+        assert!(REQUIREMENTS.lines().any(|line| line == "moto==5.2.5"));
+        let unpinned: Vec<_> = REQUIREMENTS
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.contains("=="))
+            .collect();
+        assert!(unpinned.is_empty(), "unpinned requirements: {unpinned:?}");
+    }
+}
