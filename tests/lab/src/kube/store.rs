@@ -429,6 +429,8 @@ impl Inner {
 
     /// Replaces an object (or its status). An empty resourceVersion in `new` means
     /// unconditional, except for custom resources, which require one as the API server does.
+    // The arguments are what a write is: where (rt, namespace, name), what, and how.
+    #[allow(clippy::too_many_arguments)]
     pub fn update(
         &mut self,
         tx: &broadcast::Sender<Arc<Event>>,
@@ -453,11 +455,13 @@ impl Inner {
             )));
         }
         match new["metadata"]["resourceVersion"].as_str() {
-            Some(rv) if !rv.is_empty() => {
-                if rv != old["metadata"]["resourceVersion"].as_str().unwrap_or_default() {
-                    return Err(ApiError::stale(rt, name));
-                }
+            Some(rv)
+                if !rv.is_empty()
+                    && rv != old["metadata"]["resourceVersion"].as_str().unwrap_or_default() =>
+            {
+                return Err(ApiError::stale(rt, name));
             }
+            Some(rv) if !rv.is_empty() => {}
             _ if rt.custom => {
                 return Err(ApiError::invalid(
                     rt,
