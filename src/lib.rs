@@ -4,6 +4,7 @@
 //! The crate is a library with a thin `floatip` binary: [`cli`] parses the command line and
 //! runs one subcommand.
 
+pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod cloud;

@@ -1,2 +1,3 @@
 pub mod conditions;
+pub mod pass;
 pub mod plan;

@@ -1,0 +1,608 @@
+//! Carries out a pass's plans: finalizers, claims, one EC2 call per target ENI, verification,
+//! status and Events. Every write is gated on still holding the leader Lease.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::conditions::{self, Desired};
+use super::plan::{has_finalizer, Act, Placed, Plan, FINALIZER};
+use crate::api::{
+    condition as cond, FloatingIP, FloatingIPStatus, Holder, Move, MoveReason, PendingMove,
+};
+use crate::cloud::{AddressMove, Cloud, CloudError};
+use crate::metrics::Metrics;
+use crate::placement::Decision;
+
+/// What a pass needs to act.
+pub struct Ctx<C: Cloud> {
+    pub client: kube::Client,
+    pub cloud: C,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    /// True while this replica may write: checked right before every mutation.
+    pub gate: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+/// How the pass went, for scheduling the next one.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Something transient failed: run again soon (with backoff).
+    pub retry: bool,
+    /// Addresses moved.
+    pub moved: usize,
+    /// Mutating EC2 calls made.
+    pub ec2_mutations: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error("not the leader any more")]
+    NotLeader,
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+}
+
+impl StepError {
+    fn conflict(&self) -> bool {
+        matches!(self, StepError::Kube(kube::Error::Api(e)) if e.code == 409)
+    }
+}
+
+/// One address moving in a batch.
+struct Claimed {
+    fip: FloatingIP,
+    from: Option<Placed>,
+    to: Placed,
+    reason: MoveReason,
+    decided: Instant,
+}
+
+impl<C: Cloud> Ctx<C> {
+    fn api(&self) -> Api<FloatingIP> {
+        Api::all(self.client.clone())
+    }
+
+    fn check(&self) -> Result<(), StepError> {
+        if (self.gate)() {
+            Ok(())
+        } else {
+            Err(StepError::NotLeader)
+        }
+    }
+
+    /// Acts on every plan. `fips` are the objects the plans were made from.
+    pub async fn execute(
+        &self,
+        fips: &[Arc<FloatingIP>],
+        plans: Vec<Plan>,
+        cloud_errors: &BTreeMap<String, CloudError>,
+    ) -> Outcome {
+        let by_name: BTreeMap<String, &Arc<FloatingIP>> =
+            fips.iter().map(|f| (f.name_any(), f)).collect();
+        let mut out = Outcome::default();
+        let mut batches: BTreeMap<String, Vec<Claimed>> = BTreeMap::new();
+        let now = Time(jiff::Timestamp::now());
+        for plan in plans {
+            let name = super::plan::plan_name(&plan).to_string();
+            let Some(fip) = by_name.get(&name) else {
+                continue;
+            };
+            let result = match plan {
+                Plan::Invalid { errors, .. } => {
+                    let msg = errors.to_string();
+                    self.write_status(fip, |s| {
+                        let g = fip.metadata.generation;
+                        let mut changed = conditions::set(
+                            &mut s.conditions,
+                            &Desired::new(cond::INVALID_SPEC, true, "InvalidSpec", &msg),
+                            g,
+                            &now,
+                        );
+                        changed |= conditions::set(
+                            &mut s.conditions,
+                            &Desired::new(
+                                cond::READY,
+                                false,
+                                "InvalidSpec",
+                                "the spec is invalid; see the InvalidSpec condition",
+                            ),
+                            g,
+                            &now,
+                        );
+                        changed
+                    })
+                    .await
+                }
+                Plan::Conflict { winner, .. } => {
+                    let msg = format!("FloatingIP {winner} is older and has the same address; this one is not acted on until that one is gone or the address changes");
+                    self.write_status(fip, |s| {
+                        let g = fip.metadata.generation;
+                        let mut changed = conditions::set(
+                            &mut s.conditions,
+                            &Desired::new(cond::CONFLICT, true, "DuplicateAddress", &msg),
+                            g,
+                            &now,
+                        );
+                        changed |= conditions::set(
+                            &mut s.conditions,
+                            &Desired::new(
+                                cond::READY,
+                                false,
+                                "Conflict",
+                                "another FloatingIP owns the address",
+                            ),
+                            g,
+                            &now,
+                        );
+                        changed
+                    })
+                    .await
+                }
+                Plan::Unknown { .. } => {
+                    let subnet = fip.spec.subnet_id.clone().unwrap_or_default();
+                    match cloud_errors.get(&subnet) {
+                        Some(e) => self.cloud_error(fip, e, &now).await,
+                        None => Ok(()),
+                    }
+                }
+                Plan::Release { address, from, .. } => {
+                    self.release(fip, address, &from, &mut out).await
+                }
+                Plan::Act(act) => match self.ensure_finalizer(fip).await {
+                    Ok(fip) => match (&act.decision, &act.target) {
+                        (Decision::Move { reason, .. }, Some(to)) => {
+                            batches.entry(to.eni.clone()).or_default().push(Claimed {
+                                fip,
+                                from: act.holder.clone(),
+                                to: to.clone(),
+                                reason: *reason,
+                                decided: Instant::now(),
+                            });
+                            Ok(())
+                        }
+                        _ => self.steady(&fip, &act, &now).await,
+                    },
+                    Err(e) => Err(e),
+                },
+            };
+            if let Err(e) = result {
+                self.note_error(&name, &e, &mut out);
+            }
+        }
+        for (eni, claimed) in batches {
+            self.move_batch(&eni, claimed, &mut out).await;
+        }
+        out
+    }
+
+    fn note_error(&self, name: &str, e: &StepError, out: &mut Outcome) {
+        out.retry = true;
+        let label = match e {
+            StepError::NotLeader => "not_leader",
+            _ if e.conflict() => "conflict",
+            _ => "kube",
+        };
+        self.metrics.reconcile_error(label);
+        if !e.conflict() {
+            tracing::warn!(floatingip = name, error = %e, "step failed");
+        }
+    }
+
+    /// Writes status only when `change` changed it; resourceVersion-checked.
+    async fn write_status(
+        &self,
+        fip: &FloatingIP,
+        change: impl FnOnce(&mut FloatingIPStatus) -> bool,
+    ) -> Result<(), StepError> {
+        let mut obj = fip.clone();
+        let status = obj.status.get_or_insert_with(Default::default);
+        let mut changed = change(status);
+        if status.observed_generation != fip.metadata.generation {
+            status.observed_generation = fip.metadata.generation;
+            changed = true;
+        }
+        if !changed {
+            return Ok(());
+        }
+        self.check()?;
+        self.api()
+            .replace_status(&fip.name_any(), &PostParams::default(), &obj)
+            .await?;
+        Ok(())
+    }
+
+    async fn cloud_error(
+        &self,
+        fip: &FloatingIP,
+        e: &CloudError,
+        now: &Time,
+    ) -> Result<(), StepError> {
+        let reason: String = e
+            .code
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        let reason = if reason.is_empty() {
+            "CloudError".to_string()
+        } else {
+            reason
+        };
+        let msg = e.to_string();
+        self.write_status(fip, |s| {
+            conditions::set(
+                &mut s.conditions,
+                &Desired::new(cond::CLOUD_ERROR, true, &reason, &msg),
+                fip.metadata.generation,
+                now,
+            )
+        })
+        .await
+    }
+
+    async fn ensure_finalizer(&self, fip: &Arc<FloatingIP>) -> Result<FloatingIP, StepError> {
+        if has_finalizer(fip) {
+            return Ok((**fip).clone());
+        }
+        self.check()?;
+        let mut finalizers = fip.finalizers().to_vec();
+        finalizers.push(FINALIZER.to_string());
+        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": fip.resource_version()}});
+        Ok(self
+            .api()
+            .patch(
+                &fip.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
+            .await?)
+    }
+
+    async fn release(
+        &self,
+        fip: &FloatingIP,
+        address: IpAddr,
+        from: &[String],
+        out: &mut Outcome,
+    ) -> Result<(), StepError> {
+        if !has_finalizer(fip) {
+            return Ok(());
+        }
+        for eni in from {
+            self.check()?;
+            out.ec2_mutations += 1;
+            if let Err(e) = self.cloud.unassign(eni, &[address]).await {
+                out.retry |= e.retryable();
+                let now = Time(jiff::Timestamp::now());
+                return self.cloud_error(fip, &e, &now).await;
+            }
+            tracing::info!(floatingip = %fip.name_any(), %address, eni, "released the address");
+        }
+        self.check()?;
+        let rest: Vec<String> = fip
+            .finalizers()
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect();
+        let patch =
+            json!({"metadata": {"finalizers": rest, "resourceVersion": fip.resource_version()}});
+        self.api()
+            .patch(
+                &fip.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Status for an address that stays where it is: mirror EC2 and say why nothing moved.
+    async fn steady(&self, fip: &FloatingIP, act: &Act, now: &Time) -> Result<(), StepError> {
+        let g = fip.metadata.generation;
+        self.write_status(fip, |s| {
+            let mut changed = false;
+            let holder = act.holder.as_ref().map(|h| Holder {
+                node: h.node.clone(),
+                instance_id: h.instance_id.clone(),
+                network_interface_id: Some(h.eni.clone()),
+                since: s
+                    .holder
+                    .as_ref()
+                    .filter(|old| old.node == h.node)
+                    .map(|old| old.since.clone())
+                    .unwrap_or_else(|| now.clone()),
+            });
+            if s.holder != holder {
+                s.holder = holder;
+                changed = true;
+            }
+            // A claimed move whose target can no longer take the address is dropped.
+            if s.pending_move.is_some() && !matches!(act.decision, Decision::Hold { .. }) {
+                s.pending_move = None;
+                changed = true;
+            }
+            let assigned = match &act.holder {
+                Some(h) => Desired::new(
+                    cond::ASSIGNED,
+                    true,
+                    "Assigned",
+                    format!("EC2 has {} on {} of {}", act.address, h.eni, h.node),
+                ),
+                None => Desired::new(
+                    cond::ASSIGNED,
+                    false,
+                    "NotAssigned",
+                    format!("no node holds {}", act.address),
+                ),
+            };
+            changed |= conditions::set(&mut s.conditions, &assigned, g, now);
+            let ready = match (&act.holder, &act.holder_fit, &act.decision) {
+                (Some(h), Some(Ok(())), _) => {
+                    Desired::new(cond::READY, true, "Assigned", format!("held by {}", h.node))
+                }
+                (Some(h), Some(Err(unfit)), _) => Desired::new(
+                    cond::READY,
+                    false,
+                    "HolderUnfit",
+                    format!("{} holds the address but {unfit}", h.node),
+                ),
+                (_, _, Decision::Stuck { why }) => Desired::new(
+                    cond::READY,
+                    false,
+                    if act.foreign.is_some() {
+                        "HeldElsewhere"
+                    } else {
+                        "NoCandidates"
+                    },
+                    why.clone(),
+                ),
+                _ => Desired::new(
+                    cond::READY,
+                    false,
+                    "NotAssigned",
+                    "no node holds the address yet",
+                ),
+            };
+            changed |= conditions::set(&mut s.conditions, &ready, g, now);
+            match &act.decision {
+                Decision::Stuck { why } => {
+                    changed |= conditions::set(
+                        &mut s.conditions,
+                        &Desired::new(cond::NO_CANDIDATES, true, "NoCandidates", why.clone()),
+                        g,
+                        now,
+                    );
+                }
+                _ => changed |= conditions::remove(&mut s.conditions, cond::NO_CANDIDATES),
+            }
+            for stale in [cond::CLOUD_ERROR, cond::INVALID_SPEC, cond::CONFLICT] {
+                changed |= conditions::remove(&mut s.conditions, stale);
+            }
+            changed
+        })
+        .await
+    }
+
+    /// Claims every move in the batch, moves all their addresses onto `eni` in one call,
+    /// verifies, then records each move.
+    async fn move_batch(&self, eni: &str, batch: Vec<Claimed>, out: &mut Outcome) {
+        let now = Time(jiff::Timestamp::now());
+        let mut claimed = Vec::new();
+        for mut c in batch {
+            let name = c.fip.name_any();
+            let pending = PendingMove {
+                from: c.from.as_ref().map(|f| f.node.clone()),
+                to: c.to.node.clone(),
+                reason: c.reason,
+                since: now.clone(),
+            };
+            let status = c.fip.status.get_or_insert_with(Default::default);
+            if status.pending_move.as_ref().map(|p| (&p.to, p.reason))
+                != Some((&pending.to, pending.reason))
+            {
+                status.pending_move = Some(pending);
+                let claim = async {
+                    self.check()?;
+                    Ok::<_, StepError>(
+                        self.api()
+                            .replace_status(&name, &PostParams::default(), &c.fip)
+                            .await?,
+                    )
+                };
+                match claim.await {
+                    Ok(updated) => c.fip = updated,
+                    Err(e) => {
+                        // 409: someone wrote since we read; the next pass sees it and decides again.
+                        self.note_error(&name, &e, out);
+                        continue;
+                    }
+                }
+            }
+            claimed.push(c);
+        }
+        if claimed.is_empty() {
+            return;
+        }
+        let moves: Vec<AddressMove> = claimed
+            .iter()
+            .map(|c| AddressMove {
+                address: crate::api::parse_address(&c.fip.spec.address).expect("validated"),
+                from_eni: c.from.as_ref().map(|f| f.eni.clone()),
+            })
+            .collect();
+        if (self.gate)() {
+            out.ec2_mutations += 1;
+            let assigned = self.cloud.assign(eni, &moves).await;
+            let verified = match assigned {
+                Ok(()) => self.verify(eni, &moves).await,
+                Err(e) => Err(e),
+            };
+            match verified {
+                Ok(()) => {}
+                Err(e) => {
+                    out.retry |= e.retryable();
+                    for c in &claimed {
+                        if let Err(err) = self.cloud_error(&c.fip, &e, &now).await {
+                            self.note_error(&c.fip.name_any(), &err, out);
+                        }
+                    }
+                    return;
+                }
+            }
+        } else {
+            out.retry = true;
+            return;
+        }
+        for c in claimed {
+            let name = c.fip.name_any();
+            if let Err(e) = self.record_move(&c).await {
+                self.note_error(&name, &e, out);
+                continue;
+            }
+            out.moved += 1;
+        }
+    }
+
+    /// Reads the target and source ENIs back: every address on the target and on no source.
+    async fn verify(&self, eni: &str, moves: &[AddressMove]) -> Result<(), CloudError> {
+        let mut ids = vec![eni.to_string()];
+        ids.extend(
+            moves
+                .iter()
+                .filter_map(|m| m.from_eni.clone())
+                .filter(|f| f != eni),
+        );
+        ids.dedup();
+        let enis = self.cloud.enis(&ids).await?;
+        for m in moves {
+            let on_target = enis.iter().any(|e| e.id == eni && e.holds(m.address));
+            let elsewhere: Vec<&str> = enis
+                .iter()
+                .filter(|e| e.id != eni && e.holds(m.address))
+                .map(|e| e.id.as_str())
+                .collect();
+            if !on_target || !elsewhere.is_empty() {
+                return Err(CloudError {
+                    action: "DescribeNetworkInterfaces",
+                    code: "MoveNotVisible".into(),
+                    message: format!("after assigning {} to {eni}, EC2 shows it on {eni}: {on_target}, elsewhere: {elsewhere:?}", m.address),
+                    kind: crate::cloud::ErrorKind::Transient,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn record_move(&self, c: &Claimed) -> Result<(), StepError> {
+        let now = Time(jiff::Timestamp::now());
+        let took = c.decided.elapsed();
+        let g = c.fip.metadata.generation;
+        let from = c.from.as_ref().map(|f| f.node.clone());
+        let reason = c.reason;
+        let to = c.to.clone();
+        self.write_status(&c.fip, |s| {
+            s.pending_move = None;
+            s.holder = Some(Holder {
+                node: to.node.clone(),
+                instance_id: to.instance_id.clone(),
+                network_interface_id: Some(to.eni.clone()),
+                since: now.clone(),
+            });
+            s.last_move = Some(Move {
+                from: from.clone(),
+                to: to.node.clone(),
+                reason,
+                at: now.clone(),
+                duration_ms: took.as_millis() as i64,
+            });
+            s.move_count += 1;
+            let msg = format!(
+                "EC2 has {} on {} of {}",
+                c.fip.spec.address, to.eni, to.node
+            );
+            conditions::set(
+                &mut s.conditions,
+                &Desired::new(cond::ASSIGNED, true, "Assigned", msg),
+                g,
+                &now,
+            );
+            conditions::set(
+                &mut s.conditions,
+                &Desired::new(
+                    cond::READY,
+                    true,
+                    "Assigned",
+                    format!("held by {}", to.node),
+                ),
+                g,
+                &now,
+            );
+            for stale in [
+                cond::CLOUD_ERROR,
+                cond::NO_CANDIDATES,
+                cond::INVALID_SPEC,
+                cond::CONFLICT,
+            ] {
+                conditions::remove(&mut s.conditions, stale);
+            }
+            true
+        })
+        .await?;
+        self.metrics.moved(reason.as_str(), took.as_secs_f64());
+        let note = format!(
+            "moved {} from {} to {} ({}) in {} ms",
+            c.fip.spec.address,
+            from.as_deref().unwrap_or("nowhere"),
+            to.node,
+            reason.as_str(),
+            took.as_millis()
+        );
+        tracing::info!(floatingip = %c.fip.name_any(), %note);
+        let event = KubeEvent {
+            type_: EventType::Normal,
+            reason: "Moved".into(),
+            note: Some(note),
+            action: "Move".into(),
+            secondary: None,
+        };
+        // An Event is best effort: the move happened whether or not it is recorded.
+        if let Err(e) = self.recorder.publish(&event, &c.fip.object_ref(&())).await {
+            tracing::warn!(error = %e, "could not publish the Moved event");
+        }
+        Ok(())
+    }
+}
+
+/// Jittered exponential backoff for passes that ended in a transient error.
+pub fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(200).saturating_mul(1 << attempt.min(7));
+    let capped = base.min(Duration::from_secs(30));
+    let nanos = jiff::Timestamp::now().subsec_nanosecond().unsigned_abs() as u64;
+    // Full jitter over the upper half: never zero, never above the cap.
+    capped / 2 + Duration::from_nanos(nanos % (capped.as_nanos() as u64 / 2 + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_jittered_and_capped() {
+        for attempt in 0..20 {
+            let d = backoff(attempt);
+            let cap = Duration::from_millis(200)
+                .saturating_mul(1 << attempt.min(7))
+                .min(Duration::from_secs(30));
+            assert!(d >= cap / 2 && d <= cap, "attempt {attempt}: {d:?}");
+        }
+        assert!(backoff(10) > backoff(0));
+    }
+}
