@@ -6,5 +6,6 @@
 
 pub mod api;
 pub mod cli;
+pub mod leader;
 pub mod nodes;
 pub mod placement;
