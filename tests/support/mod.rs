@@ -1,0 +1,3 @@
+//! Helpers shared by the main crate's integration tests.
+
+pub mod lab;
