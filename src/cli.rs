@@ -5,6 +5,40 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Runs a long-lived component on a multi-threaded runtime, with logs on stderr; one clear line
+/// and a non-zero exit on failure.
+fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("floatip: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("floatip: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs as text on stderr; RUST_LOG filters (default info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = builder.try_init();
+}
+
 /// Keeps a floating IP address on one healthy EKS node at a time, moving it through the EC2 API
 /// within seconds when the node or its service stops answering.
 #[derive(Debug, Parser)]
@@ -16,6 +50,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the controller: elect a leader, watch FloatingIPs and Nodes, move addresses through
+    /// EC2, write status. Runs as a Deployment with two or more replicas.
+    Controller(Box<crate::controller::ControllerArgs>),
     /// Print the FloatingIP CustomResourceDefinition as YAML (the source of crds/floatingip.yaml).
     Crd,
     /// Print the version of floatip and of the API it serves.
@@ -26,6 +63,7 @@ impl Cli {
     /// Runs the chosen subcommand and returns the process exit code.
     pub fn run(self) -> ExitCode {
         let out = match self.command {
+            Command::Controller(args) => return run_async(crate::controller::run(*args)),
             Command::Crd => crate::api::crd_yaml(),
             Command::Version => format!(
                 "floatip {} (API {}/{})\n",

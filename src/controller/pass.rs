@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use serde_json::json;
 
 use super::conditions::{self, Desired};
@@ -26,7 +25,7 @@ pub struct Ctx<C: Cloud> {
     pub client: kube::Client,
     pub cloud: C,
     pub metrics: Metrics,
-    pub recorder: Recorder,
+    pub events: super::events::Events,
     /// True while this replica may write: checked right before every mutation.
     pub gate: Arc<dyn Fn() -> bool + Send + Sync>,
 }
@@ -566,15 +565,8 @@ impl<C: Cloud> Ctx<C> {
             took.as_millis()
         );
         tracing::info!(floatingip = %c.fip.name_any(), %note);
-        let event = KubeEvent {
-            type_: EventType::Normal,
-            reason: "Moved".into(),
-            note: Some(note),
-            action: "Move".into(),
-            secondary: None,
-        };
         // An Event is best effort: the move happened whether or not it is recorded.
-        if let Err(e) = self.recorder.publish(&event, &c.fip.object_ref(&())).await {
+        if let Err(e) = self.events.normal(&c.fip, "Moved", "Move", note).await {
             tracing::warn!(error = %e, "could not publish the Moved event");
         }
         Ok(())

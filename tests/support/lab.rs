@@ -42,6 +42,11 @@ impl Lab {
         }
     }
 
+    /// The kubeconfig the lab wrote for itself.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self._dir.path().join("kubeconfig")
+    }
+
     /// A kube-rs client for this server. Needs a Tokio runtime.
     pub fn client(&self) -> kube::Client {
         let config = kube::Config::new(self.url.parse().expect("lab URL"));
@@ -87,7 +92,7 @@ impl Drop for Lab {
 }
 
 /// `target/<profile>/floatip-lab`: the test binary lives in `target/<profile>/deps/`.
-fn lab_binary() -> PathBuf {
+pub fn lab_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("path of the test binary");
     let profile_dir = exe
         .parent()

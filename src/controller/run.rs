@@ -1,0 +1,360 @@
+//! `floatip controller`: watches, leader election, the pass loop, the admin server.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use tokio::sync::Notify;
+
+use super::pass::{backoff, Ctx};
+use super::plan::{plan, World};
+use crate::admin::{self, Readiness};
+use crate::api::FloatingIP;
+use crate::cloud::aws::Ec2;
+use crate::cloud::{Cloud, CloudError, Eni};
+use crate::leader::{self, LeaderConfig};
+use crate::metrics::Metrics;
+use crate::nodes::NodeView;
+
+/// `floatip controller` flags; each can also be set through its environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControllerArgs {
+    /// Name of the EKS cluster; floating ENIs are recognised by their floatip.io/cluster tag.
+    #[arg(long, env = "FLOATIP_CLUSTER_NAME")]
+    pub cluster_name: String,
+    /// Namespace of the leader Lease (the controller's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "floatip-system")]
+    pub namespace: String,
+    /// This replica's identity in the Lease (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: String,
+    /// Name of the leader Lease.
+    #[arg(long, env = "FLOATIP_LEASE_NAME", default_value = "floatip-controller")]
+    pub lease_name: String,
+    /// How long a leader's Lease stays valid without renewal: the worst-case takeover time.
+    #[arg(long, env = "FLOATIP_LEASE_DURATION", default_value = "4s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// A leader that could not renew for this long stops writing. Shorter than the lease.
+    #[arg(long, env = "FLOATIP_RENEW_DEADLINE", default_value = "3s", value_parser = parse_duration)]
+    pub renew_deadline: Duration,
+    /// How often the Lease is renewed or retried.
+    #[arg(long, env = "FLOATIP_RETRY_PERIOD", default_value = "500ms", value_parser = parse_duration)]
+    pub retry_period: Duration,
+    /// How often EC2 is read again in full, to find addresses changed outside floatip.
+    #[arg(long, env = "FLOATIP_RESYNC", default_value = "30s", value_parser = parse_duration)]
+    pub resync: Duration,
+    /// Namespace of the agent pods.
+    #[arg(
+        long,
+        env = "FLOATIP_AGENT_NAMESPACE",
+        default_value = "floatip-system"
+    )]
+    pub agent_namespace: String,
+    /// Label selector of the agent pods.
+    #[arg(
+        long,
+        env = "FLOATIP_AGENT_SELECTOR",
+        default_value = "app.kubernetes.io/name=floatip,app.kubernetes.io/component=agent"
+    )]
+    pub agent_selector: String,
+    /// Only nodes with a ready agent pod may hold an address. Turn off only where the address
+    /// is configured on the node by other means.
+    #[arg(long, env = "FLOATIP_REQUIRE_AGENT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub require_agent: bool,
+    /// Attempts per EC2 call, the first included; throttling and 5xx are retried with
+    /// jittered exponential backoff.
+    #[arg(long, env = "FLOATIP_EC2_ATTEMPTS", default_value_t = 4)]
+    pub ec2_attempts: u32,
+    /// First backoff between EC2 attempts.
+    #[arg(long, env = "FLOATIP_EC2_BACKOFF", default_value = "100ms", value_parser = parse_duration)]
+    pub ec2_backoff: Duration,
+    /// Address of the admin server (/metrics, /livez, /readyz).
+    #[arg(long, env = "FLOATIP_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
+    pub admin_addr: SocketAddr,
+}
+
+/// `500ms`, `4s`, `2m`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 500ms, 4s or 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?}: the unit must be ms, s or m")),
+    };
+    if !(secs.is_finite() && secs >= 0.0) {
+        return Err(format!("{s:?} is not a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Subnet ENI lists from EC2, with when each was read.
+#[derive(Default)]
+struct EniCache {
+    subnets: HashMap<String, (Instant, Vec<Eni>)>,
+}
+
+pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await?;
+    let metrics = Metrics::new();
+    let readiness = Arc::new(Readiness::default());
+    admin::serve(args.admin_addr, metrics.clone(), readiness.clone()).await?;
+    let cloud = Ec2::from_env(args.ec2_attempts, args.ec2_backoff, metrics.clone()).await;
+    let (leadership, mut lease_task) = leader::spawn(
+        client.clone(),
+        LeaderConfig {
+            namespace: args.namespace.clone(),
+            lease_name: args.lease_name.clone(),
+            identity: args.identity.clone(),
+            lease_duration: args.lease_duration,
+            renew_deadline: args.renew_deadline,
+            retry_period: args.retry_period,
+        },
+    )?;
+
+    let trigger = Arc::new(Notify::new());
+    let fips = watch_store(
+        Api::<FloatingIP>::all(client.clone()),
+        watcher::Config::default(),
+        &trigger,
+    );
+    let nodes = watch_store(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default(),
+        &trigger,
+    );
+    let agents = watch_store(
+        Api::<Pod>::namespaced(client.clone(), &args.agent_namespace),
+        watcher::Config::default().labels(&args.agent_selector),
+        &trigger,
+    );
+    {
+        let (fips, nodes, agents, readiness) = (
+            fips.clone(),
+            nodes.clone(),
+            agents.clone(),
+            readiness.clone(),
+        );
+        let trigger = trigger.clone();
+        tokio::spawn(async move {
+            let _ = tokio::join!(
+                fips.wait_until_ready(),
+                nodes.wait_until_ready(),
+                agents.wait_until_ready()
+            );
+            readiness.watches_synced.store(true, Ordering::Relaxed);
+            tracing::info!("watches synced");
+            // Events that arrived before the sync were not acted on: act now.
+            trigger.notify_one();
+        });
+    }
+
+    let gate_leader = leadership.clone();
+    let ctx = Ctx {
+        client: client.clone(),
+        cloud,
+        metrics: metrics.clone(),
+        events: super::events::Events::new(client.clone(), &args.identity),
+        gate: Arc::new(move || gate_leader.is_leader()),
+    };
+    let mut leader_changes = leadership.changes();
+    let mut cache = EniCache::default();
+    let mut resync = tokio::time::interval(args.resync);
+    let mut attempt = 0u32;
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tracing::info!(identity = %args.identity, cluster = %args.cluster_name, "controller started");
+    // Kept until a pass runs: a refresh asked for while not leading or not synced still happens.
+    let mut full_refresh = true;
+    loop {
+        tokio::select! {
+            done = &mut lease_task => {
+                // Without a working lease task this replica cannot know whether it may write.
+                anyhow::bail!("leader election stopped: {done:?}");
+            }
+            _ = sigterm.recv() => {
+                tracing::info!("SIGTERM: releasing the lease");
+                leadership.release().await;
+                return Ok(());
+            }
+            _ = trigger.notified() => {}
+            _ = resync.tick() => full_refresh = true,
+            _ = leader_changes.changed() => {
+                let leading = *leader_changes.borrow_and_update();
+                metrics.set_leader(leading);
+                tracing::info!(leading, "leadership changed");
+                // A new leader trusts nothing it read before.
+                full_refresh |= leading;
+            }
+            _ = sleep_until(retry_at) => { retry_at = None; }
+        }
+        readiness
+            .lease_known
+            .store(leadership.state_known(), Ordering::Relaxed);
+        if !leadership.is_leader() || !readiness.watches_synced.load(Ordering::Relaxed) {
+            continue;
+        }
+        // Let a burst of watch events land before deciding.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let outcome = pass(
+            &ctx,
+            &args,
+            &fips,
+            &nodes,
+            &agents,
+            &mut cache,
+            full_refresh,
+        )
+        .await;
+        full_refresh = false;
+        if outcome.retry {
+            let wait = backoff(attempt);
+            attempt = attempt.saturating_add(1);
+            retry_at = Some(tokio::time::Instant::now() + wait);
+        } else {
+            attempt = 0;
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A reflector store fed by a watch that pokes `trigger` on every change.
+fn watch_store<K>(api: Api<K>, config: watcher::Config, trigger: &Arc<Notify>) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+    let trigger = trigger.clone();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(_) => trigger.notify_one(),
+                Err(e) => tracing::warn!(error = %e, "watch error; retrying with backoff"),
+            }
+        }
+    });
+    store
+}
+
+async fn pass<C: Cloud>(
+    ctx: &Ctx<C>,
+    args: &ControllerArgs,
+    fips: &Store<FloatingIP>,
+    nodes: &Store<Node>,
+    agents: &Store<Pod>,
+    cache: &mut EniCache,
+    full_refresh: bool,
+) -> super::pass::Outcome {
+    let fip_list = fips.state();
+    let node_views: Vec<NodeView> = nodes
+        .state()
+        .iter()
+        .map(|n| NodeView::from_node(n))
+        .collect();
+    let ready_agents: HashSet<String> = agents
+        .state()
+        .iter()
+        .filter(|p| pod_ready(p))
+        .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+        .collect();
+
+    // EC2 truth: one describe per subnet in use, reused until the next resync or move.
+    let subnets: BTreeSet<String> = fip_list
+        .iter()
+        .filter_map(|f| f.spec.subnet_id.clone())
+        .collect();
+    let mut cloud_errors: BTreeMap<String, CloudError> = BTreeMap::new();
+    let mut retry = false;
+    for subnet in &subnets {
+        let fresh = cache
+            .subnets
+            .get(subnet)
+            .is_some_and(|(at, _)| at.elapsed() < args.resync);
+        if fresh && !full_refresh {
+            continue;
+        }
+        match ctx.cloud.subnet_enis(subnet).await {
+            Ok(enis) => {
+                cache.subnets.insert(subnet.clone(), (Instant::now(), enis));
+            }
+            Err(e) => {
+                retry |= e.retryable();
+                cache.subnets.remove(subnet);
+                cloud_errors.insert(subnet.clone(), e);
+            }
+        }
+    }
+    cache.subnets.retain(|s, _| subnets.contains(s));
+    let enis: HashMap<String, Vec<Eni>> = cache
+        .subnets
+        .iter()
+        .map(|(s, (_, e))| (s.clone(), e.clone()))
+        .collect();
+    let plans = plan(&World {
+        fips: &fip_list,
+        nodes: &node_views,
+        agents_ready: args.require_agent.then_some(&ready_agents),
+        enis: &enis,
+        cluster: &args.cluster_name,
+        now: jiff::Timestamp::now(),
+    });
+    let mut outcome = ctx.execute(&fip_list, plans, &cloud_errors).await;
+    if outcome.moved > 0 || outcome.ec2_mutations > 0 {
+        // What we changed is no longer what the cache says: read it again next pass.
+        cache.subnets.clear();
+    }
+    outcome.retry |= retry;
+    outcome
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("4s"), Ok(Duration::from_secs(4)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("4h").unwrap_err().contains("ms, s or m"));
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,431 @@
+//! `floatip controller` as a real process against the lab's API server and EC2 endpoint.
+//! Timings are printed, never asserted beyond generous "within N seconds" bounds.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::api::DeleteParams;
+use kube::ResourceExt;
+use serde_json::json;
+use support::cluster::{condition, holder_of, is_ready, Cluster};
+
+const T: Duration = Duration::from_secs(30);
+
+/// Starts one controller and waits until a FloatingIP is assigned; returns its holder.
+async fn assigned(c: &Cluster, name: &str, address: &str) -> String {
+    c.create_fip(name, json!({"address": address})).await;
+    let f = c
+        .wait_fip(name, "Ready", T, |f| is_ready(f) && holder_of(f).is_some())
+        .await;
+    holder_of(&f).unwrap()
+}
+
+/// Status, conditions and EC2 agree that `node` holds `address`, and only it does.
+async fn assert_held_by(c: &Cluster, name: &str, address: &str, node: &str) {
+    let f = c.fips().get(name).await.unwrap();
+    let status = f.status.as_ref().unwrap();
+    let holder = status.holder.as_ref().unwrap();
+    assert_eq!(holder.node, node);
+    assert_eq!(holder.instance_id, c.node(node).instance);
+    assert_eq!(
+        holder.network_interface_id.as_deref(),
+        Some(c.node(node).eni.as_str())
+    );
+    assert_eq!(
+        c.holders(address).await,
+        [c.node(node).eni.clone()],
+        "EC2 has it on the holder's ENI only"
+    );
+    assert_eq!(condition(&f, "Assigned").unwrap().0, "True");
+    assert_eq!(condition(&f, "Ready").unwrap().0, "True");
+    assert_eq!(status.observed_generation, f.metadata.generation);
+    assert!(status.pending_move.is_none());
+}
+
+async fn moved_from(c: &Cluster, name: &str, from: &str, reason: &str) -> String {
+    let f = c
+        .wait_fip(name, &format!("move away from {from}"), T, |f| {
+            holder_of(f).is_some_and(|h| h != from) && is_ready(f)
+        })
+        .await;
+    let last = f.status.as_ref().unwrap().last_move.as_ref().unwrap();
+    assert_eq!(
+        (last.from.as_deref(), last.reason.as_str()),
+        (Some(from), reason)
+    );
+    println!(
+        "{reason}: {} -> {} in {} ms (decision to EC2 confirmation)",
+        from, last.to, last.duration_ms
+    );
+    holder_of(&f).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assigns_then_moves_on_every_node_signal() {
+    let mut c = Cluster::new(3).await;
+    c.start_controller("controller-a");
+    let address = "10.0.11.10";
+    let first = assigned(&c, "web", address).await;
+    assert_held_by(&c, "web", address, &first).await;
+    let f = c.fips().get("web").await.unwrap();
+    assert_eq!(f.status.as_ref().unwrap().move_count, 1);
+    assert_eq!(
+        f.status
+            .as_ref()
+            .unwrap()
+            .last_move
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_str(),
+        "Initial"
+    );
+    assert!(f.finalizers().iter().any(|x| x == "floatip.io/release"));
+
+    // Cordoned.
+    c.patch_node(&first, json!({"spec": {"unschedulable": true}}))
+        .await;
+    let second = moved_from(&c, "web", &first, "NodeCordoned").await;
+    assert_held_by(&c, "web", address, &second).await;
+    c.patch_node(&first, json!({"spec": {"unschedulable": false}}))
+        .await;
+
+    // Tainted by a termination handler.
+    c.patch_node(&second, json!({"spec": {"taints": [{"key": "aws-node-termination-handler/spot-itn", "value": "x", "effect": "NoExecute"}]}})).await;
+    let third = moved_from(&c, "web", &second, "NodeTainted").await;
+    assert_held_by(&c, "web", address, &third).await;
+    c.patch_node(&second, json!({"spec": {"taints": []}})).await;
+
+    // NotReady.
+    c.patch_node_status(&third, json!({"status": {"conditions": [{"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown"}]}})).await;
+    let fourth = moved_from(&c, "web", &third, "NodeNotReady").await;
+    assert_held_by(&c, "web", address, &fourth).await;
+
+    // Deleted.
+    c.node_api()
+        .delete(&fourth, &DeleteParams::default())
+        .await
+        .unwrap();
+    let fifth = moved_from(&c, "web", &fourth, "NodeDeleted").await;
+    assert_held_by(&c, "web", address, &fifth).await;
+    assert_eq!(
+        c.fips()
+            .get("web")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .move_count,
+        5
+    );
+
+    // Each move left an Event naming it.
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(c.client.clone(), "default");
+    let notes: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|e| e.note)
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains(&format!("from {first} to {second} (NodeCordoned)"))),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains(&format!("from {fourth} to {fifth} (NodeDeleted)"))),
+        "{notes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_candidates_and_duplicate_addresses() {
+    let mut c = Cluster::new(2).await;
+    for n in ["node-1", "node-2"] {
+        c.patch_node(n, json!({"spec": {"unschedulable": true}}))
+            .await;
+    }
+    c.start_controller("controller-a");
+    c.create_fip("web", json!({"address": "10.0.11.20"})).await;
+    let f = c
+        .wait_fip("web", "NoCandidates", T, |f| {
+            condition(f, "NoCandidates").is_some_and(|(s, _, _)| s == "True")
+        })
+        .await;
+    let (_, _, msg) = condition(&f, "NoCandidates").unwrap();
+    assert_eq!(msg, "no node is fit to hold the address");
+    assert_eq!(condition(&f, "Ready").unwrap().0, "False");
+    assert!(c.holders("10.0.11.20").await.is_empty(), "nothing moved");
+    assert!(f.status.as_ref().unwrap().holder.is_none());
+
+    // A candidate appears: the address is assigned and NoCandidates goes away.
+    c.patch_node("node-2", json!({"spec": {"unschedulable": false}}))
+        .await;
+    let f = c.wait_fip("web", "assigned", T, is_ready).await;
+    assert_eq!(holder_of(&f).as_deref(), Some("node-2"));
+    assert!(condition(&f, "NoCandidates").is_none());
+
+    // The same address again, newer: Conflict, never acted on.
+    c.create_fip("web-copy", json!({"address": "10.0.11.20"}))
+        .await;
+    let copy = c
+        .wait_fip("web-copy", "Conflict", T, |f| {
+            condition(f, "Conflict").is_some_and(|(s, _, _)| s == "True")
+        })
+        .await;
+    let (_, reason, msg) = condition(&copy, "Conflict").unwrap();
+    assert_eq!(reason, "DuplicateAddress");
+    assert!(msg.contains("FloatingIP web is older"), "{msg}");
+    assert!(
+        copy.finalizers().is_empty(),
+        "a conflicting FloatingIP gets no finalizer"
+    );
+    // Deleting the copy must not touch the owner's address.
+    c.fips()
+        .delete("web-copy", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        c.holders("10.0.11.20").await,
+        [c.node("node-2").eni.clone()]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_unassigns_the_address_then_releases_the_finalizer() {
+    let mut c = Cluster::new(2).await;
+    c.start_controller("controller-a");
+    let holder = assigned(&c, "web", "10.0.11.30").await;
+    assert_eq!(c.holders("10.0.11.30").await, [c.node(&holder).eni.clone()]);
+    c.fips()
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + T;
+    loop {
+        match c.fips().get("web").await {
+            Err(kube::Error::Api(e)) if e.code == 404 => break,
+            _ if Instant::now() > deadline => panic!("the finalizer was never released"),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert!(
+        c.holders("10.0.11.30").await.is_empty(),
+        "unassigned in EC2 before the object went"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_lease_holder_writes_and_a_killed_leader_is_replaced() {
+    let mut c = Cluster::new(3).await;
+    c.start_controller("controller-a");
+    c.start_controller("controller-b");
+    let first = assigned(&c, "web", "10.0.11.40").await;
+    let deadline = Instant::now() + T;
+    let leader = loop {
+        let leaders: Vec<usize> = (0..2).filter(|&i| c.controllers[i].is_leader()).collect();
+        if leaders.len() == 1 {
+            break leaders[0];
+        }
+        assert!(Instant::now() < deadline, "no single leader: {leaders:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let follower = 1 - leader;
+    // The follower made no EC2 call at all, mutating or not.
+    let fm = c.controllers[follower].metrics();
+    assert!(
+        !fm.contains("floatip_ec2_calls_total{"),
+        "follower called EC2:\n{fm}"
+    );
+    assert!(c.controllers[leader]
+        .metrics()
+        .contains("floatip_ec2_calls_total{action=\"AssignPrivateIpAddresses\"} 1"));
+
+    c.controllers[leader].kill9();
+    let killed = Instant::now();
+    let deadline = killed + T;
+    while !c.controllers[follower].is_leader() {
+        assert!(Instant::now() < deadline, "the follower never took over");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let takeover = killed.elapsed();
+    println!(
+        "takeover after kill -9 of the leader: {} ms",
+        takeover.as_millis()
+    );
+
+    // The new leader acts: cordon the holder, the address moves.
+    c.patch_node(&first, json!({"spec": {"unschedulable": true}}))
+        .await;
+    let to = moved_from(&c, "web", &first, "NodeCordoned").await;
+    assert_held_by(&c, "web", "10.0.11.40", &to).await;
+}
+
+/// Polls EC2 (past the fault proxy) until stopped; returns the most ENIs ever seen holding
+/// `address` at once.
+fn watch_holders(
+    c: &Cluster,
+    address: &'static str,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<usize> {
+    let ec2 = c.ec2.direct_client();
+    tokio::spawn(async move {
+        let max = AtomicUsize::new(0);
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok(out) = ec2
+                .describe_network_interfaces()
+                .filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name("addresses.private-ip-address")
+                        .values(address)
+                        .build(),
+                )
+                .send()
+                .await
+            {
+                let n = out
+                    .network_interfaces()
+                    .iter()
+                    .filter(|n| {
+                        n.private_ip_addresses().iter().any(|a| {
+                            a.primary() != Some(true) && a.private_ip_address() == Some(address)
+                        })
+                    })
+                    .count();
+                max.fetch_max(n, Ordering::Relaxed);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        max.load(Ordering::Relaxed)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ec2_throttled_then_down_during_moves() {
+    let mut c = Cluster::new(3).await;
+    c.start_controller("controller-a");
+    let address = "10.0.11.50";
+    let first = assigned(&c, "web", address).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = watch_holders(&c, address, stop.clone());
+
+    // Throttled: more refusals than the SDK's attempts, so the controller sees the error,
+    // reports it, backs off and gets through.
+    c.ec2
+        .faults(r#"{"kind": "throttle", "action": "AssignPrivateIpAddresses", "count": 6}"#);
+    c.patch_node(&first, json!({"spec": {"unschedulable": true}}))
+        .await;
+    let f = c
+        .wait_fip("web", "CloudError RequestLimitExceeded", T, |f| {
+            condition(f, "CloudError")
+                .is_some_and(|(s, r, _)| s == "True" && r == "RequestLimitExceeded")
+        })
+        .await;
+    let (_, _, msg) = condition(&f, "CloudError").unwrap();
+    assert!(
+        msg.starts_with("EC2 AssignPrivateIpAddresses failed: RequestLimitExceeded"),
+        "{msg}"
+    );
+    let second = moved_from(&c, "web", &first, "NodeCordoned").await;
+    let f = c.fips().get("web").await.unwrap();
+    assert!(
+        condition(&f, "CloudError").is_none(),
+        "cleared once EC2 answered"
+    );
+    c.patch_node(&first, json!({"spec": {"unschedulable": false}}))
+        .await;
+
+    // Down for 10 s: connections fail, the condition says so, the move completes after.
+    c.ec2.clear_faults();
+    c.ec2.faults(r#"{"kind": "outage", "seconds": 10}"#);
+    let down = Instant::now();
+    c.patch_node(&second, json!({"spec": {"unschedulable": true}}))
+        .await;
+    c.wait_fip("web", "CloudError during the outage", T, |f| {
+        condition(f, "CloudError").is_some_and(|(s, _, _)| s == "True")
+    })
+    .await;
+    let third = moved_from(&c, "web", &second, "NodeCordoned").await;
+    println!(
+        "move completed {} ms after a 10 s EC2 outage began",
+        down.elapsed().as_millis()
+    );
+    assert!(
+        down.elapsed() >= Duration::from_secs(9),
+        "the move cannot have gone through during the outage"
+    );
+    assert_held_by(&c, "web", address, &third).await;
+
+    stop.store(true, Ordering::Relaxed);
+    let most = watcher.await.unwrap();
+    assert_eq!(most, 1, "at some moment {most} ENIs held the address");
+    let m = c.controllers[0].metrics();
+    assert!(m.contains("floatip_ec2_errors_total{action=\"AssignPrivateIpAddresses\",kind=\"throttled\",code=\"RequestLimitExceeded\"}"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_addresses_leave_a_failed_node_in_one_call_per_target_eni() {
+    let mut c = Cluster::new(3).await;
+    let n = 100;
+    for i in 0..n {
+        c.create_fip(
+            &format!("fip-{i:03}"),
+            json!({"address": format!("10.0.11.{}", 100 + i), "preferredNodes": ["node-1"]}),
+        )
+        .await;
+    }
+    c.start_controller("controller-a");
+    for i in 0..n {
+        let f = c
+            .wait_fip(&format!("fip-{i:03}"), "assigned", T, is_ready)
+            .await;
+        assert_eq!(holder_of(&f).as_deref(), Some("node-1"));
+    }
+    c.ec2.reset_calls();
+    let failed = Instant::now();
+    c.patch_node_status("node-1", json!({"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "KubeletDown"}]}})).await;
+    let mut targets = std::collections::BTreeSet::new();
+    for i in 0..n {
+        let f = c
+            .wait_fip(&format!("fip-{i:03}"), "moved off node-1", T, |f| {
+                holder_of(f).is_some_and(|h| h != "node-1") && is_ready(f)
+            })
+            .await;
+        targets.insert(
+            f.status
+                .unwrap()
+                .holder
+                .unwrap()
+                .network_interface_id
+                .unwrap(),
+        );
+    }
+    let took = failed.elapsed();
+    let calls = c.ec2.calls();
+    let mutating = calls["mutating"].as_u64().unwrap();
+    let assigns = calls["actions"]["AssignPrivateIpAddresses"]["calls"]
+        .as_u64()
+        .unwrap();
+    println!(
+        "{n} addresses moved off a NotReady node to {} ENIs in {} ms with {mutating} mutating EC2 calls ({assigns} AssignPrivateIpAddresses); all calls: {}",
+        targets.len(),
+        took.as_millis(),
+        calls["actions"]
+    );
+    assert_eq!(targets.len(), 2, "spread over the two remaining nodes");
+    assert_eq!(
+        mutating,
+        targets.len() as u64,
+        "one mutating call per target ENI"
+    );
+}
