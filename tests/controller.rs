@@ -429,3 +429,52 @@ async fn a_hundred_addresses_leave_a_failed_node_in_one_call_per_target_eni() {
         "one mutating call per target ENI"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_puts_back_an_address_changed_outside_floatip() {
+    let mut c = Cluster::new(3).await;
+    c.start_controller_with("controller-a", &[("FLOATIP_RESYNC", "1s")]);
+    let address = "10.0.11.60";
+    let holder = assigned(&c, "web", address).await;
+    let aws = c.ec2.direct_client();
+
+    // Removed outside floatip.
+    aws.unassign_private_ip_addresses()
+        .network_interface_id(&c.node(&holder).eni)
+        .private_ip_addresses(address)
+        .send()
+        .await
+        .unwrap();
+    let f = c
+        .wait_fip("web", "put back after removal", T, |f| {
+            f.status.as_ref().is_some_and(|s| s.move_count == 2)
+        })
+        .await;
+    let last = f.status.as_ref().unwrap().last_move.clone().unwrap();
+    assert_eq!(
+        (last.reason.as_str(), last.to.as_str()),
+        ("Drift", holder.as_str())
+    );
+    assert_held_by(&c, "web", address, &holder).await;
+
+    // Moved to another node's ENI outside floatip.
+    let other = c.nodes.iter().find(|n| n.name != holder).unwrap().clone();
+    aws.assign_private_ip_addresses()
+        .network_interface_id(&other.eni)
+        .private_ip_addresses(address)
+        .allow_reassignment(true)
+        .send()
+        .await
+        .unwrap();
+    let f = c
+        .wait_fip("web", "put back after an outside move", T, |f| {
+            f.status.as_ref().is_some_and(|s| s.move_count == 3)
+        })
+        .await;
+    let last = f.status.as_ref().unwrap().last_move.clone().unwrap();
+    assert_eq!(
+        (last.reason.as_str(), last.from.as_deref(), last.to.as_str()),
+        ("Drift", Some(other.name.as_str()), holder.as_str())
+    );
+    assert_held_by(&c, "web", address, &holder).await;
+}

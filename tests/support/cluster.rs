@@ -338,9 +338,15 @@ impl Cluster {
 
     /// Starts a controller process named `identity`.
     pub fn start_controller(&mut self, identity: &str) -> usize {
+        self.start_controller_with(identity, &[])
+    }
+
+    /// Starts a controller with extra environment (flags by their env names).
+    pub fn start_controller_with(&mut self, identity: &str, env: &[(&str, &str)]) -> usize {
         let admin = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_floatip"))
             .arg("controller")
+            .envs(env.iter().copied())
             .env("KUBECONFIG", self.kube.kubeconfig())
             .env("AWS_ENDPOINT_URL", &self.ec2.endpoint)
             .env("AWS_REGION", "us-west-2")
