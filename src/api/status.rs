@@ -49,6 +49,9 @@ pub struct Holder {
     /// The ENI carrying the address (SecondaryIP, RouteTable and Interface modes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_interface_id: Option<String>,
+    /// The ENI's MAC address: how the node's agent finds the interface to configure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
     /// When the address arrived on this node.
     pub since: Time,
 }

@@ -312,6 +312,7 @@ impl<C: Cloud> Ctx<C> {
                 node: h.node.clone(),
                 instance_id: h.instance_id.clone(),
                 network_interface_id: Some(h.eni.clone()),
+                mac_address: h.mac.clone(),
                 since: s
                     .holder
                     .as_ref()
@@ -513,6 +514,7 @@ impl<C: Cloud> Ctx<C> {
                 node: to.node.clone(),
                 instance_id: to.instance_id.clone(),
                 network_interface_id: Some(to.eni.clone()),
+                mac_address: to.mac.clone(),
                 since: now.clone(),
             });
             s.last_move = Some(Move {

@@ -20,6 +20,7 @@ pub struct Placed {
     pub node: String,
     pub instance_id: String,
     pub eni: String,
+    pub mac: Option<String>,
 }
 
 /// Everything a pass knows.
@@ -142,6 +143,7 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                 node,
                 instance_id: instance.to_string(),
                 eni: e.id.clone(),
+                mac: e.mac.clone(),
             })
         });
         if let Some(h) = &holder {
@@ -177,6 +179,7 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                 node: n.name.clone(),
                 instance_id: instance,
                 eni: eni.id.clone(),
+                mac: eni.mac.clone(),
             })
         };
         let fit: BTreeMap<&str, Placed> = world
