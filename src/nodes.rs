@@ -74,6 +74,8 @@ pub enum Unfit {
     Cordoned,
     /// A NoSchedule or NoExecute taint the FloatingIP does not tolerate.
     Tainted(String),
+    /// The node's agent is shutting down and asked for its addresses to move (drain, rollout).
+    AgentLeaving,
     /// No floatip agent is ready on the node.
     NoAgent,
     /// No suitable ENI of the node lies in the FloatingIP's subnet.
@@ -90,6 +92,7 @@ impl Unfit {
             Unfit::NotReady(_) => R::NodeNotReady,
             Unfit::Cordoned => R::NodeCordoned,
             Unfit::Tainted(_) => R::NodeTainted,
+            Unfit::AgentLeaving => R::Handover,
             Unfit::NotSelected | Unfit::NoInstance | Unfit::NoAgent | Unfit::NoInterface(_) => {
                 R::NodeNotReady
             }
@@ -107,6 +110,9 @@ impl fmt::Display for Unfit {
             Unfit::NotReady(s) => write!(f, "the node's Ready condition is {s}"),
             Unfit::Cordoned => f.write_str("the node is cordoned"),
             Unfit::Tainted(t) => write!(f, "the node has taint {t}, which is not tolerated"),
+            Unfit::AgentLeaving => f.write_str(
+                "the node's floatip agent is shutting down and handing its addresses over",
+            ),
             Unfit::NoAgent => f.write_str("no floatip agent is ready on the node"),
             Unfit::NoInterface(why) => f.write_str(why),
         }

@@ -478,3 +478,22 @@ async fn resync_puts_back_an_address_changed_outside_floatip() {
     );
     assert_held_by(&c, "web", address, &holder).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_asking_for_handover_loses_its_addresses_first() {
+    let mut c = Cluster::new(2).await;
+    c.start_controller("controller-a");
+    let holder = assigned(&c, "web", "10.0.11.70").await;
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(c.client.clone(), support::cluster::NAMESPACE);
+    let patch = json!({"metadata": {"annotations": {"floatip.io/handover": "requested"}}});
+    pods.patch(
+        &format!("floatip-agent-{holder}"),
+        &Default::default(),
+        &kube::api::Patch::Merge(patch),
+    )
+    .await
+    .unwrap();
+    let to = moved_from(&c, "web", &holder, "Handover").await;
+    assert_held_by(&c, "web", "10.0.11.70", &to).await;
+}

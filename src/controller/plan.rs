@@ -29,6 +29,8 @@ pub struct World<'a> {
     pub nodes: &'a [NodeView],
     /// Nodes with a ready agent; None when agents are not required.
     pub agents_ready: Option<&'a HashSet<String>>,
+    /// Nodes whose agent is shutting down and asked to hand its addresses over.
+    pub agents_leaving: &'a HashSet<String>,
     /// ENIs by subnet, as EC2 last reported them. A subnet missing here could not be read.
     pub enis: &'a HashMap<String, Vec<Eni>>,
     pub cluster: &'a str,
@@ -161,6 +163,9 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
         let enis = &world.enis[subnet];
         let fitness = |n: &NodeView| -> Result<Placed, Unfit> {
             node_fitness(n, &fip.spec)?;
+            if world.agents_leaving.contains(&n.name) {
+                return Err(Unfit::AgentLeaving);
+            }
             if world
                 .agents_ready
                 .is_some_and(|ready| !ready.contains(&n.name))

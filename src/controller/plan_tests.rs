@@ -55,6 +55,7 @@ fn run(fips: &[Arc<FloatingIP>], nodes: &[NodeView], enis: Vec<Eni>) -> Vec<Plan
         fips,
         nodes,
         agents_ready: None,
+        agents_leaving: &HashSet::new(),
         enis: &enis,
         cluster: CLUSTER,
         now: Timestamp::from_second(1_800_001_000).unwrap(),
@@ -348,6 +349,7 @@ fn agents_are_required_when_configured() {
         fips: &fips,
         nodes: &nodes,
         agents_ready: Some(&ready),
+        agents_leaving: &HashSet::new(),
         enis: &enis,
         cluster: CLUSTER,
         now: Timestamp::from_second(1_800_001_000).unwrap(),
@@ -359,4 +361,33 @@ fn agents_are_required_when_configured() {
             reason: MoveReason::Initial
         }
     );
+}
+
+#[test]
+fn a_leaving_agent_hands_its_addresses_over() {
+    let fips = [fip("web", "10.0.8.100", 0, holder_status("n1"))];
+    let nodes = three_nodes();
+    let enis = HashMap::from([(
+        SUBNET.to_string(),
+        vec![eni(1, &["10.0.8.100"]), eni(2, &[])],
+    )]);
+    let leaving = HashSet::from(["n1".to_string()]);
+    let plans = plan(&World {
+        fips: &fips,
+        nodes: &nodes,
+        agents_ready: None,
+        agents_leaving: &leaving,
+        enis: &enis,
+        cluster: CLUSTER,
+        now: Timestamp::from_second(1_800_001_000).unwrap(),
+    });
+    let a = act(&plans[0]);
+    assert_eq!(
+        a.decision,
+        Decision::Move {
+            to: "n2".into(),
+            reason: MoveReason::Handover
+        }
+    );
+    assert_eq!(a.holder_fit, Some(Err(Unfit::AgentLeaving)));
 }

@@ -279,11 +279,17 @@ async fn pass<C: Cloud>(
         .iter()
         .map(|n| NodeView::from_node(n))
         .collect();
-    let ready_agents: HashSet<String> = agents
-        .state()
+    let agent_pods = agents.state();
+    let on_node = |p: &Pod| p.spec.as_ref()?.node_name.clone();
+    let ready_agents: HashSet<String> = agent_pods
         .iter()
         .filter(|p| pod_ready(p))
-        .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+        .filter_map(|p| on_node(p))
+        .collect();
+    let leaving_agents: HashSet<String> = agent_pods
+        .iter()
+        .filter(|p| agent_leaving(p))
+        .filter_map(|p| on_node(p))
         .collect();
 
     // EC2 truth: one describe per subnet in use, reused until the next resync or move.
@@ -322,6 +328,7 @@ async fn pass<C: Cloud>(
         fips: &fip_list,
         nodes: &node_views,
         agents_ready: args.require_agent.then_some(&ready_agents),
+        agents_leaving: &leaving_agents,
         enis: &enis,
         cluster: &args.cluster_name,
         now: jiff::Timestamp::now(),
@@ -333,6 +340,20 @@ async fn pass<C: Cloud>(
     }
     outcome.retry |= retry;
     outcome
+}
+
+/// The annotation an agent sets on its own pod when it shuts down and wants its addresses moved
+/// before it lets go of them.
+pub const HANDOVER_ANNOTATION: &str = "floatip.io/handover";
+
+/// An agent pod being deleted, or one that asked for a handover.
+fn agent_leaving(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+        || pod
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.get(HANDOVER_ANNOTATION).is_some_and(|v| v == "requested"))
 }
 
 fn pod_ready(pod: &Pod) -> bool {
