@@ -121,3 +121,28 @@ fn unknown_subcommand_fails_with_a_clear_error() {
     assert!(!ok);
     assert!(err.contains("unrecognized subcommand 'controler'"), "{err}");
 }
+
+#[test]
+fn every_controller_flag_has_help_and_an_environment_variable() {
+    let (ok, out, _) = floatip(&["controller", "--help"]);
+    assert!(ok);
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    let mut flags = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if !line.starts_with("--") || line.starts_with("--help") {
+            continue;
+        }
+        flags += 1;
+        // clap's long help: the flag on one line, its help text (ending in [env: ...]) below.
+        let help = lines.get(i + 1).copied().unwrap_or_default();
+        assert!(
+            !help.starts_with("--") && help.len() > 20,
+            "no help text for {line}"
+        );
+        assert!(
+            help.contains("[env: "),
+            "no environment variable for {line}: {help}"
+        );
+    }
+    assert!(flags >= 14, "only {flags} flags in:\n{out}");
+}

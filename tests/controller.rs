@@ -497,3 +497,46 @@ async fn an_agent_asking_for_handover_loses_its_addresses_first() {
     let to = moved_from(&c, "web", &holder, "Handover").await;
     assert_held_by(&c, "web", "10.0.11.70", &to).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_iam_permission_is_a_condition_not_a_crash_loop() {
+    let mut c = Cluster::new(2).await;
+    c.ec2
+        .faults(r#"{"kind": "unauthorized", "action": "AssignPrivateIpAddresses"}"#);
+    c.start_controller_with("controller-a", &[("FLOATIP_RESYNC", "2s")]);
+    c.create_fip("web", json!({"address": "10.0.11.80"})).await;
+    let f = c
+        .wait_fip("web", "CloudError UnauthorizedOperation", T, |f| {
+            condition(f, "CloudError")
+                .is_some_and(|(s, r, _)| s == "True" && r == "UnauthorizedOperation")
+        })
+        .await;
+    let (_, _, msg) = condition(&f, "CloudError").unwrap();
+    assert!(
+        msg.starts_with("EC2 AssignPrivateIpAddresses failed: UnauthorizedOperation"),
+        "{msg}"
+    );
+    assert_eq!(condition(&f, "Ready").unwrap().0, "False");
+
+    // Permanent: retried at resync, not in a hot loop, and the process keeps serving.
+    c.ec2.reset_calls();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let attempts = c.ec2.calls()["actions"]["AssignPrivateIpAddresses"]["calls"]
+        .as_u64()
+        .unwrap_or(0);
+    println!(
+        "AssignPrivateIpAddresses attempts in 5 s while unauthorized (resync 2 s): {attempts}"
+    );
+    assert!(attempts <= 4, "{attempts} attempts in 5 s");
+    assert!(
+        c.controllers[0].metrics().contains("floatip_leader 1"),
+        "still running and leading"
+    );
+
+    // Permission granted: the next resync assigns, and the condition goes.
+    c.ec2.clear_faults();
+    let f = c
+        .wait_fip("web", "assigned once allowed", T, is_ready)
+        .await;
+    assert!(condition(&f, "CloudError").is_none());
+}

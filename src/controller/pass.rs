@@ -235,13 +235,25 @@ impl<C: Cloud> Ctx<C> {
             reason
         };
         let msg = e.to_string();
+        let g = fip.metadata.generation;
         self.write_status(fip, |s| {
-            conditions::set(
+            let mut changed = conditions::set(
                 &mut s.conditions,
                 &Desired::new(cond::CLOUD_ERROR, true, &reason, &msg),
-                fip.metadata.generation,
+                g,
                 now,
-            )
+            );
+            // With nobody holding the address, the error is why it is not ready.
+            if s.holder.is_none() {
+                let ready = Desired::new(
+                    cond::READY,
+                    false,
+                    "CloudError",
+                    format!("the address is not assigned: {msg}"),
+                );
+                changed |= conditions::set(&mut s.conditions, &ready, g, now);
+            }
+            changed
         })
         .await
     }

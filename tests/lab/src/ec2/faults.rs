@@ -18,6 +18,8 @@ pub enum Kind {
     InternalError,
     /// HTTP 503 Unavailable.
     Unavailable,
+    /// HTTP 403 UnauthorizedOperation: what a missing IAM permission looks like.
+    Unauthorized,
     /// No answer: the connection is closed once the request is read, so the client sees a
     /// connection error. Control requests under /_lab/ still work, so an outage can be ended.
     Outage,

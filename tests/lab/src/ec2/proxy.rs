@@ -154,6 +154,11 @@ fn ec2_error(kind: Kind) -> Reply {
             "Unavailable",
             "The server is overloaded and can't handle the request.",
         ),
+        Kind::Unauthorized => (
+            StatusCode::FORBIDDEN,
+            "UnauthorizedOperation",
+            "You are not authorized to perform this operation.",
+        ),
         Kind::InternalError | Kind::Latency | Kind::Outage => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalError",
