@@ -36,6 +36,8 @@ pub struct Holder {
     pub fit: Result<(), Unfit>,
     /// The node's own health check.
     pub health: Health,
+    /// The address's health check: the path clients use.
+    pub vip: Health,
 }
 
 pub struct Input<'a> {
@@ -46,6 +48,13 @@ pub struct Input<'a> {
     pub failback: Failback,
     pub min_hold: Duration,
     pub now: Timestamp,
+    /// The FloatingIP has a health check: candidates must be known to pass it.
+    pub health_checked: bool,
+    /// How long ago the assignment was re-ensured because the address failed while its holder
+    /// passed; None if it was not.
+    pub reensured: Option<Duration>,
+    /// How long a re-ensured address may keep failing before it moves.
+    pub reensure_grace: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,19 +65,58 @@ pub enum Decision {
     Move { to: String, reason: MoveReason },
     /// The holder should give the address up but has held it for less than minHoldSeconds.
     Hold { remaining: Duration },
+    /// The address fails but its holder passes: assign it to the holder again (EC2 and the
+    /// agent) before deciding to move it.
+    Reensure,
     /// The address should move but no candidate can take it; it stays where it is (or
     /// unassigned) and the message says why.
     Stuck { why: String },
 }
 
 /// Decides where the address should be.
+///
+/// | holder | address check | holder's own check | decision |
+/// |---|---|---|---|
+/// | none | | | the best passing candidate (Initial), else Stuck |
+/// | unfit (gone, NotReady, cordoned, tainted, agent leaving) | any | any | move at once, else Stuck |
+/// | fit | not passing | failing | after minHold: move (HolderUnhealthy), else Stuck |
+/// | fit | failing | passing | Reensure; still failing after the grace: move |
+/// | fit | passing or unknown | any | Stay (or Failback when asked and due) |
+///
+/// A candidate must pass its own check when the FloatingIP has one; without one it must not be
+/// known to fail. With no candidate, the holder keeps the address and Stuck says why.
 pub fn decide(input: &Input<'_>) -> Decision {
+    let eligible = |c: &&Candidate| {
+        if input.health_checked {
+            c.health == Health::Passing
+        } else {
+            c.health != Health::Failing
+        }
+    };
     let best = |exclude: Option<&str>| {
         input
             .candidates
             .iter()
-            .filter(|c| Some(c.node.as_str()) != exclude && c.health != Health::Failing)
+            .filter(|c| Some(c.node.as_str()) != exclude)
+            .filter(eligible)
             .min_by_key(|c| (rank(input.preferred, &c.node), c.load, c.node.as_str()))
+    };
+    let none_passing = |exclude: Option<&str>| {
+        let others: Vec<&Candidate> = input
+            .candidates
+            .iter()
+            .filter(|c| Some(c.node.as_str()) != exclude)
+            .collect();
+        if others.is_empty() {
+            "no node is fit to hold the address".to_string()
+        } else if input.health_checked {
+            format!(
+                "none of the {} fit nodes passes its health check",
+                others.len()
+            )
+        } else {
+            format!("all {} fit nodes fail their health check", others.len())
+        }
     };
     let Some(holder) = &input.holder else {
         return match best(None) {
@@ -77,46 +125,50 @@ pub fn decide(input: &Input<'_>) -> Decision {
                 reason: MoveReason::Initial,
             },
             None => Decision::Stuck {
-                why: no_candidates(input.candidates),
+                why: none_passing(None),
             },
         };
     };
     let held_for =
         Duration::from_secs(input.now.duration_since(holder.since).as_secs().max(0) as u64);
+    let move_or_stuck = |reason: MoveReason, trouble: String| match best(Some(&holder.node)) {
+        Some(c) => Decision::Move {
+            to: c.node.clone(),
+            reason,
+        },
+        None => Decision::Stuck {
+            why: format!("{trouble}, but {}", none_passing(Some(&holder.node))),
+        },
+    };
     // A holder that must go leaves at once, whatever minHoldSeconds says.
     if let Err(unfit) = &holder.fit {
-        return match best(Some(&holder.node)) {
-            Some(c) => Decision::Move {
-                to: c.node.clone(),
-                reason: unfit.move_reason(),
-            },
-            None => Decision::Stuck {
-                why: format!(
-                    "{} should give the address up ({unfit}), but {}",
-                    holder.node,
-                    no_candidates_after(input.candidates, &holder.node)
-                ),
-            },
-        };
+        return move_or_stuck(
+            unfit.move_reason(),
+            format!("{} should give the address up ({unfit})", holder.node),
+        );
     }
-    if holder.health == Health::Failing {
+    let failing = holder.health == Health::Failing && holder.vip != Health::Passing;
+    let vip_only = holder.vip == Health::Failing && holder.health != Health::Failing;
+    if failing || (vip_only && input.reensured.is_some_and(|d| d >= input.reensure_grace)) {
         if held_for < input.min_hold {
             return Decision::Hold {
                 remaining: input.min_hold - held_for,
             };
         }
-        return match best(Some(&holder.node)) {
-            Some(c) => Decision::Move {
-                to: c.node.clone(),
-                reason: MoveReason::HolderUnhealthy,
-            },
-            None => Decision::Stuck {
-                why: format!(
-                    "{} fails its health check, but {}",
-                    holder.node,
-                    no_candidates_after(input.candidates, &holder.node)
-                ),
-            },
+        let trouble = if failing {
+            format!("{} fails its health check", holder.node)
+        } else {
+            format!(
+                "the address fails its health check on {} even after being assigned again",
+                holder.node
+            )
+        };
+        return move_or_stuck(MoveReason::HolderUnhealthy, trouble);
+    }
+    if vip_only {
+        return match input.reensured {
+            None => Decision::Reensure,
+            Some(_) => Decision::Stay,
         };
     }
     if input.failback == Failback::Always && held_for >= input.min_hold {
@@ -140,24 +192,6 @@ fn rank(preferred: &[String], node: &str) -> usize {
         .iter()
         .position(|p| p == node)
         .unwrap_or(usize::MAX)
-}
-
-fn no_candidates(candidates: &[Candidate]) -> String {
-    if candidates.is_empty() {
-        "no node is fit to hold the address".to_string()
-    } else {
-        format!("all {} fit nodes fail their health check", candidates.len())
-    }
-}
-
-fn no_candidates_after(candidates: &[Candidate], holder: &str) -> String {
-    no_candidates(
-        &candidates
-            .iter()
-            .filter(|c| c.node != holder)
-            .cloned()
-            .collect::<Vec<_>>(),
-    )
 }
 
 #[cfg(test)]
@@ -184,6 +218,7 @@ mod tests {
             since: at(since),
             fit,
             health,
+            vip: Unknown,
         })
     }
 
@@ -194,6 +229,18 @@ mod tests {
         failback: Failback,
         now: i64,
     ) -> Decision {
+        run_checked(holder, candidates, preferred, failback, now, false, None)
+    }
+
+    fn run_checked(
+        holder: Option<Holder>,
+        candidates: &[Candidate],
+        preferred: &[&str],
+        failback: Failback,
+        now: i64,
+        health_checked: bool,
+        reensured: Option<u64>,
+    ) -> Decision {
         let preferred: Vec<String> = preferred.iter().map(|s| s.to_string()).collect();
         decide(&Input {
             holder,
@@ -202,6 +249,20 @@ mod tests {
             failback,
             min_hold: Duration::from_secs(30),
             now: at(now),
+            health_checked,
+            reensured: reensured.map(Duration::from_secs),
+            reensure_grace: Duration::from_secs(2),
+        })
+    }
+
+    /// A fit holder with the given own and address health.
+    fn checked(node: &str, since: i64, own: Health, vip: Health) -> Option<Holder> {
+        Some(Holder {
+            node: node.into(),
+            since: at(since),
+            fit: Ok(()),
+            health: own,
+            vip,
         })
     }
 
@@ -387,5 +448,139 @@ mod tests {
             "{moves} moves in 300 s with minHoldSeconds 30"
         );
         assert!(moves >= 1);
+    }
+
+    #[test]
+    fn health_checked_candidates_must_be_known_to_pass() {
+        let cs = [cand("a", 0, Unknown), cand("b", 9, Passing)];
+        assert_eq!(
+            run_checked(None, &cs, &["a"], Failback::Never, 0, true, None),
+            mv("b", MoveReason::Initial)
+        );
+        let unknown = [cand("a", 0, Unknown)];
+        assert_eq!(
+            run_checked(None, &unknown, &[], Failback::Never, 0, true, None),
+            Decision::Stuck {
+                why: "none of the 1 fit nodes passes its health check".into()
+            }
+        );
+    }
+
+    /// The decision table of issue 5, row by row.
+    #[test]
+    fn decision_table() {
+        let cs = [cand("a", 1, Passing), cand("b", 0, Passing)];
+        let d = |h, now, re| run_checked(h, &cs, &[], Failback::Never, now, true, re);
+        // Address and holder both failing: move after minHold, hold before.
+        assert_eq!(
+            d(checked("a", 0, Failing, Failing), 60, None),
+            mv("b", MoveReason::HolderUnhealthy)
+        );
+        assert_eq!(
+            d(checked("a", 0, Failing, Failing), 10, None),
+            Decision::Hold {
+                remaining: Duration::from_secs(20)
+            }
+        );
+        // Holder failing its own check while clients still get through: stay.
+        assert_eq!(
+            d(checked("a", 0, Failing, Passing), 60, None),
+            Decision::Stay
+        );
+        // Address failing, holder passing: re-ensure first, wait out the grace, then move.
+        assert_eq!(
+            d(checked("a", 0, Passing, Failing), 60, None),
+            Decision::Reensure
+        );
+        assert_eq!(
+            d(checked("a", 0, Passing, Failing), 60, Some(1)),
+            Decision::Stay
+        );
+        assert_eq!(
+            d(checked("a", 0, Passing, Failing), 60, Some(2)),
+            mv("b", MoveReason::HolderUnhealthy)
+        );
+        assert_eq!(
+            d(checked("a", 0, Passing, Failing), 10, Some(5)),
+            Decision::Hold {
+                remaining: Duration::from_secs(20)
+            }
+        );
+        // Healthy: stay.
+        assert_eq!(
+            d(checked("a", 0, Passing, Passing), 60, None),
+            Decision::Stay
+        );
+        assert_eq!(
+            d(checked("a", 0, Unknown, Unknown), 60, None),
+            Decision::Stay
+        );
+        // No candidate passes (the controller lost its network, say): keep the holder, say why.
+        let blind = [cand("a", 1, Failing), cand("b", 0, Failing)];
+        assert_eq!(
+            run_checked(
+                checked("a", 0, Failing, Failing),
+                &blind,
+                &[],
+                Failback::Never,
+                60,
+                true,
+                None
+            ),
+            Decision::Stuck {
+                why:
+                    "a fails its health check, but none of the 1 fit nodes passes its health check"
+                        .into()
+            }
+        );
+        // Gone holder: moves at once even within minHold, and only to a passing node.
+        let gone = Some(Holder {
+            node: "a".into(),
+            since: at(0),
+            fit: Err(Unfit::Gone),
+            health: Unknown,
+            vip: Failing,
+        });
+        assert_eq!(d(gone, 1, None), mv("b", MoveReason::NodeDeleted));
+    }
+
+    /// An address whose probe result flips every few seconds, on a holder that keeps passing:
+    /// at most one re-ensure per failing spell and no move while the re-ensure grace is running.
+    #[test]
+    fn flapping_address_on_a_passing_holder_does_not_ping_pong() {
+        let cs = [cand("a", 1, Passing), cand("b", 0, Passing)];
+        let mut on = "a".to_string();
+        let mut since = 0;
+        let mut moves = 0;
+        let mut reensured_at: Option<i64> = None;
+        for t in 0..300 {
+            let vip = if (t / 3) % 2 == 1 { Failing } else { Passing };
+            if vip == Passing {
+                reensured_at = None;
+            }
+            let re = reensured_at.map(|r| (t - r) as u64);
+            match run_checked(
+                checked(&on, since, Passing, vip),
+                &cs,
+                &[],
+                Failback::Never,
+                t,
+                true,
+                re,
+            ) {
+                Decision::Move { to, .. } => {
+                    on = to;
+                    since = t;
+                    moves += 1;
+                    reensured_at = None;
+                }
+                Decision::Reensure => reensured_at = Some(t),
+                _ => {}
+            }
+        }
+        assert!(
+            moves <= 300 / 30,
+            "{moves} moves in 300 s with minHoldSeconds 30"
+        );
     }
 }

@@ -253,6 +253,7 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                         .unwrap_or(world.now),
                     fit: fit_of(&h.node),
                     health: Health::Unknown,
+                    vip: Health::Unknown,
                 });
                 let min_hold =
                     Duration::from_secs(fip.spec.failover.min_hold_seconds.max(0) as u64);
@@ -263,6 +264,9 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                     failback: fip.spec.failback,
                     min_hold,
                     now: world.now,
+                    health_checked: false,
+                    reensured: None,
+                    reensure_grace: Duration::ZERO,
                 });
                 // An address that was assigned and vanished comes back as drift.
                 match d {
