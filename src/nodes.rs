@@ -22,6 +22,8 @@ pub struct NodeView {
     pub deleting: bool,
     /// From spec.providerID (`aws:///us-west-2-lax-1a/i-0123...`).
     pub instance_id: Option<String>,
+    /// The node's InternalIP: where its own health check is sent.
+    pub internal_ip: Option<std::net::IpAddr>,
 }
 
 impl NodeView {
@@ -45,6 +47,12 @@ impl NodeView {
                 .provider_id
                 .as_deref()
                 .and_then(instance_id_from_provider_id),
+            internal_ip: node
+                .status
+                .as_ref()
+                .and_then(|s| s.addresses.as_ref())
+                .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
+                .and_then(|a| a.address.parse().ok()),
         }
     }
 }
@@ -215,6 +223,15 @@ mod tests {
         );
         assert_eq!(instance_id_from_provider_id("gce://p/z/n"), None);
         assert_eq!(instance_id_from_provider_id("aws:///us-west-2a/"), None);
+    }
+
+    #[test]
+    fn internal_ip_comes_from_status_addresses() {
+        let n = node(
+            json!({"status": {"addresses": [{"type": "Hostname", "address": "n1"}, {"type": "InternalIP", "address": "10.0.8.11"}]}}),
+        );
+        assert_eq!(n.internal_ip, Some("10.0.8.11".parse().unwrap()));
+        assert_eq!(node(json!({})).internal_ip, None);
     }
 
     #[test]
