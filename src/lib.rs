@@ -13,3 +13,4 @@ pub mod leader;
 pub mod metrics;
 pub mod nodes;
 pub mod placement;
+pub mod probe;

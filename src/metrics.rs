@@ -33,6 +33,23 @@ struct ErrorLabel {
     error: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabel {
+    protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeResultLabel {
+    protocol: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeFailureLabel {
+    protocol: &'static str,
+    reason: &'static str,
+}
+
 struct Inner {
     registry: Registry,
     moves: Family<ReasonLabel, Counter>,
@@ -41,6 +58,12 @@ struct Inner {
     ec2_errors: Family<ActionErrorLabel, Counter>,
     leader: Gauge,
     reconcile_errors: Family<ErrorLabel, Counter>,
+    probes: Family<ProbeResultLabel, Counter>,
+    probe_rtt: Family<ProtocolLabel, Histogram>,
+    probe_failures: Family<ProbeFailureLabel, Counter>,
+    probe_overruns: Counter,
+    probe_targets: Gauge,
+    probe_detection: Histogram,
 }
 
 /// Cheap to clone; every clone records into the same registry.
@@ -85,6 +108,47 @@ impl Metrics {
             "Reconcile passes that ended in an error, by error",
             reconcile_errors.clone(),
         );
+        let probes = Family::<ProbeResultLabel, Counter>::default();
+        registry.register(
+            "probes",
+            "Finished probes, by protocol and result (pass or fail)",
+            probes.clone(),
+        );
+        // 100 us to ~6.5 s: loopback up to a slow cross-zone handshake.
+        let probe_rtt = Family::<ProtocolLabel, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.0001, 2.0, 17))) as fn() -> Histogram,
+        );
+        registry.register(
+            "probe_rtt_seconds",
+            "Round trip of passing probes (TCP handshake, UDP reply), by protocol",
+            probe_rtt.clone(),
+        );
+        let probe_failures = Family::<ProbeFailureLabel, Counter>::default();
+        registry.register(
+            "probe_failures",
+            "Failed probes, by protocol and reason",
+            probe_failures.clone(),
+        );
+        let probe_overruns = Counter::default();
+        registry.register(
+            "probe_overruns",
+            "Probes skipped because the target's previous probe was still queued or running \
+             (the engine is at its concurrency limit)",
+            probe_overruns.clone(),
+        );
+        let probe_targets = Gauge::default();
+        registry.register(
+            "probe_targets",
+            "Targets the probe engine checks",
+            probe_targets.clone(),
+        );
+        // 50 ms to ~49 s around the default ~1-1.75 s.
+        let probe_detection = Histogram::new(exponential_buckets(0.05, 1.5, 18));
+        registry.register(
+            "probe_detection_seconds",
+            "From the start of the first failed probe to the target going from Up to Down",
+            probe_detection.clone(),
+        );
         Self(Arc::new(Inner {
             registry,
             moves,
@@ -93,6 +157,12 @@ impl Metrics {
             ec2_errors,
             leader,
             reconcile_errors,
+            probes,
+            probe_rtt,
+            probe_failures,
+            probe_overruns,
+            probe_targets,
+            probe_detection,
         }))
     }
 
@@ -139,6 +209,48 @@ impl Metrics {
             .inc();
     }
 
+    /// One finished probe: its round trip when it passed with one, its failure reason when
+    /// it failed.
+    pub fn probe_done(
+        &self,
+        protocol: &'static str,
+        rtt: Option<std::time::Duration>,
+        failure: Option<&'static str>,
+    ) {
+        let result = if failure.is_some() { "fail" } else { "pass" };
+        self.0
+            .probes
+            .get_or_create(&ProbeResultLabel { protocol, result })
+            .inc();
+        if let Some(rtt) = rtt {
+            self.0
+                .probe_rtt
+                .get_or_create(&ProtocolLabel { protocol })
+                .observe(rtt.as_secs_f64());
+        }
+        if let Some(reason) = failure {
+            self.0
+                .probe_failures
+                .get_or_create(&ProbeFailureLabel { protocol, reason })
+                .inc();
+        }
+    }
+
+    pub fn probe_overrun(&self) {
+        self.0.probe_overruns.inc();
+    }
+
+    pub fn set_probe_targets(&self, n: usize) {
+        self.0
+            .probe_targets
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// A target went from Up to Down `seconds` after its first failed probe started.
+    pub fn probe_detected(&self, seconds: f64) {
+        self.0.probe_detection.observe(seconds);
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -173,6 +285,11 @@ mod tests {
             },
         );
         m.set_leader(true);
+        m.probe_done("TCP", Some(std::time::Duration::from_millis(2)), None);
+        m.probe_done("UDP", None, Some("no_reply"));
+        m.probe_overrun();
+        m.set_probe_targets(7);
+        m.probe_detected(1.2);
         let text = m.encode();
         for want in [
             "floatip_moves_total{reason=\"NodeCordoned\"} 1",
@@ -180,6 +297,13 @@ mod tests {
             "floatip_ec2_calls_total{action=\"AssignPrivateIpAddresses\"} 1",
             "floatip_ec2_errors_total{action=\"AssignPrivateIpAddresses\",kind=\"permanent\",code=\"UnauthorizedOperation\"} 1",
             "floatip_leader 1",
+            "floatip_probes_total{protocol=\"TCP\",result=\"pass\"} 1",
+            "floatip_probes_total{protocol=\"UDP\",result=\"fail\"} 1",
+            "floatip_probe_rtt_seconds_count{protocol=\"TCP\"} 1",
+            "floatip_probe_failures_total{protocol=\"UDP\",reason=\"no_reply\"} 1",
+            "floatip_probe_overruns_total 1",
+            "floatip_probe_targets 7",
+            "floatip_probe_detection_seconds_count 1",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
