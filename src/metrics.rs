@@ -52,6 +52,7 @@ struct ProbeFailureLabel {
 
 struct Inner {
     registry: Registry,
+    failover_detection: Histogram,
     moves: Family<ReasonLabel, Counter>,
     move_duration: Histogram,
     ec2_calls: Family<ActionLabel, Counter>,
@@ -149,7 +150,14 @@ impl Metrics {
             "From the start of the first failed probe to the target going from Up to Down",
             probe_detection.clone(),
         );
+        let failover_detection = Histogram::new(exponential_buckets(0.05, 2.0, 10));
+        registry.register(
+            "failover_detection_seconds",
+            "From the first failed probe of an address to the decision to move it",
+            failover_detection.clone(),
+        );
         Self(Arc::new(Inner {
+            failover_detection,
             registry,
             moves,
             move_duration,
@@ -244,6 +252,11 @@ impl Metrics {
         self.0
             .probe_targets
             .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// A move was decided `seconds` after the first failed probe of the address that caused it.
+    pub fn failover_decided(&self, seconds: f64) {
+        self.0.failover_detection.observe(seconds);
     }
 
     /// A target went from Up to Down `seconds` after its first failed probe started.

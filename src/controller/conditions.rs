@@ -7,7 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Desired {
     pub type_: &'static str,
-    pub status: bool,
+    /// "True", "False" or "Unknown".
+    pub status: &'static str,
     pub reason: String,
     pub message: String,
 }
@@ -21,7 +22,17 @@ impl Desired {
     ) -> Self {
         Self {
             type_,
-            status,
+            status: status_str(status),
+            reason: reason.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// A condition whose state floatip cannot tell yet.
+    pub fn unknown(type_: &'static str, reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            type_,
+            status: "Unknown",
             reason: reason.to_string(),
             message: message.into(),
         }
@@ -44,7 +55,7 @@ pub fn set(
     generation: Option<i64>,
     now: &Time,
 ) -> bool {
-    let status = status_str(desired.status);
+    let status = desired.status;
     match conditions.iter_mut().find(|c| c.type_ == desired.type_) {
         Some(c) => {
             let before = c.clone();

@@ -39,6 +39,8 @@ pub struct Outcome {
     pub moved: usize,
     /// Mutating EC2 calls made.
     pub ec2_mutations: usize,
+    /// FloatingIPs whose assignment was re-ensured on their holder.
+    pub reensured: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +168,10 @@ impl<C: Cloud> Ctx<C> {
                                 decided: Instant::now(),
                             });
                             Ok(())
+                        }
+                        (Decision::Reensure, _) => {
+                            self.reensure(&fip, &act, &mut out).await;
+                            self.steady(&fip, &act, &now).await
                         }
                         _ => self.steady(&fip, &act, &now).await,
                     },
@@ -315,6 +321,27 @@ impl<C: Cloud> Ctx<C> {
         Ok(())
     }
 
+    /// The address fails while its holder passes: assign it to the holder's ENI again (a no-op
+    /// when EC2 has it there). The agent re-applies what status says on its own.
+    async fn reensure(&self, fip: &FloatingIP, act: &Act, out: &mut Outcome) {
+        let Some(holder) = &act.holder else { return };
+        if !(self.gate)() {
+            return;
+        }
+        out.ec2_mutations += 1;
+        let moves = [AddressMove {
+            address: act.address,
+            from_eni: None,
+        }];
+        match self.cloud.assign(&holder.eni, &moves).await {
+            Ok(()) => {
+                tracing::info!(floatingip = %fip.name_any(), node = %holder.node, "address fails its check while its holder passes: assigned it again");
+                out.reensured.push(fip.name_any());
+            }
+            Err(e) => out.retry |= e.retryable(),
+        }
+    }
+
     /// Status for an address that stays where it is: mirror EC2 and say why nothing moved.
     async fn steady(&self, fip: &FloatingIP, act: &Act, now: &Time) -> Result<(), StepError> {
         let g = fip.metadata.generation;
@@ -398,6 +425,10 @@ impl<C: Cloud> Ctx<C> {
             for stale in [cond::CLOUD_ERROR, cond::INVALID_SPEC, cond::CONFLICT] {
                 changed |= conditions::remove(&mut s.conditions, stale);
             }
+            changed |= match &act.vip {
+                Some(v) => conditions::set(&mut s.conditions, &healthy(v), g, now),
+                None => conditions::remove(&mut s.conditions, cond::HEALTHY),
+            };
             changed
         })
         .await
@@ -584,6 +615,31 @@ impl<C: Cloud> Ctx<C> {
             tracing::warn!(error = %e, "could not publish the Moved event");
         }
         Ok(())
+    }
+}
+
+/// The Healthy condition from the address's probe results.
+fn healthy(v: &super::plan::VipHealth) -> Desired {
+    use crate::placement::Health;
+    let last = v.last_failure.as_deref().unwrap_or("none");
+    match v.health {
+        Health::Passing => Desired::new(
+            cond::HEALTHY,
+            true,
+            "Answering",
+            format!("{} answers (last failure: {last})", v.target),
+        ),
+        Health::Failing => Desired::new(
+            cond::HEALTHY,
+            false,
+            "ProbeFailing",
+            format!("{} fails its health check: {last}", v.target),
+        ),
+        Health::Unknown => Desired::unknown(
+            cond::HEALTHY,
+            "NotProbedYet",
+            format!("{} has no verdict yet", v.target),
+        ),
     }
 }
 

@@ -13,6 +13,7 @@ use crate::api::{validate_spec, FloatingIP, InterfaceChoice, Mode, MoveReason, S
 use crate::cloud::Eni;
 use crate::nodes::{node_fitness, NodeView, Unfit};
 use crate::placement::{self, Candidate, Decision, Health, Holder};
+use crate::probe::{Target, TargetState};
 
 /// Where an address is (or goes): node, instance and ENI.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +36,11 @@ pub struct World<'a> {
     pub enis: &'a HashMap<String, Vec<Eni>>,
     pub cluster: &'a str,
     pub now: Timestamp,
+    /// Health-check results by target (the probe engine's snapshot).
+    pub health: &'a HashMap<Target, TargetState>,
+    /// FloatingIPs whose assignment was re-ensured because the address failed while its holder
+    /// passed, and how long ago.
+    pub reensured: &'a HashMap<String, Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +77,16 @@ pub struct Act {
     pub holder_fit: Option<Result<(), Unfit>>,
     /// Fit nodes, for messages.
     pub candidates: usize,
+    /// The address's own health check, when it has one.
+    pub vip: Option<VipHealth>,
+}
+
+/// What the address's health check says, for the Healthy condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VipHealth {
+    pub target: Target,
+    pub health: Health,
+    pub last_failure: Option<String>,
 }
 
 /// The finalizer floatip puts on a FloatingIP it acts on.
@@ -187,6 +203,34 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                 mac: eni.mac.clone(),
             })
         };
+        let health_of = |ip: Option<IpAddr>| -> Health {
+            let (Some(hc), Some(ip)) = (fip.spec.health_check.as_ref(), ip) else {
+                return Health::Unknown;
+            };
+            Target::for_health_check(hc, ip)
+                .ok()
+                .and_then(|t| world.health.get(&t))
+                .map(|s| s.state.into())
+                .unwrap_or(Health::Unknown)
+        };
+        let node_health = |name: &str| {
+            health_of(
+                world
+                    .nodes
+                    .iter()
+                    .find(|n| n.name == name)
+                    .and_then(|n| n.internal_ip),
+            )
+        };
+        let vip = fip.spec.health_check.as_ref().and_then(|hc| {
+            let target = Target::for_health_check(hc, address).ok()?;
+            let state = world.health.get(&target);
+            Some(VipHealth {
+                health: state.map(|s| s.state.into()).unwrap_or(Health::Unknown),
+                last_failure: state.and_then(|s| s.last_failure.clone()),
+                target,
+            })
+        });
         let fit: BTreeMap<&str, Placed> = world
             .nodes
             .iter()
@@ -197,7 +241,7 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
             .map(|n| Candidate {
                 node: n.to_string(),
                 load: load.get(*n).copied().unwrap_or(0),
-                health: Health::Unknown,
+                health: node_health(n),
             })
             .collect();
 
@@ -213,6 +257,7 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                 target: None,
                 holder_fit: None,
                 candidates: candidates.len(),
+                vip,
             })));
             continue;
         }
@@ -252,8 +297,8 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                         .map(|sh| sh.since.0)
                         .unwrap_or(world.now),
                     fit: fit_of(&h.node),
-                    health: Health::Unknown,
-                    vip: Health::Unknown,
+                    health: node_health(&h.node),
+                    vip: vip.as_ref().map(|v| v.health).unwrap_or(Health::Unknown),
                 });
                 let min_hold =
                     Duration::from_secs(fip.spec.failover.min_hold_seconds.max(0) as u64);
@@ -264,9 +309,14 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                     failback: fip.spec.failback,
                     min_hold,
                     now: world.now,
-                    health_checked: false,
-                    reensured: None,
-                    reensure_grace: Duration::ZERO,
+                    health_checked: fip.spec.health_check.is_some(),
+                    reensured: world.reensured.get(&name).copied(),
+                    reensure_grace: fip
+                        .spec
+                        .health_check
+                        .as_ref()
+                        .map(reensure_grace)
+                        .unwrap_or_default(),
                 });
                 // An address that was assigned and vanished comes back as drift.
                 match d {
@@ -302,10 +352,18 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
             decision,
             target,
             candidates: candidates.len(),
+            vip,
         })));
     }
     out.sort_by(|a, b| plan_name(a).cmp(plan_name(b)));
     out
+}
+
+/// How long a re-ensured address may keep failing before it moves: long enough for the agent
+/// to put it back and for the probe to see it pass again.
+pub fn reensure_grace(hc: &crate::api::HealthCheck) -> Duration {
+    let interval = Duration::from_millis(hc.interval_ms.max(0) as u64);
+    (interval * (hc.success_threshold.max(1) as u32 + 1)).max(Duration::from_secs(2))
 }
 
 pub fn plan_name(p: &Plan) -> &str {

@@ -59,6 +59,8 @@ fn run(fips: &[Arc<FloatingIP>], nodes: &[NodeView], enis: Vec<Eni>) -> Vec<Plan
         enis: &enis,
         cluster: CLUSTER,
         now: Timestamp::from_second(1_800_001_000).unwrap(),
+        health: &HashMap::new(),
+        reensured: &HashMap::new(),
     })
 }
 
@@ -353,6 +355,8 @@ fn agents_are_required_when_configured() {
         enis: &enis,
         cluster: CLUSTER,
         now: Timestamp::from_second(1_800_001_000).unwrap(),
+        health: &HashMap::new(),
+        reensured: &HashMap::new(),
     });
     assert_eq!(
         act(&plans[0]).decision,
@@ -380,6 +384,8 @@ fn a_leaving_agent_hands_its_addresses_over() {
         enis: &enis,
         cluster: CLUSTER,
         now: Timestamp::from_second(1_800_001_000).unwrap(),
+        health: &HashMap::new(),
+        reensured: &HashMap::new(),
     });
     let a = act(&plans[0]);
     assert_eq!(
@@ -390,4 +396,143 @@ fn a_leaving_agent_hands_its_addresses_over() {
         }
     );
     assert_eq!(a.holder_fit, Some(Err(Unfit::AgentLeaving)));
+}
+
+/// Probe results reach the decision: the address's and each node's own check.
+mod with_health_checks {
+    use super::*;
+    use crate::probe::{Health as P, TargetState};
+    use std::time::Instant;
+
+    fn node_ip(name: &str, ip: &str) -> NodeView {
+        let mut n = node(name, name[1..].parse().unwrap(), json!({}));
+        n.internal_ip = Some(ip.parse().unwrap());
+        n
+    }
+
+    fn checked_fip() -> Arc<FloatingIP> {
+        let mut f = (*fip("web", "10.0.8.100", 0, holder_status("n1"))).clone();
+        f.spec.health_check = Some(serde_json::from_value(json!({"port": 80})).unwrap());
+        f.spec.failover.min_hold_seconds = 0;
+        Arc::new(f)
+    }
+
+    fn health(states: &[(&str, P)]) -> HashMap<Target, TargetState> {
+        states
+            .iter()
+            .map(|(ip, st)| {
+                let t = Target::new(
+                    crate::api::Protocol::TCP,
+                    format!("{ip}:80").parse().unwrap(),
+                );
+                (
+                    t,
+                    TargetState {
+                        state: *st,
+                        last_failure: (*st == P::Down).then(|| "refused".to_string()),
+                        since: Instant::now(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn decide_with(states: &[(&str, P)], reensured: Option<Duration>) -> Act {
+        let fips = [checked_fip()];
+        let nodes = vec![node_ip("n1", "10.0.8.11"), node_ip("n2", "10.0.8.12")];
+        let enis = HashMap::from([(
+            SUBNET.to_string(),
+            vec![eni(1, &["10.0.8.100"]), eni(2, &[])],
+        )]);
+        let health = health(states);
+        let reensured: HashMap<String, Duration> = reensured
+            .map(|d| ("web".to_string(), d))
+            .into_iter()
+            .collect();
+        let plans = plan(&World {
+            fips: &fips,
+            nodes: &nodes,
+            agents_ready: None,
+            agents_leaving: &HashSet::new(),
+            enis: &enis,
+            cluster: CLUSTER,
+            now: Timestamp::from_second(1_800_001_000).unwrap(),
+            health: &health,
+            reensured: &reensured,
+        });
+        act(&plans[0]).clone()
+    }
+
+    #[test]
+    fn a_dead_holder_service_moves_the_address_to_a_passing_node() {
+        let a = decide_with(
+            &[
+                ("10.0.8.100", P::Down),
+                ("10.0.8.11", P::Down),
+                ("10.0.8.12", P::Up),
+            ],
+            None,
+        );
+        assert_eq!(
+            a.decision,
+            Decision::Move {
+                to: "n2".into(),
+                reason: MoveReason::HolderUnhealthy
+            }
+        );
+        let vip = a.vip.unwrap();
+        assert_eq!(
+            (vip.health, vip.last_failure.as_deref()),
+            (Health::Failing, Some("refused"))
+        );
+    }
+
+    #[test]
+    fn an_unproven_candidate_is_no_candidate() {
+        let a = decide_with(&[("10.0.8.100", P::Down), ("10.0.8.11", P::Down)], None);
+        assert_eq!(
+            a.decision,
+            Decision::Stuck {
+                why:
+                    "n1 fails its health check, but none of the 1 fit nodes passes its health check"
+                        .into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_address_failing_on_a_passing_holder_is_reensured_then_moved() {
+        let states = [
+            ("10.0.8.100", P::Down),
+            ("10.0.8.11", P::Up),
+            ("10.0.8.12", P::Up),
+        ];
+        assert_eq!(decide_with(&states, None).decision, Decision::Reensure);
+        assert_eq!(
+            decide_with(&states, Some(Duration::from_millis(500))).decision,
+            Decision::Stay
+        );
+        assert_eq!(
+            decide_with(&states, Some(Duration::from_secs(5))).decision,
+            Decision::Move {
+                to: "n2".into(),
+                reason: MoveReason::HolderUnhealthy
+            }
+        );
+    }
+
+    #[test]
+    fn the_grace_covers_the_probes_needed_to_see_the_address_pass_again() {
+        let hc: crate::api::HealthCheck =
+            serde_json::from_value(json!({"port": 80, "intervalMs": 1000, "successThreshold": 3}))
+                .unwrap();
+        assert_eq!(reensure_grace(&hc), Duration::from_secs(4));
+        let fast: crate::api::HealthCheck =
+            serde_json::from_value(json!({"port": 80, "intervalMs": 100})).unwrap();
+        assert_eq!(
+            reensure_grace(&fast),
+            Duration::from_secs(2),
+            "never below 2 s"
+        );
+    }
 }

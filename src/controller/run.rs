@@ -14,14 +14,18 @@ use kube::runtime::{watcher, WatchStreamExt};
 use tokio::sync::Notify;
 
 use super::pass::{backoff, Ctx};
-use super::plan::{plan, World};
+use super::plan::{plan, Plan, World};
 use crate::admin::{self, Readiness};
 use crate::api::FloatingIP;
+use crate::api::MoveReason;
 use crate::cloud::aws::Ec2;
 use crate::cloud::{Cloud, CloudError, Eni};
 use crate::leader::{self, LeaderConfig};
 use crate::metrics::Metrics;
 use crate::nodes::NodeView;
+use crate::placement::{Decision, Health};
+use crate::probe::{merge_targets, Health as ProbeHealth, ProbeEngine, ProbeSpec, Target};
+use std::net::IpAddr;
 
 /// `floatip controller` flags; each can also be set through its environment variable.
 #[derive(Debug, Clone, clap::Args)]
@@ -75,6 +79,9 @@ pub struct ControllerArgs {
     /// First backoff between EC2 attempts.
     #[arg(long, env = "FLOATIP_EC2_BACKOFF", default_value = "100ms", value_parser = parse_duration)]
     pub ec2_backoff: Duration,
+    /// Health checks in flight at once, over all targets.
+    #[arg(long, env = "FLOATIP_PROBE_CONCURRENCY", default_value_t = 256)]
+    pub probe_concurrency: usize,
     /// Address of the admin server (/metrics, /livez, /readyz).
     #[arg(long, env = "FLOATIP_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
     pub admin_addr: SocketAddr,
@@ -108,6 +115,15 @@ struct EniCache {
     subnets: HashMap<String, (Instant, Vec<Eni>)>,
 }
 
+/// What the loop remembers between passes.
+struct Memory {
+    cache: EniCache,
+    /// When the failing run of each Down target began: for the detection-time metric.
+    first_failures: HashMap<Target, Instant>,
+    /// When each FloatingIP's assignment was last re-ensured because its address failed.
+    reensured_at: HashMap<String, Instant>,
+}
+
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
     let metrics = Metrics::new();
@@ -127,6 +143,8 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     )?;
 
     let trigger = Arc::new(Notify::new());
+    // Every replica probes, so a new leader decides on warm results.
+    let (engine, mut transitions) = ProbeEngine::new(args.probe_concurrency, metrics.clone());
     let fips = watch_store(
         Api::<FloatingIP>::all(client.clone()),
         watcher::Config::default(),
@@ -172,7 +190,11 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         gate: Arc::new(move || gate_leader.is_leader()),
     };
     let mut leader_changes = leadership.changes();
-    let mut cache = EniCache::default();
+    let mut memory = Memory {
+        cache: EniCache::default(),
+        first_failures: HashMap::new(),
+        reensured_at: HashMap::new(),
+    };
     let mut resync = tokio::time::interval(args.resync);
     let mut attempt = 0u32;
     let mut retry_at: Option<tokio::time::Instant> = None;
@@ -192,6 +214,14 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
                 return Ok(());
             }
             _ = trigger.notified() => {}
+            Some(t) = transitions.recv() => {
+                // A health transition acts now, not at the next resync.
+                match (t.to, t.first_failure_at) {
+                    (ProbeHealth::Down, Some(first)) => { memory.first_failures.insert(t.target, first); }
+                    _ => { memory.first_failures.remove(&t.target); }
+                }
+                tracing::info!(target = %t.target, from = %t.from, to = %t.to, reason = ?t.reason, "health changed");
+            }
             _ = resync.tick() => full_refresh = true,
             _ = leader_changes.changed() => {
                 let leading = *leader_changes.borrow_and_update();
@@ -205,7 +235,11 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         readiness
             .lease_known
             .store(leadership.state_known(), Ordering::Relaxed);
-        if !leadership.is_leader() || !readiness.watches_synced.load(Ordering::Relaxed) {
+        if !readiness.watches_synced.load(Ordering::Relaxed) {
+            continue;
+        }
+        engine.set_targets(probe_targets(&fips.state(), &nodes.state()));
+        if !leadership.is_leader() {
             continue;
         }
         // Let a burst of watch events land before deciding.
@@ -213,10 +247,9 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         let outcome = pass(
             &ctx,
             &args,
-            &fips,
-            &nodes,
-            &agents,
-            &mut cache,
+            (&fips, &nodes, &agents),
+            &engine,
+            &mut memory,
             full_refresh,
         )
         .await;
@@ -264,16 +297,49 @@ where
     store
 }
 
+/// What to probe: each health-checked address, and each node's own address on the same check
+/// (so the controller knows which nodes could take over). Shared targets merge to the strictest.
+fn probe_targets(fips: &[Arc<FloatingIP>], nodes: &[Arc<Node>]) -> HashMap<Target, ProbeSpec> {
+    let node_ips: Vec<IpAddr> = nodes
+        .iter()
+        .filter_map(|n| NodeView::from_node(n).internal_ip)
+        .collect();
+    let mut pairs = Vec::new();
+    for fip in fips {
+        let Some(hc) = &fip.spec.health_check else {
+            continue;
+        };
+        let (Ok(spec), Some(address)) = (
+            ProbeSpec::from_health_check(hc),
+            crate::api::parse_address(&fip.spec.address),
+        ) else {
+            continue;
+        };
+        for ip in std::iter::once(address).chain(node_ips.iter().copied()) {
+            if let Ok(t) = Target::for_health_check(hc, ip) {
+                pairs.push((t, spec.clone()));
+            }
+        }
+    }
+    merge_targets(pairs)
+}
+
 async fn pass<C: Cloud>(
     ctx: &Ctx<C>,
     args: &ControllerArgs,
-    fips: &Store<FloatingIP>,
-    nodes: &Store<Node>,
-    agents: &Store<Pod>,
-    cache: &mut EniCache,
+    (fips, nodes, agents): (&Store<FloatingIP>, &Store<Node>, &Store<Pod>),
+    engine: &ProbeEngine,
+    memory: &mut Memory,
     full_refresh: bool,
 ) -> super::pass::Outcome {
+    let cache = &mut memory.cache;
     let fip_list = fips.state();
+    let health = engine.snapshot();
+    let reensured: HashMap<String, Duration> = memory
+        .reensured_at
+        .iter()
+        .map(|(n, at)| (n.clone(), at.elapsed()))
+        .collect();
     let node_views: Vec<NodeView> = nodes
         .state()
         .iter()
@@ -332,8 +398,33 @@ async fn pass<C: Cloud>(
         enis: &enis,
         cluster: &args.cluster_name,
         now: jiff::Timestamp::now(),
+        health: &health,
+        reensured: &reensured,
     });
+    for p in &plans {
+        let Plan::Act(a) = p else { continue };
+        let vip_passing = a.vip.as_ref().is_some_and(|v| v.health == Health::Passing);
+        if vip_passing || matches!(a.decision, Decision::Move { .. }) {
+            memory.reensured_at.remove(&a.name);
+        }
+        if let (
+            Decision::Move {
+                reason: MoveReason::HolderUnhealthy,
+                ..
+            },
+            Some(v),
+        ) = (&a.decision, &a.vip)
+        {
+            if let Some(first) = memory.first_failures.get(&v.target) {
+                ctx.metrics.failover_decided(first.elapsed().as_secs_f64());
+            }
+        }
+    }
     let mut outcome = ctx.execute(&fip_list, plans, &cloud_errors).await;
+    let now = Instant::now();
+    for name in &outcome.reensured {
+        memory.reensured_at.insert(name.clone(), now);
+    }
     if outcome.moved > 0 || outcome.ec2_mutations > 0 {
         // What we changed is no longer what the cache says: read it again next pass.
         cache.subnets.clear();

@@ -152,6 +152,7 @@ pub struct SimNode {
     pub name: String,
     pub instance: String,
     pub eni: String,
+    pub internal_ip: String,
 }
 
 /// A running `floatip controller`.
@@ -203,13 +204,20 @@ impl Cluster {
     /// A VPC, one subnet (10.0.8.0/22), `n` instances each with a floating ENI at device index
     /// 1, a Node per instance and a ready agent pod per node.
     pub async fn new(n: usize) -> Self {
+        Self::with_network(n, "10.0.0.0/16", "10.0.8.0/22").await
+    }
+
+    /// Like [`Cluster::new`] with other CIDRs. With a loopback VPC (127.0.0.0/16) the nodes'
+    /// InternalIPs and the addresses are loopback addresses, so health checks can reach test
+    /// listeners without leaving the machine.
+    pub async fn with_network(n: usize, vpc_cidr: &str, subnet_cidr: &str) -> Self {
         let kube = Lab::start();
         let ec2 = Ec2Lab::start();
         let client = kube.client();
         let aws = ec2.client();
         let vpc = aws
             .create_vpc()
-            .cidr_block("10.0.0.0/16")
+            .cidr_block(vpc_cidr)
             .send()
             .await
             .expect("vpc");
@@ -217,7 +225,7 @@ impl Cluster {
         let subnet = aws
             .create_subnet()
             .vpc_id(&vpc)
-            .cidr_block("10.0.8.0/22")
+            .cidr_block(subnet_cidr)
             .availability_zone("us-west-2a")
             .send()
             .await
@@ -266,6 +274,10 @@ impl Cluster {
             .await
             .expect("run instance");
         let instance = run.instances()[0].instance_id().unwrap().to_string();
+        let internal_ip = run.instances()[0]
+            .private_ip_address()
+            .unwrap_or_default()
+            .to_string();
         let tags = TagSpecification::builder()
             .resource_type(ResourceType::NetworkInterface)
             .tags(
@@ -309,7 +321,8 @@ impl Cluster {
         let node: Node = serde_json::from_value(json!({
             "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
             "spec": {"providerID": format!("aws:///us-west-2a/{instance}")},
-            "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}
+            "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+                       "addresses": [{"type": "InternalIP", "address": internal_ip}]}
         }))
         .unwrap();
         nodes
@@ -331,6 +344,7 @@ impl Cluster {
             name: name.to_string(),
             instance,
             eni,
+            internal_ip,
         };
         self.nodes.push(sim.clone());
         sim
