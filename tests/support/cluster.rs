@@ -199,17 +199,40 @@ pub struct Cluster {
     pub controllers: Vec<Controller>,
 }
 
+/// How a simulated cluster is laid out.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub vpc_cidr: &'static str,
+    pub subnet_cidr: &'static str,
+    /// Give every node a floating ENI at device index 1 up front (else `floatip attach` does).
+    pub floating_enis: bool,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self {
+            vpc_cidr: "10.0.0.0/16",
+            subnet_cidr: "10.0.8.0/22",
+            floating_enis: true,
+        }
+    }
+}
+
 impl Cluster {
     /// A VPC, one subnet (10.0.8.0/22), `n` instances each with a floating ENI at device index
     /// 1, a Node per instance and a ready agent pod per node.
     pub async fn new(n: usize) -> Self {
+        Self::with_layout(n, Layout::default()).await
+    }
+
+    pub async fn with_layout(n: usize, layout: Layout) -> Self {
         let kube = Lab::start();
         let ec2 = Ec2Lab::start();
         let client = kube.client();
         let aws = ec2.client();
         let vpc = aws
             .create_vpc()
-            .cidr_block("10.0.0.0/16")
+            .cidr_block(layout.vpc_cidr)
             .send()
             .await
             .expect("vpc");
@@ -217,7 +240,7 @@ impl Cluster {
         let subnet = aws
             .create_subnet()
             .vpc_id(&vpc)
-            .cidr_block("10.0.8.0/22")
+            .cidr_block(layout.subnet_cidr)
             .availability_zone("us-west-2a")
             .send()
             .await
@@ -248,12 +271,20 @@ impl Cluster {
             controllers: Vec::new(),
         };
         for i in 1..=n {
-            cluster.add_node(&format!("node-{i}")).await;
+            cluster
+                .add_node_with(&format!("node-{i}"), layout.floating_enis)
+                .await;
         }
         cluster
     }
 
     pub async fn add_node(&mut self, name: &str) -> SimNode {
+        self.add_node_with(name, true).await
+    }
+
+    /// A node; with `floating`, its floating ENI is created and attached at device index 1
+    /// (`eni` is then that ENI, else empty).
+    pub async fn add_node_with(&mut self, name: &str, floating: bool) -> SimNode {
         let run = self
             .aws
             .run_instances()
@@ -266,44 +297,49 @@ impl Cluster {
             .await
             .expect("run instance");
         let instance = run.instances()[0].instance_id().unwrap().to_string();
-        let tags = TagSpecification::builder()
-            .resource_type(ResourceType::NetworkInterface)
-            .tags(
-                Tag::builder()
-                    .key("floatip.io/cluster")
-                    .value(CLUSTER)
-                    .build(),
-            )
-            .tags(Tag::builder().key("floatip.io/node").value(name).build())
-            .tags(
-                Tag::builder()
-                    .key("node.k8s.amazonaws.com/no_manage")
-                    .value("true")
-                    .build(),
-            )
-            .build();
-        let eni = self
-            .aws
-            .create_network_interface()
-            .subnet_id(&self.subnet)
-            .tag_specifications(tags)
-            .send()
-            .await
-            .expect("floating ENI");
-        let eni = eni
-            .network_interface()
-            .unwrap()
-            .network_interface_id()
-            .unwrap()
-            .to_string();
-        self.aws
-            .attach_network_interface()
-            .network_interface_id(&eni)
-            .instance_id(&instance)
-            .device_index(1)
-            .send()
-            .await
-            .expect("attach");
+        let eni = if floating {
+            let tags = TagSpecification::builder()
+                .resource_type(ResourceType::NetworkInterface)
+                .tags(
+                    Tag::builder()
+                        .key("floatip.io/cluster")
+                        .value(CLUSTER)
+                        .build(),
+                )
+                .tags(Tag::builder().key("floatip.io/node").value(name).build())
+                .tags(
+                    Tag::builder()
+                        .key("node.k8s.amazonaws.com/no_manage")
+                        .value("true")
+                        .build(),
+                )
+                .build();
+            let eni = self
+                .aws
+                .create_network_interface()
+                .subnet_id(&self.subnet)
+                .tag_specifications(tags)
+                .send()
+                .await
+                .expect("floating ENI");
+            let eni = eni
+                .network_interface()
+                .unwrap()
+                .network_interface_id()
+                .unwrap()
+                .to_string();
+            self.aws
+                .attach_network_interface()
+                .network_interface_id(&eni)
+                .instance_id(&instance)
+                .device_index(1)
+                .send()
+                .await
+                .expect("attach");
+            eni
+        } else {
+            String::new()
+        };
 
         let nodes: Api<Node> = Api::all(self.client.clone());
         let node: Node = serde_json::from_value(json!({
