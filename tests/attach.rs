@@ -126,7 +126,7 @@ async fn three_attach_processes_one_eni_each_exactly_one_holder() {
     let holder_eni = &per_node[&holder][0].0;
     assert_eq!(
         c.holders(VIP).await,
-        [holder_eni.clone()],
+        std::slice::from_ref(holder_eni),
         "EC2 has it on the holder's ENI only"
     );
     assert_eq!(

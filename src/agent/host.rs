@@ -270,7 +270,7 @@ impl Worker {
         if !rewrite {
             // Someone may have flushed the ruleset since: check the tables are still there.
             for (fam, slots) in [(NFPROTO_IPV4, &want_nft.0), (NFPROTO_IPV6, &want_nft.1)] {
-                rewrite |= self.nft.table_exists(fam)? != !slots.is_empty();
+                rewrite |= self.nft.table_exists(fam)? == slots.is_empty();
             }
         }
         if rewrite {

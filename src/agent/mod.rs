@@ -181,7 +181,8 @@ impl Agent {
                 for a in &report.added {
                     let since = fips.iter().find_map(|f| {
                         let h = f.status.as_ref()?.holder.as_ref()?;
-                        (crate::api::parse_address(&f.spec.address) == Some(*a)).then(|| h.since.0)
+                        (crate::api::parse_address(&f.spec.address) == Some(*a))
+                            .then_some(h.since.0)
                     });
                     let lag_ms = since.map(|s| {
                         (jiff::Timestamp::now() - s)

@@ -358,16 +358,16 @@ mod tests {
             routes,
             ["10003 0.0.0.0/0 Some(10.99.8.1)", "10003 10.99.8.0/22 None"]
         );
-        let rules: Vec<(u32, Option<IpAddr>, Option<(u32, u32)>)> = p
+        let rules: Vec<String> = p
             .rules
             .iter()
-            .map(|r| (r.priority, r.source, r.fwmark))
+            .map(|r| format!("{} {:?} {:?}", r.priority, r.source, r.fwmark))
             .collect();
         assert_eq!(
             rules,
             [
-                (100, None, Some((0x30000, 0xff0000))),
-                (101, Some("10.99.8.100".parse().unwrap()), None)
+                "100 None Some((196608, 16711680))",
+                "101 Some(10.99.8.100) None"
             ]
         );
         assert_eq!(

@@ -202,10 +202,13 @@ pub fn request_here(to: SocketAddr, timeout: Duration) -> Result<String, String>
     Ok(out)
 }
 
+/// How long one request took and what it got.
+pub type Outcome = (Duration, Result<String, String>);
+
 /// A thread in `ns` that sends requests back to back until stopped, recording each outcome.
 pub struct Traffic {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<Vec<(Duration, Result<String, String>)>>>,
+    thread: Option<std::thread::JoinHandle<Vec<Outcome>>>,
 }
 
 impl Traffic {
@@ -235,7 +238,7 @@ impl Traffic {
         }
     }
 
-    pub fn stop(mut self) -> Vec<(Duration, Result<String, String>)> {
+    pub fn stop(mut self) -> Vec<Outcome> {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.take().unwrap().join().expect("traffic thread")
     }
