@@ -23,7 +23,7 @@ use crate::cloud::aws::Ec2;
 use crate::cloud::{floating_tags, Cloud, CloudError, Eni, Instance};
 use crate::controller::conditions::{self, Desired};
 use crate::controller::run::parse_duration;
-use crate::nodes::{node_fitness, NodeView};
+use crate::nodes::{node_fitness, NodeView, Unfit};
 
 /// `floatip attach` flags; each can also be set through its environment variable.
 #[derive(Debug, Clone, clap::Args)]
@@ -160,6 +160,15 @@ fn held_here(f: &FloatingIP, node: &str) -> bool {
         .is_some_and(|h| h.node == node)
 }
 
+/// The FloatingIP's nodeSelector selects this node: it may hold the address some day, so it
+/// needs a floating ENI in that subnet, Ready or not, cordoned or not.
+fn selected(view: &NodeView, f: &FloatingIP) -> bool {
+    !matches!(
+        node_fitness(view, &f.spec),
+        Err(Unfit::NotSelected | Unfit::Deleting | Unfit::NoInstance)
+    )
+}
+
 fn unclaimed(f: &FloatingIP) -> bool {
     f.status
         .as_ref()
@@ -185,7 +194,7 @@ pub async fn attach<C: Cloud>(
         .iter()
         .filter(|f| f.metadata.deletion_timestamp.is_none() && validate_spec(&f.spec).is_ok())
         .filter(|f| claimable_mode(f))
-        .filter(|f| held_here(f, me) || node_fitness(&view, &f.spec).is_ok())
+        .filter(|f| held_here(f, me) || selected(&view, f))
         .collect();
 
     let mut summary = Summary::default();
@@ -243,7 +252,12 @@ pub async fn attach<C: Cloud>(
         }
     }
 
-    for f in mine.iter().filter(|f| unclaimed(f)) {
+    // Only a node fit to hold an address claims one; the ENI above is prepared whenever the
+    // node is selected, since an init container often runs before the node is Ready.
+    for f in mine
+        .iter()
+        .filter(|f| unclaimed(f) && node_fitness(&view, &f.spec).is_ok())
+    {
         let key = (
             f.spec.subnet_id.clone().unwrap_or_default(),
             f.spec.interface.unwrap_or_default(),
@@ -483,5 +497,55 @@ async fn drop_claim(api: &Api<FloatingIP>, name: &str, me: &str) {
             Err(e) if is_conflict(&e) => continue,
             _ => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn view(ready: &str, labels: serde_json::Value) -> NodeView {
+        NodeView::from_node(
+            &serde_json::from_value(json!({
+                "metadata": {"name": "n1", "labels": labels},
+                "spec": {"providerID": "aws:///us-west-2a/i-0123456789abcdef0"},
+                "status": {"conditions": [{"type": "Ready", "status": ready}]}
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn fip(extra: serde_json::Value) -> FloatingIP {
+        let mut spec = json!({"address": "10.99.8.100", "subnetId": "subnet-0a1b2c3d"});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(json!({
+            "apiVersion": "floatip.io/v1alpha1", "kind": "FloatingIP",
+            "metadata": {"name": "web"}, "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_selected_node_gets_its_eni_before_it_is_ready_but_claims_only_when_fit() {
+        let edge = json!({"nodeSelector": {"matchLabels": {"edge": "true"}}});
+        let booting = view("False", json!({"edge": "true"}));
+        assert!(selected(&booting, &fip(edge.clone())));
+        assert!(node_fitness(&booting, &fip(edge.clone()).spec).is_err());
+        assert!(!selected(&view("True", json!({})), &fip(edge)));
+        assert!(selected(&view("True", json!({})), &fip(json!({}))));
+    }
+
+    #[test]
+    fn only_floatingips_without_holder_and_pending_move_are_claimed() {
+        let mut f = fip(json!({}));
+        assert!(unclaimed(&f));
+        f.status = Some(serde_json::from_value(json!({"pendingMove": {"to": "n2", "reason": "Initial", "since": "2026-01-01T00:00:00Z"}})).unwrap());
+        assert!(!unclaimed(&f));
+        f.status = Some(serde_json::from_value(json!({"holder": {"node": "n2", "instanceId": "i-2", "since": "2026-01-01T00:00:00Z"}})).unwrap());
+        assert!(!unclaimed(&f));
+        assert!(held_here(&f, "n2") && !held_here(&f, "n1"));
     }
 }

@@ -96,7 +96,7 @@ async fn agent_adds_and_removes_the_address_and_routing() {
     let (n, _wire) = node_ns();
     // Not floatip's: must survive everything below.
     n.ip("addr add 10.99.8.50/32 dev eth1");
-    let table = 10000 + ifindex(&n, "eth1");
+    let table = 20000 + ifindex(&n, "eth1");
     let env = [("FLOATIP_RELEASE_DELAY", "300ms")];
     let mut agent = AgentProc::start(&lab, "node-1", &n, &env);
     tokio::time::sleep(Duration::from_millis(500)).await;

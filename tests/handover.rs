@@ -157,7 +157,7 @@ async fn handover(test: &str, stop: Stop) {
         "node-1 removed the address: {left}"
     );
     assert!(
-        !net.node(1).ip("rule show").contains("lookup 10"),
+        !net.node(1).ip("rule show").contains("lookup 200"),
         "node-1 removed its rules"
     );
     if stop == Stop::SigtermOnly {

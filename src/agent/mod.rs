@@ -29,8 +29,9 @@ use want::{Numbers, Vip};
 /// Flags shared by `floatip agent` and `floatip attach`: how the node is configured.
 #[derive(Debug, Clone, clap::Args)]
 pub struct HostArgs {
-    /// First routing table number: an interface's table is this plus its ifindex.
-    #[arg(long, env = "FLOATIP_ROUTE_TABLE_BASE", default_value_t = 10000)]
+    /// First routing table number: an interface's table is this plus its ifindex. Clear of the
+    /// VPC CNI's tables (2 and up) and amazon-ec2-net-utils' (10000 + device number).
+    #[arg(long, env = "FLOATIP_ROUTE_TABLE_BASE", default_value_t = 20000)]
     pub route_table_base: u32,
     /// Priority of the fwmark rules; the from-address rules get the next one. Below the VPC
     /// CNI's rules (512 and up) so replies are steered before them.
