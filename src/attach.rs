@@ -413,13 +413,25 @@ async fn claim<C: Cloud>(
         }
         return Err(e.into());
     }
-    let verified = cloud
-        .enis(std::slice::from_ref(&eni.id))
-        .await?
-        .iter()
-        .any(|e| e.holds(address));
+    // EC2's reads can lag its writes by a moment: read back a few times before giving up.
+    let mut verified = false;
+    for attempt in 0..10 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        verified = cloud
+            .enis(std::slice::from_ref(&eni.id))
+            .await?
+            .iter()
+            .any(|e| e.holds(address));
+        if verified {
+            break;
+        }
+    }
     if !verified {
-        tracing::warn!(floatingip = %name, "EC2 does not show the address on the ENI yet; the controller will confirm it");
+        drop_claim(api, &name, me).await;
+        tracing::warn!(floatingip = %name, "EC2 does not show the address on this node's ENI after assigning it; leaving it to the controller");
+        return Ok(false);
     }
     let mut current = claimed;
     loop {

@@ -104,6 +104,8 @@ async fn agent_adds_and_removes_the_address_and_routing() {
     set_holder(&fips, "node-1", ETH1_MAC).await;
     let took = wait_for("address added", T, || has_vip(&n));
     println!("status write -> address present: {} ms", took.as_millis());
+    let shown = n.ip("-d -o addr show dev eth1");
+    assert!(shown.contains("eth1:fip"), "marked as floatip's: {shown}");
     let rules = n.ip("rule show");
     assert!(
         rules.contains(&format!("from {VIP} lookup {table}")),

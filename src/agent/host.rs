@@ -216,7 +216,7 @@ impl Worker {
                 .any(|a| a.index == link.index && a.address == IpAddr::V4(ip));
             if !present {
                 self.nl
-                    .add_address(link.index, IpAddr::V4(ip), prefix, false)
+                    .add_address(link.index, IpAddr::V4(ip), prefix, None)
                     .await?;
             }
         }
@@ -299,7 +299,13 @@ impl Worker {
                 continue;
             }
             let prefix = if address.is_ipv4() { 32 } else { 128 };
-            self.nl.add_address(index, address, prefix, true).await?;
+            let name = links
+                .iter()
+                .find(|l| l.index == index)
+                .map_or("", |l| l.name.as_str());
+            self.nl
+                .add_address(index, address, prefix, Some(name))
+                .await?;
             report.added.push(address);
             if let (true, IpAddr::V4(v4)) = (self.cfg.garp, address) {
                 let mac = links

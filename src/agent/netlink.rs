@@ -19,6 +19,9 @@ use rtnetlink::{Handle, IpVersion};
 
 use super::want::{Iface, RouteSpec, RuleSpec, PROTO};
 
+/// Ends the label of IPv4 addresses floatip added (IFNAMSIZ allows 15 characters in all).
+const LABEL_SUFFIX: &str = ":fip";
+
 /// A link: index, name, MAC (lower case), administratively up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
@@ -141,7 +144,10 @@ impl Netlink {
                         // IFA_ADDRESS otherwise. Both are equal elsewhere.
                         AddressAttribute::Local(ip) => address = Some(*ip),
                         AddressAttribute::Address(ip) if address.is_none() => address = Some(*ip),
-                        AddressAttribute::Protocol(AddressProtocol::Other(p)) => ours = *p == PROTO,
+                        AddressAttribute::Protocol(AddressProtocol::Other(p)) => {
+                            ours |= *p == PROTO
+                        }
+                        AddressAttribute::Label(l) => ours |= l.ends_with(LABEL_SUFFIX),
                         _ => {}
                     }
                 }
@@ -157,14 +163,16 @@ impl Netlink {
             .collect())
     }
 
-    /// Adds `address/prefix` to the link. `ours` marks it as floatip's (IFA_PROTO), so only
-    /// floatip ever removes it. No prefix route: floatip's own table routes the subnet.
+    /// Adds `address/prefix` to the link. `ours` (the link's name) marks it as floatip's, so
+    /// only floatip ever removes it: IFA_PROTO (kernel 5.18+), and for IPv4 also the label
+    /// `<name>:fip` where it fits, which older kernels keep too. No prefix route: floatip's own
+    /// table routes the subnet.
     pub async fn add_address(
         &self,
         index: u32,
         address: IpAddr,
         prefix: u8,
-        ours: bool,
+        ours: Option<&str>,
     ) -> io::Result<()> {
         let mut req = self.handle.address().add(index, address, prefix);
         let msg = req.message_mut();
@@ -174,9 +182,13 @@ impl Netlink {
             flags |= AddressFlags::Nodad;
         }
         msg.attributes.push(AddressAttribute::Flags(flags));
-        if ours {
+        if let Some(name) = ours {
             msg.attributes
                 .push(AddressAttribute::Protocol(AddressProtocol::Other(PROTO)));
+            let label = format!("{name}{LABEL_SUFFIX}");
+            if address.is_ipv4() && label.len() < 16 {
+                msg.attributes.push(AddressAttribute::Label(label));
+            }
         }
         match req.execute().await {
             Ok(()) => Ok(()),

@@ -6,7 +6,7 @@
 //!
 //! Subnet 10.99.8.0/22 (gateway 10.99.8.1), client 10.99.100.2 behind the router.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -237,38 +237,54 @@ impl Follower {
             .map(|(a, (d, _))| (*a, d.clone()))
             .collect();
         // An address EC2 stopped showing anywhere keeps its old route until it shows up again.
-        let r = self.router.clone();
-        let stale: BTreeSet<Ipv4Addr> = self
-            .effective
-            .iter()
-            .filter(|(a, d)| target.get(a).is_some_and(|t| t != *d))
-            .map(|(a, _)| *a)
-            .collect();
-        for a in stale {
-            let d = self.effective.remove(&a).unwrap();
-            let _ = ip(
-                &r,
-                &format!("rule del iif {d} from {a} lookup main pref 1000"),
-            );
-        }
-        for (a, d) in target {
-            if self.effective.get(&a) == Some(&d) {
+        // A change is made before it is broken, in one `ip -batch`: the new route and the new
+        // owner's allowed source first, then the old owner's allowed source goes. The VPC
+        // switches in one step too; a half-switched router would drop replies for no reason.
+        let mut cmds = Vec::new();
+        let mut changed = Vec::new();
+        for (a, d) in &target {
+            let old = self.effective.get(a);
+            if old == Some(d) {
                 continue;
             }
-            let routed = ip(&r, &format!("route replace {a}/32 dev {d}")).is_ok();
-            // A rule names its interface, so it outlives a wire that was unplugged and plugged.
-            let allowed = match ip(
-                &r,
-                &format!("rule add iif {d} from {a} lookup main pref 1000"),
-            ) {
-                Ok(_) => true,
-                Err(e) => e.contains("File exists"),
-            };
-            if routed && allowed {
-                self.effective.insert(a, d);
+            cmds.push(format!("route replace {a}/32 dev {d}"));
+            cmds.push(format!("rule add iif {d} from {a} lookup main pref 1000"));
+            if let Some(old) = old {
+                cmds.push(format!("rule del iif {old} from {a} lookup main pref 1000"));
             }
+            changed.push((*a, d.clone()));
+        }
+        if cmds.is_empty() {
+            return;
+        }
+        // -force: a rule that already exists (it outlives an unplugged wire) is not an error.
+        if batch(&self.router, &cmds) {
+            self.effective.extend(changed);
         }
     }
+}
+
+/// Runs `ip -n <ns> -force -batch -` with `cmds`; true when `ip` could run them all.
+fn batch(ns: &str, cmds: &[String]) -> bool {
+    use std::io::Write;
+    let Ok(mut child) = Command::new("ip")
+        .args(["-n", ns, "-force", "-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    let input = cmds.join("\n") + "\n";
+    let wrote = child
+        .stdin
+        .take()
+        .is_some_and(|mut s| s.write_all(input.as_bytes()).is_ok());
+    // Errors such as "File exists" for a rule that survived its wire are expected; the
+    // routes and rules that matter are in place either way.
+    let _ = child.wait();
+    wrote
 }
 
 fn floatip(cluster: &Cluster) -> Command {
