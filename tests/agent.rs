@@ -282,3 +282,28 @@ async fn replies_leave_through_the_eni_that_owns_the_vip() {
     }
     let _ = &t.router;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garp_announces_an_added_address_when_asked() {
+    if !can_netns("garp_announces_an_added_address_when_asked") {
+        return;
+    }
+    let (lab, fips) = lab_with_fip().await;
+    let (n, wire) = node_ns();
+    // The other end learns neighbours from gratuitous ARP (arp_accept), as a switch would.
+    wire.sysctl("net.ipv4.conf.all.arp_accept", "1");
+    wire.sysctl("net.ipv4.conf.w1.arp_accept", "1");
+    wire.ip("addr add 10.99.8.1/22 dev w1");
+    let _agent = AgentProc::start(&lab, "node-1", &n, &[("FLOATIP_GARP", "true")]);
+    set_holder(&fips, "node-1", ETH1_MAC).await;
+    wait_for("address added", T, || has_vip(&n));
+    let learned = wait_for("the wire learned the VIP's MAC", T, || {
+        wire.ip(&format!("neigh show {VIP} dev w1"))
+            .contains(ETH1_MAC)
+    });
+    println!(
+        "gratuitous ARP seen {} ms after the address: {}",
+        learned.as_millis(),
+        wire.ip(&format!("neigh show {VIP} dev w1")).trim()
+    );
+}

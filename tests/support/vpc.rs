@@ -148,7 +148,7 @@ impl Follower {
             if let Some(owned) = rt.block_on(self.read()) {
                 self.converge(owned);
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
