@@ -53,6 +53,12 @@ pub enum Command {
     /// Run the controller: elect a leader, watch FloatingIPs and Nodes, move addresses through
     /// EC2, write status. Runs as a Deployment with two or more replicas.
     Controller(Box<crate::controller::ControllerArgs>),
+    /// Run the node agent: put the addresses this node holds on the right interface and route
+    /// their replies out through it. Runs as a DaemonSet with hostNetwork and NET_ADMIN.
+    Agent(Box<crate::agent::AgentArgs>),
+    /// Prepare this node once (the agent pod's init container): floating ENI, interface,
+    /// routing, the addresses it holds, and a race-free claim of unheld ones.
+    Attach(Box<crate::attach::AttachArgs>),
     /// Print the FloatingIP CustomResourceDefinition as YAML (the source of crds/floatingip.yaml).
     Crd,
     /// Print the version of floatip and of the API it serves.
@@ -64,6 +70,8 @@ impl Cli {
     pub fn run(self) -> ExitCode {
         let out = match self.command {
             Command::Controller(args) => return run_async(crate::controller::run(*args)),
+            Command::Agent(args) => return run_async(crate::agent::run(*args)),
+            Command::Attach(args) => return run_async(crate::attach::run(*args)),
             Command::Crd => crate::api::crd_yaml(),
             Command::Version => format!(
                 "floatip {} (API {}/{})\n",

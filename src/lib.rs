@@ -5,7 +5,9 @@
 //! runs one subcommand.
 
 pub mod admin;
+pub mod agent;
 pub mod api;
+pub mod attach;
 pub mod cli;
 pub mod cloud;
 pub mod controller;

@@ -17,6 +17,12 @@ pub const GROUP: &str = "floatip.io";
 /// The served and stored version.
 pub const VERSION: &str = "v1alpha1";
 
+/// Annotation an agent puts on its own Pod when it is asked to stop (SIGTERM): the controller
+/// moves the node's addresses away before the agent removes them.
+pub const HANDOVER_ANNOTATION: &str = "floatip.io/handover";
+/// The value of [`HANDOVER_ANNOTATION`] while the agent waits for the move.
+pub const HANDOVER_REQUESTED: &str = "requested";
+
 /// The CustomResourceDefinition as YAML, exactly as `floatip crd` prints it and as
 /// `crds/floatingip.yaml` stores it.
 pub fn crd_yaml() -> String {

@@ -8,10 +8,10 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::{Filter, NetworkInterface};
+use aws_sdk_ec2::types::{Filter, NetworkInterface, ResourceType, Tag, TagSpecification};
 use aws_sdk_ec2::Client;
 
-use super::{AddressMove, Cloud, CloudError, Eni, ErrorKind};
+use super::{AddressMove, Cloud, CloudError, Eni, ErrorKind, Instance, Subnet};
 use crate::metrics::Metrics;
 
 /// EC2 through the AWS SDK, configured from the environment (region, credentials through IRSA
@@ -278,6 +278,196 @@ impl Cloud for Ec2 {
             )
             .await?;
         }
+        Ok(())
+    }
+
+    async fn assign_unused(&self, eni: &str, addresses: &[IpAddr]) -> Result<(), CloudError> {
+        let v4: Vec<String> = addresses
+            .iter()
+            .filter(|a| a.is_ipv4())
+            .map(|a| a.to_string())
+            .collect();
+        let v6: Vec<String> = addresses
+            .iter()
+            .filter(|a| a.is_ipv6())
+            .map(|a| a.to_string())
+            .collect();
+        if !v4.is_empty() {
+            self.call(
+                "AssignPrivateIpAddresses",
+                self.client
+                    .assign_private_ip_addresses()
+                    .network_interface_id(eni)
+                    .set_private_ip_addresses(Some(v4))
+                    .allow_reassignment(false)
+                    .send(),
+            )
+            .await?;
+        }
+        if !v6.is_empty() {
+            self.call(
+                "AssignIpv6Addresses",
+                self.client
+                    .assign_ipv6_addresses()
+                    .network_interface_id(eni)
+                    .set_ipv6_addresses(Some(v6))
+                    .send(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn cluster_enis(&self, cluster: &str) -> Result<Vec<Eni>, CloudError> {
+        let pages = self
+            .client
+            .describe_network_interfaces()
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{}", super::TAG_CLUSTER))
+                    .values(cluster)
+                    .build(),
+            )
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect();
+        let items = self.call("DescribeNetworkInterfaces", pages).await?;
+        Ok(items.iter().filter_map(to_eni).collect())
+    }
+
+    async fn instance(&self, id: &str) -> Result<Instance, CloudError> {
+        let out = self
+            .call(
+                "DescribeInstances",
+                self.client.describe_instances().instance_ids(id).send(),
+            )
+            .await?;
+        let found = out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find(|i| i.instance_id() == Some(id));
+        let Some(i) = found else {
+            return Err(CloudError {
+                action: "DescribeInstances",
+                code: "InvalidInstanceID.NotFound".into(),
+                message: format!("instance {id} does not exist"),
+                kind: ErrorKind::Permanent,
+            });
+        };
+        Ok(Instance {
+            id: id.to_string(),
+            instance_type: i
+                .instance_type()
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_default(),
+            device_indexes: i
+                .network_interfaces()
+                .iter()
+                .filter_map(|n| n.attachment())
+                .filter(|a| a.network_card_index().unwrap_or(0) == 0)
+                .filter_map(|a| a.device_index())
+                .collect(),
+        })
+    }
+
+    async fn max_interfaces(&self, instance_type: &str) -> Result<Option<u32>, CloudError> {
+        let out = self
+            .call(
+                "DescribeInstanceTypes",
+                self.client
+                    .describe_instance_types()
+                    .instance_types(instance_type.into())
+                    .send(),
+            )
+            .await?;
+        Ok(out
+            .instance_types()
+            .first()
+            .and_then(|t| t.network_info())
+            .and_then(|n| n.maximum_network_interfaces())
+            .and_then(|n| u32::try_from(n).ok()))
+    }
+
+    async fn subnet(&self, id: &str) -> Result<Subnet, CloudError> {
+        let out = self
+            .call(
+                "DescribeSubnets",
+                self.client.describe_subnets().subnet_ids(id).send(),
+            )
+            .await?;
+        let s = out.subnets().first().ok_or_else(|| CloudError {
+            action: "DescribeSubnets",
+            code: "InvalidSubnetID.NotFound".into(),
+            message: format!("subnet {id} does not exist"),
+            kind: ErrorKind::Permanent,
+        })?;
+        Ok(Subnet {
+            id: id.to_string(),
+            cidr_v4: s.cidr_block().map(String::from),
+        })
+    }
+
+    async fn create_eni(
+        &self,
+        subnet: &str,
+        description: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Eni, CloudError> {
+        let spec = tags.iter().fold(
+            TagSpecification::builder().resource_type(ResourceType::NetworkInterface),
+            |b, (k, v)| b.tags(Tag::builder().key(k).value(v).build()),
+        );
+        let out = self
+            .call(
+                "CreateNetworkInterface",
+                self.client
+                    .create_network_interface()
+                    .subnet_id(subnet)
+                    .description(description)
+                    .tag_specifications(spec.build())
+                    .send(),
+            )
+            .await?;
+        out.network_interface()
+            .and_then(to_eni)
+            .ok_or_else(|| CloudError {
+                action: "CreateNetworkInterface",
+                code: "EmptyResponse".into(),
+                message: "EC2 returned no network interface".into(),
+                kind: ErrorKind::Transient,
+            })
+    }
+
+    async fn attach_eni(
+        &self,
+        eni: &str,
+        instance: &str,
+        device_index: i32,
+    ) -> Result<(), CloudError> {
+        self.call(
+            "AttachNetworkInterface",
+            self.client
+                .attach_network_interface()
+                .network_interface_id(eni)
+                .instance_id(instance)
+                .device_index(device_index)
+                .send(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_eni(&self, eni: &str) -> Result<(), CloudError> {
+        self.call(
+            "DeleteNetworkInterface",
+            self.client
+                .delete_network_interface()
+                .network_interface_id(eni)
+                .send(),
+        )
+        .await?;
         Ok(())
     }
 }

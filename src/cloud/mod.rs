@@ -4,6 +4,9 @@
 pub mod aws;
 #[cfg(test)]
 pub mod fake;
+mod orphans;
+
+pub use orphans::{delete_orphaned_floating_enis, orphaned_floating_enis};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -36,11 +39,32 @@ impl Eni {
         self.secondary.contains(&address)
     }
 
+    /// The node a floating ENI was made for.
+    pub fn node_tag(&self) -> Option<&str> {
+        self.tags.get(TAG_NODE).map(String::as_str)
+    }
+
     /// A dedicated floating ENI of this cluster, which only floatip puts addresses on.
     pub fn is_floating_for(&self, cluster: &str) -> bool {
         self.tags.get(TAG_CLUSTER).map(String::as_str) == Some(cluster)
             && self.tags.get(TAG_NO_MANAGE).map(String::as_str) == Some("true")
     }
+}
+
+/// An EC2 instance, as `floatip attach` needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub id: String,
+    pub instance_type: String,
+    /// Device indexes of the network interfaces attached now (network card 0).
+    pub device_indexes: Vec<i32>,
+}
+
+/// A subnet: where floating ENIs are created and what prefix their addresses carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subnet {
+    pub id: String,
+    pub cidr_v4: Option<String>,
 }
 
 /// How an EC2 error should be handled.
@@ -115,4 +139,57 @@ pub trait Cloud: Send + Sync + 'static {
         eni: &str,
         addresses: &[IpAddr],
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Puts addresses nobody holds on `eni`, WITHOUT reassignment: fails if any is in use
+    /// elsewhere. Used by `floatip attach` for a first claim, which must never steal.
+    fn assign_unused(
+        &self,
+        eni: &str,
+        addresses: &[IpAddr],
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Every ENI carrying `floatip.io/cluster=<cluster>`, in any subnet.
+    fn cluster_enis(
+        &self,
+        cluster: &str,
+    ) -> impl Future<Output = Result<Vec<Eni>, CloudError>> + Send;
+
+    /// The instance and the device indexes in use on it.
+    fn instance(&self, id: &str) -> impl Future<Output = Result<Instance, CloudError>> + Send;
+
+    /// How many network interfaces the instance type allows; None when EC2 does not say.
+    fn max_interfaces(
+        &self,
+        instance_type: &str,
+    ) -> impl Future<Output = Result<Option<u32>, CloudError>> + Send;
+
+    fn subnet(&self, id: &str) -> impl Future<Output = Result<Subnet, CloudError>> + Send;
+
+    /// Creates an ENI in `subnet` with `tags`.
+    fn create_eni(
+        &self,
+        subnet: &str,
+        description: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<Eni, CloudError>> + Send;
+
+    /// Attaches `eni` to `instance` at `device_index`, deleted with the instance.
+    fn attach_eni(
+        &self,
+        eni: &str,
+        instance: &str,
+        device_index: i32,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Deletes a detached ENI.
+    fn delete_eni(&self, eni: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
+}
+
+/// The tags of the floating ENI of `node` in `cluster`.
+pub fn floating_tags(cluster: &str, node: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (TAG_CLUSTER.to_string(), cluster.to_string()),
+        (TAG_NODE.to_string(), node.to_string()),
+        (TAG_NO_MANAGE.to_string(), "true".to_string()),
+    ])
 }

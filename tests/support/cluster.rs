@@ -152,7 +152,6 @@ pub struct SimNode {
     pub name: String,
     pub instance: String,
     pub eni: String,
-    pub internal_ip: String,
 }
 
 /// A running `floatip controller`.
@@ -200,24 +199,40 @@ pub struct Cluster {
     pub controllers: Vec<Controller>,
 }
 
+/// How a simulated cluster is laid out.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub vpc_cidr: &'static str,
+    pub subnet_cidr: &'static str,
+    /// Give every node a floating ENI at device index 1 up front (else `floatip attach` does).
+    pub floating_enis: bool,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self {
+            vpc_cidr: "10.0.0.0/16",
+            subnet_cidr: "10.0.8.0/22",
+            floating_enis: true,
+        }
+    }
+}
+
 impl Cluster {
     /// A VPC, one subnet (10.0.8.0/22), `n` instances each with a floating ENI at device index
     /// 1, a Node per instance and a ready agent pod per node.
     pub async fn new(n: usize) -> Self {
-        Self::with_network(n, "10.0.0.0/16", "10.0.8.0/22").await
+        Self::with_layout(n, Layout::default()).await
     }
 
-    /// Like [`Cluster::new`] with other CIDRs. With a loopback VPC (127.0.0.0/16) the nodes'
-    /// InternalIPs and the addresses are loopback addresses, so health checks can reach test
-    /// listeners without leaving the machine.
-    pub async fn with_network(n: usize, vpc_cidr: &str, subnet_cidr: &str) -> Self {
+    pub async fn with_layout(n: usize, layout: Layout) -> Self {
         let kube = Lab::start();
         let ec2 = Ec2Lab::start();
         let client = kube.client();
         let aws = ec2.client();
         let vpc = aws
             .create_vpc()
-            .cidr_block(vpc_cidr)
+            .cidr_block(layout.vpc_cidr)
             .send()
             .await
             .expect("vpc");
@@ -225,7 +240,7 @@ impl Cluster {
         let subnet = aws
             .create_subnet()
             .vpc_id(&vpc)
-            .cidr_block(subnet_cidr)
+            .cidr_block(layout.subnet_cidr)
             .availability_zone("us-west-2a")
             .send()
             .await
@@ -256,12 +271,20 @@ impl Cluster {
             controllers: Vec::new(),
         };
         for i in 1..=n {
-            cluster.add_node(&format!("node-{i}")).await;
+            cluster
+                .add_node_with(&format!("node-{i}"), layout.floating_enis)
+                .await;
         }
         cluster
     }
 
     pub async fn add_node(&mut self, name: &str) -> SimNode {
+        self.add_node_with(name, true).await
+    }
+
+    /// A node; with `floating`, its floating ENI is created and attached at device index 1
+    /// (`eni` is then that ENI, else empty).
+    pub async fn add_node_with(&mut self, name: &str, floating: bool) -> SimNode {
         let run = self
             .aws
             .run_instances()
@@ -274,55 +297,55 @@ impl Cluster {
             .await
             .expect("run instance");
         let instance = run.instances()[0].instance_id().unwrap().to_string();
-        let internal_ip = run.instances()[0]
-            .private_ip_address()
-            .unwrap_or_default()
-            .to_string();
-        let tags = TagSpecification::builder()
-            .resource_type(ResourceType::NetworkInterface)
-            .tags(
-                Tag::builder()
-                    .key("floatip.io/cluster")
-                    .value(CLUSTER)
-                    .build(),
-            )
-            .tags(Tag::builder().key("floatip.io/node").value(name).build())
-            .tags(
-                Tag::builder()
-                    .key("node.k8s.amazonaws.com/no_manage")
-                    .value("true")
-                    .build(),
-            )
-            .build();
-        let eni = self
-            .aws
-            .create_network_interface()
-            .subnet_id(&self.subnet)
-            .tag_specifications(tags)
-            .send()
-            .await
-            .expect("floating ENI");
-        let eni = eni
-            .network_interface()
-            .unwrap()
-            .network_interface_id()
-            .unwrap()
-            .to_string();
-        self.aws
-            .attach_network_interface()
-            .network_interface_id(&eni)
-            .instance_id(&instance)
-            .device_index(1)
-            .send()
-            .await
-            .expect("attach");
+        let eni = if floating {
+            let tags = TagSpecification::builder()
+                .resource_type(ResourceType::NetworkInterface)
+                .tags(
+                    Tag::builder()
+                        .key("floatip.io/cluster")
+                        .value(CLUSTER)
+                        .build(),
+                )
+                .tags(Tag::builder().key("floatip.io/node").value(name).build())
+                .tags(
+                    Tag::builder()
+                        .key("node.k8s.amazonaws.com/no_manage")
+                        .value("true")
+                        .build(),
+                )
+                .build();
+            let eni = self
+                .aws
+                .create_network_interface()
+                .subnet_id(&self.subnet)
+                .tag_specifications(tags)
+                .send()
+                .await
+                .expect("floating ENI");
+            let eni = eni
+                .network_interface()
+                .unwrap()
+                .network_interface_id()
+                .unwrap()
+                .to_string();
+            self.aws
+                .attach_network_interface()
+                .network_interface_id(&eni)
+                .instance_id(&instance)
+                .device_index(1)
+                .send()
+                .await
+                .expect("attach");
+            eni
+        } else {
+            String::new()
+        };
 
         let nodes: Api<Node> = Api::all(self.client.clone());
         let node: Node = serde_json::from_value(json!({
             "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
             "spec": {"providerID": format!("aws:///us-west-2a/{instance}")},
-            "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
-                       "addresses": [{"type": "InternalIP", "address": internal_ip}]}
+            "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}
         }))
         .unwrap();
         nodes
@@ -344,7 +367,6 @@ impl Cluster {
             name: name.to_string(),
             instance,
             eni,
-            internal_ip,
         };
         self.nodes.push(sim.clone());
         sim

@@ -5,3 +5,5 @@
 
 pub mod cluster;
 pub mod lab;
+pub mod net;
+pub mod vpc;

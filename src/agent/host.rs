@@ -1,0 +1,338 @@
+//! The node's network, changed from one thread that lives in the node's network namespace
+//! (the agent's own with hostNetwork; another one under test). Every netlink socket is opened
+//! on that thread, so all of them see the same namespace.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::netlink::{Link, Netlink};
+use super::nft::{Nft, Slot, NFPROTO_IPV4, NFPROTO_IPV6};
+use super::want::{self, Numbers, Vip};
+
+/// How the host is changed.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// A network namespace to work in instead of the agent's own (a /run/netns path).
+    pub netns: Option<PathBuf>,
+    pub numbers: Numbers,
+    /// Send gratuitous ARP after adding an IPv4 address.
+    pub garp: bool,
+}
+
+/// What one reconcile changed and what it could not do.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub added: Vec<IpAddr>,
+    pub removed: Vec<IpAddr>,
+    /// Routes, rules or netfilter tables written or removed.
+    pub routing_changes: usize,
+    pub problems: Vec<String>,
+}
+
+impl Report {
+    pub fn changed(&self) -> bool {
+        !self.added.is_empty() || !self.removed.is_empty() || self.routing_changes > 0
+    }
+}
+
+enum Job {
+    Apply {
+        vips: Vec<Vip>,
+        reply: oneshot::Sender<io::Result<Report>>,
+    },
+    Prepare {
+        mac: String,
+        address: Option<(Ipv4Addr, u8)>,
+        timeout: Duration,
+        reply: oneshot::Sender<io::Result<Link>>,
+    },
+}
+
+/// A handle on the host thread. Dropping every handle stops the thread.
+#[derive(Clone)]
+pub struct Host {
+    tx: mpsc::UnboundedSender<Job>,
+}
+
+fn gone() -> io::Error {
+    io::Error::other("the network thread stopped")
+}
+
+impl Host {
+    pub fn spawn(cfg: HostConfig) -> io::Result<Self> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
+        std::thread::Builder::new()
+            .name("floatip-net".into())
+            .spawn(move || {
+                let rt = cfg
+                    .netns
+                    .as_deref()
+                    .map_or(Ok(()), enter_netns)
+                    .and_then(|()| {
+                        tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                    });
+                let rt = match rt {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match Worker::open(cfg) {
+                        Ok(w) => {
+                            let _ = ready_tx.send(Ok(()));
+                            w.serve(rx).await;
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                });
+            })?;
+        ready_rx.recv().map_err(|_| gone())??;
+        Ok(Self { tx })
+    }
+
+    /// Makes the host carry exactly `vips` (and floatip's routing for them); removes every
+    /// address, route, rule and table floatip added that is not wanted any more.
+    pub async fn apply(&self, vips: Vec<Vip>) -> io::Result<Report> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Apply { vips, reply })
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Waits up to `timeout` for the interface with `mac`, sets it up and gives it `address`
+    /// (the ENI's own primary address, without a prefix route) unless it has it already.
+    pub async fn prepare(
+        &self,
+        mac: &str,
+        address: Option<(Ipv4Addr, u8)>,
+        timeout: Duration,
+    ) -> io::Result<Link> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Prepare {
+                mac: mac.to_ascii_lowercase(),
+                address,
+                timeout,
+                reply,
+            })
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+}
+
+fn enter_netns(path: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", path.display())))?;
+    // SAFETY: setns(2) on a descriptor we own; it changes only this thread's namespace.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("entering {}: {e}", path.display()),
+        ));
+    }
+    Ok(())
+}
+
+struct Worker {
+    cfg: HostConfig,
+    nl: Netlink,
+    nft: Nft,
+    /// The netfilter slots last written; None until the first reconcile.
+    written: Option<(Vec<Slot>, Vec<Slot>)>,
+}
+
+impl Worker {
+    fn open(cfg: HostConfig) -> io::Result<Self> {
+        Ok(Self {
+            nl: Netlink::connect()?,
+            nft: Nft::open()
+                .map_err(|e| io::Error::new(e.kind(), format!("opening nf_tables netlink: {e}")))?,
+            cfg,
+            written: None,
+        })
+    }
+
+    async fn serve(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
+        while let Some(job) = rx.recv().await {
+            match job {
+                Job::Apply { vips, reply } => {
+                    let _ = reply.send(self.apply(&vips).await);
+                }
+                Job::Prepare {
+                    mac,
+                    address,
+                    timeout,
+                    reply,
+                } => {
+                    let _ = reply.send(self.prepare(&mac, address, timeout).await);
+                }
+            }
+        }
+    }
+
+    async fn prepare(
+        &mut self,
+        mac: &str,
+        address: Option<(Ipv4Addr, u8)>,
+        timeout: Duration,
+    ) -> io::Result<Link> {
+        let deadline = Instant::now() + timeout;
+        let link = loop {
+            if let Some(l) = self.nl.links().await?.into_iter().find(|l| l.mac == mac) {
+                break l;
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no interface with MAC {mac} appeared within {timeout:?}"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        if !link.up {
+            self.nl.set_up(link.index).await?;
+        }
+        if let Some((ip, prefix)) = address {
+            let present = self
+                .nl
+                .addresses()
+                .await?
+                .iter()
+                .any(|a| a.index == link.index && a.address == IpAddr::V4(ip));
+            if !present {
+                self.nl
+                    .add_address(link.index, IpAddr::V4(ip), prefix, None)
+                    .await?;
+            }
+        }
+        Ok(link)
+    }
+
+    async fn apply(&mut self, vips: &[Vip]) -> io::Result<Report> {
+        let (links, addrs, ifaces) = self.nl.ifaces().await?;
+        let plan = want::plan(vips, &ifaces, &self.cfg.numbers);
+        let mut report = Report {
+            problems: plan.problems.clone(),
+            ..Report::default()
+        };
+
+        // Stop answering on addresses that left first, then fix routing, then add.
+        for a in addrs.iter().filter(|a| a.ours) {
+            if !plan.addresses.contains(&(a.index, a.address)) {
+                self.nl.del_address(a).await?;
+                report.removed.push(a.address);
+            }
+        }
+
+        let routes = self.nl.routes().await?;
+        let have: BTreeSet<_> = routes.iter().map(|(s, _)| s.clone()).collect();
+        for r in plan.routes.iter().filter(|r| !have.contains(*r)) {
+            self.nl.add_route(r).await?;
+            report.routing_changes += 1;
+        }
+        for (spec, msg) in routes {
+            if !plan.routes.contains(&spec) {
+                self.nl.del_route(msg).await?;
+                report.routing_changes += 1;
+            }
+        }
+
+        let rules = self.nl.rules().await?;
+        let have: BTreeSet<_> = rules.iter().map(|(s, _)| s.clone()).collect();
+        for r in plan.rules.iter().filter(|r| !have.contains(*r)) {
+            self.nl.add_rule(r).await?;
+            report.routing_changes += 1;
+        }
+        for (spec, msg) in rules {
+            if !plan.rules.contains(&spec) {
+                self.nl.del_rule(msg).await?;
+                report.routing_changes += 1;
+            }
+        }
+
+        let want_nft = (plan.slots_v4.clone(), plan.slots_v6.clone());
+        let mut rewrite = self.written.as_ref() != Some(&want_nft);
+        if !rewrite {
+            // Someone may have flushed the ruleset since: check the tables are still there.
+            for (fam, slots) in [(NFPROTO_IPV4, &want_nft.0), (NFPROTO_IPV6, &want_nft.1)] {
+                rewrite |= self.nft.table_exists(fam)? == slots.is_empty();
+            }
+        }
+        if rewrite {
+            let mask = self.cfg.numbers.mark_mask;
+            self.nft
+                .replace(NFPROTO_IPV4, &want_nft.0, mask)
+                .map_err(|e| {
+                    io::Error::new(e.kind(), format!("writing the ip floatip table: {e}"))
+                })?;
+            self.nft
+                .replace(NFPROTO_IPV6, &want_nft.1, mask)
+                .map_err(|e| {
+                    io::Error::new(e.kind(), format!("writing the ip6 floatip table: {e}"))
+                })?;
+            if self.written.is_some() || !want_nft.0.is_empty() || !want_nft.1.is_empty() {
+                report.routing_changes += 1;
+            }
+            self.written = Some(want_nft);
+        }
+
+        for &(index, address) in &plan.addresses {
+            let present = addrs
+                .iter()
+                .any(|a| a.index == index && a.address == address);
+            if present {
+                continue;
+            }
+            let prefix = if address.is_ipv4() { 32 } else { 128 };
+            let name = links
+                .iter()
+                .find(|l| l.index == index)
+                .map_or("", |l| l.name.as_str());
+            self.nl
+                .add_address(index, address, prefix, Some(name))
+                .await?;
+            report.added.push(address);
+            if let (true, IpAddr::V4(v4)) = (self.cfg.garp, address) {
+                let mac = links
+                    .iter()
+                    .find(|l| l.index == index)
+                    .and_then(|l| super::garp::parse_mac(&l.mac));
+                if let Some(mac) = mac {
+                    self.announce(index, mac, v4);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Three gratuitous ARPs, 100 ms apart, without holding up the reconcile.
+    fn announce(&self, index: u32, mac: [u8; 6], address: Ipv4Addr) {
+        tokio::spawn(async move {
+            for i in 0..3 {
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                if let Err(e) = super::garp::send(index, mac, address) {
+                    tracing::warn!(%address, error = %e, "gratuitous ARP failed (needs CAP_NET_RAW)");
+                    return;
+                }
+            }
+            tracing::debug!(%address, "sent gratuitous ARP");
+        });
+    }
+}

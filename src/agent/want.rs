@@ -1,0 +1,399 @@
+//! What the node should look like, as data: which addresses go on which interface, and the
+//! routes, rules and connection marks that send their replies out through that interface.
+//! Pure, so the whole plan is unit-tested without a kernel.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::api::{FloatingIP, Mode};
+
+use super::nft::Slot;
+
+/// Marks routes, rules and addresses floatip added (RTPROT / IFA_PROTO value), so a restarted
+/// agent removes exactly those and nothing else. Outside the ranges iproute2 and routing
+/// daemons use.
+pub const PROTO: u8 = 0xf1;
+
+/// An address this node should carry.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Vip {
+    pub address: IpAddr,
+    /// MAC of the interface, lower case.
+    pub mac: String,
+    /// The FloatingIP it belongs to, for logs.
+    pub name: String,
+}
+
+/// The addresses whose holder, per status, is `node`. ElasticIP addresses are NATed by the VPC
+/// to the holder's own private IP and are never put on an interface.
+pub fn held_by(fips: &[FloatingIP], node: &str) -> Vec<Vip> {
+    let mut out: Vec<Vip> = fips
+        .iter()
+        .filter(|f| f.spec.mode != Mode::ElasticIP)
+        .filter_map(|f| {
+            let holder = f.status.as_ref()?.holder.as_ref()?;
+            if holder.node != node {
+                return None;
+            }
+            Some(Vip {
+                address: crate::api::parse_address(&f.spec.address)?,
+                mac: holder.mac_address.as_deref()?.to_ascii_lowercase(),
+                name: f.metadata.name.clone().unwrap_or_default(),
+            })
+        })
+        .collect();
+    out.sort();
+    out.dedup_by(|a, b| a.address == b.address);
+    out
+}
+
+/// Tuning shared by the agent and `floatip attach`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Numbers {
+    /// Routing table of an interface: base + ifindex.
+    pub table_base: u32,
+    /// Priority of the fwmark rules; the from-address rules use the next one.
+    pub rule_priority: u32,
+    /// Bits of the packet and connection mark floatip may use.
+    pub mark_mask: u32,
+}
+
+impl Numbers {
+    pub fn table(&self, ifindex: u32) -> u32 {
+        self.table_base.saturating_add(ifindex)
+    }
+
+    /// The mark of an interface: its ifindex shifted into the mask; None when it does not fit.
+    pub fn mark(&self, ifindex: u32) -> Option<u32> {
+        if self.mark_mask == 0 || ifindex == 0 {
+            return None;
+        }
+        let shift = self.mark_mask.trailing_zeros();
+        let v = ifindex.checked_shl(shift)?;
+        (v >> shift == ifindex && v & !self.mark_mask == 0).then_some(v)
+    }
+}
+
+/// An interface as the kernel shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Iface {
+    pub index: u32,
+    pub name: String,
+    pub mac: String,
+    /// Its own (not floatip's) IPv4 address and prefix: gives the subnet and its gateway.
+    pub v4: Option<(Ipv4Addr, u8)>,
+    /// The IPv6 default gateway the main table uses through it (from router advertisements).
+    pub v6_gateway: Option<Ipv6Addr>,
+}
+
+/// A route in one of floatip's tables.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouteSpec {
+    pub table: u32,
+    pub dest: IpAddr,
+    pub prefix: u8,
+    pub gateway: Option<IpAddr>,
+    pub ifindex: u32,
+}
+
+/// A policy rule: `from <source> lookup <table>` or `fwmark <mark>/<mask> lookup <table>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RuleSpec {
+    pub v6: bool,
+    pub priority: u32,
+    pub table: u32,
+    pub source: Option<IpAddr>,
+    pub fwmark: Option<(u32, u32)>,
+}
+
+/// Everything floatip should have on the node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// (ifindex, address), as /32 or /128.
+    pub addresses: BTreeSet<(u32, IpAddr)>,
+    pub routes: BTreeSet<RouteSpec>,
+    pub rules: BTreeSet<RuleSpec>,
+    pub slots_v4: Vec<Slot>,
+    pub slots_v6: Vec<Slot>,
+    /// What could not be done, one sentence each.
+    pub problems: Vec<String>,
+}
+
+/// The first address after the network: the VPC router of an AWS subnet.
+pub fn gateway_v4(address: Ipv4Addr, prefix: u8) -> Option<Ipv4Addr> {
+    if prefix == 0 || prefix >= 31 {
+        return None;
+    }
+    let mask = u32::MAX << (32 - prefix);
+    Some(Ipv4Addr::from((u32::from(address) & mask) + 1))
+}
+
+fn network_v4(address: Ipv4Addr, prefix: u8) -> Ipv4Addr {
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
+    Ipv4Addr::from(u32::from(address) & mask)
+}
+
+pub fn plan(vips: &[Vip], ifaces: &[Iface], n: &Numbers) -> Plan {
+    let mut p = Plan::default();
+    let by_mac: BTreeMap<&str, &Iface> = ifaces.iter().map(|i| (i.mac.as_str(), i)).collect();
+    let mut used: BTreeMap<u32, (bool, bool)> = BTreeMap::new();
+    for v in vips {
+        let Some(iface) = by_mac.get(v.mac.as_str()) else {
+            p.problems.push(format!(
+                "{} ({}): no interface has MAC {}; is the ENI attached and was floatip attach run?",
+                v.address, v.name, v.mac
+            ));
+            continue;
+        };
+        p.addresses.insert((iface.index, v.address));
+        let table = n.table(iface.index);
+        p.rules.insert(RuleSpec {
+            v6: v.address.is_ipv6(),
+            priority: n.rule_priority + 1,
+            table,
+            source: Some(v.address),
+            fwmark: None,
+        });
+        let fam = used.entry(iface.index).or_default();
+        if v.address.is_ipv4() {
+            fam.0 = true;
+        } else {
+            fam.1 = true;
+        }
+    }
+    for (index, (v4, v6)) in used {
+        let iface = ifaces
+            .iter()
+            .find(|i| i.index == index)
+            .expect("used ifaces exist");
+        let table = n.table(index);
+        let mark = n.mark(index);
+        if mark.is_none() {
+            p.problems.push(format!(
+                "{}: ifindex {index} does not fit --fwmark-mask {:#x}; forwarded (DNAT) replies are not steered",
+                iface.name, n.mark_mask
+            ));
+        }
+        if v4 {
+            match iface.v4 {
+                Some((addr, prefix)) => {
+                    let gw = gateway_v4(addr, prefix);
+                    p.routes.insert(RouteSpec {
+                        table,
+                        dest: IpAddr::V4(network_v4(addr, prefix)),
+                        prefix,
+                        gateway: None,
+                        ifindex: index,
+                    });
+                    if let Some(gw) = gw {
+                        p.routes.insert(RouteSpec {
+                            table,
+                            dest: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                            prefix: 0,
+                            gateway: Some(IpAddr::V4(gw)),
+                            ifindex: index,
+                        });
+                    }
+                }
+                None => p.problems.push(format!(
+                    "{}: has no IPv4 address of its own, so its subnet gateway is unknown; replies follow the main table",
+                    iface.name
+                )),
+            }
+            if let Some(mark) = mark {
+                p.rules.insert(RuleSpec {
+                    v6: false,
+                    priority: n.rule_priority,
+                    table,
+                    source: None,
+                    fwmark: Some((mark, n.mark_mask)),
+                });
+                p.slots_v4.push(Slot {
+                    ifindex: index,
+                    mark,
+                });
+            }
+        }
+        if v6 {
+            match iface.v6_gateway {
+                Some(gw) => {
+                    p.routes.insert(RouteSpec {
+                        table,
+                        dest: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                        prefix: 0,
+                        gateway: Some(IpAddr::V6(gw)),
+                        ifindex: index,
+                    });
+                }
+                None => p.problems.push(format!(
+                    "{}: no IPv6 default route through it in the main table; IPv6 replies follow the main table",
+                    iface.name
+                )),
+            }
+            if let Some(mark) = mark {
+                p.rules.insert(RuleSpec {
+                    v6: true,
+                    priority: n.rule_priority,
+                    table,
+                    source: None,
+                    fwmark: Some((mark, n.mark_mask)),
+                });
+                p.slots_v6.push(Slot {
+                    ifindex: index,
+                    mark,
+                });
+            }
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const N: Numbers = Numbers {
+        table_base: 10000,
+        rule_priority: 100,
+        mark_mask: 0x00ff_0000,
+    };
+
+    fn fip(name: &str, address: &str, mode: &str, holder: Option<(&str, &str)>) -> FloatingIP {
+        let mut status = json!({});
+        if let Some((node, mac)) = holder {
+            status = json!({"holder": {"node": node, "instanceId": "i-1", "macAddress": mac, "since": "2026-01-01T00:00:00Z"}});
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "floatip.io/v1alpha1", "kind": "FloatingIP",
+            "metadata": {"name": name},
+            "spec": {"address": address, "mode": mode, "subnetId": "subnet-0a1b2c3d"},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn eth1() -> Iface {
+        Iface {
+            index: 3,
+            name: "eth1".into(),
+            mac: "02:aa:00:00:00:01".into(),
+            v4: Some(("10.99.8.21".parse().unwrap(), 22)),
+            v6_gateway: None,
+        }
+    }
+
+    #[test]
+    fn only_addresses_held_by_this_node_and_not_elastic_ips() {
+        let fips = [
+            fip(
+                "a",
+                "10.99.8.100",
+                "SecondaryIP",
+                Some(("n1", "02:AA:00:00:00:01")),
+            ),
+            fip(
+                "b",
+                "10.99.8.101",
+                "SecondaryIP",
+                Some(("n2", "02:aa:00:00:00:02")),
+            ),
+            fip("c", "10.99.8.102", "SecondaryIP", None),
+            fip(
+                "d",
+                "10.99.8.103",
+                "RouteTable",
+                Some(("n1", "02:aa:00:00:00:01")),
+            ),
+        ];
+        let held: Vec<String> = held_by(&fips, "n1")
+            .iter()
+            .map(|v| format!("{} {}", v.address, v.mac))
+            .collect();
+        assert_eq!(
+            held,
+            [
+                "10.99.8.100 02:aa:00:00:00:01",
+                "10.99.8.103 02:aa:00:00:00:01"
+            ]
+        );
+    }
+
+    #[test]
+    fn marks_fit_the_mask_or_are_refused() {
+        assert_eq!(N.mark(3), Some(0x0003_0000));
+        assert_eq!(N.mark(255), Some(0x00ff_0000));
+        assert_eq!(N.mark(256), None);
+        assert_eq!(N.mark(0), None);
+        assert_eq!(
+            gateway_v4("10.99.8.21".parse().unwrap(), 22),
+            Some("10.99.8.1".parse().unwrap())
+        );
+        assert_eq!(gateway_v4("10.99.8.21".parse().unwrap(), 32), None);
+    }
+
+    #[test]
+    fn a_held_vip_gets_address_table_rules_and_a_mark() {
+        let vips = [Vip {
+            address: "10.99.8.100".parse().unwrap(),
+            mac: "02:aa:00:00:00:01".into(),
+            name: "web".into(),
+        }];
+        let p = plan(&vips, &[eth1()], &N);
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
+        assert_eq!(
+            p.addresses,
+            BTreeSet::from([(3, "10.99.8.100".parse().unwrap())])
+        );
+        let routes: Vec<String> = p
+            .routes
+            .iter()
+            .map(|r| format!("{} {}/{} {:?}", r.table, r.dest, r.prefix, r.gateway))
+            .collect();
+        assert_eq!(
+            routes,
+            ["10003 0.0.0.0/0 Some(10.99.8.1)", "10003 10.99.8.0/22 None"]
+        );
+        let rules: Vec<String> = p
+            .rules
+            .iter()
+            .map(|r| format!("{} {:?} {:?}", r.priority, r.source, r.fwmark))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                "100 None Some((196608, 16711680))",
+                "101 Some(10.99.8.100) None"
+            ]
+        );
+        assert_eq!(
+            p.slots_v4,
+            [Slot {
+                ifindex: 3,
+                mark: 0x30000
+            }]
+        );
+        assert!(p.slots_v6.is_empty());
+    }
+
+    #[test]
+    fn nothing_held_plans_nothing_and_a_missing_interface_is_a_problem() {
+        assert_eq!(plan(&[], &[eth1()], &N), Plan::default());
+        let vips = [Vip {
+            address: "10.99.8.100".parse().unwrap(),
+            mac: "02:bb:00:00:00:09".into(),
+            name: "web".into(),
+        }];
+        let p = plan(&vips, &[eth1()], &N);
+        assert!(p.addresses.is_empty() && p.rules.is_empty());
+        assert!(
+            p.problems[0].contains("no interface has MAC 02:bb:00:00:00:09"),
+            "{:?}",
+            p.problems
+        );
+    }
+}

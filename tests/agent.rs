@@ -1,0 +1,309 @@
+//! `floatip agent` as a real process configuring network namespaces the test creates, against
+//! the lab's API server. Root only (skipped with a printed reason otherwise). Timings are
+//! printed, never asserted beyond generous bounds.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use floatip::api::FloatingIP;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::CustomResourceExt;
+use serde_json::json;
+use support::lab::Lab;
+use support::net::{can_netns, request, veth, Netns, Server};
+use support::vpc::AgentProc;
+
+const VIP: &str = "10.99.8.100";
+const ETH1_MAC: &str = "02:99:00:00:01:01";
+const T: Duration = Duration::from_secs(20);
+
+async fn lab_with_fip() -> (Lab, Api<FloatingIP>) {
+    let lab = Lab::start();
+    let client = lab.client();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &FloatingIP::crd())
+        .await
+        .expect("CRD");
+    let fips: Api<FloatingIP> = Api::all(client);
+    let fip: FloatingIP = serde_json::from_value(json!({
+        "apiVersion": "floatip.io/v1alpha1", "kind": "FloatingIP",
+        "metadata": {"name": "web"},
+        "spec": {"address": VIP, "subnetId": "subnet-0a1b2c3d"},
+    }))
+    .unwrap();
+    fips.create(&PostParams::default(), &fip)
+        .await
+        .expect("FloatingIP");
+    (lab, fips)
+}
+
+/// Writes status.holder as the controller does.
+async fn set_holder(fips: &Api<FloatingIP>, node: &str, mac: &str) {
+    let status = json!({"status": {"holder": {
+        "node": node, "instanceId": "i-0123456789abcdef0", "networkInterfaceId": "eni-0123456789abcdef0",
+        "macAddress": mac, "since": jiff::Timestamp::now().to_string(),
+    }}});
+    fips.patch_status("web", &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .expect("status");
+}
+
+/// Polls `check` every 2 ms; returns how long it took.
+fn wait_for(what: &str, timeout: Duration, check: impl Fn() -> bool) -> Duration {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < timeout,
+            "{what} did not happen within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    start.elapsed()
+}
+
+/// A node namespace with eth1 standing in for the floating ENI (a veth whose other end is in
+/// a second namespace): its own address, no prefix route (as `floatip attach` leaves it).
+fn node_ns() -> (Netns, Netns) {
+    let n = Netns::new("node");
+    let wire = Netns::new("wire");
+    veth(&n, "eth1", Some(ETH1_MAC), &wire, "w1");
+    n.ip("addr add 10.99.8.21/22 dev eth1 noprefixroute");
+    (n, wire)
+}
+
+fn has_vip(n: &Netns) -> bool {
+    n.addresses("eth1").contains(&format!("{VIP}/32"))
+}
+
+fn ifindex(n: &Netns, dev: &str) -> u32 {
+    let out = n.ip(&format!("-o link show {dev}"));
+    out.split(':').next().unwrap().trim().parse().unwrap()
+}
+
+fn nft_table(n: &Netns) -> Option<String> {
+    n.exec(&["nft", "list", "table", "ip", "floatip"]).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_adds_and_removes_the_address_and_routing() {
+    if !can_netns("agent_adds_and_removes_the_address_and_routing") {
+        return;
+    }
+    let (lab, fips) = lab_with_fip().await;
+    let (n, _wire) = node_ns();
+    // Not floatip's: must survive everything below.
+    n.ip("addr add 10.99.8.50/32 dev eth1");
+    let table = 20000 + ifindex(&n, "eth1");
+    let env = [("FLOATIP_RELEASE_DELAY", "300ms")];
+    let mut agent = AgentProc::start(&lab, "node-1", &n, &env);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    set_holder(&fips, "node-1", ETH1_MAC).await;
+    let took = wait_for("address added", T, || has_vip(&n));
+    println!("status write -> address present: {} ms", took.as_millis());
+    let shown = n.ip("-d -o addr show dev eth1");
+    assert!(shown.contains("eth1:fip"), "marked as floatip's: {shown}");
+    let rules = n.ip("rule show");
+    assert!(
+        rules.contains(&format!("from {VIP} lookup {table}")),
+        "{rules}"
+    );
+    assert!(
+        rules.contains(&format!("lookup {table}")) && rules.contains("fwmark"),
+        "{rules}"
+    );
+    let routes = n.ip(&format!("route show table {table}"));
+    assert!(
+        routes.contains("default via 10.99.8.1 dev eth1"),
+        "{routes}"
+    );
+    assert!(routes.contains("10.99.8.0/22 dev eth1"), "{routes}");
+    if let Some(t) = nft_table(&n) {
+        println!("{t}");
+        assert!(t.contains("ct mark"), "{t}");
+    }
+
+    // Moved to another node: kept for the release delay, then everything floatip added goes.
+    let moved = Instant::now();
+    set_holder(&fips, "node-2", "02:99:00:00:02:01").await;
+    let gone = wait_for("address removed", T, || !has_vip(&n));
+    println!(
+        "holder moved away -> address removed: {} ms (release delay 300 ms)",
+        gone.as_millis()
+    );
+    assert!(moved.elapsed() >= Duration::from_millis(250));
+    wait_for("routing removed", T, || {
+        !n.ip("rule show").contains(&format!("lookup {table}"))
+            && n.try_ip(&format!("route show table {table}"))
+                .unwrap_or_default()
+                .is_empty()
+    });
+    assert!(nft_table(&n).is_none(), "the netfilter table is gone");
+    assert!(n.addresses("eth1").contains("10.99.8.50/32"));
+
+    // A restart reconciles: an address floatip added while this node held it, left behind by a
+    // killed agent, is removed once status says another node holds it; the others stay.
+    set_holder(&fips, "node-1", ETH1_MAC).await;
+    wait_for("address added again", T, || has_vip(&n));
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+    set_holder(&fips, "node-2", "02:99:00:00:02:01").await;
+    n.ip("addr add 10.99.8.51/32 dev eth1");
+    assert!(has_vip(&n), "SIGKILL left the address behind");
+    let _agent = AgentProc::start(&lab, "node-1", &n, &env);
+    let took = wait_for("stale address removed after restart", T, || !has_vip(&n));
+    println!("restart -> stale address removed: {} ms", took.as_millis());
+    wait_for("stale routing removed after restart", T, || {
+        !n.ip("rule show").contains(&format!("lookup {table}"))
+    });
+    let left = n.addresses("eth1");
+    assert!(
+        left.contains("10.99.8.50/32") && left.contains("10.99.8.51/32"),
+        "{left}"
+    );
+    assert!(left.contains("10.99.8.21/22"), "{left}");
+}
+
+/// A VPC in miniature: client -> router -> node (eth0 primary ENI, eth1 floating ENI) -> pod.
+/// The router routes the VIP to eth1's wire and drops anything whose source the sending ENI
+/// does not own, like AWS's source/dest check.
+struct Topology {
+    router: Netns,
+    client: Netns,
+    node: Netns,
+    pod: Netns,
+}
+
+fn topology() -> Topology {
+    let router = Netns::new("router");
+    router.sysctl("net.ipv4.ip_forward", "1");
+    let client = Netns::new("client");
+    let node = Netns::new("node");
+    node.sysctl("net.ipv4.ip_forward", "1");
+    let pod = Netns::new("pod");
+
+    veth(&client, "c0", None, &router, "rc");
+    client.ip("addr add 10.99.100.2/24 dev c0");
+    client.ip("route add default via 10.99.100.1");
+    router.ip("addr add 10.99.100.1/24 dev rc");
+
+    veth(&node, "eth0", Some("02:99:00:00:01:00"), &router, "r1e0");
+    veth(&node, "eth1", Some(ETH1_MAC), &router, "r1e1");
+    node.ip("addr add 10.99.8.11/22 dev eth0");
+    node.ip("addr add 10.99.8.21/22 dev eth1 noprefixroute");
+    node.ip("route add default via 10.99.8.1 dev eth0");
+    for (dev, owned) in [
+        ("r1e0", vec!["10.99.8.11"]),
+        ("r1e1", vec!["10.99.8.21", VIP]),
+    ] {
+        router.ip(&format!("addr add 10.99.8.1/32 dev {dev}"));
+        for a in owned {
+            router.ip(&format!("route add {a}/32 dev {dev}"));
+            router.ip(&format!(
+                "rule add iif {dev} from {a} lookup main pref 1000"
+            ));
+        }
+        router.ip(&format!("rule add iif {dev} blackhole pref 30000"));
+    }
+
+    veth(&pod, "p0", None, &node, "vp1");
+    pod.ip("addr add 10.99.200.2/24 dev p0");
+    pod.ip("route add default via 10.99.200.1");
+    node.ip("addr add 10.99.200.1/24 dev vp1");
+    // kube-proxy's NodePort, in miniature: VIP:30080 -> pod:8080, no SNAT (externalTrafficPolicy Local).
+    node.exec(&["nft", "add table ip kp"])
+        .expect("nft (package nftables)");
+    node.exec(&[
+        "nft",
+        "add chain ip kp pre { type nat hook prerouting priority -100; }",
+    ])
+    .unwrap();
+    node.exec(&[
+        "nft",
+        &format!("add rule ip kp pre ip daddr {VIP} tcp dport 30080 dnat to 10.99.200.2:8080"),
+    ])
+    .unwrap();
+    Topology {
+        router,
+        client,
+        node,
+        pod,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_leave_through_the_eni_that_owns_the_vip() {
+    if !can_netns("replies_leave_through_the_eni_that_owns_the_vip") {
+        return;
+    }
+    if support::net::try_run("nft", &["--version"]).is_err() {
+        eprintln!("SKIP replies_leave_through_the_eni_that_owns_the_vip: needs `nft` (package nftables) to stand in for kube-proxy");
+        return;
+    }
+    let (lab, fips) = lab_with_fip().await;
+    let t = topology();
+    let _local = Server::start(&t.node, "0.0.0.0:8080".parse().unwrap(), "node-local\n");
+    let _pod = Server::start(&t.pod, "0.0.0.0:8080".parse().unwrap(), "pod\n");
+    let local: SocketAddr = format!("{VIP}:8080").parse().unwrap();
+    let nodeport: SocketAddr = format!("{VIP}:30080").parse().unwrap();
+    let short = Duration::from_millis(1500);
+
+    // The address alone is not enough: replies leave through eth0, whose ENI does not own it.
+    t.node.ip(&format!("addr add {VIP}/32 dev eth1"));
+    let l = request(&t.client, local, short);
+    let f = request(&t.client, nodeport, short);
+    println!("without floatip's routing: local {l:?}, forwarded {f:?}");
+    assert!(
+        l.is_err(),
+        "the router must drop the local reply leaving eth0: {l:?}"
+    );
+    assert!(
+        f.is_err(),
+        "the router must drop the forwarded reply leaving eth0: {f:?}"
+    );
+    t.node.ip(&format!("addr del {VIP}/32 dev eth1"));
+
+    set_holder(&fips, "node-1", ETH1_MAC).await;
+    let _agent = AgentProc::start(&lab, "node-1", &t.node, &[]);
+    wait_for("address added", T, || has_vip(&t.node));
+    let l = request(&t.client, local, Duration::from_secs(5));
+    let f = request(&t.client, nodeport, Duration::from_secs(5));
+    println!("with the agent: local {l:?}, forwarded {f:?}");
+    assert_eq!(l.as_deref(), Ok("node-local\n"));
+    assert_eq!(f.as_deref(), Ok("pod\n"));
+    // Many connections, both paths: none is lost.
+    for i in 0..50 {
+        let to = if i % 2 == 0 { local } else { nodeport };
+        request(&t.client, to, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("request {i} to {to}: {e}"));
+    }
+    let _ = &t.router;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garp_announces_an_added_address_when_asked() {
+    if !can_netns("garp_announces_an_added_address_when_asked") {
+        return;
+    }
+    let (lab, fips) = lab_with_fip().await;
+    let (n, wire) = node_ns();
+    // The other end learns neighbours from gratuitous ARP (arp_accept), as a switch would.
+    wire.sysctl("net.ipv4.conf.all.arp_accept", "1");
+    wire.sysctl("net.ipv4.conf.w1.arp_accept", "1");
+    wire.ip("addr add 10.99.8.1/22 dev w1");
+    let _agent = AgentProc::start(&lab, "node-1", &n, &[("FLOATIP_GARP", "true")]);
+    set_holder(&fips, "node-1", ETH1_MAC).await;
+    wait_for("address added", T, || has_vip(&n));
+    let learned = wait_for("the wire learned the VIP's MAC", T, || {
+        wire.ip(&format!("neigh show {VIP} dev w1"))
+            .contains(ETH1_MAC)
+    });
+    println!(
+        "gratuitous ARP seen {} ms after the address: {}",
+        learned.as_millis(),
+        wire.ip(&format!("neigh show {VIP} dev w1")).trim()
+    );
+}

@@ -1,0 +1,211 @@
+//! `floatip attach` as real processes against the lab's API server and EC2 endpoint, each
+//! configuring a node namespace; the namespaces follow EC2 like hot-plugged ENIs do. Root only.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_ec2::types::Filter;
+use serde_json::json;
+use support::cluster::{holder_of, is_ready, Cluster, CLUSTER};
+use support::net::can_netns;
+use support::vpc::{self, Vpc};
+
+const VIP: &str = "10.99.8.100";
+
+/// The floating ENIs EC2 has for this cluster: node tag -> (ENI, instance it is attached to).
+async fn floating_enis(c: &Cluster) -> Vec<(String, String, Option<String>)> {
+    let out = c
+        .aws
+        .describe_network_interfaces()
+        .filters(
+            Filter::builder()
+                .name("tag:floatip.io/cluster")
+                .values(CLUSTER)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("describe");
+    out.network_interfaces()
+        .iter()
+        .filter(|n| {
+            n.tag_set().iter().any(|t| {
+                t.key() == Some("node.k8s.amazonaws.com/no_manage") && t.value() == Some("true")
+            })
+        })
+        .map(|n| {
+            let node = n
+                .tag_set()
+                .iter()
+                .find(|t| t.key() == Some("floatip.io/node"))
+                .and_then(|t| t.value())
+                .unwrap_or_default()
+                .to_string();
+            (
+                node,
+                n.network_interface_id().unwrap().to_string(),
+                n.attachment()
+                    .and_then(|a| a.instance_id())
+                    .map(String::from),
+            )
+        })
+        .collect()
+}
+
+fn has_vip(vpc: &Vpc, i: usize) -> bool {
+    vpc.node(i)
+        .try_ip("-o addr show")
+        .unwrap_or_default()
+        .contains(&format!("{VIP}/32"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_attach_processes_one_eni_each_exactly_one_holder() {
+    if !can_netns("three_attach_processes_one_eni_each_exactly_one_holder") {
+        return;
+    }
+    let c = Cluster::with_layout(3, vpc::layout()).await;
+    let net = Vpc::start(&c, Duration::ZERO);
+    c.create_fip("web", json!({"address": VIP})).await;
+
+    let runs: Vec<_> = (1..=3)
+        .map(|i| {
+            let node = format!("node-{i}");
+            let ns_path = net.node(i).name.clone();
+            (node, ns_path)
+        })
+        .collect();
+    let results = std::thread::scope(|s| {
+        let handles: Vec<_> = runs
+            .iter()
+            .enumerate()
+            .map(|(i, (node, _))| {
+                let (c, net) = (&c, &net);
+                s.spawn(move || vpc::attach(c, node, net.node(i + 1)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    for (i, (ok, out, err)) in results.iter().enumerate() {
+        println!("node-{}: ok={ok} {}", i + 1, out.trim());
+        assert!(ok, "attach on node-{} failed: {err}", i + 1);
+        assert_eq!(out.lines().count(), 1, "one summary line: {out}");
+    }
+
+    let enis = floating_enis(&c).await;
+    let mut per_node: BTreeMap<String, Vec<(String, Option<String>)>> = BTreeMap::new();
+    for (node, eni, instance) in &enis {
+        per_node
+            .entry(node.clone())
+            .or_default()
+            .push((eni.clone(), instance.clone()));
+    }
+    for n in &c.nodes {
+        let mine = &per_node[&n.name];
+        assert_eq!(mine.len(), 1, "{}: one floating ENI, got {mine:?}", n.name);
+        assert_eq!(
+            mine[0].1.as_deref(),
+            Some(n.instance.as_str()),
+            "attached to its instance"
+        );
+    }
+
+    let f = c.fips().get("web").await.unwrap();
+    let holder = holder_of(&f).expect("a holder");
+    let status = f.status.as_ref().unwrap();
+    assert!(status.pending_move.is_none(), "claim completed");
+    assert!(
+        is_ready(&f),
+        "Ready like the controller sets it: {status:?}"
+    );
+    let holder_eni = &per_node[&holder][0].0;
+    assert_eq!(
+        c.holders(VIP).await,
+        std::slice::from_ref(holder_eni),
+        "EC2 has it on the holder's ENI only"
+    );
+    assert_eq!(
+        status
+            .holder
+            .as_ref()
+            .unwrap()
+            .network_interface_id
+            .as_deref(),
+        Some(holder_eni.as_str())
+    );
+    let claimed: Vec<&String> = results
+        .iter()
+        .filter(|(_, out, _)| out.contains("claimed: [web]"))
+        .map(|(_, out, _)| out)
+        .collect();
+    assert_eq!(claimed.len(), 1, "exactly one claim succeeded: {claimed:?}");
+    for i in 1..=3 {
+        assert_eq!(
+            has_vip(&net, i),
+            format!("node-{i}") == holder,
+            "node-{i} carries the address only if it holds it"
+        );
+    }
+    println!("holder: {holder} ({holder_eni})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_after_reboot_reuses_the_eni() {
+    if !can_netns("attach_after_reboot_reuses_the_eni") {
+        return;
+    }
+    let c = Cluster::with_layout(1, vpc::layout()).await;
+    let mut net = Vpc::start(&c, Duration::ZERO);
+    c.create_fip("web", json!({"address": VIP})).await;
+
+    let (ok, out, err) = vpc::attach(&c, "node-1", net.node(1));
+    assert!(ok, "first attach: {err}");
+    println!("first:  {}", out.trim());
+    assert!(out.contains("claimed: [web]"), "{out}");
+    let first = floating_enis(&c).await;
+    assert_eq!(first.len(), 1);
+    assert!(has_vip(&net, 1));
+
+    // A reboot: the namespace (the OS's network state) is new, the ENI stays attached.
+    net.recreate_node(1);
+    net.wait_link(1, "eth1", Duration::from_secs(10));
+    assert!(!has_vip(&net, 1));
+    let (ok, out, err) = vpc::attach(&c, "node-1", net.node(1));
+    assert!(ok, "second attach: {err}");
+    println!("second: {}", out.trim());
+    assert!(out.contains("created: []"), "no new ENI: {out}");
+    assert!(out.contains(&first[0].1), "the same ENI: {out}");
+    assert_eq!(floating_enis(&c).await, first);
+    assert!(
+        has_vip(&net, 1),
+        "the held address is configured again before the agent starts"
+    );
+    let link = net.node(1).ip("-o link show eth1");
+    assert!(link.contains("UP"), "the floating interface is up: {link}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_fails_with_one_clear_line() {
+    if !can_netns("attach_fails_with_one_clear_line") {
+        return;
+    }
+    let c = Cluster::with_layout(1, vpc::layout()).await;
+    let net = Vpc::start(&c, Duration::ZERO);
+    // A subnet EC2 does not know.
+    c.create_fip(
+        "ghost",
+        json!({"address": "10.99.12.10", "subnetId": "subnet-0123456789abcdef0"}),
+    )
+    .await;
+    let (ok, out, err) = vpc::attach(&c, "node-1", net.node(1));
+    assert!(!ok, "attach must fail: {out}");
+    let last = err.lines().last().unwrap_or_default();
+    println!("{last}");
+    assert!(last.starts_with("floatip: "), "{err}");
+    assert!(last.contains("check spec.subnetId"), "{last}");
+}
