@@ -175,7 +175,6 @@ async fn handover_on_pod_deletion_loses_no_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the controller to honour the agent pod's floatip.io/handover annotation (controller side, not in this branch)"]
 async fn handover_on_sigterm_alone_loses_no_request() {
     handover(
         "handover_on_sigterm_alone_loses_no_request",

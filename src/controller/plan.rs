@@ -89,6 +89,9 @@ pub struct VipHealth {
     pub last_failure: Option<String>,
 }
 
+/// How long a first-attach claim by `floatip attach` is left alone while its node's agent starts.
+pub const ATTACH_CLAIM_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// The finalizer floatip puts on a FloatingIP it acts on.
 pub const FINALIZER: &str = "floatip.io/release";
 
@@ -283,6 +286,32 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
             (None, Some(i)) => Some(i.clone()),
             _ => None,
         };
+        // `floatip attach` claims an unheld address for its node while that node's agent is not
+        // ready yet (it is the agent's init container): leave a fresh claim to finish.
+        if let Some(p) = pending.filter(|p| p.reason == MoveReason::Initial && holder.is_none()) {
+            let age = world.now.duration_since(p.since.0);
+            let waiting_for_agent = world
+                .nodes
+                .iter()
+                .find(|n| n.name == p.to)
+                .is_some_and(|n| matches!(fitness(n), Err(Unfit::NoAgent)));
+            if waiting_for_agent && age.as_secs() < ATTACH_CLAIM_TIMEOUT.as_secs() as i64 {
+                let remaining = ATTACH_CLAIM_TIMEOUT
+                    .saturating_sub(Duration::from_secs(age.as_secs().max(0) as u64));
+                out.push(Plan::Act(Box::new(Act {
+                    name,
+                    address,
+                    holder: None,
+                    foreign: None,
+                    decision: Decision::Hold { remaining },
+                    target: None,
+                    holder_fit: None,
+                    candidates: candidates.len(),
+                    vip,
+                })));
+                continue;
+            }
+        }
         let decision = match repair.as_deref().and_then(|i| fit.get(i).map(|_| i)) {
             Some(i) => Decision::Move {
                 to: i.to_string(),
@@ -323,7 +352,7 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                     Decision::Move {
                         to,
                         reason: MoveReason::Initial,
-                    } if intended.is_some() => Decision::Move {
+                    } if status.is_some_and(|s| s.holder.is_some()) => Decision::Move {
                         to,
                         reason: MoveReason::Drift,
                     },

@@ -536,3 +536,49 @@ mod with_health_checks {
         );
     }
 }
+
+#[test]
+fn a_fresh_attach_claim_is_left_to_finish_while_the_agent_starts() {
+    let now = Timestamp::from_second(1_800_001_000).unwrap();
+    let claim = |age: i64| {
+        fip(
+            "web",
+            "10.0.8.100",
+            0,
+            json!({"pendingMove": {"to": "n1", "reason": "Initial",
+            "since": Timestamp::from_second(1_800_001_000 - age).unwrap().to_string()}}),
+        )
+    };
+    let nodes = three_nodes();
+    let enis = HashMap::from([(SUBNET.to_string(), vec![eni(1, &[]), eni(2, &[])])]);
+    let ready = HashSet::from(["n2".to_string()]);
+    let run_with = |f: Arc<FloatingIP>| {
+        let fips = [f];
+        let plans = plan(&World {
+            fips: &fips,
+            nodes: &nodes,
+            agents_ready: Some(&ready),
+            agents_leaving: &HashSet::new(),
+            enis: &enis,
+            cluster: CLUSTER,
+            now,
+            health: &HashMap::new(),
+            reensured: &HashMap::new(),
+        });
+        act(&plans[0]).decision.clone()
+    };
+    assert_eq!(
+        run_with(claim(10)),
+        Decision::Hold {
+            remaining: Duration::from_secs(110)
+        }
+    );
+    // A claim whose agent never came: placed elsewhere.
+    assert_eq!(
+        run_with(claim(600)),
+        Decision::Move {
+            to: "n2".into(),
+            reason: MoveReason::Initial
+        }
+    );
+}

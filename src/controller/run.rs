@@ -433,18 +433,13 @@ async fn pass<C: Cloud>(
     outcome
 }
 
-/// The annotation an agent sets on its own pod when it shuts down and wants its addresses moved
-/// before it lets go of them.
-pub const HANDOVER_ANNOTATION: &str = "floatip.io/handover";
-
 /// An agent pod being deleted, or one that asked for a handover.
 fn agent_leaving(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
-        || pod
-            .metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.get(HANDOVER_ANNOTATION).is_some_and(|v| v == "requested"))
+        || pod.metadata.annotations.as_ref().is_some_and(|a| {
+            a.get(crate::api::HANDOVER_ANNOTATION)
+                .is_some_and(|v| v == crate::api::HANDOVER_REQUESTED)
+        })
 }
 
 fn pod_ready(pod: &Pod) -> bool {
