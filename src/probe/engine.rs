@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::check::{self, Failure};
@@ -223,6 +224,11 @@ impl Scheduler {
         let sleep = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(sleep);
         loop {
+            // Results first: a probe that has finished must not count as still running when
+            // its target's next tick is handled below.
+            while let Some(Some(done)) = running.next().now_or_never() {
+                self.apply(done);
+            }
             let now = Instant::now();
             while let Some(Reverse(due)) = self.timers.peek().copied() {
                 if due.at > now {
@@ -249,9 +255,10 @@ impl Scheduler {
             let has_timer = !self.timers.is_empty();
             let sending = !self.outbox.is_empty() && self.tx.is_some();
             tokio::select! {
+                biased;
                 _ = &mut stop => return,
-                _ = self.shared.wake.notified() => self.arm_new(),
                 Some(done) = running.next(), if !running.is_empty() => self.apply(done),
+                _ = self.shared.wake.notified() => self.arm_new(),
                 _ = &mut sleep, if has_timer => {}
                 sent = reserve(self.tx.clone()), if sending => match sent {
                     Some(permit) => {
