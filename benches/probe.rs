@@ -393,13 +393,19 @@ fn decide_for(holder_health: Health) -> Decision {
                 .checked_sub(jiff::SignedDuration::from_hours(1))
                 .expect("an hour ago"),
             fit: Ok(()),
+            // The listener stands for the holder's service: the address and the node's own
+            // check fail together.
             health: holder_health.into(),
+            vip: holder_health.into(),
         }),
         candidates: &candidates,
         preferred: &[],
         failback: Failback::Never,
         min_hold: Duration::from_secs(floatip::api::DEFAULT_MIN_HOLD_SECONDS as u64),
         now,
+        health_checked: true,
+        reensured: None,
+        reensure_grace: Duration::from_secs(2),
     })
 }
 
