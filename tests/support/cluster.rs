@@ -197,6 +197,9 @@ pub struct Cluster {
     pub subnet: String,
     pub nodes: Vec<SimNode>,
     pub controllers: Vec<Controller>,
+    /// The next primary address handed to an instance or floating ENI. moto would pick random
+    /// ones anywhere in the subnet, which can be a test's floating address.
+    next_ip: u32,
 }
 
 /// How a simulated cluster is laid out.
@@ -219,6 +222,14 @@ impl Default for Layout {
 }
 
 impl Cluster {
+    /// Node primary addresses come from the bottom of the subnet, from its 10th address up;
+    /// tests pick floating addresses near its top.
+    fn take_ip(&mut self) -> String {
+        let ip = std::net::Ipv4Addr::from(self.next_ip);
+        self.next_ip += 1;
+        ip.to_string()
+    }
+
     /// A VPC, one subnet (10.0.8.0/22), `n` instances each with a floating ENI at device index
     /// 1, a Node per instance and a ready agent pod per node.
     pub async fn new(n: usize) -> Self {
@@ -269,6 +280,10 @@ impl Cluster {
             subnet,
             nodes: Vec::new(),
             controllers: Vec::new(),
+            next_ip: {
+                let (net, _) = layout.subnet_cidr.split_once('/').expect("a CIDR");
+                u32::from(net.parse::<std::net::Ipv4Addr>().expect("an IPv4 subnet")) + 10
+            },
         };
         for i in 1..=n {
             cluster
@@ -288,6 +303,7 @@ impl Cluster {
         let run = self
             .aws
             .run_instances()
+            .private_ip_address(self.take_ip())
             .image_id("ami-0123456789abcdef0")
             .instance_type(aws_sdk_ec2::types::InstanceType::T3Medium)
             .min_count(1)
@@ -317,6 +333,7 @@ impl Cluster {
             let eni = self
                 .aws
                 .create_network_interface()
+                .private_ip_address(self.take_ip())
                 .subnet_id(&self.subnet)
                 .tag_specifications(tags)
                 .send()
