@@ -542,3 +542,90 @@ async fn a_missing_iam_permission_is_a_condition_not_a_crash_loop() {
         .await;
     assert!(condition(&f, "CloudError").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floating_enis_of_deleted_nodes_are_cleaned_up_and_nothing_else() {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    let mut c = Cluster::new(1).await;
+    let tagged = |cluster: &str| {
+        TagSpecification::builder()
+            .resource_type(ResourceType::NetworkInterface)
+            .tags(
+                Tag::builder()
+                    .key("floatip.io/cluster")
+                    .value(cluster)
+                    .build(),
+            )
+            .tags(
+                Tag::builder()
+                    .key("floatip.io/node")
+                    .value("node-gone")
+                    .build(),
+            )
+            .tags(
+                Tag::builder()
+                    .key("node.k8s.amazonaws.com/no_manage")
+                    .value("true")
+                    .build(),
+            )
+            .build()
+    };
+    let mut enis = Vec::new();
+    for cluster in [support::cluster::CLUSTER, "another-cluster"] {
+        let out = c
+            .aws
+            .create_network_interface()
+            .subnet_id(&c.subnet)
+            .private_ip_address(if enis.is_empty() {
+                "10.0.10.200"
+            } else {
+                "10.0.10.201"
+            })
+            .tag_specifications(tagged(cluster))
+            .send()
+            .await
+            .unwrap();
+        enis.push(
+            out.network_interface()
+                .unwrap()
+                .network_interface_id()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    c.start_controller_with("controller-a", &[("FLOATIP_RESYNC", "1s")]);
+    let exists = |id: String| {
+        let aws = c.ec2.direct_client();
+        async move {
+            aws.describe_network_interfaces()
+                .filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name("network-interface-id")
+                        .values(id)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap()
+                .network_interfaces()
+                .len()
+                == 1
+        }
+    };
+    let deadline = Instant::now() + T;
+    while exists(enis[0].clone()).await {
+        assert!(
+            Instant::now() < deadline,
+            "the orphaned floating ENI of this cluster was never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        exists(enis[1].clone()).await,
+        "another cluster's ENI is never touched"
+    );
+    assert!(
+        exists(c.node("node-1").eni.clone()).await,
+        "a live node's floating ENI stays"
+    );
+}

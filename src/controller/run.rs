@@ -385,6 +385,9 @@ async fn pass<C: Cloud>(
         }
     }
     cache.subnets.retain(|s, _| subnets.contains(s));
+    if full_refresh && (ctx.gate)() {
+        cleanup_orphans(ctx, &args.cluster_name, &node_views).await;
+    }
     let enis: HashMap<String, Vec<Eni>> = cache
         .subnets
         .iter()
@@ -440,6 +443,21 @@ fn agent_leaving(pod: &Pod) -> bool {
             a.get(crate::api::HANDOVER_ANNOTATION)
                 .is_some_and(|v| v == crate::api::HANDOVER_REQUESTED)
         })
+}
+
+/// Deletes the floating ENIs of nodes that no longer exist (tag-scoped, detached only).
+/// Best effort: a failure is logged and tried again at the next resync.
+async fn cleanup_orphans<C: Cloud>(ctx: &Ctx<C>, cluster: &str, nodes: &[NodeView]) {
+    let names: BTreeSet<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    match crate::cloud::delete_orphaned_floating_enis(&ctx.cloud, cluster, &names).await {
+        Ok(c) if !c.deleted.is_empty() || !c.attached.is_empty() => tracing::info!(
+            deleted = ?c.deleted,
+            still_attached = ?c.attached,
+            "floating ENIs of nodes that no longer exist"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not clean up floating ENIs of deleted nodes"),
+    }
 }
 
 fn pod_ready(pod: &Pod) -> bool {
