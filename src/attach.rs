@@ -3,6 +3,8 @@
 //! node, and configures every address the node holds, so a rebooted node serves before the
 //! agent starts. One clear line and a non-zero exit when something is missing.
 
+use crate::controller::pass::{record_arrival, Arrival};
+use crate::controller::plan::Placed;
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -15,13 +17,9 @@ use kube::ResourceExt;
 use crate::agent::host::Host;
 use crate::agent::want::held_by;
 use crate::agent::HostArgs;
-use crate::api::{
-    condition as cond, validate_spec, FloatingIP, Holder, InterfaceChoice, Mode, Move, MoveReason,
-    PendingMove,
-};
+use crate::api::{validate_spec, FloatingIP, InterfaceChoice, Mode, MoveReason, PendingMove};
 use crate::cloud::aws::Ec2;
 use crate::cloud::{floating_tags, Cloud, CloudError, Eni, Instance};
-use crate::controller::conditions::{self, Desired};
 use crate::controller::run::parse_duration;
 use crate::nodes::{node_fitness, NodeView, Unfit};
 
@@ -446,40 +444,25 @@ async fn claim<C: Cloud>(
             tracing::warn!(floatingip = %name, "the claim was replaced before the holder was written");
             return Ok(false);
         }
-        let s = current.status.get_or_insert_with(Default::default);
-        s.pending_move = None;
-        s.holder = Some(Holder {
+        let placed = Placed {
             node: me.to_string(),
             instance_id: instance.to_string(),
-            network_interface_id: Some(eni.id.clone()),
-            mac_address: eni.mac.clone(),
-            since: now.clone(),
-        });
-        s.last_move = Some(Move {
+            eni: eni.id.clone(),
+            mac: eni.mac.clone(),
+        };
+        let arrival = Arrival {
+            address: &address.to_string(),
             from: None,
-            to: me.to_string(),
+            to: &placed,
             reason: MoveReason::Initial,
-            at: now.clone(),
-            duration_ms: started.elapsed().as_millis() as i64,
-        });
-        s.move_count += 1;
-        s.observed_generation = g;
-        let msg = format!("EC2 has {address} on {} of {me}", eni.id);
-        conditions::set(
-            &mut s.conditions,
-            &Desired::new(cond::ASSIGNED, true, "Assigned", msg),
+            took: started.elapsed(),
+        };
+        record_arrival(
+            current.status.get_or_insert_with(Default::default),
+            &arrival,
             g,
             &now,
         );
-        conditions::set(
-            &mut s.conditions,
-            &Desired::new(cond::READY, true, "Assigned", format!("held by {me}")),
-            g,
-            &now,
-        );
-        for stale in [cond::CLOUD_ERROR, cond::NO_CANDIDATES] {
-            conditions::remove(&mut s.conditions, stale);
-        }
         match api
             .replace_status(&name, &PostParams::default(), &current)
             .await

@@ -98,54 +98,26 @@ impl<C: Cloud> Ctx<C> {
             };
             let result = match plan {
                 Plan::Invalid { errors, .. } => {
-                    let msg = errors.to_string();
-                    self.write_status(fip, |s| {
-                        let g = fip.metadata.generation;
-                        let mut changed = conditions::set(
-                            &mut s.conditions,
-                            &Desired::new(cond::INVALID_SPEC, true, "InvalidSpec", &msg),
-                            g,
-                            &now,
-                        );
-                        changed |= conditions::set(
-                            &mut s.conditions,
-                            &Desired::new(
-                                cond::READY,
-                                false,
-                                "InvalidSpec",
-                                "the spec is invalid; see the InvalidSpec condition",
-                            ),
-                            g,
-                            &now,
-                        );
-                        changed
-                    })
-                    .await
+                    let why =
+                        Desired::new(cond::INVALID_SPEC, true, "InvalidSpec", errors.to_string());
+                    let ready = Desired::new(
+                        cond::READY,
+                        false,
+                        "InvalidSpec",
+                        "the spec is invalid; see the InvalidSpec condition",
+                    );
+                    self.not_acted_on(fip, &[why, ready], &now).await
                 }
                 Plan::Conflict { winner, .. } => {
                     let msg = format!("FloatingIP {winner} is older and has the same address; this one is not acted on until that one is gone or the address changes");
-                    self.write_status(fip, |s| {
-                        let g = fip.metadata.generation;
-                        let mut changed = conditions::set(
-                            &mut s.conditions,
-                            &Desired::new(cond::CONFLICT, true, "DuplicateAddress", &msg),
-                            g,
-                            &now,
-                        );
-                        changed |= conditions::set(
-                            &mut s.conditions,
-                            &Desired::new(
-                                cond::READY,
-                                false,
-                                "Conflict",
-                                "another FloatingIP owns the address",
-                            ),
-                            g,
-                            &now,
-                        );
-                        changed
-                    })
-                    .await
+                    let why = Desired::new(cond::CONFLICT, true, "DuplicateAddress", msg);
+                    let ready = Desired::new(
+                        cond::READY,
+                        false,
+                        "Conflict",
+                        "another FloatingIP owns the address",
+                    );
+                    self.not_acted_on(fip, &[why, ready], &now).await
                 }
                 Plan::Unknown { .. } => {
                     let subnet = fip.spec.subnet_id.clone().unwrap_or_default();
@@ -222,6 +194,23 @@ impl<C: Cloud> Ctx<C> {
             .replace_status(&fip.name_any(), &PostParams::default(), &obj)
             .await?;
         Ok(())
+    }
+
+    /// Status for a FloatingIP that is never acted on: the conditions that say why.
+    async fn not_acted_on(
+        &self,
+        fip: &FloatingIP,
+        desired: &[Desired],
+        now: &Time,
+    ) -> Result<(), StepError> {
+        self.write_status(fip, |s| {
+            let mut changed = false;
+            for d in desired {
+                changed |= conditions::set(&mut s.conditions, d, fip.metadata.generation, now);
+            }
+            changed
+        })
+        .await
     }
 
     async fn cloud_error(
@@ -551,52 +540,15 @@ impl<C: Cloud> Ctx<C> {
         let from = c.from.as_ref().map(|f| f.node.clone());
         let reason = c.reason;
         let to = c.to.clone();
+        let arrival = Arrival {
+            address: &c.fip.spec.address,
+            from: from.clone(),
+            to: &to,
+            reason,
+            took,
+        };
         self.write_status(&c.fip, |s| {
-            s.pending_move = None;
-            s.holder = Some(Holder {
-                node: to.node.clone(),
-                instance_id: to.instance_id.clone(),
-                network_interface_id: Some(to.eni.clone()),
-                mac_address: to.mac.clone(),
-                since: now.clone(),
-            });
-            s.last_move = Some(Move {
-                from: from.clone(),
-                to: to.node.clone(),
-                reason,
-                at: now.clone(),
-                duration_ms: took.as_millis() as i64,
-            });
-            s.move_count += 1;
-            let msg = format!(
-                "EC2 has {} on {} of {}",
-                c.fip.spec.address, to.eni, to.node
-            );
-            conditions::set(
-                &mut s.conditions,
-                &Desired::new(cond::ASSIGNED, true, "Assigned", msg),
-                g,
-                &now,
-            );
-            conditions::set(
-                &mut s.conditions,
-                &Desired::new(
-                    cond::READY,
-                    true,
-                    "Assigned",
-                    format!("held by {}", to.node),
-                ),
-                g,
-                &now,
-            );
-            for stale in [
-                cond::CLOUD_ERROR,
-                cond::NO_CANDIDATES,
-                cond::INVALID_SPEC,
-                cond::CONFLICT,
-            ] {
-                conditions::remove(&mut s.conditions, stale);
-            }
+            record_arrival(s, &arrival, g, &now);
             true
         })
         .await?;
@@ -615,6 +567,66 @@ impl<C: Cloud> Ctx<C> {
             tracing::warn!(error = %e, "could not publish the Moved event");
         }
         Ok(())
+    }
+}
+
+/// A move EC2 has confirmed, for [`record_arrival`].
+pub struct Arrival<'a> {
+    pub address: &'a str,
+    pub from: Option<String>,
+    pub to: &'a Placed,
+    pub reason: MoveReason,
+    /// From the decision (or claim) to EC2's confirmation.
+    pub took: Duration,
+}
+
+/// Writes a confirmed move into status: the holder, lastMove, moveCount, Assigned and Ready;
+/// drops the claim and the conditions the move resolves. Shared by the controller and
+/// `floatip attach`, so a first attach reads exactly like a move.
+pub fn record_arrival(
+    s: &mut FloatingIPStatus,
+    a: &Arrival<'_>,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    s.pending_move = None;
+    s.holder = Some(Holder {
+        node: a.to.node.clone(),
+        instance_id: a.to.instance_id.clone(),
+        network_interface_id: Some(a.to.eni.clone()),
+        mac_address: a.to.mac.clone(),
+        since: now.clone(),
+    });
+    s.last_move = Some(Move {
+        from: a.from.clone(),
+        to: a.to.node.clone(),
+        reason: a.reason,
+        at: now.clone(),
+        duration_ms: a.took.as_millis() as i64,
+    });
+    s.move_count += 1;
+    s.observed_generation = generation;
+    let assigned = format!("EC2 has {} on {} of {}", a.address, a.to.eni, a.to.node);
+    conditions::set(
+        &mut s.conditions,
+        &Desired::new(cond::ASSIGNED, true, "Assigned", assigned),
+        generation,
+        now,
+    );
+    let ready = format!("held by {}", a.to.node);
+    conditions::set(
+        &mut s.conditions,
+        &Desired::new(cond::READY, true, "Assigned", ready),
+        generation,
+        now,
+    );
+    for stale in [
+        cond::CLOUD_ERROR,
+        cond::NO_CANDIDATES,
+        cond::INVALID_SPEC,
+        cond::CONFLICT,
+    ] {
+        conditions::remove(&mut s.conditions, stale);
     }
 }
 
