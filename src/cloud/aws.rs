@@ -110,6 +110,13 @@ fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(
     }
 }
 
+/// The addresses as EC2 takes them: IPv4 and IPv6 go to different actions.
+fn by_family(addresses: &[IpAddr]) -> (Vec<String>, Vec<String>) {
+    let (v4, v6): (Vec<&IpAddr>, Vec<&IpAddr>) = addresses.iter().partition(|a| a.is_ipv4());
+    let text = |list: Vec<&IpAddr>| list.into_iter().map(ToString::to_string).collect();
+    (text(v4), text(v6))
+}
+
 fn to_eni(ni: &NetworkInterface) -> Option<Eni> {
     let attachment = ni.attachment();
     let mut primary_ip = None;
@@ -246,16 +253,7 @@ impl Cloud for Ec2 {
             Some(e) => addresses.iter().copied().filter(|a| e.holds(*a)).collect(),
             None => return Ok(()),
         };
-        let v4: Vec<String> = held
-            .iter()
-            .filter(|a| a.is_ipv4())
-            .map(|a| a.to_string())
-            .collect();
-        let v6: Vec<String> = held
-            .iter()
-            .filter(|a| a.is_ipv6())
-            .map(|a| a.to_string())
-            .collect();
+        let (v4, v6) = by_family(&held);
         if !v4.is_empty() {
             self.call(
                 "UnassignPrivateIpAddresses",
@@ -282,16 +280,7 @@ impl Cloud for Ec2 {
     }
 
     async fn assign_unused(&self, eni: &str, addresses: &[IpAddr]) -> Result<(), CloudError> {
-        let v4: Vec<String> = addresses
-            .iter()
-            .filter(|a| a.is_ipv4())
-            .map(|a| a.to_string())
-            .collect();
-        let v6: Vec<String> = addresses
-            .iter()
-            .filter(|a| a.is_ipv6())
-            .map(|a| a.to_string())
-            .collect();
+        let (v4, v6) = by_family(addresses);
         if !v4.is_empty() {
             self.call(
                 "AssignPrivateIpAddresses",
@@ -469,5 +458,22 @@ impl Cloud for Ec2 {
         )
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_split_by_family_in_order() {
+        let addrs: Vec<IpAddr> = ["10.0.8.1", "2600:1f14::10", "10.0.8.2"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let (v4, v6) = by_family(&addrs);
+        assert_eq!(v4, ["10.0.8.1", "10.0.8.2"]);
+        assert_eq!(v6, ["2600:1f14::10"]);
+        assert_eq!(by_family(&[]), (vec![], vec![]));
     }
 }
