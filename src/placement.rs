@@ -55,6 +55,10 @@ pub struct Input<'a> {
     pub reensured: Option<Duration>,
     /// How long a re-ensured address may keep failing before it moves.
     pub reensure_grace: Duration,
+    /// How long after a move the address's own check is not held against its new holder: the
+    /// VPC is still routing the address over (about 1.2 s in AWS) and the check then needs its
+    /// successes. A holder failing its own check is not covered: that is the node.
+    pub settle: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +84,7 @@ pub enum Decision {
 /// | none | | | the best passing candidate (Initial), else Stuck |
 /// | unfit (gone, NotReady, cordoned, tainted, agent leaving) | any | any | move at once, else Stuck |
 /// | fit | not passing | failing | after minHold: move (HolderUnhealthy), else Stuck |
-/// | fit | failing | passing | Reensure; still failing after the grace: move |
+/// | fit | failing | passing | Reensure; still failing after the grace: move (only once the holder has held it for `settle`) |
 /// | fit | passing or unknown | any | Stay (or Failback when asked and due) |
 ///
 /// A candidate must pass its own check when the FloatingIP has one; without one it must not be
@@ -130,7 +134,7 @@ pub fn decide(input: &Input<'_>) -> Decision {
         };
     };
     let held_for =
-        Duration::from_secs(input.now.duration_since(holder.since).as_secs().max(0) as u64);
+        Duration::from_millis(input.now.duration_since(holder.since).as_millis().max(0) as u64);
     let move_or_stuck = |reason: MoveReason, trouble: String| match best(Some(&holder.node)) {
         Some(c) => Decision::Move {
             to: c.node.clone(),
@@ -148,7 +152,9 @@ pub fn decide(input: &Input<'_>) -> Decision {
         );
     }
     let failing = holder.health == Health::Failing && holder.vip != Health::Passing;
-    let vip_only = holder.vip == Health::Failing && holder.health != Health::Failing;
+    let vip_only = holder.vip == Health::Failing
+        && holder.health != Health::Failing
+        && held_for >= input.settle;
     if failing || (vip_only && input.reensured.is_some_and(|d| d >= input.reensure_grace)) {
         if held_for < input.min_hold {
             return Decision::Hold {
@@ -252,6 +258,7 @@ mod tests {
             health_checked,
             reensured: reensured.map(Duration::from_secs),
             reensure_grace: Duration::from_secs(2),
+            settle: Duration::from_secs(5),
         })
     }
 
@@ -504,6 +511,23 @@ mod tests {
             d(checked("a", 0, Passing, Failing), 10, Some(5)),
             Decision::Hold {
                 remaining: Duration::from_secs(20)
+            }
+        );
+        // Just moved: the VPC is still routing the address over, so its failing check is
+        // not held against the new holder until `settle` (5 s here) has passed.
+        assert_eq!(
+            d(checked("a", 0, Passing, Failing), 4, None),
+            Decision::Stay
+        );
+        assert_eq!(
+            d(checked("a", 0, Passing, Failing), 5, None),
+            Decision::Reensure
+        );
+        // The holder's own failing check is the node's trouble and is not covered.
+        assert_eq!(
+            d(checked("a", 0, Failing, Failing), 4, None),
+            Decision::Hold {
+                remaining: Duration::from_secs(26)
             }
         );
         // Healthy: stay.

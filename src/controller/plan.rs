@@ -346,6 +346,12 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                         .as_ref()
                         .map(reensure_grace)
                         .unwrap_or_default(),
+                    settle: fip
+                        .spec
+                        .health_check
+                        .as_ref()
+                        .map(settle)
+                        .unwrap_or_default(),
                 });
                 // An address that was assigned and vanished comes back as drift.
                 match d {
@@ -387,6 +393,16 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
     out.sort_by(|a, b| plan_name(a).cmp(plan_name(b)));
     out
 }
+
+/// How long a new holder is given before the address's own failing check counts against it:
+/// the VPC's routing of a moved address ([`VPC_CONVERGENCE`]) plus the check's way back up.
+pub fn settle(hc: &crate::api::HealthCheck) -> Duration {
+    VPC_CONVERGENCE + reensure_grace(hc)
+}
+
+/// Time AWS may take to route a moved secondary address to its new ENI: typically about
+/// 1.2 s, with a margin for slower cases.
+pub const VPC_CONVERGENCE: Duration = Duration::from_secs(3);
 
 /// How long a re-ensured address may keep failing before it moves: long enough for the agent
 /// to put it back and for the probe to see it pass again.
