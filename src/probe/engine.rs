@@ -344,8 +344,13 @@ impl Scheduler {
             self.metrics
                 .probe_detected(done.finished.duration_since(first).as_secs_f64());
         }
+        // How long it had been failing: where a timeline puts its first failed probe.
+        let failing_ms = step
+            .first_failure_at
+            .filter(|_| step.to == Health::Down)
+            .map(|first| done.finished.duration_since(first).as_millis() as u64);
         tracing::info!(target = %done.target, from = %step.from, to = %step.to,
-            reason = failure.map(Failure::as_str), "probe target changed health");
+            reason = failure.map(Failure::as_str), failing_ms, "probe target changed health");
         if self.tx.is_some() {
             self.outbox.push_back(Transition {
                 target: done.target,
