@@ -162,6 +162,19 @@ pub struct Calls {
     pub total: u64,
     pub mutating: u64,
     pub actions: BTreeMap<String, ActionCalls>,
+    /// The latest mutating calls with when they came and were answered (a timeline's EC2
+    /// steps), oldest first, at most [`Calls::RECENT`].
+    pub recent: std::collections::VecDeque<CallRecord>,
+}
+
+/// One mutating call and when it was served, in milliseconds since the Unix epoch.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallRecord {
+    pub action: String,
+    pub started_ms: f64,
+    pub finished_ms: f64,
+    pub faulted: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -174,6 +187,18 @@ pub struct ActionCalls {
 }
 
 impl Calls {
+    pub const RECENT: usize = 1000;
+
+    /// Remembers a mutating call once it was answered.
+    pub fn finished(&mut self, record: CallRecord) {
+        if is_mutating(&record.action) {
+            self.recent.push_back(record);
+            while self.recent.len() > Self::RECENT {
+                self.recent.pop_front();
+            }
+        }
+    }
+
     pub fn record(&mut self, action: Option<&str>, faulted: bool) {
         let action = action.unwrap_or("(none)");
         let mutating = is_mutating(action);

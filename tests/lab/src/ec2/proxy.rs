@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use super::control;
-use super::faults::{Calls, Faults, Kind, Outcome};
+use super::faults::{CallRecord, Calls, Faults, Kind, Outcome};
 
 pub struct State {
     pub moto: SocketAddr,
@@ -98,16 +98,30 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Drop
         }
     };
     let action = action_of(&parts.uri, &body);
+    let started_ms = unix_ms();
     let decision = state.faults().decide(action.as_deref(), Instant::now());
     let faulted = decision.outcome != Outcome::Forward;
     state.calls().record(action.as_deref(), faulted);
     tracing::debug!(?action, ?decision, "request");
     tokio::time::sleep(decision.delay).await;
-    match decision.outcome {
+    let reply = match decision.outcome {
         Outcome::Forward => Ok(forward(&state, parts, body).await),
         Outcome::Error(kind) => Ok(ec2_error(kind)),
         Outcome::Drop => Err(Dropped),
-    }
+    };
+    state.calls().finished(CallRecord {
+        action: action.unwrap_or_else(|| "(none)".into()),
+        started_ms,
+        finished_ms: unix_ms(),
+        faulted,
+    });
+    reply
+}
+
+fn unix_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 /// The EC2 Action: in the form body (as SDKs send it) or in the query string.

@@ -31,6 +31,10 @@ pub struct Args {
     /// How often watches that allow bookmarks get one, in milliseconds.
     #[arg(long, env = "LAB_KUBE_BOOKMARK_INTERVAL_MS", default_value_t = 5_000)]
     pub bookmark_interval_ms: u64,
+    /// Keep the objects in this file across restarts, as etcd would: read at start when it
+    /// exists, written on SIGTERM or SIGINT before exiting.
+    #[arg(long, env = "LAB_KUBE_STATE")]
+    pub state: Option<PathBuf>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -38,15 +42,40 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let url = format!("http://{addr}");
     write_kubeconfig(&args.kubeconfig, &url)?;
+    let store = match &args.state {
+        Some(path) if path.exists() => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading state {}: {e}", path.display()))?;
+            let snapshot: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("state {}: {e}", path.display()))?;
+            store::Store::restore(args.history, &snapshot)
+                .map_err(|e| anyhow::anyhow!("state {}: {e}", path.display()))?
+        }
+        _ => store::Store::new(args.history),
+    };
     let app = std::sync::Arc::new(server::App {
-        store: store::Store::new(args.history),
+        store,
         faults: faults::Faults::new(),
         bookmark_interval: std::time::Duration::from_millis(args.bookmark_interval_ms),
     });
     // The ready line: tests and scripts wait for it before using the server.
     println!("KUBE_URL={url}");
     tracing::info!(%url, kubeconfig = %args.kubeconfig.display(), "serving the Kubernetes API");
-    server::serve(listener, app).await
+    let Some(state) = args.state else {
+        return server::serve(listener, app).await;
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        served = server::serve(listener, app.clone()) => served?,
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    let tmp = state.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&app.store.snapshot())?)
+        .and_then(|()| std::fs::rename(&tmp, &state))
+        .map_err(|e| anyhow::anyhow!("writing state {}: {e}", state.display()))?;
+    tracing::info!(state = %state.display(), "state saved; stopping");
+    Ok(())
 }
 
 /// A kubeconfig with one context pointing at this server (plain HTTP, no credentials).

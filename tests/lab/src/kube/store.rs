@@ -141,6 +141,63 @@ impl Store {
         )
     }
 
+    /// Everything a restart must keep, as etcd keeps it: the objects, the current version and
+    /// the UID sequence. Watch history is not kept (a restarted API server's watch cache starts
+    /// at the current version).
+    pub fn snapshot(&self) -> Value {
+        let (inner, _) = self.lock();
+        let objects: Vec<Value> = inner
+            .objects
+            .iter()
+            .map(|(k, v)| json!({"resource": k.resource, "namespace": k.namespace, "name": k.name, "object": v}))
+            .collect();
+        json!({"resourceVersion": inner.rv, "uidCounter": inner.uid_counter,
+               "uidPrefix": inner.uid_prefix, "objects": objects})
+    }
+
+    /// A store holding what [`Store::snapshot`] saved. CRDs are served again; watches from a
+    /// version before the restore get 410 Gone and relist, as after an API server restart.
+    pub fn restore(history: usize, snapshot: &Value) -> Result<Arc<Self>, String> {
+        let store = Self::new(history);
+        {
+            let (mut inner, _) = store.lock();
+            inner.objects.clear();
+            let items = snapshot["objects"]
+                .as_array()
+                .ok_or("snapshot has no objects list")?;
+            for item in items {
+                let field = |f: &str| {
+                    item[f]
+                        .as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| format!("snapshot object without {f}"))
+                };
+                let key = ObjKey {
+                    resource: field("resource")?,
+                    namespace: field("namespace")?,
+                    name: field("name")?,
+                };
+                let object = item["object"].clone();
+                if key.resource == "apiextensions.k8s.io/customresourcedefinitions" {
+                    inner
+                        .registry
+                        .apply_crd(&object)
+                        .map_err(|e| format!("CRD {}: {e}", key.name))?;
+                }
+                inner.objects.insert(key, object);
+            }
+            inner.rv = snapshot["resourceVersion"]
+                .as_u64()
+                .ok_or("snapshot without resourceVersion")?;
+            inner.oldest_rv = inner.rv;
+            inner.uid_counter = snapshot["uidCounter"].as_u64().unwrap_or(0);
+            if let Some(p) = snapshot["uidPrefix"].as_str() {
+                inner.uid_prefix = p.to_string();
+            }
+        }
+        Ok(store)
+    }
+
     /// Forgets all history, as etcd compaction does: every watch from a version older than
     /// the one returned now gets 410 Gone. The version moves on by one so that even a client
     /// that has seen every write so far is behind it.

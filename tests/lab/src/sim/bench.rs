@@ -1,0 +1,360 @@
+//! Failovers, measured from the client's side: `floatip-lab bench failover`.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use super::timeline::{before, field, Failover};
+use super::traffic::{outage, Proto};
+use super::{Binaries, Options, Sim, VIP};
+
+/// What breaks the holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Failure {
+    /// The service's pod on the holder stops (TCP refused, UDP port unreachable).
+    ServiceDies,
+    /// The holder node dies: its links go down and its agent is gone.
+    NodeDies,
+}
+
+impl Failure {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ServiceDies => "service-dies",
+            Self::NodeDies => "node-dies",
+        }
+    }
+}
+
+/// One measured failover and the mutating EC2 calls it took.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    pub timeline: Failover,
+    pub mutating_calls: u64,
+}
+
+impl Sim {
+    /// Breaks the holder, waits for the address to move and the client to get answers again,
+    /// and measures every step. The client sends TCP and UDP requests every 10 ms throughout.
+    pub async fn measure_failover(&mut self, failure: Failure) -> Result<Measured> {
+        let from = self.settle(Duration::from_secs(60)).await?;
+        let calls_before = self.ec2_mutating()?;
+        let traffic = self.traffic();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let injected = SystemTime::now();
+        match failure {
+            Failure::ServiceDies => self.set_service(&from, false)?,
+            Failure::NodeDies => self.kill_node(&from)?,
+        }
+        let f = self
+            .wait_fip("the move away from the failed holder", Duration::from_secs(60), |f| {
+                f.status.as_ref().and_then(|s| s.holder.as_ref()).is_some_and(|h| h.node != from)
+            })
+            .await?;
+        let to = f.status.as_ref().and_then(|s| s.holder.as_ref()).map(|h| h.node.clone()).unwrap_or_default();
+        // Until the client is answered by the new holder.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let answered = traffic
+                .snapshot()
+                .iter()
+                .any(|a| a.proto == Proto::Tcp && a.sent > injected && a.result.as_deref() == Ok(to.as_str()));
+            if answered {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the client got no answer from {to} within 30 s of the move");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The old holder's release delay and the VPC's tail, then the verdict.
+        tokio::time::sleep(self.opts.release_delay + Duration::from_millis(500)).await;
+        let attempts = traffic.stop();
+        self.settle(Duration::from_secs(30)).await?;
+        let reason = f
+            .status
+            .as_ref()
+            .and_then(|s| s.last_move.as_ref())
+            .map(|m| m.reason.as_str().to_string())
+            .unwrap_or_default();
+        let mut timeline = Failover {
+            scenario: failure.name().to_string(),
+            from: from.clone(),
+            to: to.clone(),
+            reason,
+            injected,
+            first_failed_probe: None,
+            detected: None,
+            decided: None,
+            ec2: Vec::new(),
+            agent: None,
+            routed: None,
+            tcp: outage(&attempts, Proto::Tcp, injected),
+            udp: outage(&attempts, Proto::Udp, injected),
+        };
+        self.fill_timeline(&mut timeline)?;
+        let mutating_calls = self.ec2_mutating()? - calls_before;
+        Ok(Measured { timeline, mutating_calls })
+    }
+
+    /// Puts the failed node back in service after a measured failover and waits until the
+    /// address may move again (minHoldSeconds) and the node passes its checks.
+    pub async fn recover(&mut self, failure: Failure, node: &str) -> Result<()> {
+        match failure {
+            Failure::ServiceDies => self.set_service(node, true)?,
+            Failure::NodeDies => self.revive_node(node)?,
+        }
+        // Two intervals for the success threshold, then the hold time.
+        tokio::time::sleep(Duration::from_secs(u64::from(self.opts.min_hold_seconds)) + Duration::from_secs(2)).await;
+        self.settle(Duration::from_secs(30)).await.map(drop)
+    }
+
+    fn fill_timeline(&self, t: &mut Failover) -> Result<()> {
+        let from_ip = self.node(&t.from)?.primary_ip.clone();
+        // Probe targets print as "TCP 10.99.8.100:30080".
+        let targets = [format!(" {VIP}:"), format!(" {from_ip}:")];
+        let move_line = format!("moved {VIP} from {} to {}", t.from, t.to);
+        for c in self.controllers.iter().flatten() {
+            let lines = c.proc.log.lock().unwrap().clone();
+            let Some(moved) = lines.iter().find(|l| l.at >= t.injected && l.text.contains(&move_line)) else {
+                continue;
+            };
+            // "... in 31 ms" ends the move's note: from the decision to EC2's confirmation.
+            let took = moved
+                .text
+                .rsplit_once(" in ")
+                .and_then(|(_, r)| r.trim().trim_end_matches("ms").trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            t.decided = Some(before(moved.at, Duration::from_millis(took)));
+            let down = lines.iter().find(|l| {
+                l.at >= t.injected
+                    && l.at <= moved.at
+                    && l.text.contains("probe target changed health")
+                    && field(&l.text, "to") == Some("Down")
+                    && targets.iter().any(|p| l.text.contains(p.as_str()))
+            });
+            if let Some(d) = down {
+                t.detected = Some(d.at);
+                let failing = field(&d.text, "failing_ms").and_then(|v| v.parse().ok()).unwrap_or(0);
+                t.first_failed_probe = Some(before(d.at, Duration::from_millis(failing)));
+            }
+        }
+        let injected_ms = t.injected.duration_since(SystemTime::UNIX_EPOCH)?.as_secs_f64() * 1000.0;
+        let at = |ms: f64| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(ms / 1000.0);
+        let calls = self.ec2_calls()?;
+        for c in calls["recent"].as_array().context("recent calls")? {
+            let started = c["startedMs"].as_f64().unwrap_or(0.0);
+            if started >= injected_ms {
+                let action = c["action"].as_str().unwrap_or("?").to_string();
+                t.ec2.push((action, at(started), at(c["finishedMs"].as_f64().unwrap_or(started))));
+            }
+        }
+        let to_index = self.node(&t.to)?.index;
+        t.agent = self
+            .changes
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|c| c.at >= t.injected && c.node == to_index && c.present)
+            .map(|c| c.at);
+        t.routed = self
+            .follower
+            .seen
+            .lock()
+            .unwrap()
+            .switches
+            .iter()
+            .find(|s| s.at >= t.injected && s.node == to_index && s.address.to_string() == VIP)
+            .map(|s| s.at);
+        Ok(())
+    }
+}
+
+/// `floatip-lab bench failover` flags.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Failovers per scenario.
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// VPC convergence delay in milliseconds; repeat to compare (AWS: about 1200).
+    #[arg(long = "convergence-ms", default_values_t = [1200])]
+    pub convergence_ms: Vec<u64>,
+    /// Scenarios to run (default: all).
+    #[arg(long = "scenario", value_enum)]
+    pub scenarios: Vec<Failure>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Write an SVG timeline of the median failover of the first scenario here (per
+    /// convergence delay, the delay is added to the name).
+    #[arg(long)]
+    pub svg: Option<std::path::PathBuf>,
+    /// Where process logs go (a temporary folder by default).
+    #[arg(long)]
+    pub log_dir: Option<std::path::PathBuf>,
+}
+
+/// Percentile (nearest rank) of sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Summary of one scenario at one convergence delay.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub scenario: &'static str,
+    pub convergence_ms: u64,
+    pub runs: Vec<Measured>,
+}
+
+impl Summary {
+    fn sorted(&self, f: impl Fn(&Measured) -> f64) -> Vec<f64> {
+        let mut v: Vec<f64> = self.runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        let tcp = self.sorted(|m| m.timeline.tcp.duration.as_secs_f64() * 1000.0);
+        let udp = self.sorted(|m| m.timeline.udp.duration.as_secs_f64() * 1000.0);
+        let calls = self.sorted(|m| m.mutating_calls as f64);
+        let stats = |v: &[f64]| json!({"p50": percentile(v, 50.0), "p95": percentile(v, 95.0), "max": v.last().copied().unwrap_or(0.0)});
+        json!({
+            "scenario": self.scenario,
+            "convergenceMs": self.convergence_ms,
+            "runs": self.runs.len(),
+            "tcpOutageMs": stats(&tcp),
+            "udpOutageMs": stats(&udp),
+            "mutatingEc2CallsPerFailover": stats(&calls),
+            "samples": self.runs.iter().map(|m| json!({
+                "from": m.timeline.from, "to": m.timeline.to, "reason": m.timeline.reason,
+                "tcpOutageMs": m.timeline.tcp.duration.as_millis() as u64,
+                "tcpFailed": m.timeline.tcp.failed,
+                "udpOutageMs": m.timeline.udp.duration.as_millis() as u64,
+                "mutatingEc2Calls": m.mutating_calls,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// The run with the median TCP outage.
+    pub fn median(&self) -> Option<&Measured> {
+        let mut runs: Vec<&Measured> = self.runs.iter().collect();
+        runs.sort_by_key(|m| m.timeline.tcp.duration);
+        runs.get(runs.len().saturating_sub(1) / 2).copied()
+    }
+}
+
+/// Prints the table header and rows.
+pub fn table(summaries: &[Summary]) -> String {
+    let mut out = format!(
+        "{:<14} {:>11} {:>5} {:>22} {:>22} {:>14}\n",
+        "scenario", "convergence", "runs", "TCP outage p50/p95/max", "UDP outage p50/p95/max", "EC2 mutating"
+    );
+    for s in summaries {
+        let tcp = s.sorted(|m| m.timeline.tcp.duration.as_secs_f64());
+        let udp = s.sorted(|m| m.timeline.udp.duration.as_secs_f64());
+        let calls = s.sorted(|m| m.mutating_calls as f64);
+        let trio = |v: &[f64]| {
+            format!("{:.2}/{:.2}/{:.2} s", percentile(v, 50.0), percentile(v, 95.0), v.last().copied().unwrap_or(0.0))
+        };
+        out.push_str(&format!(
+            "{:<14} {:>8} ms {:>5} {:>22} {:>22} {:>7.1} (max {})\n",
+            s.scenario,
+            s.convergence_ms,
+            s.runs.len(),
+            trio(&tcp),
+            trio(&udp),
+            calls.iter().sum::<f64>() / calls.len().max(1) as f64,
+            calls.last().copied().unwrap_or(0.0)
+        ));
+    }
+    out
+}
+
+/// Runs the benchmark: one simulation per convergence delay, `runs` failovers per scenario.
+pub fn run(args: Args, bins: Binaries) -> Result<()> {
+    let scenarios = if args.scenarios.is_empty() {
+        vec![Failure::ServiceDies, Failure::NodeDies]
+    } else {
+        args.scenarios.clone()
+    };
+    let mut summaries = Vec::new();
+    for &convergence_ms in &args.convergence_ms {
+        let opts = Options {
+            convergence: Duration::from_millis(convergence_ms),
+            log_dir: args.log_dir.as_ref().map(|d| d.join(format!("convergence-{convergence_ms}"))),
+            ..Options::default()
+        };
+        let (bins, scenarios, runs, quiet) = (bins.clone(), scenarios.clone(), args.runs, args.json);
+        let got = super::isolated(move |infra| async move {
+            let mut sim = Sim::start(&infra, bins, opts).await?;
+            let mut out = Vec::new();
+            for failure in scenarios {
+                let mut summary = Summary { scenario: failure.name(), convergence_ms, runs: Vec::new() };
+                for run in 1..=runs {
+                    let m = sim.measure_failover(failure).await?;
+                    if !quiet {
+                        eprintln!(
+                            "{} convergence {convergence_ms} ms run {run}/{runs}: {} -> {}: TCP outage {} ms, UDP {} ms, {} mutating EC2 calls",
+                            failure.name(),
+                            m.timeline.from,
+                            m.timeline.to,
+                            m.timeline.tcp.duration.as_millis(),
+                            m.timeline.udp.duration.as_millis(),
+                            m.mutating_calls
+                        );
+                    }
+                    let from = m.timeline.from.clone();
+                    summary.runs.push(m);
+                    sim.recover(failure, &from).await?;
+                }
+                out.push(summary);
+            }
+            sim.check_invariants()?;
+            Ok(out)
+        })?;
+        summaries.extend(got);
+    }
+    if let Some(path) = &args.svg {
+        for s in summaries.iter().filter(|s| s.scenario == scenarios[0].name()) {
+            if let Some(m) = s.median() {
+                let file = if args.convergence_ms.len() > 1 {
+                    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("timeline");
+                    path.with_file_name(format!("{stem}-{}ms.svg", s.convergence_ms))
+                } else {
+                    path.clone()
+                };
+                let title = format!("One failover ({}), VPC convergence {} ms", s.scenario, s.convergence_ms);
+                std::fs::write(&file, m.timeline.svg(&title))?;
+                eprintln!("{}", m.timeline.text());
+                eprintln!("timeline written to {}", file.display());
+            }
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summaries.iter().map(Summary::json).collect::<Vec<_>>())?);
+    } else {
+        print!("{}", table(&summaries));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 10.0);
+        assert_eq!(percentile(&v, 95.0), 19.0);
+        assert_eq!(percentile(&v, 100.0), 20.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+        assert_eq!(percentile(&[7.0], 95.0), 7.0);
+    }
+}

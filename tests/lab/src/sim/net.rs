@@ -1,0 +1,164 @@
+//! Network namespaces and the commands that wire them (`ip`, `nft` from iproute2 and nftables).
+//! Every namespace is named `fipl<pid>-<n>-<role>` and deleted on drop; namespaces left by a
+//! lab process that no longer runs (killed with SIGKILL) are removed by [`remove_stale`].
+
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{bail, Context, Result};
+
+const PREFIX: &str = "fipl";
+
+/// Why this machine cannot run the simulated VPC, if it cannot.
+pub fn unavailable() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    if !root {
+        return Some("needs root, for network namespaces".into());
+    }
+    for (tool, package) in [("ip", "iproute2"), ("nft", "nftables")] {
+        if Command::new(tool).arg("-V").output().is_err() {
+            return Some(format!("`{tool}` is not installed (package {package})"));
+        }
+    }
+    None
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A network namespace, deleted on drop.
+#[derive(Debug)]
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(role: &str) -> Result<Self> {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("{PREFIX}{}-{n}-{role}", std::process::id());
+        run("ip", &["netns", "add", &name])?;
+        let ns = Self { name };
+        ns.ip("link set lo up")?;
+        for key in ["all", "default"] {
+            ns.sysctl(&format!("net.ipv4.conf.{key}.rp_filter"), "0")?;
+        }
+        Ok(ns)
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/run/netns/{}", self.name))
+    }
+
+    /// `ip -n <ns> <args>`.
+    pub fn ip(&self, args: &str) -> Result<String> {
+        let mut all = vec!["-n", &self.name];
+        all.extend(args.split_whitespace());
+        run("ip", &all)
+    }
+
+    /// A command inside the namespace.
+    pub fn exec(&self, cmd: &[&str]) -> Result<String> {
+        let mut all = vec!["netns", "exec", &self.name];
+        all.extend_from_slice(cmd);
+        run("ip", &all)
+    }
+
+    /// `nft -f -` inside the namespace.
+    pub fn nft(&self, ruleset: &str) -> Result<()> {
+        use std::io::Write;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.name, "nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("running nft (package nftables)")?;
+        child
+            .stdin
+            .take()
+            .context("nft stdin")?
+            .write_all(ruleset.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!("nft in {}: {}", self.name, String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(())
+    }
+
+    pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
+        self.exec(&["sysctl", "-qw", &format!("{key}={value}")])
+            .map(drop)
+            .with_context(|| format!("sysctl {key} in {}", self.name))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// Deletes the namespaces of lab processes that are gone (a lab killed with SIGKILL cannot
+/// clean up after itself). Returns how many were removed.
+pub fn remove_stale() -> usize {
+    let Ok(out) = run("ip", &["netns", "list"]) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for name in out.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists()
+            && run("ip", &["netns", "del", name]).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Moves the calling thread into the namespace at `path`. Sockets the thread opens afterwards,
+/// threads it spawns and processes it starts live in that namespace.
+pub fn enter(path: &Path) -> Result<()> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: setns(2) on an open namespace file descriptor; it changes only this thread.
+    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        bail!("setns {}: {}", path.display(), std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub fn run(cmd: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {cmd}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        bail!(
+            "{cmd} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    }
+}
+
+/// A veth pair: `a_name` in `a`, `b_name` in `b`; both up.
+pub fn veth(a: &Netns, a_name: &str, b: &Netns, b_name: &str) -> Result<()> {
+    a.ip(&format!("link add {a_name} type veth peer name {b_name} netns {}", b.name))?;
+    a.ip(&format!("link set {a_name} up"))?;
+    b.ip(&format!("link set {b_name} up"))?;
+    Ok(())
+}

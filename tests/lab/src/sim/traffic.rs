@@ -1,0 +1,225 @@
+//! The client's own view: a thread in the client namespace that starts a TCP request and a UDP
+//! request every few milliseconds (each on its own, with its own timeout, so a slow one never
+//! delays the next) and records when each was sent, what came back and when.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::oneshot;
+
+use super::net::enter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// One request.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub proto: Proto,
+    pub sent: SystemTime,
+    pub took: Duration,
+    /// The answer (the node that served it), or why there was none.
+    pub result: Result<String, String>,
+}
+
+pub type Attempts = Arc<Mutex<Vec<Attempt>>>;
+
+pub struct Traffic {
+    pub attempts: Attempts,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Traffic {
+    /// Requests to `to` from the namespace at `ns` every `every`, each given `timeout`.
+    pub fn start(ns: PathBuf, to: SocketAddr, every: Duration, timeout: Duration) -> Self {
+        let attempts: Attempts = Arc::default();
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let out = attempts.clone();
+        let thread = std::thread::spawn(move || {
+            if let Err(e) = enter(&ns) {
+                eprintln!("traffic: {e:#}");
+                return;
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                let mut tasks = tokio::task::JoinSet::new();
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => break,
+                        _ = tick.tick() => {
+                            for proto in [Proto::Tcp, Proto::Udp] {
+                                let out = out.clone();
+                                tasks.spawn(async move {
+                                    let sent = SystemTime::now();
+                                    let started = std::time::Instant::now();
+                                    let result = tokio::time::timeout(timeout, request(proto, to))
+                                        .await
+                                        .unwrap_or_else(|_| Err("timed out".into()));
+                                    out.lock().unwrap().push(Attempt { proto, sent, took: started.elapsed(), result });
+                                });
+                            }
+                            while tasks.try_join_next().is_some() {}
+                        }
+                    }
+                }
+                // Let the requests in flight finish (each is bounded by its timeout).
+                while tasks.join_next().await.is_some() {}
+            });
+        });
+        Self {
+            attempts,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// A copy of the requests so far (those still in flight are not in it).
+    pub fn snapshot(&self) -> Vec<Attempt> {
+        self.attempts.lock().unwrap().clone()
+    }
+
+    /// Stops sending, waits for the requests in flight, and returns them all, by send time.
+    pub fn stop(mut self) -> Vec<Attempt> {
+        self.halt();
+        let mut all = self.attempts.lock().unwrap().clone();
+        all.sort_by_key(|a| a.sent);
+        all
+    }
+
+    fn halt(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+async fn request(proto: Proto, to: SocketAddr) -> Result<String, String> {
+    match proto {
+        Proto::Tcp => {
+            let mut s = tokio::net::TcpStream::connect(to)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)
+                .await
+                .map_err(|e| format!("read: {e}"))?;
+            if out.is_empty() {
+                return Err("empty answer".into());
+            }
+            Ok(out.trim().to_string())
+        }
+        Proto::Udp => {
+            let s = tokio::net::UdpSocket::bind("0.0.0.0:0")
+                .await
+                .map_err(|e| format!("bind: {e}"))?;
+            s.connect(to).await.map_err(|e| format!("connect: {e}"))?;
+            s.send(b"ping").await.map_err(|e| format!("send: {e}"))?;
+            let mut buf = [0u8; 512];
+            let n = s.recv(&mut buf).await.map_err(|e| format!("recv: {e}"))?;
+            Ok(String::from_utf8_lossy(&buf[..n]).trim().to_string())
+        }
+    }
+}
+
+/// What the client saw of one protocol over a stretch of time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outage {
+    pub requests: usize,
+    pub failed: usize,
+    /// From the first failed request's send to the send of the first request that succeeded
+    /// after the last failure: how long new requests could not get through.
+    pub duration: Duration,
+    pub first_failed: Option<SystemTime>,
+    /// When the first request after the outage was answered.
+    pub recovered: Option<SystemTime>,
+}
+
+/// The outage `proto` requests sent at or after `from` saw.
+pub fn outage(attempts: &[Attempt], proto: Proto, from: SystemTime) -> Outage {
+    let mut list: Vec<&Attempt> = attempts
+        .iter()
+        .filter(|a| a.proto == proto && a.sent >= from)
+        .collect();
+    list.sort_by_key(|a| a.sent);
+    let mut out = Outage {
+        requests: list.len(),
+        failed: list.iter().filter(|a| a.result.is_err()).count(),
+        ..Outage::default()
+    };
+    let Some(first) = list.iter().position(|a| a.result.is_err()) else {
+        return out;
+    };
+    let last = list.iter().rposition(|a| a.result.is_err()).unwrap_or(first);
+    out.first_failed = Some(list[first].sent);
+    if let Some(ok) = list[last + 1..].iter().find(|a| a.result.is_ok()) {
+        out.duration = ok.sent.duration_since(list[first].sent).unwrap_or_default();
+        out.recovered = Some(ok.sent + ok.took);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: u64, ok: bool) -> Attempt {
+        Attempt {
+            proto: Proto::Tcp,
+            sent: SystemTime::UNIX_EPOCH + Duration::from_millis(ms),
+            took: Duration::from_millis(1),
+            result: if ok { Ok("node-1".into()) } else { Err("refused".into()) },
+        }
+    }
+
+    #[test]
+    fn outage_runs_from_first_failure_to_first_success_after_the_last() {
+        let a = [at(0, true), at(10, false), at(20, true), at(30, false), at(40, true), at(50, true)];
+        let o = outage(&a, Proto::Tcp, SystemTime::UNIX_EPOCH);
+        assert_eq!(o.requests, 6);
+        assert_eq!(o.failed, 2);
+        assert_eq!(o.duration, Duration::from_millis(30));
+        assert_eq!(
+            o.recovered,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_millis(41))
+        );
+    }
+
+    #[test]
+    fn no_failure_is_no_outage_and_other_protocols_do_not_count() {
+        let mut udp = at(5, false);
+        udp.proto = Proto::Udp;
+        let a = [at(0, true), udp, at(10, true)];
+        let o = outage(&a, Proto::Tcp, SystemTime::UNIX_EPOCH);
+        assert_eq!((o.failed, o.duration), (0, Duration::ZERO));
+        assert_eq!(outage(&a, Proto::Udp, SystemTime::UNIX_EPOCH).failed, 1);
+    }
+
+    #[test]
+    fn an_outage_not_yet_over_has_no_recovery() {
+        let a = [at(0, true), at(10, false), at(20, false)];
+        let o = outage(&a, Proto::Tcp, SystemTime::UNIX_EPOCH);
+        assert_eq!(o.recovered, None);
+        assert_eq!(o.first_failed, Some(SystemTime::UNIX_EPOCH + Duration::from_millis(10)));
+    }
+}
