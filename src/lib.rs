@@ -16,3 +16,4 @@ pub mod metrics;
 pub mod nodes;
 pub mod placement;
 pub mod probe;
+pub mod watch;

@@ -268,7 +268,7 @@ fn watch(api: Api<FloatingIP>, changed: Arc<Notify>) -> Store<FloatingIP> {
     let (store, writer) = reflector::store();
     let stream = reflector::reflector(
         writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
+        watcher(api, watcher::Config::default()).backoff(crate::watch::backoff()),
     );
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);

@@ -283,7 +283,10 @@ where
         + 'static,
 {
     let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, config).backoff(crate::watch::backoff()),
+    );
     let trigger = trigger.clone();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
@@ -406,6 +409,8 @@ async fn pass<C: Cloud>(
     });
     for p in &plans {
         let Plan::Act(a) = p else { continue };
+        tracing::debug!(floatingip = %a.name, decision = ?a.decision, holder = ?a.holder.as_ref().map(|h| &h.node),
+            vip = ?a.vip.as_ref().map(|v| v.health), candidates = a.candidates, "planned");
         let vip_passing = a.vip.as_ref().is_some_and(|v| v.health == Health::Passing);
         if vip_passing || matches!(a.decision, Decision::Move { .. }) {
             memory.reensured_at.remove(&a.name);
