@@ -397,6 +397,7 @@ fn decide_for(holder_health: Health) -> Decision {
             // check fail together.
             health: holder_health.into(),
             vip: holder_health.into(),
+            vip_failing_for: Duration::from_secs(1),
         }),
         candidates: &candidates,
         preferred: &[],
@@ -406,6 +407,8 @@ fn decide_for(holder_health: Health) -> Decision {
         health_checked: true,
         reensured: None,
         reensure_grace: Duration::from_secs(2),
+        settle: Duration::from_secs(5),
+        holder_check_wait: Duration::from_millis(500),
     })
 }
 

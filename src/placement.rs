@@ -38,6 +38,8 @@ pub struct Holder {
     pub health: Health,
     /// The address's health check: the path clients use.
     pub vip: Health,
+    /// How long the address's check has been failing (zero when it is not).
+    pub vip_failing_for: Duration,
 }
 
 pub struct Input<'a> {
@@ -59,6 +61,11 @@ pub struct Input<'a> {
     /// VPC is still routing the address over (about 1.2 s in AWS) and the check then needs its
     /// successes. A holder failing its own check is not covered: that is the node.
     pub settle: Duration,
+    /// How long the address must have been failing before a holder that passes is trusted: one
+    /// probe interval, so the holder's own check (probed out of phase) has had its turn. A
+    /// service that died fails both checks, and without this wait the address, seen first,
+    /// was re-assigned in vain before the move.
+    pub holder_check_wait: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,7 +161,8 @@ pub fn decide(input: &Input<'_>) -> Decision {
     let failing = holder.health == Health::Failing && holder.vip != Health::Passing;
     let vip_only = holder.vip == Health::Failing
         && holder.health != Health::Failing
-        && held_for >= input.settle;
+        && held_for >= input.settle
+        && holder.vip_failing_for >= input.holder_check_wait;
     if failing || (vip_only && input.reensured.is_some_and(|d| d >= input.reensure_grace)) {
         if held_for < input.min_hold {
             return Decision::Hold {
@@ -225,6 +233,7 @@ mod tests {
             fit,
             health,
             vip: Unknown,
+            vip_failing_for: Duration::ZERO,
         })
     }
 
@@ -259,6 +268,7 @@ mod tests {
             reensured: reensured.map(Duration::from_secs),
             reensure_grace: Duration::from_secs(2),
             settle: Duration::from_secs(5),
+            holder_check_wait: Duration::from_millis(500),
         })
     }
 
@@ -270,6 +280,11 @@ mod tests {
             fit: Ok(()),
             health: own,
             vip,
+            vip_failing_for: if vip == Failing {
+                Duration::from_secs(60)
+            } else {
+                Duration::ZERO
+            },
         })
     }
 
@@ -523,6 +538,12 @@ mod tests {
             d(checked("a", 0, Passing, Failing), 5, None),
             Decision::Reensure
         );
+        // The address only just failed: the holder's own check gets its turn first.
+        let mut fresh = checked("a", 0, Passing, Failing);
+        if let Some(h) = fresh.as_mut() {
+            h.vip_failing_for = Duration::from_millis(200);
+        }
+        assert_eq!(d(fresh, 60, None), Decision::Stay);
         // The holder's own failing check is the node's trouble and is not covered.
         assert_eq!(
             d(checked("a", 0, Failing, Failing), 4, None),
@@ -564,6 +585,7 @@ mod tests {
             fit: Err(Unfit::Gone),
             health: Unknown,
             vip: Failing,
+            vip_failing_for: Duration::from_secs(1),
         });
         assert_eq!(d(gone, 1, None), mv("b", MoveReason::NodeDeleted));
     }

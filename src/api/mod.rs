@@ -1,7 +1,7 @@
 //! The `FloatingIP` API (`floatip.io/v1alpha1`): the custom resource, its admission rules and
 //! the same rules checked again in Rust for whatever reaches the controller.
 
-mod messages;
+pub mod messages;
 mod spec;
 mod status;
 mod validate;

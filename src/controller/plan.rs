@@ -87,6 +87,8 @@ pub struct VipHealth {
     pub target: Target,
     pub health: Health,
     pub last_failure: Option<String>,
+    /// How long it has been failing (zero when it is not).
+    pub failing_for: Duration,
 }
 
 /// How long a first-attach claim by `floatip attach` is left alone while its node's agent starts.
@@ -228,9 +230,14 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
         let vip = fip.spec.health_check.as_ref().and_then(|hc| {
             let target = Target::for_health_check(hc, address).ok()?;
             let state = world.health.get(&target);
+            let health = state.map(|s| s.state.into()).unwrap_or(Health::Unknown);
             Some(VipHealth {
-                health: state.map(|s| s.state.into()).unwrap_or(Health::Unknown),
+                health,
                 last_failure: state.and_then(|s| s.last_failure.clone()),
+                failing_for: state
+                    .filter(|_| health == Health::Failing)
+                    .map(|s| s.since.elapsed())
+                    .unwrap_or_default(),
                 target,
             })
         });
@@ -328,6 +335,7 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                     fit: fit_of(&h.node),
                     health: node_health(&h.node),
                     vip: vip.as_ref().map(|v| v.health).unwrap_or(Health::Unknown),
+                    vip_failing_for: vip.as_ref().map(|v| v.failing_for).unwrap_or_default(),
                 });
                 let min_hold =
                     Duration::from_secs(fip.spec.failover.min_hold_seconds.max(0) as u64);
@@ -351,6 +359,12 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                         .health_check
                         .as_ref()
                         .map(settle)
+                        .unwrap_or_default(),
+                    holder_check_wait: fip
+                        .spec
+                        .health_check
+                        .as_ref()
+                        .map(|hc| Duration::from_millis(hc.interval_ms.max(0) as u64))
                         .unwrap_or_default(),
                 });
                 // An address that was assigned and vanished comes back as drift.

@@ -430,7 +430,10 @@ mod with_health_checks {
                     TargetState {
                         state: *st,
                         last_failure: (*st == P::Down).then(|| "refused".to_string()),
-                        since: Instant::now(),
+                        // In this state for a while: long past one probe interval.
+                        since: Instant::now()
+                            .checked_sub(Duration::from_secs(10))
+                            .unwrap_or_else(Instant::now),
                     },
                 )
             })
