@@ -48,18 +48,29 @@ impl Sim {
             Failure::NodeDies => self.kill_node(&from)?,
         }
         let f = self
-            .wait_fip("the move away from the failed holder", Duration::from_secs(60), |f| {
-                f.status.as_ref().and_then(|s| s.holder.as_ref()).is_some_and(|h| h.node != from)
-            })
+            .wait_fip(
+                "the move away from the failed holder",
+                Duration::from_secs(60),
+                |f| {
+                    f.status
+                        .as_ref()
+                        .and_then(|s| s.holder.as_ref())
+                        .is_some_and(|h| h.node != from)
+                },
+            )
             .await?;
-        let to = f.status.as_ref().and_then(|s| s.holder.as_ref()).map(|h| h.node.clone()).unwrap_or_default();
+        let to = f
+            .status
+            .as_ref()
+            .and_then(|s| s.holder.as_ref())
+            .map(|h| h.node.clone())
+            .unwrap_or_default();
         // Until the client is answered by the new holder.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let answered = traffic
-                .snapshot()
-                .iter()
-                .any(|a| a.proto == Proto::Tcp && a.sent > injected && a.result.as_deref() == Ok(to.as_str()));
+            let answered = traffic.snapshot().iter().any(|a| {
+                a.proto == Proto::Tcp && a.sent > injected && a.result.as_deref() == Ok(to.as_str())
+            });
             if answered {
                 break;
             }
@@ -95,7 +106,10 @@ impl Sim {
         };
         self.fill_timeline(&mut timeline)?;
         let mutating_calls = self.ec2_mutating()? - calls_before;
-        Ok(Measured { timeline, mutating_calls })
+        Ok(Measured {
+            timeline,
+            mutating_calls,
+        })
     }
 
     /// Puts the failed node back in service after a measured failover and waits until the
@@ -106,7 +120,10 @@ impl Sim {
             Failure::NodeDies => self.revive_node(node)?,
         }
         // Two intervals for the success threshold, then the hold time.
-        tokio::time::sleep(Duration::from_secs(u64::from(self.opts.min_hold_seconds)) + Duration::from_secs(2)).await;
+        tokio::time::sleep(
+            Duration::from_secs(u64::from(self.opts.min_hold_seconds)) + Duration::from_secs(2),
+        )
+        .await;
         self.settle(Duration::from_secs(30)).await.map(drop)
     }
 
@@ -117,7 +134,10 @@ impl Sim {
         let move_line = format!("moved {VIP} from {} to {}", t.from, t.to);
         for c in self.controllers.iter().flatten() {
             let lines = c.proc.log.lock().unwrap().clone();
-            let Some(moved) = lines.iter().find(|l| l.at >= t.injected && l.text.contains(&move_line)) else {
+            let Some(moved) = lines
+                .iter()
+                .find(|l| l.at >= t.injected && l.text.contains(&move_line))
+            else {
                 continue;
             };
             // "... in 31 ms" ends the move's note: from the decision to EC2's confirmation.
@@ -136,18 +156,28 @@ impl Sim {
             });
             if let Some(d) = down {
                 t.detected = Some(d.at);
-                let failing = field(&d.text, "failing_ms").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let failing = field(&d.text, "failing_ms")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
                 t.first_failed_probe = Some(before(d.at, Duration::from_millis(failing)));
             }
         }
-        let injected_ms = t.injected.duration_since(SystemTime::UNIX_EPOCH)?.as_secs_f64() * 1000.0;
+        let injected_ms = t
+            .injected
+            .duration_since(SystemTime::UNIX_EPOCH)?
+            .as_secs_f64()
+            * 1000.0;
         let at = |ms: f64| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(ms / 1000.0);
         let calls = self.ec2_calls()?;
         for c in calls["recent"].as_array().context("recent calls")? {
             let started = c["startedMs"].as_f64().unwrap_or(0.0);
             if started >= injected_ms {
                 let action = c["action"].as_str().unwrap_or("?").to_string();
-                t.ec2.push((action, at(started), at(c["finishedMs"].as_f64().unwrap_or(started))));
+                t.ec2.push((
+                    action,
+                    at(started),
+                    at(c["finishedMs"].as_f64().unwrap_or(started)),
+                ));
             }
         }
         let to_index = self.node(&t.to)?.index;
@@ -253,14 +283,24 @@ impl Summary {
 pub fn table(summaries: &[Summary]) -> String {
     let mut out = format!(
         "{:<14} {:>11} {:>5} {:>22} {:>22} {:>14}\n",
-        "scenario", "convergence", "runs", "TCP outage p50/p95/max", "UDP outage p50/p95/max", "EC2 mutating"
+        "scenario",
+        "convergence",
+        "runs",
+        "TCP outage p50/p95/max",
+        "UDP outage p50/p95/max",
+        "EC2 mutating"
     );
     for s in summaries {
         let tcp = s.sorted(|m| m.timeline.tcp.duration.as_secs_f64());
         let udp = s.sorted(|m| m.timeline.udp.duration.as_secs_f64());
         let calls = s.sorted(|m| m.mutating_calls as f64);
         let trio = |v: &[f64]| {
-            format!("{:.2}/{:.2}/{:.2} s", percentile(v, 50.0), percentile(v, 95.0), v.last().copied().unwrap_or(0.0))
+            format!(
+                "{:.2}/{:.2}/{:.2} s",
+                percentile(v, 50.0),
+                percentile(v, 95.0),
+                v.last().copied().unwrap_or(0.0)
+            )
         };
         out.push_str(&format!(
             "{:<14} {:>8} ms {:>5} {:>22} {:>22} {:>7.1} (max {})\n",
@@ -287,15 +327,23 @@ pub fn run(args: Args, bins: Binaries) -> Result<()> {
     for &convergence_ms in &args.convergence_ms {
         let opts = Options {
             convergence: Duration::from_millis(convergence_ms),
-            log_dir: args.log_dir.as_ref().map(|d| d.join(format!("convergence-{convergence_ms}"))),
+            log_dir: args
+                .log_dir
+                .as_ref()
+                .map(|d| d.join(format!("convergence-{convergence_ms}"))),
             ..Options::default()
         };
-        let (bins, scenarios, runs, quiet) = (bins.clone(), scenarios.clone(), args.runs, args.json);
+        let (bins, scenarios, runs, quiet) =
+            (bins.clone(), scenarios.clone(), args.runs, args.json);
         let got = super::isolated(move |infra| async move {
             let mut sim = Sim::start(&infra, bins, opts).await?;
             let mut out = Vec::new();
             for failure in scenarios {
-                let mut summary = Summary { scenario: failure.name(), convergence_ms, runs: Vec::new() };
+                let mut summary = Summary {
+                    scenario: failure.name(),
+                    convergence_ms,
+                    runs: Vec::new(),
+                };
                 for run in 1..=runs {
                     let m = sim.measure_failover(failure).await?;
                     if !quiet {
@@ -321,15 +369,24 @@ pub fn run(args: Args, bins: Binaries) -> Result<()> {
         summaries.extend(got);
     }
     if let Some(path) = &args.svg {
-        for s in summaries.iter().filter(|s| s.scenario == scenarios[0].name()) {
+        for s in summaries
+            .iter()
+            .filter(|s| s.scenario == scenarios[0].name())
+        {
             if let Some(m) = s.median() {
                 let file = if args.convergence_ms.len() > 1 {
-                    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("timeline");
+                    let stem = path
+                        .file_stem()
+                        .and_then(|s| s.to_str())
+                        .unwrap_or("timeline");
                     path.with_file_name(format!("{stem}-{}ms.svg", s.convergence_ms))
                 } else {
                     path.clone()
                 };
-                let title = format!("One failover ({}), VPC convergence {} ms", s.scenario, s.convergence_ms);
+                let title = format!(
+                    "One failover ({}), VPC convergence {} ms",
+                    s.scenario, s.convergence_ms
+                );
                 std::fs::write(&file, m.timeline.svg(&title))?;
                 eprintln!("{}", m.timeline.text());
                 eprintln!("timeline written to {}", file.display());
@@ -337,7 +394,10 @@ pub fn run(args: Args, bins: Binaries) -> Result<()> {
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summaries.iter().map(Summary::json).collect::<Vec<_>>())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summaries.iter().map(Summary::json).collect::<Vec<_>>())?
+        );
     } else {
         print!("{}", table(&summaries));
     }

@@ -106,7 +106,13 @@ impl Binaries {
     pub fn beside(lab: PathBuf, build: bool) -> Result<Self> {
         let dir = lab
             .parent()
-            .map(|d| if d.ends_with("deps") { d.parent().unwrap_or(d) } else { d })
+            .map(|d| {
+                if d.ends_with("deps") {
+                    d.parent().unwrap_or(d)
+                } else {
+                    d
+                }
+            })
             .context("floatip-lab has no folder")?
             .to_path_buf();
         let floatip = dir.join("floatip");
@@ -258,18 +264,25 @@ impl Sim {
             opts.echo,
             Duration::from_secs(900),
         )?;
-        let info: serde_json::Value =
-            serde_json::from_str(&http(&ec2_endpoint.replace("http://", ""), "GET", "/_lab/info", "")?)?;
+        let info: serde_json::Value = serde_json::from_str(&http(
+            &ec2_endpoint.replace("http://", ""),
+            "GET",
+            "/_lab/info",
+            "",
+        )?)?;
         let moto = info["moto_addr"].as_str().context("moto_addr")?;
         let direct = ec2_client(&format!("http://{moto}"));
-        let client = kube::Client::try_from(kube::Config::new(
-            format!("http://{kube_addr}").parse()?,
-        ))?;
+        let client =
+            kube::Client::try_from(kube::Config::new(format!("http://{kube_addr}").parse()?))?;
 
         say("creating the VPC, subnet and instances in EC2, and the Nodes in Kubernetes");
         let aws = ec2_client(&ec2_endpoint);
         let vpc = aws.create_vpc().cidr_block(VPC_CIDR).send().await?;
-        let vpc = vpc.vpc().and_then(|v| v.vpc_id()).context("vpc id")?.to_string();
+        let vpc = vpc
+            .vpc()
+            .and_then(|v| v.vpc_id())
+            .context("vpc id")?
+            .to_string();
         let subnet = aws
             .create_subnet()
             .vpc_id(&vpc)
@@ -277,13 +290,21 @@ impl Sim {
             .availability_zone(format!("{REGION}a"))
             .send()
             .await?;
-        let subnet = subnet.subnet().and_then(|s| s.subnet_id()).context("subnet id")?.to_string();
+        let subnet = subnet
+            .subnet()
+            .and_then(|s| s.subnet_id())
+            .context("subnet id")?
+            .to_string();
         let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
             Api::all(client.clone());
-        crds.create(&PostParams::default(), &FloatingIP::crd()).await?;
+        crds.create(&PostParams::default(), &FloatingIP::crd())
+            .await?;
         let namespaces: Api<Namespace> = Api::all(client.clone());
         namespaces
-            .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?)
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?,
+            )
             .await?;
 
         say("wiring the router, the client and the nodes (network namespaces)");
@@ -314,21 +335,41 @@ impl Sim {
                 .subnet_id(&subnet)
                 .send()
                 .await?;
-            let instance = run.instances()[0].instance_id().context("instance id")?.to_string();
+            let instance = run.instances()[0]
+                .instance_id()
+                .context("instance id")?
+                .to_string();
             let ns = Netns::new(&format!("n{index}"))?;
             map.insert(index, (instance.clone(), ns.name.clone()));
             create_node(&client, &name, &instance, &primary_ip).await?;
             pending.push((index, name, instance, primary_ip, ns));
         }
-        let follower = Follower::start(direct.clone(), subnet.clone(), router.name.clone(), map, opts.convergence);
+        let follower = Follower::start(
+            direct.clone(),
+            subnet.clone(),
+            router.name.clone(),
+            map,
+            opts.convergence,
+        );
         let changes: Changes = Default::default();
         let mut nodes = Vec::new();
         let mut monitors = Vec::new();
         for (index, name, instance, primary_ip, ns) in pending {
-            wait_until(Duration::from_secs(20), &format!("{name}'s eth0"), || ns.ip("link show eth0").is_ok()).await?;
+            wait_until(Duration::from_secs(20), &format!("{name}'s eth0"), || {
+                ns.ip("link show eth0").is_ok()
+            })
+            .await?;
             let service = Service::start(&ns, index, &name)?;
             monitors.push(Monitor::start(&ns.name, index, VIP, changes.clone())?);
-            nodes.push(SimNode { name, index, instance, primary_ip, agent: None, service, ns });
+            nodes.push(SimNode {
+                name,
+                index,
+                instance,
+                primary_ip,
+                agent: None,
+                service,
+                ns,
+            });
         }
         let mut sim = Self {
             controllers: Vec::new(),
@@ -354,14 +395,18 @@ impl Sim {
             opts,
         };
 
-        say(&format!("kubectl apply -f - (FloatingIP {FIP}, address {VIP})"));
+        say(&format!(
+            "kubectl apply -f - (FloatingIP {FIP}, address {VIP})"
+        ));
         let out = sim.kubectl(&["apply", "-f", "-"], Some(&sim.example_fip()))?;
         if !out.status.success() {
             bail!("kubectl apply: {}", String::from_utf8_lossy(&out.stderr));
         }
         for i in 0..sim.nodes.len() {
             let name = sim.nodes[i].name.clone();
-            say(&format!("floatip attach on {name} (the agent's init container)"));
+            say(&format!(
+                "floatip attach on {name} (the agent's init container)"
+            ));
             sim.attach(&name)?;
         }
         for i in 0..sim.nodes.len() {
@@ -375,18 +420,33 @@ impl Sim {
             sim.start_controller(&identity)?;
         }
         say("waiting for a leader and for the address to answer");
-        wait_until(Duration::from_secs(30), "a leader", || sim.leader().is_some()).await?;
+        wait_until(Duration::from_secs(30), "a leader", || {
+            sim.leader().is_some()
+        })
+        .await?;
         sim.settle(Duration::from_secs(30)).await?;
         Ok(sim)
     }
 
-    fn kube_server(bins: &Binaries, log_dir: &Path, listen: &str, echo: bool) -> Result<(Proc, String)> {
+    fn kube_server(
+        bins: &Binaries,
+        log_dir: &Path,
+        listen: &str,
+        echo: bool,
+    ) -> Result<(Proc, String)> {
         let mut kube = Command::new(&bins.lab);
         kube.args(["kube", "--listen", listen, "--kubeconfig"])
             .arg(log_dir.join("kubeconfig"))
             .arg("--state")
             .arg(log_dir.join("kube-state.json"));
-        spawn_ready("kube", kube, "KUBE_URL", log_dir, echo, Duration::from_secs(30))
+        spawn_ready(
+            "kube",
+            kube,
+            "KUBE_URL",
+            log_dir,
+            echo,
+            Duration::from_secs(30),
+        )
     }
 
     /// The example FloatingIP every simulation starts with.
@@ -410,16 +470,25 @@ impl Sim {
             .env("FLOATIP_CLUSTER_NAME", CLUSTER)
             .env("POD_NAMESPACE", NAMESPACE)
             .env("NO_COLOR", "1")
-            .env("RUST_LOG", std::env::var("FLOATIP_LAB_LOG").unwrap_or_else(|_| "info".into()));
+            .env(
+                "RUST_LOG",
+                std::env::var("FLOATIP_LAB_LOG").unwrap_or_else(|_| "info".into()),
+            );
         c
     }
 
     pub fn node(&self, name: &str) -> Result<&SimNode> {
-        self.nodes.iter().find(|n| n.name == name).with_context(|| format!("no node {name}"))
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .with_context(|| format!("no node {name}"))
     }
 
     fn node_mut(&mut self, name: &str) -> Result<&mut SimNode> {
-        self.nodes.iter_mut().find(|n| n.name == name).with_context(|| format!("no node {name}"))
+        self.nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .with_context(|| format!("no node {name}"))
     }
 
     /// `floatip attach` for `name`, as its init container runs it.
@@ -432,7 +501,8 @@ impl Sim {
             .env("FLOATIP_ATTACH_TIMEOUT", "30s")
             .output()
             .context("running floatip attach")?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
         std::fs::write(self.log_dir.join(format!("attach-{name}.log")), &text)?;
         if !out.status.success() {
             bail!("floatip attach on {name} failed: {}", text.trim());
@@ -446,7 +516,10 @@ impl Sim {
         cmd.env("NODE_NAME", name)
             .env("POD_NAME", format!("floatip-agent-{name}"))
             .env("FLOATIP_NETNS", node.ns.path())
-            .env("FLOATIP_RELEASE_DELAY", format!("{}ms", self.opts.release_delay.as_millis()));
+            .env(
+                "FLOATIP_RELEASE_DELAY",
+                format!("{}ms", self.opts.release_delay.as_millis()),
+            );
         let proc = Proc::spawn(&format!("agent-{name}"), cmd, &self.log_dir, self.opts.echo)?;
         self.node_mut(name)?.agent = Some(proc);
         Ok(())
@@ -459,7 +532,11 @@ impl Sim {
             .env("FLOATIP_AGENT_NAMESPACE", NAMESPACE)
             .env("FLOATIP_ADMIN_ADDR", admin.to_string());
         let proc = Proc::spawn(identity, cmd, &self.log_dir, self.opts.echo)?;
-        self.controllers.push(Some(Controller { proc, identity: identity.to_string(), admin }));
+        self.controllers.push(Some(Controller {
+            proc,
+            identity: identity.to_string(),
+            admin,
+        }));
         Ok(self.controllers.len() - 1)
     }
 
@@ -490,7 +567,12 @@ impl Sim {
     }
 
     /// Polls the FloatingIP until `check` accepts it.
-    pub async fn wait_fip(&self, what: &str, timeout: Duration, check: impl Fn(&FloatingIP) -> bool) -> Result<FloatingIP> {
+    pub async fn wait_fip(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&FloatingIP) -> bool,
+    ) -> Result<FloatingIP> {
         let deadline = Instant::now() + timeout;
         let mut last = None;
         while Instant::now() < deadline {
@@ -502,7 +584,10 @@ impl Sim {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        bail!("{what} did not happen within {timeout:?}; status: {:?}", last.and_then(|f| f.status))
+        bail!(
+            "{what} did not happen within {timeout:?}; status: {:?}",
+            last.and_then(|f| f.status)
+        )
     }
 
     /// The ENIs holding the address in EC2 (as a secondary address), straight from moto.
@@ -510,7 +595,12 @@ impl Sim {
         let out = self
             .direct
             .describe_network_interfaces()
-            .filters(Filter::builder().name("addresses.private-ip-address").values(VIP).build())
+            .filters(
+                Filter::builder()
+                    .name("addresses.private-ip-address")
+                    .values(VIP)
+                    .build(),
+            )
             .send()
             .await?;
         Ok(out
@@ -560,7 +650,10 @@ impl Sim {
         let in_ec2 = self.ec2_holders().await?;
         let eni = holder.network_interface_id.clone().unwrap_or_default();
         if in_ec2 != [eni.clone()] {
-            bail!("status says {} ({eni}), EC2 has it on {in_ec2:?}", holder.node);
+            bail!(
+                "status says {} ({eni}), EC2 has it on {in_ec2:?}",
+                holder.node
+            );
         }
         let index = self.node(&holder.node)?.index;
         if !self.configured_on().contains(&index) {
@@ -568,7 +661,10 @@ impl Sim {
         }
         let answer = self.request_once().await;
         if answer.as_deref().ok() != Some(holder.node.as_str()) {
-            bail!("the client got {answer:?}, not an answer from {}", holder.node);
+            bail!(
+                "the client got {answer:?}, not an answer from {}",
+                holder.node
+            );
         }
         Ok(holder.node)
     }
@@ -576,7 +672,12 @@ impl Sim {
     /// One TCP request from the client to the address.
     pub async fn request_once(&self) -> Result<String, String> {
         let to: SocketAddr = format!("{VIP}:{NODE_PORT}").parse().expect("address");
-        let t = Traffic::start(self.client_ns.path(), to, Duration::from_secs(3600), Duration::from_millis(500));
+        let t = Traffic::start(
+            self.client_ns.path(),
+            to,
+            Duration::from_secs(3600),
+            Duration::from_millis(500),
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
         let mut waited = Duration::ZERO;
         loop {
@@ -599,7 +700,12 @@ impl Sim {
     /// Client traffic to the address: TCP and UDP every 10 ms, each with a 1 s timeout.
     pub fn traffic(&self) -> Traffic {
         let to: SocketAddr = format!("{VIP}:{NODE_PORT}").parse().expect("address");
-        Traffic::start(self.client_ns.path(), to, Duration::from_millis(10), Duration::from_secs(1))
+        Traffic::start(
+            self.client_ns.path(),
+            to,
+            Duration::from_millis(10),
+            Duration::from_secs(1),
+        )
     }
 
     /// The invariants that must hold through every scenario: no address on two ENIs in EC2,
@@ -607,7 +713,10 @@ impl Sim {
     pub fn check_invariants(&self) -> Result<InvariantReport> {
         let doubles = self.follower.seen.lock().unwrap().double_holders.clone();
         if let Some((at, ip, enis)) = doubles.first() {
-            bail!("EC2 had {ip} on {enis:?} at once (at {})", timeline::clock(*at));
+            bail!(
+                "EC2 had {ip} on {enis:?} at once (at {})",
+                timeline::clock(*at)
+            );
         }
         let changes: Vec<Change> = self.changes.lock().unwrap().clone();
         let overlap = monitor::longest_overlap(&changes, &self.downs, SystemTime::now());
@@ -651,7 +760,11 @@ impl Sim {
             let _ = node.ns.ip(&format!("link set {dev} down"));
         }
         let index = node.index;
-        self.downs.push(Down { node: index, from: at, to: None });
+        self.downs.push(Down {
+            node: index,
+            from: at,
+            to: None,
+        });
         Ok(())
     }
 
@@ -662,8 +775,16 @@ impl Sim {
         node.ns.ip("link set eth0 up")?;
         let _ = node.ns.ip("link set eth1 up");
         // Links going down took the default route with them.
-        node.ns.ip(&format!("route replace default via {} dev eth0", vpc::GATEWAY))?;
-        if let Some(d) = self.downs.iter_mut().rev().find(|d| d.node == index && d.to.is_none()) {
+        node.ns.ip(&format!(
+            "route replace default via {} dev eth0",
+            vpc::GATEWAY
+        ))?;
+        if let Some(d) = self
+            .downs
+            .iter_mut()
+            .rev()
+            .find(|d| d.node == index && d.to.is_none())
+        {
             d.to = Some(SystemTime::now());
         }
         self.attach(name)?;
@@ -680,7 +801,8 @@ impl Sim {
             }
         }
         tokio::time::sleep(down).await;
-        let (proc, _) = Self::kube_server(&self.bins, &self.log_dir, &self.kube_addr, self.opts.echo)?;
+        let (proc, _) =
+            Self::kube_server(&self.bins, &self.log_dir, &self.kube_addr, self.opts.echo)?;
         self.kube_proc = Some(proc);
         Ok(())
     }
@@ -696,7 +818,12 @@ impl Sim {
 
     /// `/_lab/calls`: counts per EC2 action and the recent mutating calls.
     pub fn ec2_calls(&self) -> Result<serde_json::Value> {
-        Ok(serde_json::from_str(&http(&self.ec2_addr(), "GET", "/_lab/calls", "")?)?)
+        Ok(serde_json::from_str(&http(
+            &self.ec2_addr(),
+            "GET",
+            "/_lab/calls",
+            "",
+        )?)?)
     }
 
     pub fn ec2_mutating(&self) -> Result<u64> {
@@ -719,7 +846,11 @@ impl Sim {
             .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().context("running kubectl (is it installed?)")?;
         if let Some(input) = stdin {
-            child.stdin.take().context("stdin")?.write_all(input.as_bytes())?;
+            child
+                .stdin
+                .take()
+                .context("stdin")?
+                .write_all(input.as_bytes())?;
         }
         drop(child.stdin.take());
         Ok(child.wait_with_output()?)
@@ -769,7 +900,11 @@ async fn create_node(client: &kube::Client, name: &str, instance: &str, ip: &str
 }
 
 /// Polls `check` every 50 ms until it holds.
-pub async fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) -> Result<()> {
+pub async fn wait_until(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> bool,
+) -> Result<()> {
     let deadline = Instant::now() + timeout;
     while !check() {
         if Instant::now() > deadline {
@@ -788,7 +923,8 @@ fn free_port() -> Result<SocketAddr> {
 /// One HTTP/1.1 request to a lab server; the body of a 2xx answer.
 pub fn http(addr: &str, method: &str, path: &str, body: &str) -> Result<String> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    let mut stream =
+        std::net::TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         stream,
@@ -797,11 +933,19 @@ pub fn http(addr: &str, method: &str, path: &str, body: &str) -> Result<String> 
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").context("not an HTTP response")?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("not an HTTP response")?;
     if !head.starts_with("HTTP/1.1 2") {
-        bail!("{method} {path}: {}", head.lines().next().unwrap_or_default());
+        bail!(
+            "{method} {path}: {}",
+            head.lines().next().unwrap_or_default()
+        );
     }
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         let mut out = String::new();
         let mut rest = body;
         while let Some((size, tail)) = rest.split_once("\r\n") {

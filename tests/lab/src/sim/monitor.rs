@@ -39,14 +39,22 @@ impl Monitor {
         // What is there already (the monitor only reports changes).
         let now = super::net::run("ip", &["-n", ns, "-o", "addr", "show"])?;
         if now.contains(&needle) {
-            changes.lock().unwrap().push(Change { at: SystemTime::now(), node, present: true });
+            changes.lock().unwrap().push(Change {
+                at: SystemTime::now(),
+                node,
+                present: true,
+            });
         }
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if line.contains(&needle) {
                     let present = !line.starts_with("Deleted");
-                    changes.lock().unwrap().push(Change { at: SystemTime::now(), node, present });
+                    changes.lock().unwrap().push(Change {
+                        at: SystemTime::now(),
+                        node,
+                        present,
+                    });
                 }
             }
         });
@@ -136,7 +144,11 @@ mod tests {
     }
 
     fn c(ms: u64, node: usize, present: bool) -> Change {
-        Change { at: t(ms), node, present }
+        Change {
+            at: t(ms),
+            node,
+            present,
+        }
     }
 
     #[test]
@@ -149,8 +161,15 @@ mod tests {
     #[test]
     fn a_node_does_not_count_while_it_is_down() {
         let changes = [c(0, 1, true), c(5000, 2, true)];
-        let down = |from, to: Option<u64>| Down { node: 1, from: t(from), to: to.map(t) };
-        assert_eq!(longest_overlap(&changes, &[down(4000, None)], t(10_000)), None);
+        let down = |from, to: Option<u64>| Down {
+            node: 1,
+            from: t(from),
+            to: to.map(t),
+        };
+        assert_eq!(
+            longest_overlap(&changes, &[down(4000, None)], t(10_000)),
+            None
+        );
         // Down after the overlap began: it counts until then.
         assert_eq!(
             longest_overlap(&changes, &[down(5500, None)], t(10_000)),

@@ -83,7 +83,11 @@ impl Netns {
             .write_all(ruleset.as_bytes())?;
         let out = child.wait_with_output()?;
         if !out.status.success() {
-            bail!("nft in {}: {}", self.name, String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "nft in {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(())
     }
@@ -134,7 +138,11 @@ pub fn enter(path: &Path) -> Result<()> {
     // SAFETY: setns(2) on an open namespace file descriptor; it changes only this thread.
     let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
     if rc != 0 {
-        bail!("setns {}: {}", path.display(), std::io::Error::last_os_error());
+        bail!(
+            "setns {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
     }
     Ok(())
 }
@@ -157,7 +165,10 @@ pub fn run(cmd: &str, args: &[&str]) -> Result<String> {
 
 /// A veth pair: `a_name` in `a`, `b_name` in `b`; both up.
 pub fn veth(a: &Netns, a_name: &str, b: &Netns, b_name: &str) -> Result<()> {
-    a.ip(&format!("link add {a_name} type veth peer name {b_name} netns {}", b.name))?;
+    a.ip(&format!(
+        "link add {a_name} type veth peer name {b_name} netns {}",
+        b.name
+    ))?;
     a.ip(&format!("link set {a_name} up"))?;
     b.ip(&format!("link set {b_name} up"))?;
     Ok(())

@@ -9,7 +9,10 @@ use super::traffic::Outage;
 
 /// Milliseconds since the Unix epoch as a wall-clock time of day (UTC), for messages.
 pub fn clock(t: SystemTime) -> String {
-    let ms = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis();
+    let ms = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
     let day = ms % 86_400_000;
     format!(
         "{:02}:{:02}:{:02}.{:03}",
@@ -120,8 +123,15 @@ impl Failover {
             s,
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="900" height="{height:.0}" font-family="sans-serif" font-size="12">"#
         );
-        let _ = writeln!(s, r#"<rect width="900" height="{height:.0}" fill="white"/>"#);
-        let _ = writeln!(s, r#"<text x="10" y="22" font-size="15" font-weight="bold">{}</text>"#, escape(title));
+        let _ = writeln!(
+            s,
+            r#"<rect width="900" height="{height:.0}" fill="white"/>"#
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="10" y="22" font-size="15" font-weight="bold">{}</text>"#,
+            escape(title)
+        );
         let _ = writeln!(
             s,
             r##"<text x="10" y="42" fill="#444">{} -> {} ({}); client-visible outage {} ms (TCP), {} ms (UDP)</text>"##,
@@ -144,8 +154,17 @@ impl Failover {
         }
         for (i, (label, at, lasted)) in steps.iter().enumerate() {
             let y = top + row * i as f64 + row / 2.0;
-            let _ = writeln!(s, r#"<text x="10" y="{:.0}">{}</text>"#, y + 4.0, escape(label));
-            let _ = writeln!(s, r##"<line x1="{left}" y1="{y:.0}" x2="{:.0}" y2="{y:.0}" stroke="#eee"/>"##, left + width);
+            let _ = writeln!(
+                s,
+                r#"<text x="10" y="{:.0}">{}</text>"#,
+                y + 4.0,
+                escape(label)
+            );
+            let _ = writeln!(
+                s,
+                r##"<line x1="{left}" y1="{y:.0}" x2="{:.0}" y2="{y:.0}" stroke="#eee"/>"##,
+                left + width
+            );
             if *lasted > 0.0 {
                 let _ = writeln!(
                     s,
@@ -155,16 +174,40 @@ impl Failover {
                     (x(at + lasted) - x(*at)).max(2.0)
                 );
             } else {
-                let _ = writeln!(s, r##"<circle cx="{:.1}" cy="{y:.0}" r="5" fill="#d8603b"/>"##, x(*at));
+                let _ = writeln!(
+                    s,
+                    r##"<circle cx="{:.1}" cy="{y:.0}" r="5" fill="#d8603b"/>"##,
+                    x(*at)
+                );
             }
-            let _ = writeln!(s, r##"<text x="{:.1}" y="{:.0}" fill="#333">{at:.0} ms</text>"##, x(at + lasted) + 8.0, y + 4.0);
+            let _ = writeln!(
+                s,
+                r##"<text x="{:.1}" y="{:.0}" fill="#333">{at:.0} ms</text>"##,
+                x(at + lasted) + 8.0,
+                y + 4.0
+            );
         }
         let axis = top + row * steps.len() as f64 + 10.0;
-        let _ = writeln!(s, r#"<line x1="{left}" y1="{axis:.0}" x2="{:.0}" y2="{axis:.0}" stroke="black"/>"#, left + width);
+        let _ = writeln!(
+            s,
+            r#"<line x1="{left}" y1="{axis:.0}" x2="{:.0}" y2="{axis:.0}" stroke="black"/>"#,
+            left + width
+        );
         let mut tick = 0.0;
         while tick <= span {
-            let _ = writeln!(s, r#"<line x1="{0:.1}" y1="{axis:.0}" x2="{0:.1}" y2="{1:.0}" stroke="black"/>"#, x(tick), axis + 5.0);
-            let _ = writeln!(s, r#"<text x="{:.1}" y="{:.0}" text-anchor="middle">{:.1} s</text>"#, x(tick), axis + 20.0, tick / 1000.0);
+            let _ = writeln!(
+                s,
+                r#"<line x1="{0:.1}" y1="{axis:.0}" x2="{0:.1}" y2="{1:.0}" stroke="black"/>"#,
+                x(tick),
+                axis + 5.0
+            );
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{:.0}" text-anchor="middle">{:.1} s</text>"#,
+                x(tick),
+                axis + 20.0,
+                tick / 1000.0
+            );
             tick += if span > 6000.0 { 1000.0 } else { 500.0 };
         }
         let _ = writeln!(s, "</svg>");
@@ -173,7 +216,9 @@ impl Failover {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// `key=value` from a log line (tracing's text format), without quotes.

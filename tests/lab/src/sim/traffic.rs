@@ -170,7 +170,10 @@ pub fn outage(attempts: &[Attempt], proto: Proto, from: SystemTime) -> Outage {
     let Some(first) = list.iter().position(|a| a.result.is_err()) else {
         return out;
     };
-    let last = list.iter().rposition(|a| a.result.is_err()).unwrap_or(first);
+    let last = list
+        .iter()
+        .rposition(|a| a.result.is_err())
+        .unwrap_or(first);
     out.first_failed = Some(list[first].sent);
     if let Some(ok) = list[last + 1..].iter().find(|a| a.result.is_ok()) {
         out.duration = ok.sent.duration_since(list[first].sent).unwrap_or_default();
@@ -188,13 +191,24 @@ mod tests {
             proto: Proto::Tcp,
             sent: SystemTime::UNIX_EPOCH + Duration::from_millis(ms),
             took: Duration::from_millis(1),
-            result: if ok { Ok("node-1".into()) } else { Err("refused".into()) },
+            result: if ok {
+                Ok("node-1".into())
+            } else {
+                Err("refused".into())
+            },
         }
     }
 
     #[test]
     fn outage_runs_from_first_failure_to_first_success_after_the_last() {
-        let a = [at(0, true), at(10, false), at(20, true), at(30, false), at(40, true), at(50, true)];
+        let a = [
+            at(0, true),
+            at(10, false),
+            at(20, true),
+            at(30, false),
+            at(40, true),
+            at(50, true),
+        ];
         let o = outage(&a, Proto::Tcp, SystemTime::UNIX_EPOCH);
         assert_eq!(o.requests, 6);
         assert_eq!(o.failed, 2);
@@ -220,6 +234,9 @@ mod tests {
         let a = [at(0, true), at(10, false), at(20, false)];
         let o = outage(&a, Proto::Tcp, SystemTime::UNIX_EPOCH);
         assert_eq!(o.recovered, None);
-        assert_eq!(o.first_failed, Some(SystemTime::UNIX_EPOCH + Duration::from_millis(10)));
+        assert_eq!(
+            o.first_failed,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_millis(10))
+        );
     }
 }

@@ -43,7 +43,10 @@ pub fn run(args: Args, bins: Binaries) -> Result<()> {
             let from = sim.holder().await.context("no holder")?;
             println!("\n==> client traffic to {VIP}:30080 every 10 ms; killing the holder {from} (links down, agent gone)");
             let m = sim.measure_failover(Failure::NodeDies).await?;
-            println!("==> the address moved: {} -> {} ({})", m.timeline.from, m.timeline.to, m.timeline.reason);
+            println!(
+                "==> the address moved: {} -> {} ({})",
+                m.timeline.from, m.timeline.to, m.timeline.reason
+            );
             show(&sim, &["get", "fip", "-o", "wide"])?;
             println!("\n{}", m.timeline.text());
             println!("mutating EC2 calls for this failover: {}", m.mutating_calls);

@@ -148,7 +148,12 @@ impl State {
         let out = self
             .aws
             .describe_network_interfaces()
-            .filters(Filter::builder().name("subnet-id").values(&self.subnet).build())
+            .filters(
+                Filter::builder()
+                    .name("subnet-id")
+                    .values(&self.subnet)
+                    .build(),
+            )
             .send()
             .await
             .ok()?;
@@ -157,7 +162,11 @@ impl State {
         let mut owned = BTreeMap::new();
         let mut holders: BTreeMap<Ipv4Addr, Vec<String>> = BTreeMap::new();
         for ni in out.network_interfaces() {
-            for a in ni.private_ip_addresses().iter().filter(|a| a.primary() != Some(true)) {
+            for a in ni
+                .private_ip_addresses()
+                .iter()
+                .filter(|a| a.primary() != Some(true))
+            {
                 if let Some(ip) = a.private_ip_address().and_then(|s| s.parse().ok()) {
                     holders
                         .entry(ip)
@@ -175,7 +184,13 @@ impl State {
             let dev = att.device_index().unwrap_or(0);
             let rdev = wire(*idx, dev);
             if !router_links.contains(&format!(" {rdev}@")) {
-                self.plug(ns, dev, ni.mac_address().unwrap_or_default(), &rdev, ni.private_ip_address());
+                self.plug(
+                    ns,
+                    dev,
+                    ni.mac_address().unwrap_or_default(),
+                    &rdev,
+                    ni.private_ip_address(),
+                );
                 // A new wire: whatever the router had for the old one is gone with it.
                 self.effective.retain(|_, d| *d != rdev);
             }
@@ -199,7 +214,12 @@ impl State {
     fn plug(&self, ns: &str, dev: i32, mac: &str, rdev: &str, primary: Option<&str>) {
         let name = format!("eth{dev}");
         let r = &self.router;
-        if ip(ns, &format!("link add {name} address {mac} type veth peer name {rdev} netns {r}")).is_err() {
+        if ip(
+            ns,
+            &format!("link add {name} address {mac} type veth peer name {rdev} netns {r}"),
+        )
+        .is_err()
+        {
             return;
         }
         let _ = ip(r, &format!("link set {rdev} up"));

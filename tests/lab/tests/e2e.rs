@@ -1,0 +1,596 @@
+//! End to end, as users run floatip: the simulated VPC (network namespaces) with three nodes,
+//! two `floatip controller`, `floatip attach` and one `floatip agent` per node, all real
+//! processes built from this repository, against the lab's API server and EC2. Client traffic
+//! (TCP and UDP every 10 ms) runs through each scenario, and every scenario ends with the
+//! invariant checks: never two ENIs holding the address in EC2, never the address on two live
+//! nodes for longer than the release delay plus 1 s, status equal to EC2 once settled.
+//! Root only (network namespaces); skipped with a message otherwise.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use floatip::api::messages;
+use floatip::api::FloatingIP;
+use floatip_lab::sim::bench::Failure;
+use floatip_lab::sim::traffic::{outage, Proto};
+use floatip_lab::sim::{isolated, net, Binaries, Options, Sim, FIP, VIP};
+
+fn binaries() -> Binaries {
+    let lab = PathBuf::from(env!("CARGO_BIN_EXE_floatip-lab"));
+    // `cargo nextest run --workspace` builds floatip; a run of this package alone may not.
+    Binaries::beside(lab.clone(), false)
+        .or_else(|_| Binaries::beside(lab, true))
+        .expect("the floatip binary")
+}
+
+/// Runs `body` against a fresh simulation and checks the invariants afterwards.
+fn scenario<F, Fut>(name: &str, opts: Options, body: F)
+where
+    F: FnOnce(Sim) -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<Sim>>,
+{
+    if let Some(why) = net::unavailable() {
+        eprintln!("SKIP {name}: the simulated VPC {why}");
+        return;
+    }
+    let bins = binaries();
+    // Every process's log, kept for a look after a failure.
+    let logs = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("e2e")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&logs);
+    let opts = Options {
+        log_dir: Some(logs.clone()),
+        ..opts
+    };
+    let result = isolated(move |infra| async move {
+        let sim = Sim::start(&infra, bins, opts).await?;
+        let sim = body(sim).await?;
+        let report = sim.check_invariants()?;
+        println!(
+            "invariants: {} EC2 reads never saw two holders; longest on two live nodes {} ms (bound {} ms)",
+            report.ec2_reads,
+            report.longest_overlap.as_millis(),
+            report.bound.as_millis()
+        );
+        sim.settle(Duration::from_secs(30)).await?;
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{name}: {e:#} (logs in {})", logs.display());
+    }
+}
+
+fn holder(f: &FloatingIP) -> Option<String> {
+    f.status.as_ref()?.holder.as_ref().map(|h| h.node.clone())
+}
+
+fn reason(f: &FloatingIP) -> String {
+    f.status
+        .as_ref()
+        .and_then(|s| s.last_move.as_ref())
+        .map(|m| m.reason.as_str().to_string())
+        .unwrap_or_default()
+}
+
+fn condition(f: &FloatingIP, type_: &str) -> Option<(String, String, String)> {
+    let c = f
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+fn move_count(f: &FloatingIP) -> i64 {
+    f.status.as_ref().map(|s| s.move_count).unwrap_or(0)
+}
+
+#[test]
+fn holder_service_dies() {
+    scenario(
+        "holder_service_dies",
+        Options::default(),
+        |mut sim| async move {
+            let m = sim.measure_failover(Failure::ServiceDies).await?;
+            println!("{}", m.timeline.text());
+            assert_ne!(m.timeline.from, m.timeline.to);
+            assert_eq!(m.timeline.reason, "HolderUnhealthy");
+            assert_eq!(
+                m.mutating_calls, 1,
+                "one AssignPrivateIpAddresses per failover"
+            );
+            assert!(m.timeline.tcp.failed > 0, "the client saw the service die");
+            assert!(m.timeline.tcp.recovered.is_some() && m.timeline.udp.recovered.is_some());
+            assert!(m.timeline.decided.is_some() && m.timeline.first_failed_probe.is_some());
+            Ok(sim)
+        },
+    );
+}
+
+#[test]
+fn holder_node_dies_and_comes_back() {
+    scenario(
+        "holder_node_dies_and_comes_back",
+        Options::default(),
+        |mut sim| async move {
+            let m = sim.measure_failover(Failure::NodeDies).await?;
+            println!("{}", m.timeline.text());
+            assert_eq!(m.timeline.reason, "HolderUnhealthy");
+            assert_eq!(m.mutating_calls, 1);
+            let dead = sim.node(&m.timeline.from)?.index;
+            assert!(
+                sim.configured_on().contains(&dead),
+                "a dead node keeps what it had: its links are down, nothing removed it"
+            );
+            // It reboots: the init container and the agent run again and drop the address.
+            sim.revive_node(&m.timeline.from)?;
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while sim.configured_on().contains(&dead) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the revived node still has the address"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert_eq!(
+                sim.holder().await.as_deref(),
+                Some(m.timeline.to.as_str()),
+                "no failback by default"
+            );
+            Ok(sim)
+        },
+    );
+}
+
+#[test]
+fn holder_cordoned_and_drained_loses_no_request() {
+    scenario(
+        "holder_cordoned_and_drained_loses_no_request",
+        Options::default(),
+        |mut sim| async move {
+            let from = sim.settle(Duration::from_secs(30)).await?;
+            let traffic = sim.traffic();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let start = SystemTime::now();
+            let out = sim.kubectl(&["cordon", &from], None)?;
+            assert!(
+                out.status.success(),
+                "cordon: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let f = sim
+                .wait_fip(
+                    "the move off the cordoned node",
+                    Duration::from_secs(20),
+                    |f| holder(f).is_some_and(|h| h != from),
+                )
+                .await?;
+            assert_eq!(reason(&f), "NodeCordoned");
+            // Drain, then the node shuts down: the kubelet stops the agent (SIGTERM) and the
+            // machine goes away once it has exited.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let node = sim.nodes.iter_mut().find(|n| n.name == from).expect("node");
+            let agent = node.agent.as_mut().expect("agent");
+            agent.signal("TERM");
+            assert_eq!(
+                agent.wait(Duration::from_secs(25)),
+                Some(0),
+                "the agent exits cleanly"
+            );
+            sim.kill_node(&from)?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let attempts = traffic.stop();
+            for proto in [Proto::Tcp, Proto::Udp] {
+                let o = outage(&attempts, proto, start);
+                println!("{proto:?}: {} requests, {} failed", o.requests, o.failed);
+                assert!(o.requests > 100);
+                assert_eq!(o.failed, 0, "{proto:?} requests failed during the drain");
+            }
+            let to = holder(&f).unwrap();
+            assert!(attempts
+                .iter()
+                .any(|a| a.result.as_deref() == Ok(from.as_str())));
+            assert!(attempts
+                .iter()
+                .any(|a| a.result.as_deref() == Ok(to.as_str())));
+            Ok(sim)
+        },
+    );
+}
+
+#[test]
+fn leader_killed_in_steady_state() {
+    scenario(
+        "leader_killed_in_steady_state",
+        Options::default(),
+        |mut sim| async move {
+            let before = sim.settle(Duration::from_secs(30)).await?;
+            let traffic = sim.traffic();
+            let start = SystemTime::now();
+            let killed = sim.kill9_leader()?;
+            let t = Instant::now();
+            let deadline = t + Duration::from_secs(20);
+            let leader = loop {
+                if let Some(l) = sim.leader() {
+                    break l;
+                }
+                assert!(Instant::now() < deadline, "no new leader");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            println!(
+                "kill -9 of the leader -> the other replica leads after {} ms",
+                t.elapsed().as_millis()
+            );
+            assert_ne!(leader, killed);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let attempts = traffic.stop();
+            let o = outage(&attempts, Proto::Tcp, start);
+            assert_eq!(
+                o.failed, 0,
+                "steady state: clients never notice the controller"
+            );
+            assert_eq!(sim.holder().await, Some(before), "no move without a reason");
+            // The new leader handles the next failure.
+            let m = sim.measure_failover(Failure::ServiceDies).await?;
+            println!("{}", m.timeline.text());
+            assert_eq!(m.mutating_calls, 1);
+            Ok(sim)
+        },
+    );
+}
+
+#[test]
+fn leader_killed_in_the_middle_of_a_move() {
+    scenario(
+        "leader_killed_in_the_middle_of_a_move",
+        Options::default(),
+        |mut sim| async move {
+            let from = sim.settle(Duration::from_secs(30)).await?;
+            let traffic = sim.traffic();
+            // Hold the move's EC2 call long enough to kill the leader while it is in flight.
+            sim.ec2_fault(serde_json::json!({"kind": "latency", "ms": 1500, "action": "AssignPrivateIpAddresses", "count": 1}))?;
+            let start = SystemTime::now();
+            sim.set_service(&from, false)?;
+            sim.wait_fip("a claimed move", Duration::from_secs(20), |f| {
+                f.status.as_ref().is_some_and(|s| s.pending_move.is_some())
+            })
+            .await?;
+            let killed = sim.kill9_leader()?;
+            println!("killed controller {killed} with the move claimed and its EC2 call in flight");
+            let f = sim
+                .wait_fip(
+                    "the move finished by the other replica",
+                    Duration::from_secs(40),
+                    |f| {
+                        holder(f).is_some_and(|h| h != from)
+                            && f.status.as_ref().is_some_and(|s| s.pending_move.is_none())
+                    },
+                )
+                .await?;
+            let settled = sim.settle(Duration::from_secs(30)).await?;
+            assert_eq!(Some(settled), holder(&f));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let o = outage(&traffic.stop(), Proto::Tcp, start);
+            println!(
+                "client outage {} ms ({} failed)",
+                o.duration.as_millis(),
+                o.failed
+            );
+            assert!(o.recovered.is_some());
+            Ok(sim)
+        },
+    );
+}
+
+#[test]
+fn leader_and_holder_die_together() {
+    scenario(
+        "leader_and_holder_die_together",
+        Options::default(),
+        |mut sim| async move {
+            let from = sim.settle(Duration::from_secs(30)).await?;
+            let traffic = sim.traffic();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let start = SystemTime::now();
+            sim.kill9_leader()?;
+            sim.kill_node(&from)?;
+            let f = sim
+                .wait_fip(
+                    "the move by the surviving replica",
+                    Duration::from_secs(40),
+                    |f| holder(f).is_some_and(|h| h != from),
+                )
+                .await?;
+            assert_eq!(reason(&f), "HolderUnhealthy");
+            sim.settle(Duration::from_secs(30)).await?;
+            let o = outage(&traffic.stop(), Proto::Tcp, start);
+            println!(
+                "leader and holder killed together: client outage {} ms ({} failed); lease 4 s",
+                o.duration.as_millis(),
+                o.failed
+            );
+            assert!(o.recovered.is_some());
+            Ok(sim)
+        },
+    );
+}
+
+#[test]
+fn ec2_unreachable_for_10s_during_a_failure() {
+    scenario(
+        "ec2_unreachable_for_10s_during_a_failure",
+        Options::default(),
+        |mut sim| async move {
+            let from = sim.settle(Duration::from_secs(30)).await?;
+            let traffic = sim.traffic();
+            sim.ec2_fault(serde_json::json!({"kind": "outage", "seconds": 10}))?;
+            let start = Instant::now();
+            sim.kill_node(&from)?;
+            let errored = sim
+                .wait_fip(
+                    "CloudError during the outage",
+                    Duration::from_secs(10),
+                    |f| condition(f, "CloudError").is_some_and(|(s, _, _)| s == "True"),
+                )
+                .await?;
+            println!("during the outage: {:?}", condition(&errored, "CloudError"));
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "CloudError was set during the outage"
+            );
+            assert_eq!(
+                holder(&errored).as_deref(),
+                Some(from.as_str()),
+                "nothing moved without EC2"
+            );
+            let f = sim
+                .wait_fip("the move once EC2 answers", Duration::from_secs(60), |f| {
+                    holder(f).is_some_and(|h| h != from)
+                        && condition(f, "CloudError").is_none_or(|(s, _, _)| s != "True")
+                })
+                .await?;
+            let done = start.elapsed();
+            println!(
+                "move done {} ms after the outage began (10 s)",
+                done.as_millis()
+            );
+            assert!(
+                done >= Duration::from_secs(10),
+                "no move can finish while EC2 is unreachable"
+            );
+            sim.settle(Duration::from_secs(30)).await?;
+            let o = outage(&traffic.stop(), Proto::Tcp, SystemTime::now() - done);
+            println!("client outage {} ms", o.duration.as_millis());
+            assert_eq!(reason(&f), "HolderUnhealthy");
+            Ok(sim)
+        },
+    );
+}
+
+#[test]
+fn ec2_throttling_during_a_failure() {
+    scenario(
+        "ec2_throttling_during_a_failure",
+        Options::default(),
+        |mut sim| async move {
+            sim.ec2_fault(serde_json::json!({"kind": "throttle", "action": "AssignPrivateIpAddresses", "count": 6}))?;
+            let m = sim.measure_failover(Failure::ServiceDies).await?;
+            println!("{}", m.timeline.text());
+            let calls = sim.ec2_calls()?;
+            let assign = &calls["actions"]["AssignPrivateIpAddresses"];
+            println!("AssignPrivateIpAddresses: {assign}");
+            assert_eq!(
+                assign["faulted"].as_u64(),
+                Some(6),
+                "all six throttled answers were seen"
+            );
+            assert_eq!(
+                m.mutating_calls, 7,
+                "six throttled attempts and the one that went through"
+            );
+            let f = sim.fip().await?;
+            assert!(condition(&f, "CloudError").is_none_or(|(s, _, _)| s != "True"));
+            Ok(sim)
+        },
+    );
+}
+
+#[test]
+fn api_server_restarted() {
+    scenario(
+        "api_server_restarted",
+        Options::default(),
+        |mut sim| async move {
+            let before = sim.settle(Duration::from_secs(30)).await?;
+            let traffic = sim.traffic();
+            let start = SystemTime::now();
+            sim.restart_kube(Duration::from_secs(2)).await?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while sim.leader().is_none() {
+                assert!(
+                    Instant::now() < deadline,
+                    "no leader after the API server came back"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let o = outage(&traffic.stop(), Proto::Tcp, start);
+            assert_eq!(
+                o.failed, 0,
+                "the data path does not depend on the API server"
+            );
+            assert_eq!(
+                sim.holder().await,
+                Some(before),
+                "the objects survived the restart"
+            );
+            // The watches resumed: the controller sees the next failure and the new holder's agent
+            // sees the status change.
+            let m = sim.measure_failover(Failure::ServiceDies).await?;
+            println!("after the restart: {}", m.timeline.text());
+            assert_eq!(m.mutating_calls, 1);
+            let resumed = sim
+                .controllers
+                .iter()
+                .flatten()
+                .map(|c| c.proc.lines_with("watch error").len())
+                .sum::<usize>();
+            println!("controller watch errors logged around the restart: {resumed}");
+            Ok(sim)
+        },
+    );
+}
+
+#[test]
+fn flapping_service_moves_at_most_once_per_min_hold() {
+    let opts = Options {
+        min_hold_seconds: 8,
+        ..Options::default()
+    };
+    scenario(
+        "flapping_service_moves_at_most_once_per_min_hold",
+        opts,
+        |mut sim| async move {
+            sim.settle(Duration::from_secs(30)).await?;
+            let before = move_count(&sim.fip().await?);
+            let window = Duration::from_secs(30);
+            let start = Instant::now();
+            // The current holder's service goes down for 2 s and up for 2 s, again and again:
+            // long enough to be seen down (about 1.5 s) and up again (about 1 s).
+            while start.elapsed() < window {
+                let h = sim.holder().await.unwrap_or_default();
+                sim.set_service(&h, false)?;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                sim.set_service(&h, true)?;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            let moves = move_count(&sim.fip().await?) - before;
+            let bound = window.as_secs() as i64 / 8 + 1;
+            println!(
+                "{} s of flapping with minHoldSeconds 8: {moves} moves (bound {bound})",
+                window.as_secs()
+            );
+            assert!(moves >= 1, "the flapping was seen");
+            assert!(
+                moves <= bound,
+                "{moves} moves exceed one per minHoldSeconds"
+            );
+            Ok(sim)
+        },
+    );
+}
+
+#[test]
+fn invalid_floatingips_are_refused_by_kubectl_apply() {
+    scenario(
+        "invalid_floatingips_are_refused_by_kubectl_apply",
+        Options::default(),
+        |sim| async move {
+            let subnet = sim.subnet.clone();
+            let cases = [
+            ("bad-syntax", format!("address: 10.99.8.300\n  subnetId: {subnet}"), messages::ADDRESS_SYNTAX),
+            ("loopback", format!("address: 127.0.0.5\n  subnetId: {subnet}"), messages::ADDRESS_NOT_UNICAST),
+            ("no-subnet", "address: 10.99.8.101".to_string(), messages::SUBNET_REQUIRED_SECONDARY),
+            ("eip-no-allocation", "address: 10.99.8.101\n  mode: ElasticIP".to_string(), messages::ELASTIC_IP_REQUIRED),
+            (
+                "slow-probe",
+                format!("address: 10.99.8.101\n  subnetId: {subnet}\n  healthCheck:\n    port: 80\n    intervalMs: 200\n    timeoutMs: 500"),
+                messages::TIMEOUT_ABOVE_INTERVAL,
+            ),
+        ];
+            let calls = sim.ec2_mutating()?;
+            for (name, spec, message) in cases {
+                let doc = format!("apiVersion: floatip.io/v1alpha1\nkind: FloatingIP\nmetadata:\n  name: {name}\nspec:\n  {spec}\n");
+                let out = sim.kubectl(&["apply", "-f", "-"], Some(&doc))?;
+                let err = String::from_utf8_lossy(&out.stderr);
+                println!("{name}: {}", err.trim());
+                assert!(!out.status.success(), "{name} was accepted");
+                assert!(
+                    err.contains(message),
+                    "{name}: expected {message:?} in {err}"
+                );
+                assert!(
+                    !sim.kubectl(&["get", "fip", name], None)?.status.success(),
+                    "{name} exists"
+                );
+            }
+            // Changing the address of a live FloatingIP is refused too, and changes nothing.
+            let moved = sim.example_fip().replace(VIP, "10.99.8.101");
+            let out = sim.kubectl(&["apply", "-f", "-"], Some(&moved))?;
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success() && err.contains(messages::ADDRESS_IMMUTABLE),
+                "{err}"
+            );
+            assert_eq!(sim.fip().await?.spec.address, VIP);
+            assert_eq!(sim.ec2_mutating()?, calls, "nothing reached EC2");
+            Ok(sim)
+        },
+    );
+}
+
+#[test]
+fn duplicate_address_gets_conflict() {
+    scenario(
+        "duplicate_address_gets_conflict",
+        Options::default(),
+        |sim| async move {
+            let owner = sim.settle(Duration::from_secs(30)).await?;
+            let calls = sim.ec2_mutating()?;
+            let copy = sim
+                .example_fip()
+                .replace(&format!("name: {FIP}"), "name: web-copy");
+            let out = sim.kubectl(&["apply", "-f", "-"], Some(&copy))?;
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let conflict = loop {
+                let out = sim.kubectl(
+                    &[
+                        "get",
+                        "fip",
+                        "web-copy",
+                        "-o",
+                        "jsonpath={.status.conditions[?(@.type==\"Conflict\")]}",
+                    ],
+                    None,
+                )?;
+                let text = String::from_utf8_lossy(&out.stdout).to_string();
+                if text.contains("\"True\"") {
+                    break text;
+                }
+                assert!(Instant::now() < deadline, "no Conflict on web-copy: {text}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
+            println!("web-copy: {conflict}");
+            assert!(conflict.contains(FIP), "the condition names the owner");
+            assert_eq!(sim.holder().await, Some(owner.clone()));
+            assert_eq!(
+                sim.ec2_mutating()?,
+                calls,
+                "the duplicate never reached EC2"
+            );
+            let out = sim.kubectl(
+                &["delete", "fip", "web-copy", "--wait=true", "--timeout=20s"],
+                None,
+            )?;
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(
+                sim.settle(Duration::from_secs(20)).await?,
+                owner,
+                "deleting the duplicate leaves the owner's address"
+            );
+            Ok(sim)
+        },
+    );
+}
