@@ -36,6 +36,7 @@ pub fn run(args: Args, bins: Binaries) -> Result<()> {
         ..Options::default()
     };
     let exit = args.exit;
+    let keep_logs = args.log_dir.is_some();
     super::isolated(move |infra| async move {
         let work = async {
             let mut sim = Sim::start(&infra, bins, opts).await?;
@@ -57,7 +58,11 @@ pub fn run(args: Args, bins: Binaries) -> Result<()> {
                 inv.longest_overlap.as_millis(),
                 inv.bound.as_millis()
             );
-            println!("\nlogs: {}", sim.log_dir.display());
+            if keep_logs {
+                println!("\nlogs: {}", sim.log_dir.display());
+            } else {
+                println!("\nlogs: {} (removed on exit; --log-dir keeps them)", sim.log_dir.display());
+            }
             if !exit {
                 println!(
                     "\nThe cluster stays up. From another shell (as root):\n  ip netns exec {} kubectl --kubeconfig {} get fip {FIP} -o yaml\nCtrl-C tears everything down.",
