@@ -2,7 +2,7 @@
 //! one subnet, instances with floating ENIs, Nodes and ready agent pods, and real
 //! `floatip controller` processes configured as in production (flags, env, kubeconfig).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -112,38 +112,10 @@ impl Drop for Ec2Lab {
     }
 }
 
-/// One HTTP/1.1 request; returns the body of a 2xx answer.
+/// One HTTP/1.1 request to a lab server; returns the body of a 2xx answer.
 pub fn http(base: &str, method: &str, path: &str, body: &str) -> String {
-    let addr = base.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 2"), "{method} {path}: {head}");
-    // Chunked bodies (hyper streams some): undo the framing.
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = String::new();
-        let mut rest = body;
-        while let Some((size, tail)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            out.push_str(&tail[..n]);
-            rest = &tail[n + 2..];
-        }
-        return out;
-    }
-    body.to_string()
+    floatip_lab::sim::http(base.trim_start_matches("http://"), method, path, body)
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// A node of the simulated cluster.

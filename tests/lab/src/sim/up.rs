@@ -61,7 +61,10 @@ pub fn run(args: Args, bins: Binaries) -> Result<()> {
             if keep_logs {
                 println!("\nlogs: {}", sim.log_dir.display());
             } else {
-                println!("\nlogs: {} (removed on exit; --log-dir keeps them)", sim.log_dir.display());
+                println!(
+                    "\nlogs: {} (removed on exit; --log-dir keeps them)",
+                    sim.log_dir.display()
+                );
             }
             if !exit {
                 println!(
