@@ -5,3 +5,4 @@
 pub mod ec2;
 pub mod kube;
 pub mod sim;
+pub mod venv;
