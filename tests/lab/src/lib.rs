@@ -2,6 +2,8 @@
 //! here) and a simulated VPC built from network namespaces that runs the real floatip binaries.
 //! Dev only: it never ships in the image.
 
+pub mod chart;
 pub mod ec2;
 pub mod kube;
 pub mod sim;
+pub mod venv;

@@ -3,7 +3,7 @@
 //! in the image.
 
 use clap::{Parser, Subcommand};
-use floatip_lab::{ec2, kube, sim};
+use floatip_lab::{chart, ec2, kube, sim};
 
 #[derive(Debug, Parser)]
 #[command(name = "floatip-lab", version)]
@@ -18,6 +18,9 @@ enum Command {
     Kube(kube::Args),
     /// Serve EC2 (moto, patched) behind a fault proxy; prints AWS_ENDPOINT_URL=... first.
     Ec2(ec2::Args),
+    /// Render the Helm chart with Helm's library, validate every object against the
+    /// Kubernetes schemas, and write the plain manifests (deploy/floatip.yaml).
+    RenderChart(chart::Args),
     /// The demo (root): build floatip, start a simulated cluster in a simulated VPC (two
     /// controllers, three nodes), apply a FloatingIP, fail its holder and show the move.
     Up(sim::up::Args),
@@ -44,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Kube(args) => kube::run(args).await,
         Command::Ec2(args) => ec2::run(args).await,
+        Command::RenderChart(args) => chart::run(args).await,
         // The simulation runs its own runtime on a thread inside its namespace.
         Command::Up(args) => {
             let bins = sim::Binaries::beside(std::env::current_exe()?, true)?;

@@ -2,7 +2,8 @@
 //!
 //! - `POST /_lab/faults` with a JSON [`Spec`] arms a fault and answers it with its id.
 //! - `GET /_lab/faults` lists the armed faults; `DELETE /_lab/faults` disarms them all.
-//! - `GET /_lab/calls` counts requests per EC2 Action, mutating or not; `DELETE` resets them.
+//! - `GET /_lab/calls` counts requests per EC2 Action, mutating or not, and per caller (access
+//!   key ID) and Action; `DELETE` resets them.
 //! - `GET /_lab/info` tells moto's address and process id.
 
 use std::time::Instant;

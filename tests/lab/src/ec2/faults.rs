@@ -162,6 +162,9 @@ pub struct Calls {
     pub total: u64,
     pub mutating: u64,
     pub actions: BTreeMap<String, ActionCalls>,
+    /// Requests per caller (the access key ID the request was signed with) and Action: what
+    /// each IAM principal would have needed.
+    pub callers: BTreeMap<String, BTreeMap<String, u64>>,
     /// The latest mutating calls with when they came and were answered (a timeline's EC2
     /// steps), oldest first, at most [`Calls::RECENT`].
     pub recent: std::collections::VecDeque<CallRecord>,
@@ -199,8 +202,9 @@ impl Calls {
         }
     }
 
-    pub fn record(&mut self, action: Option<&str>, faulted: bool) {
+    pub fn record(&mut self, action: Option<&str>, caller: Option<&str>, faulted: bool) {
         let action = action.unwrap_or("(none)");
+        self.authorized(caller, action);
         let mutating = is_mutating(action);
         let entry = self.actions.entry(action.to_owned()).or_default();
         entry.calls += 1;
@@ -208,6 +212,18 @@ impl Calls {
         entry.mutating = mutating;
         self.total += 1;
         self.mutating += u64::from(mutating);
+    }
+}
+
+impl Calls {
+    /// Counts an action IAM authorizes for `caller`: the request's own, or one it implies.
+    pub fn authorized(&mut self, caller: Option<&str>, action: &str) {
+        *self
+            .callers
+            .entry(caller.unwrap_or("(unsigned)").to_owned())
+            .or_default()
+            .entry(action.to_owned())
+            .or_default() += 1;
     }
 }
 
@@ -341,10 +357,10 @@ mod tests {
     #[test]
     fn calls_split_mutating_from_read_only() {
         let mut calls = Calls::default();
-        calls.record(Some("DescribeNetworkInterfaces"), false);
-        calls.record(Some("AssignPrivateIpAddresses"), true);
-        calls.record(Some("AssignPrivateIpAddresses"), false);
-        calls.record(None, false);
+        calls.record(Some("DescribeNetworkInterfaces"), Some("agent"), false);
+        calls.record(Some("AssignPrivateIpAddresses"), Some("controller"), true);
+        calls.record(Some("AssignPrivateIpAddresses"), Some("agent"), false);
+        calls.record(None, None, false);
         assert_eq!((calls.total, calls.mutating), (4, 2));
         let assign = &calls.actions["AssignPrivateIpAddresses"];
         assert_eq!(
@@ -353,5 +369,9 @@ mod tests {
         );
         assert!(!calls.actions["DescribeNetworkInterfaces"].mutating);
         assert!(!calls.actions["(none)"].mutating);
+        assert_eq!(calls.callers["agent"]["DescribeNetworkInterfaces"], 1);
+        assert_eq!(calls.callers["agent"]["AssignPrivateIpAddresses"], 1);
+        assert_eq!(calls.callers["controller"].len(), 1);
+        assert_eq!(calls.callers["(unsigned)"]["(none)"], 1);
     }
 }

@@ -8,7 +8,6 @@ mod control;
 mod faults;
 mod moto;
 mod proxy;
-mod venv;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -18,6 +17,21 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
+
+use crate::venv;
+
+/// moto and its dependencies, the launcher and the patch (tests/lab/moto/).
+pub const VENV: venv::Spec = venv::Spec {
+    what: "moto",
+    requirements: include_str!("../../moto/requirements.txt"),
+    scripts: &[
+        (
+            "floatip_moto_patch.py",
+            include_str!("../../moto/floatip_moto_patch.py"),
+        ),
+        ("launch.py", include_str!("../../moto/launch.py")),
+    ],
+};
 
 /// `floatip-lab ec2` flags.
 #[derive(Debug, clap::Args)]
@@ -39,7 +53,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Some(root) => root,
         None => venv::default_root()?,
     };
-    let venv = venv::ensure(&root, &args.python).await?;
+    let venv = venv::ensure(&root, &args.python, &VENV).await?;
     let mut moto = moto::Moto::start(&venv).await?;
     let listener = TcpListener::bind(args.listen)
         .await
@@ -61,4 +75,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     moto.stop().await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn requirements_pin_moto_exactly() {
+        crate::venv::tests::assert_pinned(super::VENV.requirements, "moto==5.2.5");
+    }
 }

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
-use super::venv::Venv;
+use crate::venv::Venv;
 
 /// Importing moto's EC2 takes seconds, more while nextest runs several labs on two cores.
 const START_TIMEOUT: Duration = Duration::from_secs(180);

@@ -98,10 +98,17 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Drop
         }
     };
     let action = action_of(&parts.uri, &body);
+    let caller = caller_of(&parts.headers);
     let started_ms = unix_ms();
     let decision = state.faults().decide(action.as_deref(), Instant::now());
     let faulted = decision.outcome != Outcome::Forward;
-    state.calls().record(action.as_deref(), faulted);
+    {
+        let mut calls = state.calls();
+        calls.record(action.as_deref(), caller.as_deref(), faulted);
+        for implied in implied_actions(action.as_deref(), &body) {
+            calls.authorized(caller.as_deref(), implied);
+        }
+    }
     tracing::debug!(?action, ?decision, "request");
     tokio::time::sleep(decision.delay).await;
     let reply = match decision.outcome {
@@ -132,6 +139,27 @@ fn action_of(uri: &Uri, body: &[u8]) -> Option<String> {
             .map(|(_, value)| value.into_owned())
     };
     from(body).or_else(|| from(uri.query().unwrap_or_default().as_bytes()))
+}
+
+/// Actions IAM authorizes besides the request's own: tags given at creation (TagSpecification
+/// parameters) are authorized as ec2:CreateTags on the new resource.
+fn implied_actions(action: Option<&str>, body: &[u8]) -> Vec<&'static str> {
+    let creates = action.is_some_and(|a| a.starts_with("Create") || a == "RunInstances");
+    let tagged = url::form_urlencoded::parse(body).any(|(k, _)| k.starts_with("TagSpecification."));
+    if creates && tagged {
+        vec!["CreateTags"]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The access key ID a request was signed with (SigV4 `Credential=AKID/date/region/...`): in
+/// the lab, the name each floatip process is given as its AWS_ACCESS_KEY_ID.
+fn caller_of(headers: &http::HeaderMap) -> Option<String> {
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let credential = auth.split_once("Credential=")?.1;
+    let key = credential.split('/').next()?.trim();
+    (!key.is_empty()).then(|| key.to_string())
 }
 
 async fn forward(state: &State, mut parts: http::request::Parts, body: Bytes) -> Reply {
@@ -239,6 +267,33 @@ mod tests {
         );
         assert_eq!(action_of(&uri, b"").as_deref(), Some("DescribeVpcs"));
         assert_eq!(action_of(&Uri::from_static("/"), b"Version=1"), None);
+    }
+
+    #[test]
+    fn tags_at_creation_imply_create_tags() {
+        let tagged =
+            b"Action=CreateNetworkInterface&TagSpecification.1.ResourceType=network-interface";
+        assert_eq!(
+            implied_actions(Some("CreateNetworkInterface"), tagged),
+            ["CreateTags"]
+        );
+        let untagged = b"Action=CreateNetworkInterface&SubnetId=subnet-1";
+        assert!(implied_actions(Some("CreateNetworkInterface"), untagged).is_empty());
+        assert!(implied_actions(Some("AssignPrivateIpAddresses"), tagged).is_empty());
+    }
+
+    #[test]
+    fn caller_is_the_signing_access_key() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(caller_of(&h), None);
+        h.insert(
+            header::AUTHORIZATION,
+            "AWS4-HMAC-SHA256 Credential=floatip-agent/20260101/us-west-2/ec2/aws4_request, \
+             SignedHeaders=host;x-amz-date, Signature=abc"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(caller_of(&h).as_deref(), Some("floatip-agent"));
     }
 
     #[tokio::test]

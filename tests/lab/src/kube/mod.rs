@@ -1,5 +1,6 @@
 //! An in-memory Kubernetes API server with the semantics floatip and kubectl rely on.
 
+pub mod audit;
 mod discovery;
 mod errors;
 mod faults;
@@ -57,6 +58,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         store,
         faults: faults::Faults::new(),
         bookmark_interval: std::time::Duration::from_millis(args.bookmark_interval_ms),
+        audit: audit::Audit::default(),
     });
     // The ready line: tests and scripts wait for it before using the server.
     println!("KUBE_URL={url}");
@@ -80,8 +82,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
 /// A kubeconfig with one context pointing at this server (plain HTTP, no credentials).
 fn write_kubeconfig(path: &std::path::Path, url: &str) -> anyhow::Result<()> {
+    write_kubeconfig_as(path, url, None)
+}
+
+/// A kubeconfig for this server that sends `token` as its bearer token: the lab records it as
+/// the user of each request (see [`audit`]), e.g. `system:serviceaccount:NS:NAME`.
+pub fn write_kubeconfig_as(
+    path: &std::path::Path,
+    url: &str,
+    token: Option<&str>,
+) -> anyhow::Result<()> {
+    let user = match token {
+        Some(t) => format!("{{token: {}}}", serde_json::Value::from(t)),
+        None => "{}".to_string(),
+    };
     let doc = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: floatip-lab\n  cluster:\n    server: {url}\nusers:\n- name: floatip-lab\n  user: {{}}\ncontexts:\n- name: floatip-lab\n  context:\n    cluster: floatip-lab\n    user: floatip-lab\n    namespace: default\ncurrent-context: floatip-lab\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: floatip-lab\n  cluster:\n    server: {url}\nusers:\n- name: floatip-lab\n  user: {user}\ncontexts:\n- name: floatip-lab\n  context:\n    cluster: floatip-lab\n    user: floatip-lab\n    namespace: default\ncurrent-context: floatip-lab\n"
     );
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;

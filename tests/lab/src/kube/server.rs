@@ -12,6 +12,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
+use super::audit::Audit;
 use super::discovery;
 use super::errors::ApiError;
 use super::faults::{reason_for, FaultRequest, Faults, Verdict};
@@ -27,6 +28,7 @@ pub struct App {
     pub store: Arc<Store>,
     pub faults: Faults,
     pub bookmark_interval: Duration,
+    pub audit: Audit,
 }
 
 /// Serves until the process ends.
@@ -119,6 +121,11 @@ async fn control(app: &App, req: Request<Incoming>) -> Response<Body> {
             json_response(StatusCode::OK, &app.faults.describe())
         }
         (Method::GET, "/_lab/faults") => json_response(StatusCode::OK, &app.faults.describe()),
+        (Method::GET, "/_lab/audit") => json_response(StatusCode::OK, &app.audit.snapshot()),
+        (Method::DELETE, "/_lab/audit") => {
+            app.audit.clear();
+            json_response(StatusCode::OK, &json!({}))
+        }
         (Method::POST, "/_lab/compact") => {
             let rv = app.store.compact();
             json_response(StatusCode::OK, &json!({"compactedTo": rv.to_string()}))
@@ -203,6 +210,8 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         _ => {}
     }
     let target = parse_target(&segs).ok_or_else(|| not_served(&path))?;
+    app.audit
+        .record(req.method(), req.uri().query(), req.headers(), &target);
     handlers::handle(app, req, target).await
 }
 

@@ -17,6 +17,7 @@
 //! deleted when the simulation is dropped (and by the next lab run if this one was killed).
 
 pub mod bench;
+pub mod identity;
 pub mod monitor;
 pub mod net;
 pub mod procs;
@@ -254,6 +255,7 @@ impl Sim {
         let kubeconfig = log_dir.join("kubeconfig");
         let kube_proc = Self::kube_server(&bins, &log_dir, "127.0.0.1:0", opts.echo)?;
         let kube_addr = kube_proc.1.trim_start_matches("http://").to_string();
+        identity::write_kubeconfigs(&log_dir, &kube_proc.1, NAMESPACE)?;
         let mut ec2 = Command::new(&bins.lab);
         ec2.args(["ec2", "--listen", "127.0.0.1:0"]);
         let (ec2_proc, ec2_endpoint) = spawn_ready(
@@ -458,12 +460,14 @@ impl Sim {
     }
 
     fn floatip(&self, sub: &str) -> Command {
+        // Each process as the chart's ServiceAccount and IAM role for it (sim::identity).
+        let sa = identity::service_account(sub);
         let mut c = Command::new(&self.bins.floatip);
         c.arg(sub)
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECONFIG", identity::kubeconfig(&self.log_dir, sa))
             .env("AWS_ENDPOINT_URL", &self.ec2_endpoint)
             .env("AWS_REGION", REGION)
-            .env("AWS_ACCESS_KEY_ID", "lab")
+            .env("AWS_ACCESS_KEY_ID", sa)
             .env("AWS_SECRET_ACCESS_KEY", "lab")
             // There is no instance metadata service, and no traffic may leave the namespaces.
             .env("AWS_EC2_METADATA_DISABLED", "true")

@@ -1,6 +1,7 @@
-//! The Python virtualenv moto runs in. Built once per (requirements, Python) pair and shared by
-//! every lab that uses the same root, including labs that nextest starts at the same moment: the
-//! first takes a file lock and builds, the others wait on the lock and then find it ready.
+//! Python virtualenvs the lab runs tools in (moto for EC2, Helm's library for the chart). Each is
+//! built once per (requirements, Python) pair and shared by every lab that uses the same root,
+//! including labs that nextest starts at the same moment: the first takes a file lock and
+//! builds, the others wait on the lock and then find it ready.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -9,11 +10,18 @@ use std::process::Stdio;
 use anyhow::{bail, Context, Result};
 use tokio::process::Command;
 
-const REQUIREMENTS: &str = include_str!("../../moto/requirements.txt");
-const PATCH: &str = include_str!("../../moto/floatip_moto_patch.py");
-const LAUNCHER: &str = include_str!("../../moto/launch.py");
+/// What goes into one kind of virtualenv.
+#[derive(Debug)]
+pub struct Spec {
+    /// What it is for, in messages: "moto", "the chart tools".
+    pub what: &'static str,
+    /// A pip requirements file pinning the whole dependency closure.
+    pub requirements: &'static str,
+    /// Scripts written beside it, as (file name, content).
+    pub scripts: &'static [(&'static str, &'static str)],
+}
 
-/// A ready virtualenv: its interpreter and the folder holding launch.py and the moto patch.
+/// A ready virtualenv: its interpreter and the folder holding the spec's scripts.
 #[derive(Debug)]
 pub struct Venv {
     pub python: PathBuf,
@@ -31,13 +39,13 @@ pub fn default_root() -> Result<PathBuf> {
 }
 
 /// Returns the virtualenv under `root`, building it first if needed.
-pub async fn ensure(root: &Path, python: &Path) -> Result<Venv> {
+pub async fn ensure(root: &Path, python: &Path, spec: &Spec) -> Result<Venv> {
     let version = run(
         Command::new(python).arg("--version"),
         "asking Python its version",
     )
     .await?;
-    let key = fnv1a(&[REQUIREMENTS.as_bytes(), version.as_bytes()]);
+    let key = fnv1a(&[spec.requirements.as_bytes(), version.as_bytes()]);
     let dir = root.join(format!("venv-{key:016x}"));
     let ready = dir.join(".floatip-lab-ready");
     if !ready.exists() {
@@ -55,19 +63,19 @@ pub async fn ensure(root: &Path, python: &Path) -> Result<Venv> {
         .await?
         .context("locking the lab virtualenv folder")?;
         if !ready.exists() {
-            build(&dir, python).await?;
+            build(&dir, python, spec).await?;
             fs::write(&ready, version.as_bytes())?;
         }
         drop(lock);
     }
     Ok(Venv {
         python: dir.join("bin").join("python"),
-        scripts: write_scripts(&dir)?,
+        scripts: write_scripts(&dir, spec)?,
     })
 }
 
-async fn build(dir: &Path, python: &Path) -> Result<()> {
-    tracing::info!(venv = %dir.display(), "installing moto into a new virtualenv (about a minute)");
+async fn build(dir: &Path, python: &Path, spec: &Spec) -> Result<()> {
+    tracing::info!(venv = %dir.display(), "installing {} into a new virtualenv (about a minute)", spec.what);
     if dir.exists() {
         // Left half-built by a lab that was killed mid-install.
         fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
@@ -78,7 +86,7 @@ async fn build(dir: &Path, python: &Path) -> Result<()> {
     )
     .await?;
     let requirements = dir.join("requirements.txt");
-    fs::write(&requirements, REQUIREMENTS)?;
+    fs::write(&requirements, spec.requirements)?;
     let venv_python = dir.join("bin").join("python");
     let pip = |args: &[&str]| {
         let mut cmd = Command::new(&venv_python);
@@ -89,23 +97,35 @@ async fn build(dir: &Path, python: &Path) -> Result<()> {
     // --no-deps: the requirements pin the whole closure; `pip check` proves nothing is missing.
     let mut install = pip(&["install", "--quiet", "--no-deps", "-r"]);
     install.arg(&requirements);
-    run(&mut install, "installing moto with pip").await?;
-    run(&mut pip(&["check"]), "checking moto's dependencies").await?;
+    run(&mut install, &format!("installing {} with pip", spec.what)).await?;
+    run(
+        &mut pip(&["check"]),
+        &format!("checking the dependencies of {}", spec.what),
+    )
+    .await?;
     Ok(())
 }
 
-/// Writes launch.py and the patch into a folder named by their hash. Written under a private
-/// name and renamed into place, so a concurrent lab never sees a half-written file.
-fn write_scripts(venv: &Path) -> Result<PathBuf> {
-    let key = fnv1a(&[PATCH.as_bytes(), LAUNCHER.as_bytes()]);
-    let dest = venv.join(format!("lab-scripts-{key:016x}"));
+/// Writes the spec's scripts into a folder named by their hash. Written under a private name and
+/// renamed into place, so a concurrent lab never sees a half-written file.
+fn write_scripts(venv: &Path, spec: &Spec) -> Result<PathBuf> {
+    let parts: Vec<&[u8]> = spec
+        .scripts
+        .iter()
+        .flat_map(|(name, text)| [name.as_bytes(), text.as_bytes()])
+        .collect();
+    let dest = venv.join(format!("lab-scripts-{:016x}", fnv1a(&parts)));
     if dest.exists() {
         return Ok(dest);
     }
-    let tmp = venv.join(format!(".lab-scripts-{}", std::process::id()));
+    // Unique per call: tests in one process (cargo test's threads) may write at once.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = venv.join(format!(".lab-scripts-{}-{seq}", std::process::id()));
     fs::create_dir_all(&tmp)?;
-    fs::write(tmp.join("floatip_moto_patch.py"), PATCH)?;
-    fs::write(tmp.join("launch.py"), LAUNCHER)?;
+    for (name, text) in spec.scripts {
+        fs::write(tmp.join(name), text)?;
+    }
     if let Err(err) = fs::rename(&tmp, &dest) {
         fs::remove_dir_all(&tmp)?;
         if !dest.exists() {
@@ -149,7 +169,7 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
 
     #[test]
@@ -159,10 +179,13 @@ mod tests {
         assert_ne!(fnv1a(&[b"ab", b"c"]), fnv1a(&[b"a", b"bc"]));
     }
 
-    #[test]
-    fn requirements_pin_moto_exactly() {
-        assert!(REQUIREMENTS.lines().any(|line| line == "moto==5.2.5"));
-        let unpinned: Vec<_> = REQUIREMENTS
+    /// Every line names one exact version, so every machine installs the same closure.
+    pub fn assert_pinned(requirements: &str, must: &str) {
+        assert!(
+            requirements.lines().any(|line| line == must),
+            "{must} is not pinned"
+        );
+        let unpinned: Vec<_> = requirements
             .lines()
             .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.contains("=="))
             .collect();
