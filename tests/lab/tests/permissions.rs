@@ -6,9 +6,10 @@
 //! API server records every request with its user (`/_lab/audit`), the EC2 lab every Action
 //! with its caller (`/_lab/calls`). The run goes through first attach, a failover by handover,
 //! an attach whose claim EC2 refuses, the clean-up of a deleted node's floating ENI after a
-//! leader change, and the deletion of FloatingIPs. Then every recorded request must be allowed by the Roles and ClusterRoles the
-//! chart renders, every EC2 Action by that role's policy; and every granted verb and Action
-//! must have been needed, except the few named below with the reason.
+//! leader change, and the deletion of FloatingIPs. Then every recorded request must be allowed
+//! by the Roles and ClusterRoles the chart renders, every EC2 Action by that role's policy; and
+//! every granted verb and Action must have been needed, except the few named below with the
+//! reason.
 //!
 //! Root only (network namespaces); skipped with a message otherwise.
 
