@@ -41,6 +41,9 @@ pub struct Outcome {
     pub ec2_mutations: usize,
     /// FloatingIPs whose assignment was re-ensured on their holder.
     pub reensured: Vec<String>,
+    /// A decision waits on time alone (minHoldSeconds, the settle and re-ensure graces): plan
+    /// again after this long even if nothing else happens.
+    pub recheck: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]

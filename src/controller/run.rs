@@ -198,6 +198,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let mut resync = tokio::time::interval(args.resync);
     let mut attempt = 0u32;
     let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut recheck_at: Option<tokio::time::Instant> = None;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tracing::info!(identity = %args.identity, cluster = %args.cluster_name, "controller started");
     // Kept until a pass runs: a refresh asked for while not leading or not synced still happens.
@@ -231,6 +232,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
                 full_refresh |= leading;
             }
             _ = sleep_until(retry_at) => { retry_at = None; }
+            _ = sleep_until(recheck_at) => { recheck_at = None; }
         }
         readiness
             .lease_known
@@ -254,6 +256,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         )
         .await;
         full_refresh = false;
+        recheck_at = outcome.recheck.map(|d| tokio::time::Instant::now() + d);
         if outcome.retry {
             let wait = backoff(attempt);
             attempt = attempt.saturating_add(1);
@@ -407,6 +410,7 @@ async fn pass<C: Cloud>(
         health: &health,
         reensured: &reensured,
     });
+    let recheck = recheck_after(&plans);
     for p in &plans {
         let Plan::Act(a) = p else { continue };
         tracing::debug!(floatingip = %a.name, decision = ?a.decision, holder = ?a.holder.as_ref().map(|h| &h.node),
@@ -438,7 +442,27 @@ async fn pass<C: Cloud>(
         cache.subnets.clear();
     }
     outcome.retry |= retry;
+    outcome.recheck = recheck;
     outcome
+}
+
+/// When to plan again though nothing changes: a held move is due when its hold ends, and an
+/// address failing its check waits on graces measured in time (settle, a probe interval, the
+/// re-ensure grace), so it is looked at again every quarter second until it recovers or moves.
+/// Without this a held move waited for the next resync.
+fn recheck_after(plans: &[Plan]) -> Option<Duration> {
+    const FAILING: Duration = Duration::from_millis(250);
+    plans
+        .iter()
+        .filter_map(|p| match p {
+            Plan::Act(a) => match &a.decision {
+                Decision::Hold { remaining } => Some(*remaining + Duration::from_millis(10)),
+                _ if a.vip.as_ref().is_some_and(|v| v.health == Health::Failing) => Some(FAILING),
+                _ => None,
+            },
+            _ => None,
+        })
+        .min()
 }
 
 /// An agent pod being deleted, or one that asked for a handover.
@@ -486,5 +510,58 @@ mod tests {
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("4h").unwrap_err().contains("ms, s or m"));
         assert!(parse_duration("soon").is_err());
+    }
+
+    fn act(name: &str, decision: Decision, vip: Option<Health>) -> Plan {
+        let address: std::net::IpAddr = "10.0.8.100".parse().unwrap();
+        Plan::Act(Box::new(super::super::plan::Act {
+            name: name.into(),
+            address,
+            holder: None,
+            foreign: None,
+            decision,
+            target: None,
+            holder_fit: None,
+            candidates: 2,
+            vip: vip.map(|health| super::super::plan::VipHealth {
+                target: crate::probe::Target::new(
+                    crate::api::Protocol::TCP,
+                    "10.0.8.100:80".parse().unwrap(),
+                ),
+                health,
+                last_failure: None,
+                failing_for: Duration::ZERO,
+            }),
+        }))
+    }
+
+    #[test]
+    fn time_bound_decisions_are_planned_again_without_another_trigger() {
+        // Nothing waits on time: no recheck.
+        let calm = [act("a", Decision::Stay, Some(Health::Passing))];
+        assert_eq!(recheck_after(&calm), None);
+        // A held move is due when its hold ends.
+        let held = [
+            act("a", Decision::Stay, Some(Health::Passing)),
+            act(
+                "b",
+                Decision::Hold {
+                    remaining: Duration::from_secs(2),
+                },
+                Some(Health::Failing),
+            ),
+        ];
+        assert_eq!(recheck_after(&held), Some(Duration::from_millis(2010)));
+        let held_alone = [act(
+            "b",
+            Decision::Hold {
+                remaining: Duration::from_millis(40),
+            },
+            None,
+        )];
+        assert_eq!(recheck_after(&held_alone), Some(Duration::from_millis(50)));
+        // An address failing on a holder kept for now (settle, re-ensure grace): look again soon.
+        let failing = [act("c", Decision::Stay, Some(Health::Failing))];
+        assert_eq!(recheck_after(&failing), Some(Duration::from_millis(250)));
     }
 }
