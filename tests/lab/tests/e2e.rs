@@ -591,3 +591,48 @@ fn duplicate_address_gets_conflict() {
         },
     );
 }
+
+#[test]
+fn a_held_move_happens_when_the_hold_ends() {
+    // The holder's service dies right after the address arrived: minHoldSeconds keeps it there
+    // for now, and the move must follow when the hold ends, not at the next 30 s resync.
+    let opts = Options {
+        min_hold_seconds: 8,
+        ..Options::default()
+    };
+    scenario(
+        "a_held_move_happens_when_the_hold_ends",
+        opts,
+        |mut sim| async move {
+            let from = sim.settle(Duration::from_secs(30)).await?;
+            let f = sim.fip().await?;
+            let since = f
+                .status
+                .as_ref()
+                .and_then(|s| s.holder.as_ref())
+                .map(|h| h.since.0)
+                .expect("since");
+            sim.set_service(&from, false)?;
+            let moved = sim
+                .wait_fip(
+                    "the move once the hold ended",
+                    Duration::from_secs(20),
+                    |f| holder(f).is_some_and(|h| h != from),
+                )
+                .await?;
+            let at = moved
+                .status
+                .as_ref()
+                .and_then(|s| s.last_move.as_ref())
+                .map(|m| m.at.0)
+                .expect("lastMove");
+            let after = at.duration_since(since);
+            println!(
+                "held since {since}, moved at {at}: {} ms after the address arrived (hold 8 s)",
+                after.as_millis()
+            );
+            assert!(after.as_secs_f64() >= 8.0, "the hold was kept");
+            Ok(sim)
+        },
+    );
+}
