@@ -9,18 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// One request, as the lab's API server records it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-pub struct Request {
-    pub user: String,
-    pub verb: String,
-    pub group: String,
-    pub resource: String,
-    pub subresource: Option<String>,
-    pub namespace: Option<String>,
-    pub name: Option<String>,
-    #[serde(default)]
-    pub count: u64,
-}
+pub use crate::kube::audit::Request;
 
 impl std::fmt::Display for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -303,7 +292,6 @@ mod tests {
             subresource: sub.map(String::from),
             namespace: ns.map(String::from),
             name: name.map(String::from),
-            count: 1,
         }
     }
 

@@ -8,16 +8,17 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use http::{header, HeaderMap, Method};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::server::Target;
 
 /// The user of a request without credentials, as the API server names it.
 pub const ANONYMOUS: &str = "system:anonymous";
 
-/// One kind of request; the audit counts how often each was made.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct Key {
+/// One kind of request; the audit counts how often each was made. The RBAC check
+/// (`chart::rbac`) reads these back from `/_lab/audit`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Request {
     pub user: String,
     pub verb: String,
     /// "" for the core group.
@@ -31,13 +32,13 @@ pub struct Key {
 
 #[derive(Default)]
 pub struct Audit {
-    seen: Mutex<BTreeMap<Key, u64>>,
+    seen: Mutex<BTreeMap<Request, u64>>,
 }
 
 #[derive(Serialize)]
 struct Entry<'a> {
     #[serde(flatten)]
-    key: &'a Key,
+    key: &'a Request,
     count: u64,
 }
 
@@ -46,7 +47,7 @@ impl Audit {
         let Some(verb) = verb(method, t.name.is_some(), query) else {
             return;
         };
-        let key = Key {
+        let key = Request {
             user: user(headers),
             verb: verb.to_string(),
             group: t.group.clone(),
