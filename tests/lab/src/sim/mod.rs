@@ -676,29 +676,7 @@ impl Sim {
     /// One TCP request from the client to the address.
     pub async fn request_once(&self) -> Result<String, String> {
         let to: SocketAddr = format!("{VIP}:{NODE_PORT}").parse().expect("address");
-        let t = Traffic::start(
-            self.client_ns.path(),
-            to,
-            Duration::from_secs(3600),
-            Duration::from_millis(500),
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let mut waited = Duration::ZERO;
-        loop {
-            let done: Vec<_> = t
-                .snapshot()
-                .into_iter()
-                .filter(|a| a.proto == traffic::Proto::Tcp)
-                .collect();
-            if let Some(a) = done.first() {
-                return a.result.clone();
-            }
-            if waited > Duration::from_secs(2) {
-                return Err("no answer".into());
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            waited += Duration::from_millis(10);
-        }
+        traffic::request_once(self.client_ns.path(), to, Duration::from_millis(500)).await
     }
 
     /// Client traffic to the address: TCP and UDP every 10 ms, each with a 1 s timeout.

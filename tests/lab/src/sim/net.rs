@@ -147,6 +147,17 @@ pub fn enter(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Moves the calling thread into the namespace at `path` and builds it a single-threaded Tokio
+/// runtime: whatever that runtime opens stays in the namespace. For a thread of its own, never
+/// a pooled one.
+pub fn runtime_in(path: &Path) -> Result<tokio::runtime::Runtime> {
+    enter(path)?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building a runtime")
+}
+
 pub fn run(cmd: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(cmd)
         .args(args)

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
-use super::net::{enter, veth, Netns};
+use super::net::{runtime_in, veth, Netns};
 
 pub const NODE_PORT: u16 = 30080;
 pub const POD_PORT: u16 = 8080;
@@ -27,12 +27,7 @@ impl Responder {
         let (stop, stopped) = oneshot::channel::<()>();
         let (ready, is_ready) = std::sync::mpsc::channel::<Result<()>>();
         let thread = std::thread::spawn(move || {
-            let rt = match enter(&ns).and_then(|()| {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .context("runtime")
-            }) {
+            let rt = match runtime_in(&ns) {
                 Ok(rt) => rt,
                 Err(e) => {
                     let _ = ready.send(Err(e));

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
 
-use super::net::enter;
+use super::net::runtime_in;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
@@ -43,14 +43,13 @@ impl Traffic {
         let (stop, mut stopped) = oneshot::channel::<()>();
         let out = attempts.clone();
         let thread = std::thread::spawn(move || {
-            if let Err(e) = enter(&ns) {
-                eprintln!("traffic: {e:#}");
-                return;
-            }
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let rt = match runtime_in(&ns) {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("traffic: {e:#}");
+                    return;
+                }
+            };
             rt.block_on(async move {
                 let mut tick = tokio::time::interval(every);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -112,6 +111,28 @@ impl Drop for Traffic {
     fn drop(&mut self) {
         self.halt();
     }
+}
+
+/// One TCP request to `to` from the namespace at `ns`, on a thread of its own.
+pub async fn request_once(
+    ns: PathBuf,
+    to: SocketAddr,
+    timeout: Duration,
+) -> Result<String, String> {
+    let (tx, rx) = oneshot::channel();
+    std::thread::spawn(move || {
+        let answer = match runtime_in(&ns) {
+            Ok(rt) => rt.block_on(async {
+                tokio::time::timeout(timeout, request(Proto::Tcp, to))
+                    .await
+                    .unwrap_or_else(|_| Err("timed out".into()))
+            }),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        let _ = tx.send(answer);
+    });
+    rx.await
+        .unwrap_or_else(|_| Err("the request thread died".into()))
 }
 
 async fn request(proto: Proto, to: SocketAddr) -> Result<String, String> {
