@@ -339,6 +339,7 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                 });
                 let min_hold =
                     Duration::from_secs(fip.spec.failover.min_hold_seconds.max(0) as u64);
+                let hc = fip.spec.health_check.as_ref();
                 let d = placement::decide(&placement::Input {
                     holder: placement_holder,
                     candidates: &candidates,
@@ -346,24 +347,11 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                     failback: fip.spec.failback,
                     min_hold,
                     now: world.now,
-                    health_checked: fip.spec.health_check.is_some(),
+                    health_checked: hc.is_some(),
                     reensured: world.reensured.get(&name).copied(),
-                    reensure_grace: fip
-                        .spec
-                        .health_check
-                        .as_ref()
-                        .map(reensure_grace)
-                        .unwrap_or_default(),
-                    settle: fip
-                        .spec
-                        .health_check
-                        .as_ref()
-                        .map(settle)
-                        .unwrap_or_default(),
-                    holder_check_wait: fip
-                        .spec
-                        .health_check
-                        .as_ref()
+                    reensure_grace: hc.map(reensure_grace).unwrap_or_default(),
+                    settle: hc.map(settle).unwrap_or_default(),
+                    holder_check_wait: hc
                         .map(|hc| Duration::from_millis(hc.interval_ms.max(0) as u64))
                         .unwrap_or_default(),
                 });
