@@ -303,6 +303,9 @@ fn leader_and_holder_die_together() {
                 .await?;
             assert_eq!(reason(&f), "HolderUnhealthy");
             sim.settle(Duration::from_secs(30)).await?;
+            // settle's own request may be the first answered one: let the client's stream
+            // send a few after it before judging that stream.
+            tokio::time::sleep(Duration::from_secs(1)).await;
             let o = outage(&traffic.stop(), Proto::Tcp, start);
             println!(
                 "leader and holder killed together: client outage {} ms ({} failed); lease 4 s",
