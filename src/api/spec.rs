@@ -149,6 +149,24 @@ pub enum Mode {
     Interface,
 }
 
+impl Mode {
+    /// The modes the controller carries out today. The CRD accepts every mode so that objects
+    /// written for a later release are stored; the others get Ready=False, ModeNotSupported.
+    pub const CARRIED_OUT: &'static [Mode] = &[Mode::SecondaryIP];
+
+    /// Why the controller leaves a FloatingIP of this mode alone, or None when it carries it out.
+    pub fn not_supported(self) -> Option<String> {
+        if Self::CARRIED_OUT.contains(&self) {
+            return None;
+        }
+        let working: Vec<String> = Self::CARRIED_OUT.iter().map(Mode::to_string).collect();
+        Some(format!(
+            "mode {self} is not carried out by this version of floatip, which moves addresses in mode {} only; nothing is done for this FloatingIP (recreate it with a supported mode, or keep it until an upgrade adds {self})",
+            working.join(", ")
+        ))
+    }
+}
+
 impl std::fmt::Display for Mode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(self, f)

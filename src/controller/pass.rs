@@ -122,11 +122,24 @@ impl<C: Cloud> Ctx<C> {
                     );
                     self.not_acted_on(fip, &[why, ready], &now).await
                 }
+                Plan::Unsupported { why, .. } => {
+                    let ready = Desired::new(cond::READY, false, "ModeNotSupported", why);
+                    self.not_acted_on(fip, &[ready], &now).await
+                }
                 Plan::Unknown { .. } => {
                     let subnet = fip.spec.subnet_id.clone().unwrap_or_default();
                     match cloud_errors.get(&subnet) {
                         Some(e) => self.cloud_error(fip, e, &now).await,
-                        None => Ok(()),
+                        // Neither read nor failed: say so rather than leave the object
+                        // without a status.
+                        None => {
+                            let ready = Desired::unknown(
+                                cond::READY,
+                                "Pending",
+                                format!("EC2 has not been read for subnet {subnet} yet"),
+                            );
+                            self.not_acted_on(fip, &[ready], &now).await
+                        }
                     }
                 }
                 Plan::Release { address, from, .. } => {

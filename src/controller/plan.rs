@@ -49,6 +49,8 @@ pub enum Plan {
     Invalid { name: String, errors: SpecErrors },
     /// Another, older FloatingIP has the same address: never acted on.
     Conflict { name: String, winner: String },
+    /// Its mode is not carried out by this version: never acted on.
+    Unsupported { name: String, why: String },
     /// Being deleted: take the address off these ENIs (none for FloatingIPs that were never
     /// acted on), then release the finalizer.
     Release {
@@ -128,6 +130,10 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                     winner: winner.clone(),
                 },
             ));
+            continue;
+        }
+        if let Some(why) = fip.spec.mode.not_supported() {
+            out.push(release_or(fip, Plan::Unsupported { name, why }));
             continue;
         }
         let subnet = fip.spec.subnet_id.clone().unwrap_or_default();
@@ -417,6 +423,7 @@ pub fn plan_name(p: &Plan) -> &str {
     match p {
         Plan::Invalid { name, .. }
         | Plan::Conflict { name, .. }
+        | Plan::Unsupported { name, .. }
         | Plan::Release { name, .. }
         | Plan::Unknown { name } => name,
         Plan::Act(a) => &a.name,

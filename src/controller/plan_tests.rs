@@ -585,3 +585,41 @@ fn a_fresh_attach_claim_is_left_to_finish_while_the_agent_starts() {
         }
     );
 }
+
+#[test]
+fn modes_not_carried_out_are_left_alone_with_a_reason() {
+    for (mode, extra) in [
+        (
+            "ElasticIP",
+            json!({"elasticIP": {"allocationId": "eipalloc-0123456789abcdef0"}, "subnetId": null}),
+        ),
+        (
+            "RouteTable",
+            json!({"address": "192.168.50.1", "routeTableIds": ["rtb-0123456789abcdef0"]}),
+        ),
+        ("Interface", json!({})),
+    ] {
+        let mut f = (*fip("other", "10.0.8.100", 0, json!(null))).clone();
+        let mut spec = serde_json::to_value(&f.spec).unwrap();
+        spec["mode"] = json!(mode);
+        for (k, v) in extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        f.spec = serde_json::from_value(spec).unwrap();
+        let plans = run(&[Arc::new(f)], &three_nodes(), vec![eni(1, &[])]);
+        match &plans[0] {
+            Plan::Unsupported { name, why } => {
+                assert_eq!(name, "other");
+                assert!(
+                    why.contains(&format!("mode {mode} is not carried out")),
+                    "{why}"
+                );
+                assert!(
+                    why.contains("SecondaryIP"),
+                    "names the modes that work: {why}"
+                );
+            }
+            other => panic!("{mode}: {other:?}"),
+        }
+    }
+}

@@ -367,6 +367,7 @@ async fn pass<C: Cloud>(
     // EC2 truth: one describe per subnet in use, reused until the next resync or move.
     let subnets: BTreeSet<String> = fip_list
         .iter()
+        .filter(|f| f.spec.mode.not_supported().is_none())
         .filter_map(|f| f.spec.subnet_id.clone())
         .collect();
     let mut cloud_errors: BTreeMap<String, CloudError> = BTreeMap::new();
