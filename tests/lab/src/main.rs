@@ -2,6 +2,8 @@
 //! can run here, and the simulated VPC that runs floatip end to end. Dev only: it never ships
 //! in the image.
 
+use std::io::IsTerminal;
+
 use clap::{Parser, Subcommand};
 use floatip_lab::{chart, ec2, kube, sim};
 
@@ -36,26 +38,50 @@ enum BenchCommand {
     Failover(sim::bench::Args),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run(cli.command)));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // The message and its causes on one line, never a backtrace: these are errors a
+            // user can cause (not root, a package missing, a port taken).
+            eprintln!("floatip-lab: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Kube(args) => kube::run(args).await,
         Command::Ec2(args) => ec2::run(args).await,
         Command::RenderChart(args) => chart::run(args).await,
-        // The simulation runs its own runtime on a thread inside its namespace.
+        // The machine is made ready first (packages, moto), then floatip is built, so a
+        // missing package stops the run before minutes of compiling. The simulation runs its
+        // own runtime on a thread inside its namespace.
         Command::Up(args) => {
-            let bins = sim::Binaries::beside(std::env::current_exe()?, true)?;
-            tokio::task::spawn_blocking(move || sim::up::run(args, bins)).await?
+            tokio::task::spawn_blocking(move || {
+                sim::prepare::prepare()?;
+                sim::up::run(args, sim::Binaries::beside(std::env::current_exe()?, true)?)
+            })
+            .await?
         }
         Command::Bench(BenchCommand::Failover(args)) => {
-            let bins = sim::Binaries::beside(std::env::current_exe()?, true)?;
-            tokio::task::spawn_blocking(move || sim::bench::run(args, bins)).await?
+            tokio::task::spawn_blocking(move || {
+                sim::prepare::prepare()?;
+                sim::bench::run(args, sim::Binaries::beside(std::env::current_exe()?, true)?)
+            })
+            .await?
         }
     }
 }

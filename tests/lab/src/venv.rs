@@ -28,14 +28,39 @@ pub struct Venv {
     pub scripts: PathBuf,
 }
 
-/// `<target>/lab-venv`, next to the build outputs this binary sits in (`<target>/<profile>/`).
+/// `<target>/lab-venv`, next to the build outputs the running binary sits in: the same folder
+/// for `floatip-lab` (`<target>/<profile>/`) and for test binaries (`<target>/<profile>/deps/`).
 pub fn default_root() -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating floatip-lab's own binary")?;
-    let target = exe
+    let exe = std::env::current_exe().context("locating the running binary")?;
+    let mut dir = exe
         .parent()
-        .and_then(Path::parent)
-        .with_context(|| format!("{} has no grandparent folder", exe.display()))?;
+        .with_context(|| format!("{} has no folder", exe.display()))?;
+    if dir.ends_with("deps") {
+        dir = dir.parent().unwrap_or(dir);
+    }
+    let target = dir
+        .parent()
+        .with_context(|| format!("{} has no parent folder", dir.display()))?;
     Ok(target.join("lab-venv"))
+}
+
+/// Where `spec`'s virtualenv for the Python that printed `version` lives under `root`, and the
+/// file that says it is complete.
+fn location(root: &Path, version: &str, spec: &Spec) -> (PathBuf, PathBuf) {
+    let key = fnv1a(&[spec.requirements.as_bytes(), version.as_bytes()]);
+    let dir = root.join(format!("venv-{key:016x}"));
+    let ready = dir.join(".floatip-lab-ready");
+    (dir, ready)
+}
+
+/// Whether the virtualenv under `root` is built, without building it.
+pub fn is_ready(root: &Path, python: &Path, spec: &Spec) -> Result<bool> {
+    let out = std::process::Command::new(python)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("asking {} its version", python.display()))?;
+    let version = String::from_utf8_lossy(&out.stdout);
+    Ok(location(root, &version, spec).1.exists())
 }
 
 /// Returns the virtualenv under `root`, building it first if needed.
@@ -45,9 +70,7 @@ pub async fn ensure(root: &Path, python: &Path, spec: &Spec) -> Result<Venv> {
         "asking Python its version",
     )
     .await?;
-    let key = fnv1a(&[spec.requirements.as_bytes(), version.as_bytes()]);
-    let dir = root.join(format!("venv-{key:016x}"));
-    let ready = dir.join(".floatip-lab-ready");
+    let (dir, ready) = location(root, &version, spec);
     if !ready.exists() {
         fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
         let lock_path = root.join(".lock");

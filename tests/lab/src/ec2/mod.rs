@@ -48,10 +48,26 @@ pub struct Args {
     pub python: PathBuf,
 }
 
+/// The virtualenv folder `floatip-lab ec2` uses when given no --venv: `LAB_VENV`, else
+/// lab-venv in the cargo target folder.
+pub fn venv_root() -> anyhow::Result<PathBuf> {
+    match std::env::var_os("LAB_VENV") {
+        Some(root) if !root.is_empty() => Ok(root.into()),
+        _ => venv::default_root(),
+    }
+}
+
+/// The Python `floatip-lab ec2` builds moto's virtualenv with when given no --python.
+pub fn python() -> PathBuf {
+    std::env::var_os("LAB_PYTHON")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| "python3".into(), PathBuf::from)
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let root = match args.venv {
         Some(root) => root,
-        None => venv::default_root()?,
+        None => venv_root()?,
     };
     let venv = venv::ensure(&root, &args.python, &VENV).await?;
     let mut moto = moto::Moto::start(&venv).await?;

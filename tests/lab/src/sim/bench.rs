@@ -337,34 +337,11 @@ pub fn run(args: Args, bins: Binaries) -> Result<()> {
             (bins.clone(), scenarios.clone(), args.runs, args.json);
         let got = super::isolated(move |infra| async move {
             let mut sim = Sim::start(&infra, bins, opts).await?;
-            let mut out = Vec::new();
-            for failure in scenarios {
-                let mut summary = Summary {
-                    scenario: failure.name(),
-                    convergence_ms,
-                    runs: Vec::new(),
-                };
-                for run in 1..=runs {
-                    let m = sim.measure_failover(failure).await?;
-                    if !quiet {
-                        eprintln!(
-                            "{} convergence {convergence_ms} ms run {run}/{runs}: {} -> {}: TCP outage {} ms, UDP {} ms, {} mutating EC2 calls",
-                            failure.name(),
-                            m.timeline.from,
-                            m.timeline.to,
-                            m.timeline.tcp.duration.as_millis(),
-                            m.timeline.udp.duration.as_millis(),
-                            m.mutating_calls
-                        );
-                    }
-                    let from = m.timeline.from.clone();
-                    summary.runs.push(m);
-                    sim.recover(failure, &from).await?;
-                }
-                out.push(summary);
-            }
-            sim.check_invariants()?;
-            Ok(out)
+            let result = measure(&mut sim, scenarios, runs, convergence_ms, quiet).await;
+            result.map_err(|e| {
+                let logs = sim.keep_logs().display().to_string();
+                e.context(format!("benchmark run failed (logs kept in {logs})"))
+            })
         })?;
         summaries.extend(got);
     }
@@ -402,6 +379,44 @@ pub fn run(args: Args, bins: Binaries) -> Result<()> {
         print!("{}", table(&summaries));
     }
     Ok(())
+}
+
+/// Every run of every scenario on one simulation.
+async fn measure(
+    sim: &mut Sim,
+    scenarios: Vec<Failure>,
+    runs: usize,
+    convergence_ms: u64,
+    quiet: bool,
+) -> Result<Vec<Summary>> {
+    let mut out = Vec::new();
+    for failure in scenarios {
+        let mut summary = Summary {
+            scenario: failure.name(),
+            convergence_ms,
+            runs: Vec::new(),
+        };
+        for run in 1..=runs {
+            let m = sim.measure_failover(failure).await?;
+            if !quiet {
+                eprintln!(
+                            "{} convergence {convergence_ms} ms run {run}/{runs}: {} -> {}: TCP outage {} ms, UDP {} ms, {} mutating EC2 calls",
+                            failure.name(),
+                            m.timeline.from,
+                            m.timeline.to,
+                            m.timeline.tcp.duration.as_millis(),
+                            m.timeline.udp.duration.as_millis(),
+                            m.mutating_calls
+                        );
+            }
+            let from = m.timeline.from.clone();
+            summary.runs.push(m);
+            sim.recover(failure, &from).await?;
+        }
+        out.push(summary);
+    }
+    sim.check_invariants()?;
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod bench;
 pub mod identity;
 pub mod monitor;
 pub mod net;
+pub mod prepare;
 pub mod procs;
 pub mod service;
 pub mod timeline;
@@ -120,7 +121,10 @@ impl Binaries {
         if build {
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let mut cmd = Command::new(cargo);
-            cmd.args(["build", "-p", "floatip", "--bin", "floatip"]);
+            // --workspace: the same crate features as the build of floatip-lab itself and as
+            // `cargo nextest run --workspace`, so no dependency is compiled a second time
+            // (a `-p floatip` build once rebuilt aws-sdk-ec2 for a feature of bitflags).
+            cmd.args(["build", "--workspace", "--bin", "floatip"]);
             if dir.ends_with("release") {
                 cmd.arg("--release");
             }
@@ -131,7 +135,7 @@ impl Binaries {
         }
         if !floatip.is_file() {
             bail!(
-                "{} is missing: build it with `cargo build -p floatip` (same profile as floatip-lab)",
+                "{} is missing: build it with `cargo build --workspace --bin floatip` (same profile as floatip-lab)",
                 floatip.display()
             );
         }
@@ -148,9 +152,7 @@ where
     F: FnOnce(Netns) -> Fut + Send + 'static,
     Fut: Future<Output = Result<T>>,
 {
-    if let Some(why) = net::unavailable() {
-        bail!("the simulated VPC {why}");
-    }
+    prepare::prepare()?;
     net::remove_stale();
     let infra = Netns::new("infra")?;
     std::thread::spawn(move || {
@@ -233,6 +235,7 @@ impl Sim {
     /// Builds the cluster: API server, EC2, VPC, nodes, services, a FloatingIP, `floatip
     /// attach` on every node, agents and controllers; returns once the address answers from
     /// its first holder. Must run inside [`isolated`]; `infra` is its namespace.
+    /// When it fails, its log folder is kept (a temporary one too) and the error names it.
     pub async fn start(infra: &Netns, bins: Binaries, opts: Options) -> Result<Self> {
         let (tmp, log_dir) = match &opts.log_dir {
             Some(d) => {
@@ -245,19 +248,54 @@ impl Sim {
                 (Some(t), p)
             }
         };
+        match Self::start_logging_to(infra, bins, opts, log_dir.clone()).await {
+            Ok(mut sim) => {
+                sim._tmp = tmp;
+                Ok(sim)
+            }
+            Err(e) => {
+                if let Some(t) = tmp {
+                    let _ = t.keep();
+                }
+                Err(e.context(format!(
+                    "starting the simulated VPC (logs kept in {})",
+                    log_dir.display()
+                )))
+            }
+        }
+    }
+
+    /// Keeps the log folder after the simulation ends (a temporary one is otherwise removed);
+    /// for a run that failed. Returns the folder.
+    pub fn keep_logs(&mut self) -> &Path {
+        if let Some(t) = self._tmp.take() {
+            let _ = t.keep();
+        }
+        &self.log_dir
+    }
+
+    async fn start_logging_to(
+        infra: &Netns,
+        bins: Binaries,
+        opts: Options,
+        log_dir: PathBuf,
+    ) -> Result<Self> {
         let progress = opts.progress;
         let say = |msg: &str| {
             if progress {
                 eprintln!("==> {msg}");
             }
         };
-        say("starting the Kubernetes API stand-in and EC2 (moto; the first run installs it)");
+        say("starting the Kubernetes API stand-in and EC2 (moto)");
         let kubeconfig = log_dir.join("kubeconfig");
         let kube_proc = Self::kube_server(&bins, &log_dir, "127.0.0.1:0", opts.echo)?;
         let kube_addr = kube_proc.1.trim_start_matches("http://").to_string();
         identity::write_kubeconfigs(&log_dir, &kube_proc.1, NAMESPACE)?;
         let mut ec2 = Command::new(&bins.lab);
-        ec2.args(["ec2", "--listen", "127.0.0.1:0"]);
+        // The virtualenv [`prepare::prepare`] built outside the namespaces: nothing can be
+        // downloaded from in here.
+        ec2.args(["ec2", "--listen", "127.0.0.1:0", "--venv"])
+            .arg(crate::ec2::venv_root()?);
         let (ec2_proc, ec2_endpoint) = spawn_ready(
             "ec2",
             ec2,
@@ -392,7 +430,7 @@ impl Sim {
             direct,
             subnet,
             log_dir,
-            _tmp: tmp,
+            _tmp: None,
             infra: infra.path(),
             opts,
         };

@@ -11,21 +11,10 @@ use anyhow::{bail, Context, Result};
 
 const PREFIX: &str = "fipl";
 
-/// Why this machine cannot run the simulated VPC, if it cannot.
+/// Why this machine can never run the simulated VPC, if it cannot: it is not root. (Missing
+/// packages are installed by [`super::prepare::prepare`].)
 pub fn unavailable() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    if !root {
-        return Some("needs root, for network namespaces".into());
-    }
-    for (tool, package) in [("ip", "iproute2"), ("nft", "nftables")] {
-        if Command::new(tool).arg("-V").output().is_err() {
-            return Some(format!("`{tool}` is not installed (package {package})"));
-        }
-    }
-    None
+    (!super::prepare::is_root()).then(|| "needs root, for network namespaces".into())
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);

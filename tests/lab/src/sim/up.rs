@@ -38,53 +38,68 @@ pub fn run(args: Args, bins: Binaries) -> Result<()> {
     let exit = args.exit;
     let keep_logs = args.log_dir.is_some();
     super::isolated(move |infra| async move {
-        let work = async {
-            let mut sim = Sim::start(&infra, bins, opts).await?;
-            show(&sim, &["get", "fip", "-o", "wide"])?;
-            let from = sim.holder().await.context("no holder")?;
-            println!("\n==> client traffic to {VIP}:30080 every 10 ms; killing the holder {from} (links down, agent gone)");
-            let m = sim.measure_failover(Failure::NodeDies).await?;
-            println!(
-                "==> the address moved: {} -> {} ({})",
-                m.timeline.from, m.timeline.to, m.timeline.reason
-            );
-            show(&sim, &["get", "fip", "-o", "wide"])?;
-            println!("\n{}", m.timeline.text());
-            println!("mutating EC2 calls for this failover: {}", m.mutating_calls);
-            let inv = sim.check_invariants()?;
-            println!(
-                "invariants held: never on two ENIs in EC2 ({} reads), longest time on two live nodes {} ms (bound {} ms)",
-                inv.ec2_reads,
-                inv.longest_overlap.as_millis(),
-                inv.bound.as_millis()
-            );
-            if keep_logs {
-                println!("\nlogs: {}", sim.log_dir.display());
-            } else {
-                println!(
-                    "\nlogs: {} (removed on exit; --log-dir keeps them)",
-                    sim.log_dir.display()
-                );
-            }
-            if !exit {
-                println!(
-                    "\nThe cluster stays up. From another shell (as root):\n  ip netns exec {} kubectl --kubeconfig {} get fip {FIP} -o yaml\nCtrl-C tears everything down.",
-                    sim.infra_path().file_name().and_then(|n| n.to_str()).unwrap_or("?"),
-                    sim.kubeconfig.display()
-                );
-                std::future::pending::<()>().await;
-            }
-            anyhow::Ok(())
-        };
-        tokio::select! {
-            r = work => r,
+        let mut sim = tokio::select! {
+            sim = Sim::start(&infra, bins, opts) => sim?,
             _ = tokio::signal::ctrl_c() => {
-                println!("\n==> Ctrl-C: tearing down");
+                interrupted();
+                return Ok(());
+            }
+        };
+        let result = tokio::select! {
+            r = demo(&mut sim, exit, keep_logs) => r,
+            _ = tokio::signal::ctrl_c() => {
+                interrupted();
                 Ok(())
             }
-        }
+        };
+        result.map_err(|e| {
+            let logs = sim.keep_logs().display().to_string();
+            e.context(format!("the demo failed (logs kept in {logs})"))
+        })
     })?;
     println!("==> torn down: every process stopped, every namespace removed");
+    Ok(())
+}
+
+fn interrupted() {
+    println!("\n==> Ctrl-C: tearing down");
+}
+
+async fn demo(sim: &mut Sim, exit: bool, keep_logs: bool) -> Result<()> {
+    show(sim, &["get", "fip", "-o", "wide"])?;
+    let from = sim.holder().await.context("no holder")?;
+    println!("\n==> client traffic to {VIP}:30080 every 10 ms; killing the holder {from} (links down, agent gone)");
+    let m = sim.measure_failover(Failure::NodeDies).await?;
+    println!(
+        "==> the address moved: {} -> {} ({})",
+        m.timeline.from, m.timeline.to, m.timeline.reason
+    );
+    show(sim, &["get", "fip", "-o", "wide"])?;
+    println!("\n{}", m.timeline.text());
+    println!("mutating EC2 calls for this failover: {}", m.mutating_calls);
+    let inv = sim.check_invariants()?;
+    println!(
+        "invariants held: never on two ENIs in EC2 ({} reads), longest time on two live nodes {} ms (bound {} ms)",
+        inv.ec2_reads,
+        inv.longest_overlap.as_millis(),
+        inv.bound.as_millis()
+    );
+    if keep_logs {
+        println!("\nlogs: {}", sim.log_dir.display());
+    } else {
+        println!(
+            "\nlogs: {} (removed on exit; --log-dir keeps them)",
+            sim.log_dir.display()
+        );
+    }
+    if !exit {
+        println!(
+            "\nThe cluster stays up. From another shell (as root):\n  ip netns exec {} kubectl --kubeconfig {} get fip {FIP} -o yaml\nCtrl-C tears everything down.",
+            sim.infra_path().file_name().and_then(|n| n.to_str()).unwrap_or("?"),
+            sim.kubeconfig.display()
+        );
+        std::future::pending::<()>().await;
+    }
     Ok(())
 }
 
