@@ -281,7 +281,7 @@ async fn the_floating_eni_carries_the_primary_enis_groups_and_drift_is_corrected
     assert!(ok, "attach: {err}");
     println!("{}", out.trim());
     let eni = the_floating_eni(&c).await;
-    assert_eq!(groups_of(&c, &eni).await, [node_group.clone()]);
+    assert_eq!(groups_of(&c, &eni).await, [node_group.as_str()]);
 
     // Someone puts the default group on it; the next attach (a reboot, an agent update) puts
     // the node's groups back and says so in one line.
@@ -289,7 +289,7 @@ async fn the_floating_eni_carries_the_primary_enis_groups_and_drift_is_corrected
     let (ok, out, err) = vpc::attach_with(&c, "node-1", net.node(1), &[("NO_COLOR", "1")]);
     assert!(ok, "second attach: {err}");
     assert!(out.contains("created: []"), "the same ENI: {out}");
-    assert_eq!(groups_of(&c, &eni).await, [node_group.clone()]);
+    assert_eq!(groups_of(&c, &eni).await, [node_group.as_str()]);
     let logged: Vec<&str> = err
         .lines()
         .filter(|l| l.contains("corrected the floating ENI's security groups"))

@@ -422,7 +422,7 @@ async fn security_groups_belong_to_each_network_interface() {
         .collect();
     assert_eq!(primary_groups, [nodes.as_str()]);
     let primary = primary.network_interface_id().unwrap().to_owned();
-    assert_eq!(groups_of(&ec2, &primary).await, [nodes.clone()]);
+    assert_eq!(groups_of(&ec2, &primary).await, [nodes.as_str()]);
 
     let create = |groups: Option<Vec<String>>| {
         ec2.create_network_interface()
@@ -448,7 +448,7 @@ async fn security_groups_belong_to_each_network_interface() {
         .unwrap();
     assert_eq!(
         groups_of(&ec2, &eni).await,
-        [vip.clone()],
+        [vip.as_str()],
         "attaching does not add the instance's groups"
     );
 
@@ -458,7 +458,7 @@ async fn security_groups_belong_to_each_network_interface() {
         .unwrap()
         .network_interface_id()
         .unwrap();
-    assert_eq!(groups_of(&ec2, without).await, [default.clone()]);
+    assert_eq!(groups_of(&ec2, without).await, [default.as_str()]);
 
     let mut both = vec![nodes.clone(), vip.clone()];
     both.sort();
