@@ -19,7 +19,9 @@ use crate::agent::want::held_by;
 use crate::agent::HostArgs;
 use crate::api::{validate_spec, FloatingIP, InterfaceChoice, Mode, MoveReason, PendingMove};
 use crate::cloud::aws::Ec2;
-use crate::cloud::{floating_tags, Cloud, CloudError, Eni, Instance};
+use crate::cloud::{
+    floating_tags, parse_security_group_id, same_security_groups, Cloud, CloudError, Eni, Instance,
+};
 use crate::controller::run::parse_duration;
 use crate::nodes::{node_fitness, NodeView, Unfit};
 
@@ -41,6 +43,11 @@ pub struct AttachArgs {
     /// First backoff between EC2 attempts.
     #[arg(long, env = "FLOATIP_EC2_BACKOFF", default_value = "100ms", value_parser = parse_duration)]
     pub ec2_backoff: Duration,
+    /// Security groups of the floating ENIs, comma-separated IDs (sg-...). Default: the groups
+    /// of the node's primary ENI, so that the rules admitting clients to the node's NodePorts
+    /// admit them to the floating addresses. A floating ENI whose groups differ is corrected.
+    #[arg(long, env = "FLOATIP_SECURITY_GROUP_IDS", value_delimiter = ',', value_parser = parse_security_group_id)]
+    pub security_group_ids: Vec<String>,
     #[command(flatten)]
     pub host: HostArgs,
 }
@@ -67,6 +74,8 @@ pub enum AttachError {
         other: String,
         instance: String,
     },
+    #[error("the primary ENI of {instance} has no security groups for its floating ENI to copy; set --security-group-ids (chart value agent.securityGroupIds)")]
+    NoSecurityGroups { instance: String },
     #[error("floating ENI {eni} was not attached within {timeout:?}; check its attachment in EC2")]
     NotAttached { eni: String, timeout: Duration },
     #[error("floating ENI {eni}: {error}; check that the instance hot-plugs ENIs and the pod has hostNetwork")]
@@ -82,6 +91,8 @@ fn hint(e: &CloudError) -> String {
         format!("allow ec2:{} to the agent's IAM role", e.action)
     } else if e.code.starts_with("InvalidSubnetID") {
         "check spec.subnetId of the FloatingIPs".into()
+    } else if e.code.starts_with("InvalidGroup") || e.code.starts_with("InvalidSecurityGroup") {
+        "check --security-group-ids (chart value agent.securityGroupIds): each group must exist in the VPC of the FloatingIPs' subnet".into()
     } else if e.code == "AttachmentLimitExceeded" {
         "no free ENI slot on the instance: use a larger instance type or free a device index".into()
     } else if e.retryable() {
@@ -205,6 +216,7 @@ pub async fn attach<C: Cloud>(
         .collect();
     if !dedicated_subnets.is_empty() {
         let mut instance = cloud.instance(&instance_id).await?;
+        let groups = wanted_groups(&args.security_group_ids, &instance)?;
         let tagged: Vec<Eni> = cloud
             .cluster_enis(&args.cluster_name)
             .await?
@@ -212,8 +224,16 @@ pub async fn attach<C: Cloud>(
             .filter(|e| e.is_floating_for(&args.cluster_name) && e.node_tag() == Some(me))
             .collect();
         for subnet in dedicated_subnets {
-            let eni =
-                ensure_eni(cloud, args, &mut instance, &tagged, &subnet, &mut summary).await?;
+            let eni = ensure_eni(
+                cloud,
+                args,
+                &mut instance,
+                &tagged,
+                &subnet,
+                &groups,
+                &mut summary,
+            )
+            .await?;
             let cidr = cloud.subnet(&subnet).await?.cidr_v4;
             let address = match (eni.primary_ip, cidr.as_deref().and_then(prefix_of)) {
                 (Some(IpAddr::V4(ip)), Some(prefix)) => Some((ip, prefix)),
@@ -283,25 +303,55 @@ fn prefix_of(cidr: &str) -> Option<u8> {
     cidr.split_once('/')?.1.parse().ok()
 }
 
-/// This node's floating ENI in `subnet`: the one it already has (attached, or detached and
-/// attached again), else a new one, tagged and attached at the lowest free device index.
+/// The security groups of this node's floating ENIs: `--security-group-ids` when given, else
+/// those of the node's primary ENI, so that the rules admitting clients to its NodePorts admit
+/// them to the floating addresses. (Without groups EC2 would pick the VPC's default group,
+/// which normally admits only its own members: the address would be unreachable.)
+fn wanted_groups(flag: &[String], instance: &Instance) -> Result<Vec<String>, AttachError> {
+    let from = if flag.is_empty() {
+        &instance.primary_security_groups
+    } else {
+        flag
+    };
+    let mut groups: Vec<String> = Vec::new();
+    for g in from {
+        if !groups.contains(g) {
+            groups.push(g.clone());
+        }
+    }
+    if groups.is_empty() {
+        return Err(AttachError::NoSecurityGroups {
+            instance: instance.id.clone(),
+        });
+    }
+    Ok(groups)
+}
+
+/// This node's floating ENI in `subnet`, filtered by `groups`: the one it already has
+/// (attached, or detached and attached again), its groups corrected if they drifted, else a
+/// new one, tagged and attached at the lowest free device index.
 async fn ensure_eni<C: Cloud>(
     cloud: &C,
     args: &AttachArgs,
     instance: &mut Instance,
     tagged: &[Eni],
     subnet: &str,
+    groups: &[String],
     summary: &mut Summary,
 ) -> Result<Eni, AttachError> {
     let in_subnet: Vec<&Eni> = tagged.iter().filter(|e| e.subnet_id == subnet).collect();
-    if let Some(e) = in_subnet
-        .iter()
-        .find(|e| e.instance_id.as_deref() == Some(instance.id.as_str()))
-    {
-        return Ok((*e).clone());
-    }
-    let eni = match in_subnet.iter().find(|e| e.instance_id.is_none()) {
-        Some(e) => (*e).clone(),
+    let attached_here = |e: &&Eni| e.instance_id.as_deref() == Some(instance.id.as_str());
+    let found = (in_subnet.iter().copied().find(attached_here))
+        .or_else(|| in_subnet.iter().copied().find(|e| e.instance_id.is_none()));
+    let eni = match found {
+        Some(e) => {
+            let mut eni = e.clone();
+            correct_groups(cloud, &args.cluster_name, &mut eni, groups).await?;
+            if eni.instance_id.is_some() {
+                return Ok(eni);
+            }
+            eni
+        }
         None => {
             if let Some(e) = in_subnet.first() {
                 return Err(AttachError::AttachedElsewhere {
@@ -316,12 +366,47 @@ async fn ensure_eni<C: Cloud>(
                 args.node_name, args.cluster_name
             );
             let tags = floating_tags(&args.cluster_name, &args.node_name);
-            let e = cloud.create_eni(subnet, &description, &tags).await?;
-            tracing::info!(eni = %e.id, subnet, "created the floating ENI");
+            let e = cloud
+                .create_eni(subnet, &description, groups, &tags)
+                .await?;
+            tracing::info!(eni = %e.id, subnet, security_groups = %groups.join(","), "created the floating ENI");
             summary.created.push(e.id.clone());
             e
         }
     };
+    attach_at_free_slot(cloud, args, instance, eni).await
+}
+
+/// Puts `wanted` on a floating ENI whose security groups drifted from it (changed by hand, a
+/// changed flag, or made before floatip chose groups), and logs the change. Only an ENI floatip
+/// tagged for this cluster is ever modified.
+async fn correct_groups<C: Cloud>(
+    cloud: &C,
+    cluster: &str,
+    eni: &mut Eni,
+    wanted: &[String],
+) -> Result<(), AttachError> {
+    if !eni.is_floating_for(cluster) || same_security_groups(&eni.security_groups, wanted) {
+        return Ok(());
+    }
+    cloud.set_security_groups(&eni.id, wanted).await?;
+    tracing::info!(
+        eni = %eni.id,
+        old = %eni.security_groups.join(","),
+        new = %wanted.join(","),
+        "corrected the floating ENI's security groups"
+    );
+    eni.security_groups = wanted.to_vec();
+    Ok(())
+}
+
+/// Attaches `eni` at the lowest free device index and waits until EC2 shows it attached.
+async fn attach_at_free_slot<C: Cloud>(
+    cloud: &C,
+    args: &AttachArgs,
+    instance: &mut Instance,
+    eni: Eni,
+) -> Result<Eni, AttachError> {
     let index = (1..)
         .find(|i| !instance.device_indexes.contains(i))
         .expect("some index is free");
@@ -521,6 +606,82 @@ mod tests {
             "metadata": {"name": "web"}, "spec": spec,
         }))
         .unwrap()
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn instance(primary_groups: &[&str]) -> Instance {
+        Instance {
+            id: "i-0123456789abcdef0".into(),
+            instance_type: "t3.medium".into(),
+            device_indexes: vec![0],
+            primary_security_groups: strings(primary_groups),
+        }
+    }
+
+    #[test]
+    fn floating_enis_get_the_primary_enis_groups_unless_the_flag_names_others() {
+        let node = instance(&["sg-0node", "sg-0ssh"]);
+        assert_eq!(wanted_groups(&[], &node).unwrap(), ["sg-0node", "sg-0ssh"]);
+        assert_eq!(
+            wanted_groups(&strings(&["sg-0vip", "sg-0vip", "sg-0ssh"]), &node).unwrap(),
+            ["sg-0vip", "sg-0ssh"],
+            "the flag wins, each group once"
+        );
+        let err = wanted_groups(&[], &instance(&[])).unwrap_err().to_string();
+        assert!(err.contains("set --security-group-ids"), "{err}");
+    }
+
+    fn floating(id: &str, cluster: &str, groups: &[&str]) -> Eni {
+        Eni {
+            id: id.into(),
+            subnet_id: "subnet-0a1b2c3d".into(),
+            instance_id: Some("i-0123456789abcdef0".into()),
+            device_index: Some(1),
+            mac: None,
+            primary_ip: None,
+            secondary: Vec::new(),
+            tags: floating_tags(cluster, "n1"),
+            security_groups: strings(groups),
+        }
+    }
+
+    #[tokio::test]
+    async fn drifted_groups_are_corrected_only_on_this_clusters_floating_enis() {
+        let cloud = crate::cloud::fake::FakeCloud::default();
+        let wanted = strings(&["sg-0node", "sg-0ssh"]);
+        let mut untagged = floating("eni-primary", "lab", &["sg-0default"]);
+        untagged.tags.clear();
+        *cloud.enis.lock().unwrap() = vec![
+            floating("eni-drifted", "lab", &["sg-0default"]),
+            floating("eni-same", "lab", &["sg-0ssh", "sg-0node"]),
+            floating("eni-other-cluster", "other", &["sg-0default"]),
+            untagged,
+        ];
+        let snapshot = cloud.enis.lock().unwrap().clone();
+        for mut eni in snapshot {
+            correct_groups(&cloud, "lab", &mut eni, &wanted)
+                .await
+                .unwrap();
+        }
+        let calls = cloud.calls.lock().unwrap().clone();
+        assert_eq!(
+            calls,
+            [("ModifyNetworkInterfaceAttribute", "eni-drifted".to_string())]
+        );
+        let groups = |id: &str| {
+            let enis = cloud.enis.lock().unwrap();
+            enis.iter()
+                .find(|e| e.id == id)
+                .unwrap()
+                .security_groups
+                .clone()
+        };
+        assert_eq!(groups("eni-drifted"), wanted);
+        assert_eq!(groups("eni-other-cluster"), ["sg-0default"]);
+        assert_eq!(groups("eni-primary"), ["sg-0default"]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
 use serde_json::json;
-use support::cluster::{holder_of, is_ready, Cluster, CLUSTER};
+use support::cluster::{holder_of, is_ready, security_group, Cluster, CLUSTER};
 use support::net::can_netns;
 use support::vpc::{self, Vpc};
 
@@ -208,4 +208,160 @@ async fn attach_fails_with_one_clear_line() {
     println!("{last}");
     assert!(last.starts_with("floatip: "), "{err}");
     assert!(last.contains("check spec.subnetId"), "{last}");
+}
+
+/// The security groups EC2 lists for `eni`, sorted.
+async fn groups_of(c: &Cluster, eni: &str) -> Vec<String> {
+    let out = c
+        .aws
+        .describe_network_interfaces()
+        .network_interface_ids(eni)
+        .send()
+        .await
+        .expect("describe");
+    let mut groups: Vec<String> = out.network_interfaces()[0]
+        .groups()
+        .iter()
+        .filter_map(|g| g.group_id().map(String::from))
+        .collect();
+    groups.sort();
+    groups
+}
+
+async fn set_groups(c: &Cluster, eni: &str, groups: &[&str]) {
+    c.aws
+        .modify_network_interface_attribute()
+        .network_interface_id(eni)
+        .set_groups(Some(groups.iter().map(|g| g.to_string()).collect()))
+        .send()
+        .await
+        .expect("modify groups");
+}
+
+async fn default_group(c: &Cluster) -> String {
+    let out = c
+        .aws
+        .describe_security_groups()
+        .filters(Filter::builder().name("vpc-id").values(&c.vpc).build())
+        .filters(
+            Filter::builder()
+                .name("group-name")
+                .values("default")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("describe groups");
+    out.security_groups()[0].group_id().unwrap().to_string()
+}
+
+/// The only floating ENI of the cluster (one node).
+async fn the_floating_eni(c: &Cluster) -> String {
+    let enis = floating_enis(c).await;
+    assert_eq!(enis.len(), 1, "{enis:?}");
+    enis[0].1.clone()
+}
+
+/// Without groups EC2 gives an ENI the VPC's default group, which admits only its own members:
+/// clients could not reach the address. The floating ENI gets the node's primary ENI's groups,
+/// and gets them back when they drift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_floating_eni_carries_the_primary_enis_groups_and_drift_is_corrected() {
+    if !can_netns("the_floating_eni_carries_the_primary_enis_groups_and_drift_is_corrected") {
+        return;
+    }
+    let c = Cluster::with_layout(1, vpc::layout()).await;
+    let net = Vpc::start(&c, Duration::ZERO);
+    c.create_fip("web", json!({"address": VIP})).await;
+    let node_group = c.node_security_group.clone();
+    let default = default_group(&c).await;
+    assert_ne!(node_group, default);
+
+    let (ok, out, err) = vpc::attach(&c, "node-1", net.node(1));
+    assert!(ok, "attach: {err}");
+    println!("{}", out.trim());
+    let eni = the_floating_eni(&c).await;
+    assert_eq!(groups_of(&c, &eni).await, [node_group.as_str()]);
+
+    // Someone puts the default group on it; the next attach (a reboot, an agent update) puts
+    // the node's groups back and says so in one line.
+    set_groups(&c, &eni, &[&default]).await;
+    let (ok, out, err) = vpc::attach_with(&c, "node-1", net.node(1), &[("NO_COLOR", "1")]);
+    assert!(ok, "second attach: {err}");
+    assert!(out.contains("created: []"), "the same ENI: {out}");
+    assert_eq!(groups_of(&c, &eni).await, [node_group.as_str()]);
+    let logged: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("corrected the floating ENI's security groups"))
+        .collect();
+    println!("{}", logged.join("\n"));
+    assert_eq!(logged.len(), 1, "one line for the change: {err}");
+    for part in [
+        format!("eni={eni}"),
+        format!("old={default}"),
+        format!("new={node_group}"),
+    ] {
+        assert!(logged[0].contains(&part), "{part} missing: {}", logged[0]);
+    }
+
+    // Nothing drifted: nothing is modified.
+    c.ec2.reset_calls();
+    let (ok, _, err) = vpc::attach(&c, "node-1", net.node(1));
+    assert!(ok, "third attach: {err}");
+    let calls = c.ec2.calls();
+    assert!(
+        calls["actions"]
+            .get("ModifyNetworkInterfaceAttribute")
+            .is_none(),
+        "no change without drift: {calls}"
+    );
+}
+
+/// --security-group-ids (the chart's agent.securityGroupIds) wins over the primary ENI's
+/// groups; a group EC2 does not know fails attach with one line naming the flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_group_ids_override_the_primary_enis_groups() {
+    if !can_netns("security_group_ids_override_the_primary_enis_groups") {
+        return;
+    }
+    let c = Cluster::with_layout(1, vpc::layout()).await;
+    let net = Vpc::start(&c, Duration::ZERO);
+    c.create_fip("web", json!({"address": VIP})).await;
+    let vip_a = security_group(&c.aws, &c.vpc, "vip-a").await;
+    let vip_b = security_group(&c.aws, &c.vpc, "vip-b").await;
+
+    let missing = [("FLOATIP_SECURITY_GROUP_IDS", "sg-0123456789abcdef0")];
+    let (ok, out, err) = vpc::attach_with(&c, "node-1", net.node(1), &missing);
+    assert!(!ok, "attach must fail: {out}");
+    let last = err.lines().last().unwrap_or_default();
+    println!("{last}");
+    assert!(last.contains("InvalidGroup.NotFound"), "{last}");
+    assert!(last.contains("check --security-group-ids"), "{last}");
+    assert!(floating_enis(&c).await.is_empty(), "nothing was created");
+
+    let both = format!("{vip_a},{vip_b}");
+    let (ok, out, err) = vpc::attach_with(
+        &c,
+        "node-1",
+        net.node(1),
+        &[("FLOATIP_SECURITY_GROUP_IDS", &both)],
+    );
+    assert!(ok, "attach: {err}");
+    println!("{}", out.trim());
+    assert!(out.contains("claimed: [web]"), "{out}");
+    let eni = the_floating_eni(&c).await;
+    let mut want = vec![vip_a.clone(), vip_b.clone()];
+    want.sort();
+    assert_eq!(groups_of(&c, &eni).await, want);
+    assert!(!want.contains(&c.node_security_group));
+
+    // The flag changed (a chart upgrade): the existing floating ENI follows it.
+    let (ok, _, err) = vpc::attach_with(
+        &c,
+        "node-1",
+        net.node(1),
+        &[("FLOATIP_SECURITY_GROUP_IDS", &vip_b)],
+    );
+    assert!(ok, "attach with one group: {err}");
+    assert_eq!(groups_of(&c, &eni).await, [vip_b]);
 }

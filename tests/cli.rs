@@ -146,3 +146,42 @@ fn every_controller_flag_has_help_and_an_environment_variable() {
     }
     assert!(flags >= 14, "only {flags} flags in:\n{out}");
 }
+
+/// `floatip attach` with `env` set; nothing is reachable, so only parsing can succeed.
+fn attach_with(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_floatip"))
+        .arg("attach")
+        .args(args)
+        .envs(env.iter().copied())
+        .env("NODE_NAME", "node-1")
+        .env("FLOATIP_CLUSTER_NAME", "lab")
+        .output()
+        .expect("floatip runs");
+    (out.status.success(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+fn attach_refuses_a_malformed_security_group_id_from_flag_or_environment() {
+    let (ok, err) = attach_with(&["--security-group-ids=sg-0a1b2c3d,web-nodes"], &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("\"web-nodes\" is not a security group ID")
+            && err.contains("--security-group-ids"),
+        "{err}"
+    );
+    // The environment variable is split on commas too: the error names the one bad ID.
+    let (ok, err) = attach_with(&[], &[("FLOATIP_SECURITY_GROUP_IDS", "sg-0a1b2c3d,sg-XYZ")]);
+    assert!(!ok);
+    assert!(
+        err.contains("\"sg-XYZ\" is not a security group ID"),
+        "{err}"
+    );
+
+    let (ok, out, _) = floatip(&["attach", "--help"]);
+    assert!(ok);
+    assert!(
+        out.contains("--security-group-ids <SECURITY_GROUP_IDS>")
+            && out.contains("[env: FLOATIP_SECURITY_GROUP_IDS=]"),
+        "{out}"
+    );
+}

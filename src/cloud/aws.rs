@@ -157,6 +157,11 @@ fn to_eni(ni: &NetworkInterface) -> Option<Eni> {
                 ))
             })
             .collect::<BTreeMap<_, _>>(),
+        security_groups: ni
+            .groups()
+            .iter()
+            .filter_map(|g| g.group_id().map(String::from))
+            .collect(),
     })
 }
 
@@ -345,19 +350,31 @@ impl Cloud for Ec2 {
                 kind: ErrorKind::Permanent,
             });
         };
+        // Interfaces on network card 0, where floating ENIs go.
+        let card0 = || {
+            i.network_interfaces().iter().filter(|n| {
+                n.attachment()
+                    .is_some_and(|a| a.network_card_index().unwrap_or(0) == 0)
+            })
+        };
+        let primary = card0().find(|n| n.attachment().and_then(|a| a.device_index()) == Some(0));
         Ok(Instance {
             id: id.to_string(),
             instance_type: i
                 .instance_type()
                 .map(|t| t.as_str().to_string())
                 .unwrap_or_default(),
-            device_indexes: i
-                .network_interfaces()
-                .iter()
-                .filter_map(|n| n.attachment())
-                .filter(|a| a.network_card_index().unwrap_or(0) == 0)
-                .filter_map(|a| a.device_index())
+            device_indexes: card0()
+                .filter_map(|n| n.attachment()?.device_index())
                 .collect(),
+            primary_security_groups: primary
+                .map(|n| {
+                    n.groups()
+                        .iter()
+                        .filter_map(|g| g.group_id().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 
@@ -402,6 +419,7 @@ impl Cloud for Ec2 {
         &self,
         subnet: &str,
         description: &str,
+        security_groups: &[String],
         tags: &BTreeMap<String, String>,
     ) -> Result<Eni, CloudError> {
         let spec = tags.iter().fold(
@@ -415,6 +433,7 @@ impl Cloud for Ec2 {
                     .create_network_interface()
                     .subnet_id(subnet)
                     .description(description)
+                    .set_groups(Some(security_groups.to_vec()))
                     .tag_specifications(spec.build())
                     .send(),
             )
@@ -427,6 +446,23 @@ impl Cloud for Ec2 {
                 message: "EC2 returned no network interface".into(),
                 kind: ErrorKind::Transient,
             })
+    }
+
+    async fn set_security_groups(
+        &self,
+        eni: &str,
+        security_groups: &[String],
+    ) -> Result<(), CloudError> {
+        self.call(
+            "ModifyNetworkInterfaceAttribute",
+            self.client
+                .modify_network_interface_attribute()
+                .network_interface_id(eni)
+                .set_groups(Some(security_groups.to_vec()))
+                .send(),
+        )
+        .await?;
+        Ok(())
     }
 
     async fn attach_eni(

@@ -154,6 +154,7 @@ impl Cloud for FakeCloud {
         &self,
         subnet: &str,
         _description: &str,
+        security_groups: &[String],
         tags: &BTreeMap<String, String>,
     ) -> Result<Eni, CloudError> {
         let mut enis = self.enis.lock().unwrap();
@@ -168,9 +169,28 @@ impl Cloud for FakeCloud {
             primary_ip: None,
             secondary: Vec::new(),
             tags: tags.clone(),
+            security_groups: security_groups.to_vec(),
         };
         enis.push(eni.clone());
         Ok(eni)
+    }
+
+    async fn set_security_groups(
+        &self,
+        eni: &str,
+        security_groups: &[String],
+    ) -> Result<(), CloudError> {
+        self.mutate("ModifyNetworkInterfaceAttribute", eni)?;
+        let mut enis = self.enis.lock().unwrap();
+        let e = enis.iter_mut().find(|e| e.id == eni).ok_or_else(|| {
+            not_found(
+                "ModifyNetworkInterfaceAttribute",
+                "InvalidNetworkInterfaceID.NotFound",
+                eni,
+            )
+        })?;
+        e.security_groups = security_groups.to_vec();
+        Ok(())
     }
 
     async fn attach_eni(

@@ -32,6 +32,8 @@ pub struct Eni {
     /// Secondary private IPv4 addresses and IPv6 addresses.
     pub secondary: Vec<IpAddr>,
     pub tags: BTreeMap<String, String>,
+    /// IDs of the security groups that filter its traffic, as EC2 lists them.
+    pub security_groups: Vec<String>,
 }
 
 impl Eni {
@@ -58,6 +60,8 @@ pub struct Instance {
     pub instance_type: String,
     /// Device indexes of the network interfaces attached now (network card 0).
     pub device_indexes: Vec<i32>,
+    /// Security groups of its primary network interface (device index 0, network card 0).
+    pub primary_security_groups: Vec<String>,
 }
 
 /// A subnet: where floating ENIs are created and what prefix their addresses carry.
@@ -165,13 +169,22 @@ pub trait Cloud: Send + Sync + 'static {
 
     fn subnet(&self, id: &str) -> impl Future<Output = Result<Subnet, CloudError>> + Send;
 
-    /// Creates an ENI in `subnet` with `tags`.
+    /// Creates an ENI in `subnet` with `tags`, filtered by `security_groups` (never empty: EC2
+    /// would give it the VPC's default group instead).
     fn create_eni(
         &self,
         subnet: &str,
         description: &str,
+        security_groups: &[String],
         tags: &BTreeMap<String, String>,
     ) -> impl Future<Output = Result<Eni, CloudError>> + Send;
+
+    /// Replaces the security groups of `eni` with `security_groups` (not empty).
+    fn set_security_groups(
+        &self,
+        eni: &str,
+        security_groups: &[String],
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
 
     /// Attaches `eni` to `instance` at `device_index`, deleted with the instance.
     fn attach_eni(
@@ -185,6 +198,30 @@ pub trait Cloud: Send + Sync + 'static {
     fn delete_eni(&self, eni: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
 }
 
+/// Whether two lists name the same security groups: EC2 keeps them as a set.
+pub fn same_security_groups(a: &[String], b: &[String]) -> bool {
+    let set = |l: &[String]| l.iter().cloned().collect::<std::collections::BTreeSet<_>>();
+    set(a) == set(b)
+}
+
+/// A security group ID as EC2 writes it (`sg-` and lowercase hexadecimal digits), for a flag's
+/// value parser: a mistyped ID is refused before any EC2 call.
+pub fn parse_security_group_id(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let digits = s.strip_prefix("sg-").unwrap_or_default();
+    if !digits.is_empty()
+        && digits
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a security group ID: expected sg- and lowercase hexadecimal digits, e.g. sg-0123456789abcdef0"
+        ))
+    }
+}
+
 /// The tags of the floating ENI of `node` in `cluster`.
 pub fn floating_tags(cluster: &str, node: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -192,4 +229,44 @@ pub fn floating_tags(cluster: &str, node: &str) -> BTreeMap<String, String> {
         (TAG_NODE.to_string(), node.to_string()),
         (TAG_NO_MANAGE.to_string(), "true".to_string()),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_group_ids_are_checked_before_any_call() {
+        assert_eq!(
+            parse_security_group_id(" sg-0123456789abcdef0"),
+            Ok("sg-0123456789abcdef0".to_string())
+        );
+        assert_eq!(
+            parse_security_group_id("sg-1a2b3c4d").as_deref(),
+            Ok("sg-1a2b3c4d")
+        );
+        for bad in [
+            "",
+            "sg-",
+            "0123abcd",
+            "sg-0123ABCD",
+            "sg-12 34",
+            "web-nodes",
+            "eni-0a1b2c",
+        ] {
+            let err = parse_security_group_id(bad).expect_err(bad);
+            assert!(err.contains("is not a security group ID"), "{err}");
+        }
+    }
+
+    #[test]
+    fn security_groups_compare_as_sets() {
+        let l = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(same_security_groups(
+            &l(&["sg-1", "sg-2"]),
+            &l(&["sg-2", "sg-1"])
+        ));
+        assert!(!same_security_groups(&l(&["sg-1"]), &l(&["sg-1", "sg-2"])));
+        assert!(!same_security_groups(&l(&["sg-default"]), &l(&["sg-1"])));
+    }
 }

@@ -67,6 +67,7 @@ mod tests {
             primary_ip: None,
             secondary: Vec::new(),
             tags,
+            security_groups: Vec::new(),
         }
     }
 

@@ -32,6 +32,7 @@ fn eni(i: u8, holds: &[&str]) -> Eni {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        security_groups: Vec::new(),
     }
 }
 

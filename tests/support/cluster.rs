@@ -166,7 +166,10 @@ pub struct Cluster {
     pub ec2: Ec2Lab,
     pub client: kube::Client,
     pub aws: aws_sdk_ec2::Client,
+    pub vpc: String,
     pub subnet: String,
+    /// The security group every node's primary ENI has: not the VPC's default, as on EKS.
+    pub node_security_group: String,
     pub nodes: Vec<SimNode>,
     pub controllers: Vec<Controller>,
     /// The next primary address handed to an instance or floating ENI. moto would pick random
@@ -229,6 +232,7 @@ impl Cluster {
             .await
             .expect("subnet");
         let subnet = subnet.subnet().unwrap().subnet_id().unwrap().to_string();
+        let node_security_group = security_group(&aws, &vpc, "nodes").await;
 
         let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
             Api::all(client.clone());
@@ -249,7 +253,9 @@ impl Cluster {
             ec2,
             client,
             aws,
+            vpc,
             subnet,
+            node_security_group,
             nodes: Vec::new(),
             controllers: Vec::new(),
             next_ip: {
@@ -281,6 +287,7 @@ impl Cluster {
             .min_count(1)
             .max_count(1)
             .subnet_id(&self.subnet)
+            .security_group_ids(&self.node_security_group)
             .send()
             .await
             .expect("run instance");
@@ -307,6 +314,7 @@ impl Cluster {
                 .create_network_interface()
                 .private_ip_address(self.take_ip())
                 .subnet_id(&self.subnet)
+                .groups(&self.node_security_group)
                 .tag_specifications(tags)
                 .send()
                 .await
@@ -500,6 +508,19 @@ impl Cluster {
             .await
             .expect("patch node status");
     }
+}
+
+/// A new security group in `vpc`; returns its ID.
+pub async fn security_group(aws: &aws_sdk_ec2::Client, vpc: &str, name: &str) -> String {
+    let out = aws
+        .create_security_group()
+        .vpc_id(vpc)
+        .group_name(name)
+        .description(format!("lab {name}"))
+        .send()
+        .await
+        .expect("security group");
+    out.group_id().expect("group id").to_string()
 }
 
 pub fn holder_of(f: &FloatingIP) -> Option<String> {

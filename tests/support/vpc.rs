@@ -112,8 +112,19 @@ fn floatip(cluster: &Cluster) -> Command {
 
 /// `floatip attach` for `node`, configuring `ns`; returns (success, stdout, stderr).
 pub fn attach(cluster: &Cluster, node: &str, ns: &Netns) -> (bool, String, String) {
+    attach_with(cluster, node, ns, &[])
+}
+
+/// `floatip attach` with extra environment (flags by their env names).
+pub fn attach_with(
+    cluster: &Cluster,
+    node: &str,
+    ns: &Netns,
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
     let out = floatip(cluster)
         .arg("attach")
+        .envs(env.iter().copied())
         .env("NODE_NAME", node)
         .env("FLOATIP_NETNS", ns.path())
         .env("FLOATIP_ATTACH_TIMEOUT", "20s")

@@ -16,6 +16,11 @@ Each was checked against moto itself before patching (see the lab's tests/ec2.rs
   primary address), reassociation left the old ENI showing the public IP, an unassociated address
   answered NetworkInterfaceId "" and InstanceId "" instead of leaving them out, and moving a
   secondary address with AllowReassignment left its Elastic IP behind (AWS moves it along).
+- Security groups: an ENI attached to an instance listed the instance's launch groups besides
+  its own (on AWS each ENI has only its own, which is why floatip gives the floating ENI the
+  primary ENI's groups), and CreateNetworkInterface and ModifyNetworkInterfaceAttribute accepted
+  a group ID that does not exist (the first invented the group, the second broke every later
+  DescribeNetworkInterfaces). AWS refuses with InvalidGroup.NotFound.
 
 The error codes are AWS's (SDKs and floatip match on them); the message texts are written here.
 """
@@ -24,9 +29,9 @@ import ipaddress
 
 from moto.core.responses import ActionResult, EmptyResult
 from moto.ec2 import utils as ec2_utils
-from moto.ec2.exceptions import EC2ClientError
+from moto.ec2.exceptions import EC2ClientError, InvalidSecurityGroupNotFoundError
 from moto.ec2.models.elastic_ip_addresses import ElasticAddress, ElasticAddressBackend
-from moto.ec2.models.elastic_network_interfaces import NetworkInterfaceBackend
+from moto.ec2.models.elastic_network_interfaces import NetworkInterface, NetworkInterfaceBackend
 from moto.ec2.models.instances import Instance
 from moto.ec2.responses.elastic_ip_addresses import ElasticIPAddresses
 from moto.ec2.responses.elastic_network_interfaces import ElasticNetworkInterfaces
@@ -174,9 +179,39 @@ def _instance_private_addresses(instance):
     return [a for nic in instance.nics.values() for a in _addresses(nic)]
 
 
+def _check_groups(backend, group_ids):
+    for group_id in group_ids or []:
+        if backend.get_security_group_from_id(group_id) is None:
+            raise InvalidSecurityGroupNotFoundError(group_id)
+
+
+_original_create_eni = NetworkInterfaceBackend.create_network_interface
+
+
+def create_network_interface(
+    self, subnet, private_ip_address, private_ip_addresses=None, group_ids=None, *args, **kwargs
+):
+    _check_groups(self, group_ids)
+    return _original_create_eni(
+        self, subnet, private_ip_address, private_ip_addresses, group_ids, *args, **kwargs
+    )
+
+
+_original_modify_eni = NetworkInterfaceBackend.modify_network_interface_attribute
+
+
+def modify_network_interface_attribute(self, eni_id, group_ids, *args, **kwargs):
+    _check_groups(self, group_ids)
+    return _original_modify_eni(self, eni_id, group_ids, *args, **kwargs)
+
+
 NetworkInterfaceBackend.assign_private_ip_addresses = assign_private_ip_addresses
 NetworkInterfaceBackend.unassign_private_ip_addresses = unassign_private_ip_addresses
 NetworkInterfaceBackend.get_all_network_interfaces = get_all_network_interfaces
+NetworkInterfaceBackend.create_network_interface = create_network_interface
+NetworkInterfaceBackend.modify_network_interface_attribute = modify_network_interface_attribute
+# Each ENI's own groups only, as on AWS, attached or not.
+NetworkInterface.group_set = property(lambda eni: eni._group_set)
 ElasticNetworkInterfaces.assign_private_ip_addresses = assign_private_ip_addresses_response
 ElasticNetworkInterfaces.unassign_private_ip_addresses = unassign_private_ip_addresses_response
 # DescribeInstances filters map a filter name to an attribute path; a list value matches when any

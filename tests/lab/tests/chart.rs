@@ -263,6 +263,14 @@ fn default_values_render_valid_hardened_objects() {
         assert_eq!(arg(c, "garp"), Some("false"));
     }
     assert!(agent["nodeSelector"].is_null() && agent["tolerations"].is_null());
+    assert_eq!(
+        arg(
+            container(agent, "initContainers", "attach"),
+            "security-group-ids"
+        ),
+        None,
+        "by default attach copies the primary ENI's groups"
+    );
     for sa in ["floatip-controller", "floatip-agent"] {
         let sa = r.find("ServiceAccount", sa).unwrap();
         assert!(
@@ -339,6 +347,13 @@ fn custom_values_take_effect_and_render_valid_objects() {
         arg(container(agent, "containers", "agent"), "grace-period"),
         Some("40s")
     );
+    assert_eq!(
+        arg(
+            container(agent, "initContainers", "attach"),
+            "security-group-ids"
+        ),
+        Some("sg-0a1b2c3d4e5f60718,sg-1a2b3c4d")
+    );
 
     let irsa = |name: &str| {
         r.find("ServiceAccount", name).unwrap()["metadata"]["annotations"]
@@ -410,6 +425,8 @@ fn refused_values_name_what_to_change() {
     assert!(err.contains("leaseDuration"), "{err}");
     let err = refused(vec![("controller.iamRoleArn", json!("floatip-controller"))]);
     assert!(err.contains("iamRoleArn"), "{err}");
+    let err = refused(vec![("agent.securityGroupIds", json!(["web-nodes"]))]);
+    assert!(err.contains("securityGroupIds"), "{err}");
 }
 
 fn apply(lab: &LabKube, manifest: &str) -> Vec<String> {
@@ -567,9 +584,14 @@ fn parse_container(c: &Value) -> floatip::cli::Command {
 #[test]
 fn the_binary_accepts_every_rendered_command_line() {
     use floatip::cli::Command;
-    for (r, fullname, garp) in [
-        (render_defaults(), "floatip", false),
-        (render_custom(), "vip", true),
+    for (r, fullname, garp, groups) in [
+        (render_defaults(), "floatip", false, &[][..]),
+        (
+            render_custom(),
+            "vip",
+            true,
+            &["sg-0a1b2c3d4e5f60718", "sg-1a2b3c4d"][..],
+        ),
     ] {
         let ctrl = pod_spec(&r, "Deployment", &format!("{fullname}-controller"));
         match parse_container(container(ctrl, "containers", "controller")) {
@@ -582,7 +604,10 @@ fn the_binary_accepts_every_rendered_command_line() {
         }
         let agent = pod_spec(&r, "DaemonSet", &format!("{fullname}-agent"));
         match parse_container(container(agent, "initContainers", "attach")) {
-            Command::Attach(a) => assert_eq!(a.host.garp, garp),
+            Command::Attach(a) => {
+                assert_eq!(a.host.garp, garp);
+                assert_eq!(a.security_group_ids, groups);
+            }
             other => panic!("the init container runs {other:?}"),
         }
         match parse_container(container(agent, "containers", "agent")) {

@@ -346,6 +346,148 @@ async fn network_interface_lifecycle_and_source_dest_check() {
     );
 }
 
+async fn security_group(ec2: &Client, vpc: &str, name: &str) -> String {
+    let out = ec2
+        .create_security_group()
+        .vpc_id(vpc)
+        .group_name(name)
+        .description(name)
+        .send()
+        .await
+        .unwrap();
+    out.group_id().unwrap().to_owned()
+}
+
+/// The groups DescribeNetworkInterfaces lists for `eni`, sorted.
+async fn groups_of(ec2: &Client, eni: &str) -> Vec<String> {
+    let out = ec2
+        .describe_network_interfaces()
+        .network_interface_ids(eni)
+        .send()
+        .await
+        .unwrap();
+    let mut groups: Vec<String> = out.network_interfaces()[0]
+        .groups()
+        .iter()
+        .filter_map(|g| g.group_id().map(str::to_owned))
+        .collect();
+    groups.sort();
+    groups
+}
+
+/// What `floatip attach` relies on: an instance's primary ENI shows the groups it was launched
+/// with, in DescribeInstances too; an ENI created with Groups has those, without them the VPC's
+/// default group; attaching an ENI does not add the instance's groups to it; and
+/// ModifyNetworkInterfaceAttribute replaces them. A group that does not exist is refused.
+#[tokio::test]
+async fn security_groups_belong_to_each_network_interface() {
+    let lab = Lab::start();
+    let ec2 = lab.ec2();
+    let w = world(&ec2).await;
+    let nodes = security_group(&ec2, &w.vpc, "nodes").await;
+    let vip = security_group(&ec2, &w.vpc, "vip").await;
+    let default = ec2
+        .describe_security_groups()
+        .filters(filter("vpc-id", &w.vpc))
+        .filters(filter("group-name", "default"))
+        .send()
+        .await
+        .unwrap();
+    let default = default.security_groups()[0].group_id().unwrap().to_owned();
+
+    let run = ec2
+        .run_instances()
+        .image_id("ami-0123456789abcdef0")
+        .instance_type(InstanceType::M5Large)
+        .subnet_id(&w.subnet)
+        .security_group_ids(&nodes)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .unwrap();
+    let instance = run.instances()[0].instance_id().unwrap().to_owned();
+    let described = ec2
+        .describe_instances()
+        .instance_ids(&instance)
+        .send()
+        .await
+        .unwrap();
+    let primary = &described.reservations()[0].instances()[0].network_interfaces()[0];
+    assert_eq!(primary.attachment().and_then(|a| a.device_index()), Some(0));
+    let primary_groups: Vec<_> = primary
+        .groups()
+        .iter()
+        .filter_map(|g| g.group_id())
+        .collect();
+    assert_eq!(primary_groups, [nodes.as_str()]);
+    let primary = primary.network_interface_id().unwrap().to_owned();
+    assert_eq!(groups_of(&ec2, &primary).await, [nodes.as_str()]);
+
+    let create = |groups: Option<Vec<String>>| {
+        ec2.create_network_interface()
+            .subnet_id(&w.subnet)
+            .set_groups(groups)
+            .send()
+    };
+    let with_vip = create(Some(vec![vip.clone()])).await.unwrap();
+    let with_vip = with_vip.network_interface().unwrap();
+    let eni = with_vip.network_interface_id().unwrap().to_owned();
+    let created: Vec<_> = with_vip
+        .groups()
+        .iter()
+        .filter_map(|g| g.group_id())
+        .collect();
+    assert_eq!(created, [vip.as_str()], "the reply lists the groups too");
+    ec2.attach_network_interface()
+        .network_interface_id(&eni)
+        .instance_id(&instance)
+        .device_index(1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        groups_of(&ec2, &eni).await,
+        [vip.as_str()],
+        "attaching does not add the instance's groups"
+    );
+
+    let without = create(None).await.unwrap();
+    let without = without
+        .network_interface()
+        .unwrap()
+        .network_interface_id()
+        .unwrap();
+    assert_eq!(groups_of(&ec2, without).await, [default.as_str()]);
+
+    let mut both = vec![nodes.clone(), vip.clone()];
+    both.sort();
+    ec2.modify_network_interface_attribute()
+        .network_interface_id(&eni)
+        .set_groups(Some(both.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(groups_of(&ec2, &eni).await, both);
+
+    let missing = "sg-0123456789abcdef0".to_string();
+    let err = create(Some(vec![missing.clone()])).await.unwrap_err();
+    assert_eq!(err.code(), Some("InvalidGroup.NotFound"));
+    let err = ec2
+        .modify_network_interface_attribute()
+        .network_interface_id(&eni)
+        .groups(&missing)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("InvalidGroup.NotFound"));
+    assert_eq!(
+        groups_of(&ec2, &eni).await,
+        both,
+        "a refused call changes nothing"
+    );
+}
+
 #[tokio::test]
 async fn tags_are_created_and_filtered_on() {
     let lab = Lab::start();

@@ -4,9 +4,10 @@
 //! kubeconfig whose bearer token names its ServiceAccount (`floatip attach` and `floatip agent`
 //! run as the agent's, in the same pod) and an AWS access key ID naming its IAM role. The lab's
 //! API server records every request with its user (`/_lab/audit`), the EC2 lab every Action
-//! with its caller (`/_lab/calls`). The run goes through first attach, a failover by handover,
-//! an attach whose claim EC2 refuses, the clean-up of a deleted node's floating ENI after a
-//! leader change, and the deletion of FloatingIPs. Then every recorded request must be allowed
+//! with its caller (`/_lab/calls`). The run goes through first attach, an attach correcting a
+//! floating ENI's drifted security groups, a failover by handover, an attach whose claim EC2
+//! refuses, the clean-up of a deleted node's floating ENI after a leader change, and the
+//! deletion of FloatingIPs. Then every recorded request must be allowed
 //! by the Roles and ClusterRoles the chart renders, every EC2 Action by that role's policy; and
 //! every granted verb and Action must have been needed, except the few named below with the
 //! reason.
@@ -47,11 +48,90 @@ struct Recorded {
     ec2: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
+/// The security groups of `node`'s floating ENI, sorted, and the ENI's ID and VPC.
+async fn floating_groups(sim: &Sim, node: &str) -> anyhow::Result<(String, String, Vec<String>)> {
+    let out = sim
+        .direct
+        .describe_network_interfaces()
+        .filters(
+            Filter::builder()
+                .name("tag:floatip.io/node")
+                .values(node)
+                .build(),
+        )
+        .send()
+        .await?;
+    let eni = out
+        .network_interfaces()
+        .first()
+        .with_context(|| format!("{node}'s floating ENI"))?;
+    let mut groups: Vec<String> = eni
+        .groups()
+        .iter()
+        .filter_map(|g| g.group_id().map(String::from))
+        .collect();
+    groups.sort();
+    Ok((
+        eni.network_interface_id().unwrap_or_default().to_string(),
+        eni.vpc_id().unwrap_or_default().to_string(),
+        groups,
+    ))
+}
+
+/// Someone puts the VPC's default group on `node`'s floating ENI; attach puts its groups back.
+async fn drift_and_correct(sim: &Sim, node: &str) -> anyhow::Result<()> {
+    let (eni, vpc, wanted) = floating_groups(sim, node).await?;
+    let default = sim
+        .direct
+        .describe_security_groups()
+        .filters(Filter::builder().name("vpc-id").values(&vpc).build())
+        .filters(
+            Filter::builder()
+                .name("group-name")
+                .values("default")
+                .build(),
+        )
+        .send()
+        .await?;
+    let default = default
+        .security_groups()
+        .first()
+        .and_then(|g| g.group_id())
+        .context("the VPC's default group")?
+        .to_string();
+    anyhow::ensure!(
+        !wanted.contains(&default),
+        "{node}'s floating ENI {eni} has the VPC's default group: {wanted:?}"
+    );
+    sim.direct
+        .modify_network_interface_attribute()
+        .network_interface_id(&eni)
+        .groups(&default)
+        .send()
+        .await?;
+    sim.attach(node)?;
+    let (_, _, now) = floating_groups(sim, node).await?;
+    anyhow::ensure!(
+        now == wanted,
+        "attach left {eni} with {now:?}, not {wanted:?}"
+    );
+    Ok(())
+}
+
 /// Drives the binaries through their paths; returns what the labs recorded.
 async fn drive(mut sim: Sim) -> anyhow::Result<Recorded> {
+    let from = sim.settle(Duration::from_secs(30)).await?;
+    let other = sim
+        .nodes
+        .iter()
+        .find(|n| n.name != from)
+        .context("a second node")?
+        .name
+        .clone();
+    drift_and_correct(&sim, &other).await?;
+
     // Handover: the holder's agent gets SIGTERM, annotates its pod, the controller moves the
     // address, the agent cleans up and exits.
-    let from = sim.settle(Duration::from_secs(30)).await?;
     let agent = sim
         .nodes
         .iter()

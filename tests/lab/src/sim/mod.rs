@@ -335,6 +335,16 @@ impl Sim {
             .and_then(|s| s.subnet_id())
             .context("subnet id")?
             .to_string();
+        // The nodes' own security group, as EKS gives them: the floating ENIs must carry it,
+        // not the VPC's default group.
+        let node_group = aws
+            .create_security_group()
+            .vpc_id(&vpc)
+            .group_name("nodes")
+            .description("lab nodes")
+            .send()
+            .await?;
+        let node_group = node_group.group_id().context("group id")?.to_string();
         let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
             Api::all(client.clone());
         crds.create(&PostParams::default(), &FloatingIP::crd())
@@ -373,6 +383,7 @@ impl Sim {
                 .min_count(1)
                 .max_count(1)
                 .subnet_id(&subnet)
+                .security_group_ids(&node_group)
                 .send()
                 .await?;
             let instance = run.instances()[0]
