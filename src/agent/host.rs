@@ -31,6 +31,8 @@ pub struct Report {
     pub removed: Vec<IpAddr>,
     /// Routes, rules or netfilter tables written or removed.
     pub routing_changes: usize,
+    /// Floating addresses the node carries afterwards.
+    pub configured: usize,
     pub problems: Vec<String>,
 }
 
@@ -228,6 +230,7 @@ impl Worker {
         let plan = want::plan(vips, &ifaces, &self.cfg.numbers);
         let mut report = Report {
             problems: plan.problems.clone(),
+            configured: plan.addresses.len(),
             ..Report::default()
         };
 

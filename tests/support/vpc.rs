@@ -6,6 +6,7 @@
 //! Subnet 10.99.8.0/22 (gateway 10.99.8.1), client 10.99.100.2 behind the router.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -129,10 +130,14 @@ pub fn attach(cluster: &Cluster, node: &str, ns: &Netns) -> (bool, String, Strin
 /// A running `floatip agent` for `node`, configuring `ns`; killed on drop.
 pub struct AgentProc {
     pub child: Child,
+    /// Its admin server (/readyz, /livez, /metrics). The agent runs in the test's own network
+    /// namespace, so each gets a free loopback port rather than the node-wide default.
+    pub admin: SocketAddr,
 }
 
 impl AgentProc {
     pub fn start(kube: &Lab, node: &str, ns: &Netns, env: &[(&str, &str)]) -> Self {
+        let admin = super::cluster::free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_floatip"))
             .arg("agent")
             .env("KUBECONFIG", kube.kubeconfig())
@@ -145,12 +150,13 @@ impl AgentProc {
             .env("NODE_NAME", node)
             .env("POD_NAME", format!("floatip-agent-{node}"))
             .env("FLOATIP_NETNS", ns.path())
+            .env("FLOATIP_ADMIN_ADDR", admin.to_string())
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start floatip agent");
-        Self { child }
+        Self { child, admin }
     }
 
     pub fn sigterm(&self) {
