@@ -159,6 +159,13 @@ impl AgentProc {
         Self { child, admin }
     }
 
+    /// GET `path` on its admin server: (status code, body); None while it does not answer.
+    pub async fn admin_get(&self, path: &str) -> Option<(u16, String)> {
+        floatip_lab::sim::kubelet::http_get(self.admin, path, Duration::from_secs(2))
+            .await
+            .ok()
+    }
+
     pub fn sigterm(&self) {
         super::net::run("kill", &["-TERM", &self.child.id().to_string()]);
     }
