@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::netlink::{Link, Netlink};
 use super::nft::{Nft, Slot, NFPROTO_IPV4, NFPROTO_IPV6};
-use super::want::{self, Numbers, Vip};
+use super::want::{self, Iface, Numbers, Vip};
 
 /// How the host is changed.
 #[derive(Debug, Clone)]
@@ -34,6 +34,8 @@ pub struct Report {
     /// Floating addresses the node carries afterwards.
     pub configured: usize,
     pub problems: Vec<String>,
+    /// The interfaces as the reconcile found them.
+    pub interfaces: Vec<Iface>,
 }
 
 impl Report {
@@ -231,6 +233,7 @@ impl Worker {
         let mut report = Report {
             problems: plan.problems.clone(),
             configured: plan.addresses.len(),
+            interfaces: ifaces,
             ..Report::default()
         };
 

@@ -10,7 +10,7 @@ pub mod netlink;
 pub mod nft;
 pub mod want;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -177,6 +177,9 @@ pub struct Agent {
     pub keeper: Keeper,
     pub health: Arc<AgentHealth>,
     pub metrics: AgentMetrics,
+    /// MACs of the interfaces this node's addresses were last put on: still checked once the
+    /// addresses are gone, so readiness does not come back with nothing to configure.
+    interfaces: BTreeSet<String>,
     failures: u32,
 }
 
@@ -189,13 +192,20 @@ impl Agent {
             .keeper
             .desired(&fips, &self.args.node_name, Instant::now());
         let wanted = !vips.is_empty();
+        let in_use: BTreeSet<String> = vips.iter().map(|v| v.mac.clone()).collect();
+        if wanted {
+            self.interfaces = in_use.clone();
+        }
         let started = Instant::now();
         let applied = self.host.apply(vips).await;
         let configured = applied.as_ref().ok().map(|r| r.configured);
         let outcome = match applied {
             Ok(report) => {
                 log_report(&fips, &report);
-                outcome_of(&report)
+                let idle: BTreeSet<String> = self.interfaces.difference(&in_use).cloned().collect();
+                let mut problems = report.problems;
+                problems.extend(want::idle_problems(&idle, &report.interfaces));
+                outcome_of(problems)
             }
             Err(e) => Reconciled::Failed(e.to_string()),
         };
@@ -217,14 +227,14 @@ impl Agent {
     }
 }
 
-/// A reconcile that left an address unconfigured (its interface is missing, say) failed: the
-/// node cannot serve that address, and must not be offered more. `floatip attach` counts such
-/// problems as failures too.
-fn outcome_of(report: &Report) -> Reconciled {
-    if report.problems.is_empty() {
+/// A reconcile that left an address unconfigured (its interface is missing, say), or found an
+/// interface addresses were put on unusable, failed: the node cannot serve those addresses and
+/// must not be offered more. `floatip attach` counts such problems as failures too.
+fn outcome_of(problems: Vec<String>) -> Reconciled {
+    if problems.is_empty() {
         Reconciled::Ok
     } else {
-        Reconciled::Failed(report.problems.join("; "))
+        Reconciled::Failed(problems.join("; "))
     }
 }
 
@@ -266,6 +276,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         changed,
         health,
         metrics,
+        interfaces: BTreeSet::new(),
         failures: 0,
     };
     tokio::select! {
@@ -397,12 +408,9 @@ mod tests {
 
     #[test]
     fn a_reconcile_that_leaves_an_address_unconfigured_failed() {
-        assert_eq!(outcome_of(&Report::default()), Reconciled::Ok);
-        let missing = Report {
-            problems: vec!["10.0.0.1 (web): no interface has MAC 02:aa:00:00:00:01".into()],
-            ..Report::default()
-        };
-        match outcome_of(&missing) {
+        assert_eq!(outcome_of(Vec::new()), Reconciled::Ok);
+        let missing = vec!["10.0.0.1 (web): no interface has MAC 02:aa:00:00:00:01".into()];
+        match outcome_of(missing) {
             Reconciled::Failed(why) => assert!(why.contains("no interface has MAC"), "{why}"),
             other => panic!("{other:?}"),
         }
