@@ -126,7 +126,8 @@ impl Drop for Kubelet {
 
 async fn probe_loop(pods: Api<Pod>, pod: String, admin: SocketAddr, probe: Probe) {
     let mut state = ProbeState::default();
-    let mut written: Option<bool> = None;
+    // A new container is not ready until a probe passes, whatever its pod said before.
+    let mut written = write_ready(&pods, &pod, false).await.ok().map(|()| false);
     let mut every = tokio::time::interval(probe.period);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
