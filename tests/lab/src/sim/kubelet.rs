@@ -111,6 +111,30 @@ impl Kubelet {
         }
     }
 
+    /// Waits until every pod in `pods` is Ready, as the API server has it.
+    pub async fn wait_ready(&self, pods: &[String], timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        for pod in pods {
+            loop {
+                let ready = self.pods.get_status(pod).await.is_ok_and(|p| {
+                    p.status
+                        .and_then(|s| s.conditions)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
+                });
+                if ready {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    bail!("{pod} was not Ready within {timeout:?}: its agent's /readyz kept failing (see its log)");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, JoinHandle<()>>> {
         self.probing.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -421,6 +421,17 @@ impl Sim {
             say(&format!("floatip agent on {name}"));
             sim.start_agent(&name)?;
         }
+        // Agents first, as a DaemonSet's pods usually are: a controller that saw the holder's
+        // agent not ready yet would move the address off it.
+        say("waiting for every agent pod to be Ready (the kubelet stand-in probes /readyz)");
+        let agents: Vec<String> = sim
+            .nodes
+            .iter()
+            .map(|n| format!("floatip-agent-{}", n.name))
+            .collect();
+        sim.kubelet
+            .wait_ready(&agents, Duration::from_secs(30))
+            .await?;
         for i in 0..sim.opts.controllers {
             let identity = format!("floatip-controller-{}", (b'a' + i as u8) as char);
             say(&format!("floatip controller {identity}"));
