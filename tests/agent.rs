@@ -363,6 +363,18 @@ async fn an_agent_that_cannot_configure_its_node_is_not_ready_and_not_chosen() {
         assert!(ok, "attach node-{i}: {err}");
     }
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), NAMESPACE);
+    // The harness creates agent pods Ready; here they start not ready, as while their attach
+    // init containers ran, and the kubelet stand-in alone decides.
+    for node in ["node-1", "node-2"] {
+        let not_ready = json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}});
+        pods.patch_status(
+            &format!("floatip-agent-{node}"),
+            &PatchParams::default(),
+            &Patch::Merge(not_ready),
+        )
+        .await
+        .expect("pod status");
+    }
     let kubelet = Kubelet::new(c.client.clone(), NAMESPACE, kubelet::AGENT_READINESS);
     // A short resync: the agent notices an interface change at its next round.
     let env = [("FLOATIP_RESYNC", "1s")];
@@ -449,7 +461,9 @@ async fn an_agent_that_cannot_configure_its_node_is_not_ready_and_not_chosen() {
         "node-2 cordoned, node-1 not ready: {:?}",
         condition(&f, "NoCandidates").map(|(_, _, m)| m)
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Longer than a recovered agent would take to be seen ready: its release delay (2 s), a
+    // resync (1 s) and a probe period (2 s).
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let f = c.fips().get("web").await.unwrap();
     assert_eq!(
         holder_of(&f).as_deref(),
