@@ -269,6 +269,8 @@ mod tests {
             s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 8\r\n\r\nnot yet\n")
                 .await
                 .unwrap();
+            // Connection: close, as the admin server honours it.
+            drop(s);
             // The next connection is accepted and never answered.
             let (_silent, _) = listener.accept().await.unwrap();
             tokio::time::sleep(Duration::from_secs(5)).await;
