@@ -1,4 +1,5 @@
-//! Prometheus metrics, served on /metrics by the admin server.
+//! Prometheus metrics, served on /metrics by the admin server: the controller's ([`Metrics`])
+//! and the agent's ([`AgentMetrics`]), each in its own registry so neither shows the other's.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::admin::Exposition;
 use crate::cloud::CloudError;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -266,15 +268,94 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.0.registry)
-            .expect("writing to a String cannot fail");
-        out
+        encode(&self.0.registry)
     }
 
     /// The registry, for other modules to register their metrics in.
     pub fn with_registry<T>(&self, f: impl FnOnce(&Registry) -> T) -> T {
         f(&self.0.registry)
+    }
+}
+
+impl Exposition for Metrics {
+    fn encode(&self) -> String {
+        Metrics::encode(self)
+    }
+}
+
+fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry)
+        .expect("writing to a String cannot fail");
+    out
+}
+
+/// The agent's metrics. Cheap to clone; every clone records into the same registry.
+#[derive(Clone)]
+pub struct AgentMetrics(Arc<AgentInner>);
+
+struct AgentInner {
+    registry: Registry,
+    addresses: Gauge,
+    reconcile_errors: Counter,
+    reconcile_duration: Histogram,
+}
+
+impl Default for AgentMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AgentMetrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("floatip_agent");
+        let addresses = Gauge::default();
+        registry.register(
+            "addresses",
+            "Floating addresses configured on this node after its last successful reconcile \
+             (held, or kept for the release delay)",
+            addresses.clone(),
+        );
+        // A plain counter, not a family: it shows 0 before the first error, so a rate() or an
+        // increase() alert works from the agent's first scrape.
+        let reconcile_errors = Counter::default();
+        registry.register(
+            "reconcile_errors",
+            "Reconciles of the node that failed or left an address it holds unconfigured",
+            reconcile_errors.clone(),
+        );
+        // 0.5 ms to ~4 s: a few netlink round trips up to a node whose kernel is struggling.
+        let reconcile_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        registry.register(
+            "reconcile_duration_seconds",
+            "How long one reconcile of the node took, failed ones included",
+            reconcile_duration.clone(),
+        );
+        Self(Arc::new(AgentInner {
+            registry,
+            addresses,
+            reconcile_errors,
+            reconcile_duration,
+        }))
+    }
+
+    /// One reconcile ended after `seconds`; `configured` is how many addresses the node
+    /// carries now, None when the reconcile failed before it could know.
+    pub fn reconciled(&self, seconds: f64, ok: bool, configured: Option<usize>) {
+        self.0.reconcile_duration.observe(seconds);
+        if !ok {
+            self.0.reconcile_errors.inc();
+        }
+        if let Some(n) = configured {
+            self.0.addresses.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+impl Exposition for AgentMetrics {
+    fn encode(&self) -> String {
+        encode(&self.0.registry)
     }
 }
 
@@ -317,6 +398,34 @@ mod tests {
             "floatip_probe_overruns_total 1",
             "floatip_probe_targets 7",
             "floatip_probe_detection_seconds_count 1",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn agent_metrics_start_at_zero_and_count_failed_reconciles() {
+        let m = AgentMetrics::new();
+        let text = m.encode();
+        for want in [
+            "floatip_agent_addresses 0",
+            "floatip_agent_reconcile_errors_total 0",
+            "floatip_agent_reconcile_duration_seconds_count 0",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        assert!(
+            !text.contains("floatip_moves"),
+            "no controller metric: {text}"
+        );
+        m.reconciled(0.002, true, Some(2));
+        m.reconciled(0.001, false, Some(1));
+        m.reconciled(0.001, false, None);
+        let text = m.encode();
+        for want in [
+            "floatip_agent_addresses 1",
+            "floatip_agent_reconcile_errors_total 2",
+            "floatip_agent_reconcile_duration_seconds_count 3",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }

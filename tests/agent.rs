@@ -8,13 +8,16 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use floatip::api::FloatingIP;
+use floatip_lab::sim::kubelet::{self, Kubelet};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::CustomResourceExt;
 use serde_json::json;
+use support::cluster::{condition, holder_of, Cluster, NAMESPACE};
 use support::lab::Lab;
 use support::net::{can_netns, request, veth, Netns, Server};
-use support::vpc::AgentProc;
+use support::vpc::{self, AgentProc, Vpc};
 
 const VIP: &str = "10.99.8.100";
 const ETH1_MAC: &str = "02:99:00:00:01:01";
@@ -306,4 +309,195 @@ async fn garp_announces_an_added_address_when_asked() {
         learned.as_millis(),
         wire.ip(&format!("neigh show {VIP} dev w1")).trim()
     );
+}
+
+/// Polls `check` every 50 ms; returns how long it took.
+async fn until(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < timeout,
+            "{what} did not happen within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    start.elapsed()
+}
+
+/// The agent pod's Ready condition, as the kubelet stand-in wrote it.
+async fn pod_ready(pods: &Api<Pod>, node: &str) -> bool {
+    let pod = pods
+        .get(&format!("floatip-agent-{node}"))
+        .await
+        .expect("pod");
+    pod.status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// One line of the agent's /metrics, e.g. `floatip_agent_addresses 1`.
+async fn agent_metric(agent: &AgentProc, name: &str) -> Option<f64> {
+    let (_, text) = agent.admin_get("/metrics").await?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} "))?.parse().ok())
+}
+
+/// The controller trusts the agent pod's Ready condition (`--require-agent`): an agent whose
+/// netlink work fails (its floating interface vanished) must go not ready, lose its address and
+/// not be given one that has to move; once its node is prepared again it is eligible again.
+/// Two nodes, real `floatip attach`, agents and controller; the lab's kubelet stand-in probes
+/// each agent's /readyz as the chart's readinessProbe does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_cannot_configure_its_node_is_not_ready_and_not_chosen() {
+    let test = "an_agent_that_cannot_configure_its_node_is_not_ready_and_not_chosen";
+    if !can_netns(test) {
+        return;
+    }
+    let mut c = Cluster::with_layout(2, vpc::layout()).await;
+    let net = Vpc::start(&c, Duration::from_millis(300));
+    c.create_fip("web", json!({"address": VIP})).await;
+    for i in 1..=2 {
+        let (ok, _, err) = vpc::attach(&c, &format!("node-{i}"), net.node(i));
+        assert!(ok, "attach node-{i}: {err}");
+    }
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), NAMESPACE);
+    // The harness creates agent pods Ready; here they start not ready, as while their attach
+    // init containers ran, and the kubelet stand-in alone decides.
+    for node in ["node-1", "node-2"] {
+        let not_ready = json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}});
+        pods.patch_status(
+            &format!("floatip-agent-{node}"),
+            &PatchParams::default(),
+            &Patch::Merge(not_ready),
+        )
+        .await
+        .expect("pod status");
+    }
+    let kubelet = Kubelet::new(c.client.clone(), NAMESPACE, kubelet::AGENT_READINESS);
+    // A short resync: the agent notices an interface change at its next round.
+    let env = [("FLOATIP_RESYNC", "1s")];
+    let agent1 = AgentProc::start(&c.kube, "node-1", net.node(1), &env);
+    let agent2 = AgentProc::start(&c.kube, "node-2", net.node(2), &env);
+    kubelet.container_started("floatip-agent-node-1", agent1.admin);
+    kubelet.container_started("floatip-agent-node-2", agent2.admin);
+    for node in ["node-1", "node-2"] {
+        let took = until(&format!("{node}'s agent Ready"), T, async || {
+            pod_ready(&pods, node).await
+        })
+        .await;
+        println!("{node}: agent pod Ready after {} ms", took.as_millis());
+    }
+    c.start_controller("controller-a");
+    c.wait_fip("web", "held by node-1", T, |f| {
+        holder_of(f).as_deref() == Some("node-1")
+            && condition(f, "Ready").is_some_and(|(s, _, _)| s == "True")
+    })
+    .await;
+    wait_for("the address on node-1", T, || has_vip(net.node(1)));
+    assert_eq!(
+        agent_metric(&agent1, "floatip_agent_addresses").await,
+        Some(1.0)
+    );
+    assert_eq!(
+        agent_metric(&agent1, "floatip_agent_reconcile_errors_total").await,
+        Some(0.0)
+    );
+
+    // node-1's floating interface goes (its ENI detached and hot-plugged back bare).
+    let broke = Instant::now();
+    net.node(1).ip("link del eth1");
+    until("node-1's /readyz failing", T, async || {
+        agent1
+            .admin_get("/readyz")
+            .await
+            .is_some_and(|(code, _)| code == 503)
+    })
+    .await;
+    let (_, why) = agent1.admin_get("/readyz").await.unwrap();
+    println!(
+        "eth1 deleted -> /readyz 503 after {} ms: {}",
+        broke.elapsed().as_millis(),
+        why.trim()
+    );
+    assert!(why.contains("last reconcile of the node failed"), "{why}");
+    until("node-1's agent pod not Ready", T, async || {
+        !pod_ready(&pods, "node-1").await
+    })
+    .await;
+    println!(
+        "eth1 deleted -> pod not Ready after {} ms",
+        broke.elapsed().as_millis()
+    );
+    let f = c
+        .wait_fip("web", "the move to node-2", T, |f| {
+            holder_of(f).as_deref() == Some("node-2")
+        })
+        .await;
+    println!(
+        "eth1 deleted -> status holder node-2 after {} ms (reason {:?})",
+        broke.elapsed().as_millis(),
+        f.status.and_then(|s| s.last_move).map(|m| m.reason)
+    );
+    wait_for("the address on node-2", T, || has_vip(net.node(2)));
+    assert!(
+        agent_metric(&agent1, "floatip_agent_reconcile_errors_total")
+            .await
+            .is_some_and(|n| n > 0.0),
+        "the failed reconciles are counted"
+    );
+
+    // The address must move again (node-2 is cordoned) but node-1 stays not ready, with
+    // nothing left to configure: it is not chosen and the address stays where it is.
+    c.patch_node("node-2", json!({"spec": {"unschedulable": true}}))
+        .await;
+    let f = c
+        .wait_fip("web", "NoCandidates", T, |f| {
+            condition(f, "NoCandidates").is_some_and(|(s, _, _)| s == "True")
+        })
+        .await;
+    println!(
+        "node-2 cordoned, node-1 not ready: {:?}",
+        condition(&f, "NoCandidates").map(|(_, _, m)| m)
+    );
+    // Longer than a recovered agent would take to be seen ready: its release delay (2 s), a
+    // resync (1 s) and a probe period (2 s).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let f = c.fips().get("web").await.unwrap();
+    assert_eq!(
+        holder_of(&f).as_deref(),
+        Some("node-2"),
+        "not moved to node-1"
+    );
+    assert!(!has_vip(net.node(1)) && has_vip(net.node(2)));
+    assert!(!pod_ready(&pods, "node-1").await);
+    let (code, why) = agent1.admin_get("/readyz").await.unwrap();
+    assert_eq!(code, 503, "still not ready with nothing held: {why}");
+    assert!(why.contains("restart this agent pod"), "{why}");
+
+    // node-1 is prepared again (its attach init container runs): ready, and the address that
+    // has to leave cordoned node-2 goes there.
+    net.wait_link(1, "eth1", T);
+    let (ok, _, err) = vpc::attach(&c, "node-1", net.node(1));
+    assert!(ok, "attach node-1 again: {err}");
+    let fixed = Instant::now();
+    until("node-1's agent pod Ready again", T, async || {
+        pod_ready(&pods, "node-1").await
+    })
+    .await;
+    println!(
+        "attach again -> pod Ready after {} ms",
+        fixed.elapsed().as_millis()
+    );
+    c.wait_fip("web", "the move back to node-1", T, |f| {
+        holder_of(f).as_deref() == Some("node-1")
+    })
+    .await;
+    wait_for("the address on node-1 again", T, || has_vip(net.node(1)));
+    println!(
+        "attach again -> address on node-1 after {} ms",
+        fixed.elapsed().as_millis()
+    );
+    assert_eq!(agent1.admin_get("/livez").await.map(|(c, _)| c), Some(200));
 }

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::netlink::{Link, Netlink};
 use super::nft::{Nft, Slot, NFPROTO_IPV4, NFPROTO_IPV6};
-use super::want::{self, Numbers, Vip};
+use super::want::{self, Iface, Numbers, Vip};
 
 /// How the host is changed.
 #[derive(Debug, Clone)]
@@ -31,7 +31,11 @@ pub struct Report {
     pub removed: Vec<IpAddr>,
     /// Routes, rules or netfilter tables written or removed.
     pub routing_changes: usize,
+    /// Floating addresses the node carries afterwards.
+    pub configured: usize,
     pub problems: Vec<String>,
+    /// The interfaces as the reconcile found them.
+    pub interfaces: Vec<Iface>,
 }
 
 impl Report {
@@ -228,6 +232,8 @@ impl Worker {
         let plan = want::plan(vips, &ifaces, &self.cfg.numbers);
         let mut report = Report {
             problems: plan.problems.clone(),
+            configured: plan.addresses.len(),
+            interfaces: ifaces,
             ..Report::default()
         };
 

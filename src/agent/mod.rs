@@ -4,13 +4,14 @@
 
 pub mod garp;
 pub mod handover;
+pub mod health;
 pub mod host;
 pub mod netlink;
 pub mod nft;
 pub mod want;
 
-use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,9 +22,12 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use tokio::sync::Notify;
 
+use crate::admin;
 use crate::api::FloatingIP;
 use crate::controller::run::parse_duration;
-use host::{Host, HostConfig};
+use crate::metrics::AgentMetrics;
+use health::{AgentHealth, Reconciled};
+use host::{Host, HostConfig, Report};
 use want::{Numbers, Vip};
 
 /// Flags shared by `floatip agent` and `floatip attach`: how the node is configured.
@@ -100,6 +104,12 @@ pub struct AgentArgs {
     /// How often the host is compared with status even when nothing changed (drift repair).
     #[arg(long, env = "FLOATIP_RESYNC", default_value = "10s", value_parser = parse_duration)]
     pub resync: Duration,
+    /// Address of the admin server: /readyz (the FloatingIP watch has synced and the last
+    /// reconcile of the node succeeded), /livez (the reconcile loop goes round), /metrics. The
+    /// agent shares the node's network, so the port must be free on every node; 10290 is clear
+    /// of the kubelet's, kube-proxy's, the VPC CNI's and node-exporter's.
+    #[arg(long, env = "FLOATIP_ADMIN_ADDR", default_value = "0.0.0.0:10290")]
+    pub admin_addr: SocketAddr,
     #[command(flatten)]
     pub host: HostArgs,
 }
@@ -165,45 +175,50 @@ pub struct Agent {
     pub store: Store<FloatingIP>,
     pub changed: Arc<Notify>,
     pub keeper: Keeper,
+    pub health: Arc<AgentHealth>,
+    pub metrics: AgentMetrics,
+    /// MACs of the interfaces this node's addresses were last put on: still checked once the
+    /// addresses are gone, so readiness does not come back with nothing to configure.
+    interfaces: BTreeSet<String>,
     failures: u32,
 }
 
 impl Agent {
-    /// One reconcile of the host with status. Returns whether any address is still wanted.
+    /// One reconcile of the host with status, recorded for /readyz, /livez and /metrics.
+    /// Returns whether any address is still wanted.
     pub async fn reconcile(&mut self) -> bool {
         let fips: Vec<FloatingIP> = self.store.state().iter().map(|f| (**f).clone()).collect();
         let vips = self
             .keeper
             .desired(&fips, &self.args.node_name, Instant::now());
         let wanted = !vips.is_empty();
-        match self.host.apply(vips).await {
-            Ok(report) => {
-                self.failures = 0;
-                for a in &report.added {
-                    let since = fips.iter().find_map(|f| {
-                        let h = f.status.as_ref()?.holder.as_ref()?;
-                        (crate::api::parse_address(&f.spec.address) == Some(*a))
-                            .then_some(h.since.0)
-                    });
-                    let lag_ms = since.map(|s| {
-                        (jiff::Timestamp::now() - s)
-                            .total(jiff::Unit::Millisecond)
-                            .unwrap_or(0.0) as i64
-                    });
-                    tracing::info!(address = %a, lag_ms, "added the address");
-                }
-                for a in &report.removed {
-                    tracing::info!(address = %a, "removed the address");
-                }
-                for p in &report.problems {
-                    tracing::warn!("{p}");
-                }
-            }
-            Err(e) => {
-                self.failures += 1;
-                tracing::error!(error = %e, "configuring the node failed; retrying");
-            }
+        let in_use: BTreeSet<String> = vips.iter().map(|v| v.mac.clone()).collect();
+        if wanted {
+            self.interfaces = in_use.clone();
         }
+        let started = Instant::now();
+        let applied = self.host.apply(vips).await;
+        let configured = applied.as_ref().ok().map(|r| r.configured);
+        let outcome = match applied {
+            Ok(report) => {
+                log_report(&fips, &report);
+                let idle: BTreeSet<String> = self.interfaces.difference(&in_use).cloned().collect();
+                let mut problems = report.problems;
+                problems.extend(want::idle_problems(&idle, &report.interfaces));
+                outcome_of(problems)
+            }
+            Err(e) => Reconciled::Failed(e.to_string()),
+        };
+        let ok = outcome == Reconciled::Ok;
+        self.metrics
+            .reconciled(started.elapsed().as_secs_f64(), ok, configured);
+        if let Reconciled::Failed(why) = &outcome {
+            self.failures += 1;
+            tracing::error!(error = %why, "configuring the node failed; retrying");
+        } else {
+            self.failures = 0;
+        }
+        self.health.reconciled(outcome);
         wanted
     }
 
@@ -212,10 +227,42 @@ impl Agent {
     }
 }
 
+/// A reconcile that left an address unconfigured (its interface is missing, say), or found an
+/// interface addresses were put on unusable, failed: the node cannot serve those addresses and
+/// must not be offered more. `floatip attach` counts such problems as failures too.
+fn outcome_of(problems: Vec<String>) -> Reconciled {
+    if problems.is_empty() {
+        Reconciled::Ok
+    } else {
+        Reconciled::Failed(problems.join("; "))
+    }
+}
+
+fn log_report(fips: &[FloatingIP], report: &Report) {
+    for a in &report.added {
+        let since = fips.iter().find_map(|f| {
+            let h = f.status.as_ref()?.holder.as_ref()?;
+            (crate::api::parse_address(&f.spec.address) == Some(*a)).then_some(h.since.0)
+        });
+        let lag_ms = since.map(|s| {
+            (jiff::Timestamp::now() - s)
+                .total(jiff::Unit::Millisecond)
+                .unwrap_or(0.0) as i64
+        });
+        tracing::info!(address = %a, lag_ms, "added the address");
+    }
+    for a in &report.removed {
+        tracing::info!(address = %a, "removed the address");
+    }
+}
+
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let host = Host::spawn(args.host.config()).map_err(|e| {
         anyhow::anyhow!("cannot open netlink: {e} (the agent needs hostNetwork and CAP_NET_ADMIN)")
     })?;
+    let health = Arc::new(AgentHealth::new(health::stall_bound(args.resync)));
+    let metrics = AgentMetrics::new();
+    admin::serve(args.admin_addr, Arc::new(metrics.clone()), health.clone()).await?;
     let client = kube::Client::try_default().await?;
     let changed = Arc::new(Notify::new());
     let store = watch(Api::all(client.clone()), changed.clone());
@@ -227,6 +274,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         host,
         store,
         changed,
+        health,
+        metrics,
+        interfaces: BTreeSet::new(),
         failures: 0,
     };
     tokio::select! {
@@ -236,6 +286,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     }
+    agent.health.synced();
     tracing::info!(node = %agent.args.node_name, "agent started; FloatingIPs synced");
     let mut resync = tokio::time::interval(agent.args.resync);
     loop {
@@ -353,6 +404,16 @@ mod tests {
             ["10.0.0.1"]
         );
         assert_eq!(k.next_wake(), None);
+    }
+
+    #[test]
+    fn a_reconcile_that_leaves_an_address_unconfigured_failed() {
+        assert_eq!(outcome_of(Vec::new()), Reconciled::Ok);
+        let missing = vec!["10.0.0.1 (web): no interface has MAC 02:aa:00:00:00:01".into()];
+        match outcome_of(missing) {
+            Reconciled::Failed(why) => assert!(why.contains("no interface has MAC"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -252,6 +252,29 @@ pub fn plan(vips: &[Vip], ifaces: &[Iface], n: &Numbers) -> Plan {
     p
 }
 
+/// Problems with interfaces addresses of this node were put on and that carry none now
+/// (`macs`): missing, or with neither an IPv4 address of its own nor an IPv6 default route, so
+/// an address put on it could not answer. Checked while the node holds nothing, so a node whose
+/// floating interface vanished does not look able to take an address the moment its last one
+/// moved away.
+pub fn idle_problems(macs: &BTreeSet<String>, ifaces: &[Iface]) -> Vec<String> {
+    let restart = "restart this agent pod so that floatip attach prepares the node again";
+    macs.iter()
+        .filter_map(|mac| match ifaces.iter().find(|i| i.mac == *mac) {
+            None => Some(format!(
+                "no interface has MAC {mac}, which this node's addresses were put on; if its ENI \
+                 was detached, {restart}"
+            )),
+            Some(i) if i.v4.is_none() && i.v6_gateway.is_none() => Some(format!(
+                "{} (MAC {mac}), which this node's addresses were put on, has no address of its \
+                 own and no IPv6 default route; {restart}",
+                i.name
+            )),
+            Some(_) => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,5 +418,30 @@ mod tests {
             "{:?}",
             p.problems
         );
+    }
+
+    #[test]
+    fn an_idle_interface_must_still_be_there_and_addressed() {
+        let known = BTreeSet::from(["02:aa:00:00:00:01".to_string()]);
+        assert!(idle_problems(&known, &[eth1()]).is_empty());
+        assert!(idle_problems(&BTreeSet::new(), &[]).is_empty());
+        let gone = idle_problems(&known, &[]);
+        assert!(
+            gone[0].contains("no interface has MAC 02:aa:00:00:00:01")
+                && gone[0].contains("restart this agent pod"),
+            "{gone:?}"
+        );
+        let bare = Iface { v4: None, ..eth1() };
+        let bare = idle_problems(&known, &[bare]);
+        assert!(
+            bare[0].starts_with("eth1 (MAC 02:aa:00:00:00:01)"),
+            "{bare:?}"
+        );
+        let v6_only = Iface {
+            v4: None,
+            v6_gateway: Some("fe80::1".parse().unwrap()),
+            ..eth1()
+        };
+        assert!(idle_problems(&known, &[v6_only]).is_empty());
     }
 }

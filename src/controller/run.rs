@@ -128,7 +128,12 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
     let metrics = Metrics::new();
     let readiness = Arc::new(Readiness::default());
-    admin::serve(args.admin_addr, metrics.clone(), readiness.clone()).await?;
+    admin::serve(
+        args.admin_addr,
+        Arc::new(metrics.clone()),
+        readiness.clone(),
+    )
+    .await?;
     let cloud = Ec2::from_env(args.ec2_attempts, args.ec2_backoff, metrics.clone()).await;
     let (leadership, mut lease_task) = leader::spawn(
         client.clone(),

@@ -541,7 +541,7 @@ pub fn is_ready(f: &FloatingIP) -> bool {
     condition(f, "Ready").is_some_and(|(s, _, _)| s == "True")
 }
 
-fn free_port() -> SocketAddr {
+pub fn free_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr")
 }

@@ -6,6 +6,7 @@
 //! Subnet 10.99.8.0/22 (gateway 10.99.8.1), client 10.99.100.2 behind the router.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -140,10 +141,14 @@ pub fn attach_with(
 /// A running `floatip agent` for `node`, configuring `ns`; killed on drop.
 pub struct AgentProc {
     pub child: Child,
+    /// Its admin server (/readyz, /livez, /metrics). The agent runs in the test's own network
+    /// namespace, so each gets a free loopback port rather than the node-wide default.
+    pub admin: SocketAddr,
 }
 
 impl AgentProc {
     pub fn start(kube: &Lab, node: &str, ns: &Netns, env: &[(&str, &str)]) -> Self {
+        let admin = super::cluster::free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_floatip"))
             .arg("agent")
             .env("KUBECONFIG", kube.kubeconfig())
@@ -156,12 +161,20 @@ impl AgentProc {
             .env("NODE_NAME", node)
             .env("POD_NAME", format!("floatip-agent-{node}"))
             .env("FLOATIP_NETNS", ns.path())
+            .env("FLOATIP_ADMIN_ADDR", admin.to_string())
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start floatip agent");
-        Self { child }
+        Self { child, admin }
+    }
+
+    /// GET `path` on its admin server: (status code, body); None while it does not answer.
+    pub async fn admin_get(&self, path: &str) -> Option<(u16, String)> {
+        floatip_lab::sim::kubelet::http_get(self.admin, path, Duration::from_secs(2))
+            .await
+            .ok()
     }
 
     pub fn sigterm(&self) {

@@ -41,6 +41,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "app.kubernetes.io/name=%s,app.kubernetes.io/instance=%s,app.kubernetes.io/component=agent" (include "floatip.name" .) .Release.Name }}
 {{- end }}
 
+{{/* An admin server's --admin-addr from its {address, port} values, IPv6 in brackets. */}}
+{{- define "floatip.listen" -}}
+{{- ternary (printf "[%s]:%v" .address .port) (printf "%s:%v" .address .port) (contains ":" .address) }}
+{{- end }}
+
 {{- define "floatip.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}

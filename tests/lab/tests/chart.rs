@@ -9,6 +9,7 @@ mod kube_support;
 use std::path::{Path, PathBuf};
 
 use floatip_lab::chart::{self, Rendered, Request};
+use floatip_lab::sim::kubelet;
 use kube_support::{repo_root, LabKube};
 use serde_json::{json, Value};
 
@@ -171,6 +172,7 @@ fn assert_hardened(r: &Rendered, fullname: &str) {
         grace < termination,
         "grace {grace}s, termination {termination}s"
     );
+    assert_agent_probes(container(agent, "containers", "agent"));
 
     // The controller finds agent pods by a selector the DaemonSet's pods carry.
     let selector = arg(
@@ -200,6 +202,37 @@ fn assert_hardened(r: &Rendered, fullname: &str) {
         .find("PodDisruptionBudget", &format!("{fullname}-controller"))
         .expect("a PodDisruptionBudget");
     assert_eq!(pdb["spec"]["minAvailable"], 1);
+}
+
+/// The agent is probed on its admin port, which it listens on, as the lab's kubelet stand-in
+/// probes it (the simulated VPC's placement depends on those numbers).
+fn assert_agent_probes(c: &Value) {
+    let port = &c["ports"][0];
+    assert_eq!(port["name"], "admin");
+    assert_eq!(port["hostPort"], port["containerPort"], "hostNetwork");
+    let listen: std::net::SocketAddr = arg(c, "admin-addr").expect("--admin-addr").parse().unwrap();
+    assert_eq!(port["containerPort"], listen.port());
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/livez");
+    assert_eq!(c["livenessProbe"]["httpGet"]["port"], "admin");
+    let ready = &c["readinessProbe"];
+    assert_eq!(ready["httpGet"]["path"], "/readyz");
+    assert_eq!(ready["httpGet"]["port"], "admin");
+    let lab = kubelet::AGENT_READINESS;
+    assert_eq!(
+        (
+            ready["periodSeconds"].as_u64(),
+            ready["timeoutSeconds"].as_u64(),
+            ready["successThreshold"].as_u64(),
+            ready["failureThreshold"].as_u64(),
+        ),
+        (
+            Some(lab.period.as_secs()),
+            Some(lab.timeout.as_secs()),
+            Some(u64::from(lab.success_threshold)),
+            Some(u64::from(lab.failure_threshold)),
+        ),
+        "the agent's readinessProbe and tests/lab/src/sim/kubelet.rs AGENT_READINESS differ"
+    );
 }
 
 #[test]
@@ -271,6 +304,15 @@ fn default_values_render_valid_hardened_objects() {
         None,
         "by default attach copies the primary ENI's groups"
     );
+    // The agent shares the node's network: its default port is none a node already uses, nor
+    // the controller's.
+    let listen = arg(container(agent, "containers", "agent"), "admin-addr");
+    assert_eq!(listen, Some("0.0.0.0:10290"));
+    for taken in [
+        10248, 10250, 10255, 10249, 10256, 61678, 61679, 61680, 9100, 8080,
+    ] {
+        assert_ne!(listen, Some(format!("0.0.0.0:{taken}").as_str()));
+    }
     for sa in ["floatip-controller", "floatip-agent"] {
         let sa = r.find("ServiceAccount", sa).unwrap();
         assert!(
@@ -354,6 +396,10 @@ fn custom_values_take_effect_and_render_valid_objects() {
         ),
         Some("sg-0a1b2c3d4e5f60718,sg-1a2b3c4d")
     );
+    assert_eq!(
+        arg(container(agent, "containers", "agent"), "admin-addr"),
+        Some("[::]:10291")
+    );
 
     let irsa = |name: &str| {
         r.find("ServiceAccount", name).unwrap()["metadata"]["annotations"]
@@ -427,6 +473,14 @@ fn refused_values_name_what_to_change() {
     assert!(err.contains("iamRoleArn"), "{err}");
     let err = refused(vec![("agent.securityGroupIds", json!(["web-nodes"]))]);
     assert!(err.contains("securityGroupIds"), "{err}");
+    // The agent's admin port on the host network: one the kubelet already listens on.
+    let err = refused(vec![("agent.admin.port", json!(10250))]);
+    assert!(
+        err.contains("agent.admin.port 10250 is the kubelet's (API) port on the node"),
+        "{err}"
+    );
+    let err = refused(vec![("agent.admin.port", json!(61678))]);
+    assert!(err.contains("the VPC CNI's (aws-node)"), "{err}");
 }
 
 fn apply(lab: &LabKube, manifest: &str) -> Vec<String> {
@@ -613,6 +667,10 @@ fn the_binary_accepts_every_rendered_command_line() {
         match parse_container(container(agent, "containers", "agent")) {
             Command::Agent(a) => {
                 assert_eq!(a.host.garp, garp);
+                assert_eq!(
+                    container(agent, "containers", "agent")["ports"][0]["containerPort"],
+                    a.admin_addr.port()
+                );
                 assert_eq!(a.host.fwmark_mask, 0x00ff_0000);
                 assert!(a.pod_name.is_some() && a.pod_namespace.is_some());
             }

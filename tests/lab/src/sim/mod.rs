@@ -18,6 +18,7 @@
 
 pub mod bench;
 pub mod identity;
+pub mod kubelet;
 pub mod monitor;
 pub mod net;
 pub mod prepare;
@@ -43,6 +44,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::CustomResourceExt;
 use serde_json::json;
 
+use kubelet::Kubelet;
 use monitor::{Change, Changes, Down, Monitor};
 use net::{veth, Netns};
 use procs::{spawn_ready, Proc};
@@ -197,6 +199,8 @@ impl Controller {
 pub struct Sim {
     pub opts: Options,
     // Drop order matters: processes first, then what they use, namespaces last.
+    /// Turns each agent's /readyz into its pod's Ready condition.
+    pub kubelet: Kubelet,
     pub controllers: Vec<Option<Controller>>,
     pub nodes: Vec<SimNode>,
     _monitors: Vec<Monitor>,
@@ -423,6 +427,7 @@ impl Sim {
             });
         }
         let mut sim = Self {
+            kubelet: Kubelet::new(client.clone(), NAMESPACE, kubelet::AGENT_READINESS),
             controllers: Vec::new(),
             nodes,
             _monitors: monitors,
@@ -465,6 +470,17 @@ impl Sim {
             say(&format!("floatip agent on {name}"));
             sim.start_agent(&name)?;
         }
+        // Agents first, as a DaemonSet's pods usually are: a controller that saw the holder's
+        // agent not ready yet would move the address off it.
+        say("waiting for every agent pod to be Ready (the kubelet stand-in probes /readyz)");
+        let agents: Vec<String> = sim
+            .nodes
+            .iter()
+            .map(|n| format!("floatip-agent-{}", n.name))
+            .collect();
+        sim.kubelet
+            .wait_ready(&agents, Duration::from_secs(30))
+            .await?;
         for i in 0..sim.opts.controllers {
             let identity = format!("floatip-controller-{}", (b'a' + i as u8) as char);
             say(&format!("floatip controller {identity}"));
@@ -565,16 +581,21 @@ impl Sim {
 
     pub fn start_agent(&mut self, name: &str) -> Result<()> {
         let node = self.node(name)?;
+        // Every agent runs in the infra namespace, so each needs its own port.
+        let admin = free_port()?;
+        let pod = format!("floatip-agent-{name}");
         let mut cmd = self.floatip("agent");
         cmd.env("NODE_NAME", name)
-            .env("POD_NAME", format!("floatip-agent-{name}"))
+            .env("POD_NAME", &pod)
             .env("FLOATIP_NETNS", node.ns.path())
+            .env("FLOATIP_ADMIN_ADDR", admin.to_string())
             .env(
                 "FLOATIP_RELEASE_DELAY",
                 format!("{}ms", self.opts.release_delay.as_millis()),
             );
         let proc = Proc::spawn(&format!("agent-{name}"), cmd, &self.log_dir, self.opts.echo)?;
         self.node_mut(name)?.agent = Some(proc);
+        self.kubelet.container_started(&pod, admin);
         Ok(())
     }
 
@@ -783,6 +804,7 @@ impl Sim {
     /// The node dies: its agent is killed and its links go down.
     pub fn kill_node(&mut self, name: &str) -> Result<()> {
         let at = SystemTime::now();
+        self.kubelet.node_died(&format!("floatip-agent-{name}"));
         let node = self.node_mut(name)?;
         if let Some(mut a) = node.agent.take() {
             a.kill9();
@@ -918,13 +940,14 @@ async fn create_node(client: &kube::Client, name: &str, instance: &str, ip: &str
                    "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}]}
     }))?;
     nodes.create(&PostParams::default(), &node).await?;
-    // The agent DaemonSet's pod on this node, running and ready (the kubelet's part).
+    // The agent DaemonSet's pod on this node: not ready until the kubelet stand-in sees its
+    // agent's /readyz pass.
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": format!("floatip-agent-{name}"),
                      "labels": {"app.kubernetes.io/name": "floatip", "app.kubernetes.io/component": "agent"}},
         "spec": {"nodeName": name, "containers": [{"name": "agent", "image": "floatip"}]},
-        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}
     }))?;
     pods.create(&PostParams::default(), &pod).await?;
     Ok(())
