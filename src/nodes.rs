@@ -101,9 +101,8 @@ impl Unfit {
             Unfit::Cordoned => R::NodeCordoned,
             Unfit::Tainted(_) => R::NodeTainted,
             Unfit::AgentLeaving => R::Handover,
-            Unfit::NotSelected | Unfit::NoInstance | Unfit::NoAgent | Unfit::NoInterface(_) => {
-                R::NodeNotReady
-            }
+            Unfit::NoAgent => R::AgentNotReady,
+            Unfit::NotSelected | Unfit::NoInstance | Unfit::NoInterface(_) => R::NodeIneligible,
         }
     }
 }

@@ -368,6 +368,13 @@ mod tests {
                 Unfit::Tainted("x:NoExecute".into()),
                 MoveReason::NodeTainted,
             ),
+            // The Node is Ready; only its agent is not: say so, not NodeNotReady.
+            (Unfit::NoAgent, MoveReason::AgentNotReady),
+            (Unfit::NotSelected, MoveReason::NodeIneligible),
+            (
+                Unfit::NoInterface("no floating ENI".into()),
+                MoveReason::NodeIneligible,
+            ),
         ];
         for (unfit, reason) in cases {
             // Held for one second only: minHoldSeconds does not keep an address on a node that must go.

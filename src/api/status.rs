@@ -111,6 +111,11 @@ pub enum MoveReason {
     Failback,
     /// EC2 had the address somewhere floatip did not put it; floatip put it back.
     Drift,
+    /// The holder's floatip agent stopped being ready (the Node itself may be Ready).
+    AgentNotReady,
+    /// The holder no longer meets the FloatingIP's needs: its nodeSelector stopped selecting
+    /// it, or it lost its instance or its ENI in the subnet.
+    NodeIneligible,
 }
 
 impl MoveReason {
@@ -126,6 +131,8 @@ impl MoveReason {
             Self::Handover => "Handover",
             Self::Failback => "Failback",
             Self::Drift => "Drift",
+            Self::AgentNotReady => "AgentNotReady",
+            Self::NodeIneligible => "NodeIneligible",
         }
     }
 }
