@@ -9,8 +9,9 @@ use std::time::Duration;
 use jiff::Timestamp;
 use kube::ResourceExt;
 
+use super::usable::Unusable;
 use crate::api::{validate_spec, FloatingIP, InterfaceChoice, Mode, MoveReason, SpecErrors};
-use crate::cloud::Eni;
+use crate::cloud::{Eni, Subnet};
 use crate::nodes::{node_fitness, NodeView, Unfit};
 use crate::placement::{self, Candidate, Decision, Health, Holder};
 use crate::probe::{Target, TargetState};
@@ -34,6 +35,8 @@ pub struct World<'a> {
     pub agents_leaving: &'a HashSet<String>,
     /// ENIs by subnet, as EC2 last reported them. A subnet missing here could not be read.
     pub enis: &'a HashMap<String, Vec<Eni>>,
+    /// The subnets themselves (their address blocks), read with the ENIs.
+    pub subnets: &'a HashMap<String, Subnet>,
     pub cluster: &'a str,
     pub now: Timestamp,
     /// Health-check results by target (the probe engine's snapshot).
@@ -51,6 +54,9 @@ pub enum Plan {
     Conflict { name: String, winner: String },
     /// Its mode is not carried out by this version: never acted on.
     Unsupported { name: String, why: String },
+    /// EC2 would refuse the address in its subnet: never acted on, so it cannot fail a
+    /// batched call for other FloatingIPs.
+    Unusable { name: String, problem: Unusable },
     /// Being deleted: take the address off these ENIs (none for FloatingIPs that were never
     /// acted on), then release the finalizer.
     Release {
@@ -141,6 +147,14 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
             out.push(Plan::Unknown { name });
             continue;
         };
+        if let Some(Err(problem)) = world
+            .subnets
+            .get(&subnet)
+            .map(|s| super::usable::check(address, s, enis))
+        {
+            out.push(release_or(fip, Plan::Unusable { name, problem }));
+            continue;
+        }
         let holding: Vec<&Eni> = enis.iter().filter(|e| e.holds(address)).collect();
         if fip.metadata.deletion_timestamp.is_some() {
             out.push(Plan::Release {
@@ -424,6 +438,7 @@ pub fn plan_name(p: &Plan) -> &str {
         Plan::Invalid { name, .. }
         | Plan::Conflict { name, .. }
         | Plan::Unsupported { name, .. }
+        | Plan::Unusable { name, .. }
         | Plan::Release { name, .. }
         | Plan::Unknown { name } => name,
         Plan::Act(a) => &a.name,

@@ -5,6 +5,17 @@ use serde_json::json;
 const SUBNET: &str = "subnet-0a1b2c3d";
 const CLUSTER: &str = "lab";
 
+fn subnets() -> HashMap<String, Subnet> {
+    HashMap::from([(
+        SUBNET.to_string(),
+        Subnet {
+            id: SUBNET.into(),
+            cidr_v4: Some("10.0.8.0/22".into()),
+            cidrs_v6: vec![],
+        },
+    )])
+}
+
 fn node(name: &str, i: u8, extra: serde_json::Value) -> NodeView {
     let mut n = json!({
         "metadata": {"name": name},
@@ -26,7 +37,7 @@ fn eni(i: u8, holds: &[&str]) -> Eni {
         instance_id: Some(format!("i-{i:017x}")),
         device_index: Some(1),
         mac: None,
-        primary_ip: None,
+        primary_ip: Some(format!("10.0.8.{}", 200 + u16::from(i)).parse().unwrap()),
         secondary: holds.iter().map(|a| a.parse().unwrap()).collect(),
         tags: [(TAG_CLUSTER, CLUSTER), (TAG_NO_MANAGE, "true")]
             .into_iter()
@@ -57,6 +68,7 @@ fn run(fips: &[Arc<FloatingIP>], nodes: &[NodeView], enis: Vec<Eni>) -> Vec<Plan
         agents_ready: None,
         agents_leaving: &HashSet::new(),
         enis: &enis,
+        subnets: &subnets(),
         cluster: CLUSTER,
         now: Timestamp::from_second(1_800_001_000).unwrap(),
         health: &HashMap::new(),
@@ -353,6 +365,7 @@ fn agents_are_required_when_configured() {
         agents_ready: Some(&ready),
         agents_leaving: &HashSet::new(),
         enis: &enis,
+        subnets: &subnets(),
         cluster: CLUSTER,
         now: Timestamp::from_second(1_800_001_000).unwrap(),
         health: &HashMap::new(),
@@ -382,6 +395,7 @@ fn a_leaving_agent_hands_its_addresses_over() {
         agents_ready: None,
         agents_leaving: &leaving,
         enis: &enis,
+        subnets: &subnets(),
         cluster: CLUSTER,
         now: Timestamp::from_second(1_800_001_000).unwrap(),
         health: &HashMap::new(),
@@ -458,6 +472,7 @@ mod with_health_checks {
             agents_ready: None,
             agents_leaving: &HashSet::new(),
             enis: &enis,
+            subnets: &subnets(),
             cluster: CLUSTER,
             now: Timestamp::from_second(1_800_001_000).unwrap(),
             health: &health,
@@ -563,6 +578,7 @@ fn a_fresh_attach_claim_is_left_to_finish_while_the_agent_starts() {
             agents_ready: Some(&ready),
             agents_leaving: &HashSet::new(),
             enis: &enis,
+            subnets: &subnets(),
             cluster: CLUSTER,
             now,
             health: &HashMap::new(),
@@ -620,6 +636,36 @@ fn modes_not_carried_out_are_left_alone_with_a_reason() {
                 );
             }
             other => panic!("{mode}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn an_address_ec2_would_refuse_is_never_planned_beside_good_ones() {
+    // n1's floating ENI has primary 10.0.8.201; n1's node address 10.0.8.11 is its primary ENI.
+    let good = fip("good", "10.0.8.100", 0, json!(null));
+    let outside = fip("outside", "10.0.20.5", 1, json!(null));
+    let reserved = fip("reserved", "10.0.8.2", 2, json!(null));
+    let primary = fip("primary", "10.0.8.201", 3, json!(null));
+    let plans = run(
+        &[good, outside, reserved, primary],
+        &three_nodes(),
+        vec![eni(1, &[])],
+    );
+    let by_name: HashMap<&str, &Plan> = plans.iter().map(|p| (plan_name(p), p)).collect();
+    assert!(
+        matches!(act(by_name["good"]).decision, Decision::Move { .. }),
+        "{:?}",
+        by_name["good"]
+    );
+    for (name, reason) in [
+        ("outside", "AddressOutsideSubnet"),
+        ("reserved", "AddressReserved"),
+        ("primary", "AddressIsPrimary"),
+    ] {
+        match by_name[name] {
+            Plan::Unusable { problem, .. } => assert_eq!(problem.reason(), reason, "{name}"),
+            other => panic!("{name}: {other:?}"),
         }
     }
 }

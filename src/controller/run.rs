@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
+use kube::ResourceExt;
 use tokio::sync::Notify;
 
 use super::pass::{backoff, Ctx};
@@ -19,7 +20,7 @@ use crate::admin::{self, Readiness};
 use crate::api::FloatingIP;
 use crate::api::MoveReason;
 use crate::cloud::aws::Ec2;
-use crate::cloud::{Cloud, CloudError, Eni};
+use crate::cloud::{Cloud, CloudError, Eni, Subnet};
 use crate::leader::{self, LeaderConfig};
 use crate::metrics::Metrics;
 use crate::nodes::NodeView;
@@ -109,10 +110,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// Subnet ENI lists from EC2, with when each was read.
+/// Each subnet and its ENIs from EC2, with when they were read.
 #[derive(Default)]
 struct EniCache {
-    subnets: HashMap<String, (Instant, Vec<Eni>)>,
+    subnets: HashMap<String, (Instant, Subnet, Vec<Eni>)>,
 }
 
 /// What the loop remembers between passes.
@@ -188,6 +189,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         events: super::events::Events::new(client.clone(), &args.identity),
         gate: Arc::new(move || gate_leader.is_leader()),
+        backoffs: Default::default(),
     };
     let mut leader_changes = leadership.changes();
     let mut memory = Memory {
@@ -376,13 +378,21 @@ async fn pass<C: Cloud>(
         let fresh = cache
             .subnets
             .get(subnet)
-            .is_some_and(|(at, _)| at.elapsed() < args.resync);
+            .is_some_and(|(at, _, _)| at.elapsed() < args.resync);
         if fresh && !full_refresh {
             continue;
         }
-        match ctx.cloud.subnet_enis(subnet).await {
-            Ok(enis) => {
-                cache.subnets.insert(subnet.clone(), (Instant::now(), enis));
+        // The subnet first: a subnet that does not exist has no ENIs either, and its
+        // FloatingIPs must say so rather than "no node is fit".
+        let read = match ctx.cloud.subnet(subnet).await {
+            Ok(info) => ctx.cloud.subnet_enis(subnet).await.map(|enis| (info, enis)),
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok((info, enis)) => {
+                cache
+                    .subnets
+                    .insert(subnet.clone(), (Instant::now(), info, enis));
             }
             Err(e) => {
                 retry |= e.retryable();
@@ -398,7 +408,12 @@ async fn pass<C: Cloud>(
     let enis: HashMap<String, Vec<Eni>> = cache
         .subnets
         .iter()
-        .map(|(s, (_, e))| (s.clone(), e.clone()))
+        .map(|(s, (_, _, e))| (s.clone(), e.clone()))
+        .collect();
+    let subnet_info: HashMap<String, Subnet> = cache
+        .subnets
+        .iter()
+        .map(|(s, (_, info, _))| (s.clone(), info.clone()))
         .collect();
     let plans = plan(&World {
         fips: &fip_list,
@@ -406,6 +421,7 @@ async fn pass<C: Cloud>(
         agents_ready: args.require_agent.then_some(&ready_agents),
         agents_leaving: &leaving_agents,
         enis: &enis,
+        subnets: &subnet_info,
         cluster: &args.cluster_name,
         now: jiff::Timestamp::now(),
         health: &health,
@@ -443,7 +459,13 @@ async fn pass<C: Cloud>(
         cache.subnets.clear();
     }
     outcome.retry |= retry;
-    outcome.recheck = recheck;
+    // A FloatingIP backing off is tried again when its wait ends, with nothing else changing.
+    let backoff_due = {
+        let mut backoffs = ctx.backoffs.lock().expect("backoffs lock");
+        backoffs.retain(|name| fip_list.iter().any(|f| f.name_any() == name));
+        backoffs.next_due()
+    };
+    outcome.recheck = [recheck, backoff_due].into_iter().flatten().min();
     outcome
 }
 
