@@ -153,4 +153,7 @@ pub mod condition {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// The last EC2 call failed; the message names the action and the AWS error code.
     pub const CLOUD_ERROR: &str = "CloudError";
+    /// EC2 refused this FloatingIP's move in a way no retry fixes; it is tried again after a
+    /// jittered exponential wait (the message says when), or at once when the spec changes.
+    pub const BACKING_OFF: &str = "BackingOff";
 }
