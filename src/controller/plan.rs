@@ -83,6 +83,9 @@ pub struct Act {
     pub target: Option<Placed>,
     /// Whether the holder is fit, for the Ready condition.
     pub holder_fit: Option<Result<(), Unfit>>,
+    /// The holder's own health check (Unknown without a holder or a check): a holder that
+    /// fails it is not Ready, whether or not the address can move yet.
+    pub holder_health: Health,
     /// Fit nodes, for messages.
     pub candidates: usize,
     /// The address's own health check, when it has one.
@@ -286,6 +289,7 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                 },
                 target: None,
                 holder_fit: None,
+                holder_health: Health::Unknown,
                 candidates: candidates.len(),
                 vip,
             })));
@@ -333,6 +337,7 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                     decision: Decision::Hold { remaining },
                     target: None,
                     holder_fit: None,
+                    holder_health: Health::Unknown,
                     candidates: candidates.len(),
                     vip,
                 })));
@@ -369,7 +374,8 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                     now: world.now,
                     health_checked: hc.is_some(),
                     reensured: world.reensured.get(&name).copied(),
-                    reensure_grace: hc.map(reensure_grace).unwrap_or_default(),
+                    // Assigning the address again makes the VPC route it again too.
+                    reensure_grace: hc.map(settle).unwrap_or_default(),
                     settle: hc.map(settle).unwrap_or_default(),
                     holder_check_wait: hc
                         .map(|hc| Duration::from_millis(hc.interval_ms.max(0) as u64))
@@ -404,6 +410,10 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
             name,
             address,
             holder_fit: holder.as_ref().map(|h| fit_of(&h.node)),
+            holder_health: holder
+                .as_ref()
+                .map(|h| node_health(&h.node))
+                .unwrap_or(Health::Unknown),
             holder,
             foreign: None,
             decision,

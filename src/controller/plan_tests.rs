@@ -530,12 +530,42 @@ mod with_health_checks {
             decide_with(&states, Some(Duration::from_millis(500))).decision,
             Decision::Stay
         );
+        // Assigned again 2.5 s ago: the VPC may still be routing it back (about 1.2 s in
+        // AWS), then the check needs its successes. Moving now would move a healthy holder.
+        assert_eq!(
+            decide_with(&states, Some(Duration::from_millis(2500))).decision,
+            Decision::Stay
+        );
         assert_eq!(
             decide_with(&states, Some(Duration::from_secs(5))).decision,
             Decision::Move {
                 to: "n2".into(),
                 reason: MoveReason::HolderUnhealthy
             }
+        );
+    }
+
+    #[test]
+    fn a_dead_holder_is_not_ready_even_with_nowhere_to_go() {
+        let states = [
+            ("10.0.8.100", P::Down),
+            ("10.0.8.11", P::Down),
+            ("10.0.8.12", P::Down),
+        ];
+        let a = decide_with(&states, None);
+        assert!(matches!(a.decision, Decision::Stuck { .. }), "{a:?}");
+        assert_eq!(a.holder_health, Health::Failing);
+        let ready = crate::controller::pass::ready_condition(&a);
+        assert_eq!(
+            (ready.status, ready.reason.as_str()),
+            ("False", "HolderUnhealthy"),
+            "{ready:?}"
+        );
+        // A holder whose own check passes stays Ready.
+        let fine = decide_with(&[("10.0.8.100", P::Up), ("10.0.8.11", P::Up)], None);
+        assert_eq!(
+            crate::controller::pass::ready_condition(&fine).status,
+            "True"
         );
     }
 

@@ -545,6 +545,7 @@ mod tests {
             decision,
             target: None,
             holder_fit: None,
+            holder_health: Health::Unknown,
             candidates: 2,
             vip: vip.map(|health| super::super::plan::VipHealth {
                 target: crate::probe::Target::new(
