@@ -787,3 +787,39 @@ async fn refused_addresses_fail_alone_and_back_off() {
         assert_ne!(holder_of(&f).as_deref(), Some(from.as_str()));
     }
 }
+
+/// Finding 5: a change made in EC2 outside floatip is noticed within seconds (the holding ENIs
+/// are read back every 2 s), not at the full resync, here two minutes away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_changes_are_noticed_within_seconds_not_at_resync() {
+    let mut c = Cluster::new(2).await;
+    c.start_controller_with("controller-a", &[("FLOATIP_RESYNC", "120s")]);
+    let address = "10.0.11.61";
+    let holder = assigned(&c, "web", address).await;
+    let aws = c.ec2.direct_client();
+    // Past the controller's own read-back of its move, so only the holder check can see it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    c.ec2.reset_calls();
+    let changed = Instant::now();
+    aws.unassign_private_ip_addresses()
+        .network_interface_id(&c.node(&holder).eni)
+        .private_ip_addresses(address)
+        .send()
+        .await
+        .unwrap();
+    let f = c
+        .wait_fip("web", "put back", Duration::from_secs(10), |f| {
+            f.status.as_ref().is_some_and(|s| s.move_count == 2)
+        })
+        .await;
+    let took = changed.elapsed();
+    let last = f.status.as_ref().unwrap().last_move.clone().unwrap();
+    assert_eq!(last.reason.as_str(), "Drift");
+    assert_held_by(&c, "web", address, &holder).await;
+    let calls = c.ec2.calls();
+    println!(
+        "an address unassigned outside floatip was put back after {} ms (resync 120 s); EC2 calls meanwhile: {}",
+        took.as_millis(),
+        calls["actions"]
+    );
+}

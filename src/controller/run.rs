@@ -52,9 +52,13 @@ pub struct ControllerArgs {
     /// How often the Lease is renewed or retried.
     #[arg(long, env = "FLOATIP_RETRY_PERIOD", default_value = "500ms", value_parser = parse_duration)]
     pub retry_period: Duration,
-    /// How often EC2 is read again in full, to find addresses changed outside floatip.
+    /// How often EC2 is read again in full: every subnet's ENIs, orphaned floating ENIs.
     #[arg(long, env = "FLOATIP_RESYNC", default_value = "30s", value_parser = parse_duration)]
     pub resync: Duration,
+    /// How often the ENIs holding addresses are read back, to notice within seconds an
+    /// address changed outside floatip (one DescribeNetworkInterfaces per 200 holding ENIs).
+    #[arg(long, env = "FLOATIP_HOLDER_CHECK", default_value = "2s", value_parser = parse_duration)]
+    pub holder_check: Duration,
     /// Namespace of the agent pods.
     #[arg(
         long,
@@ -198,6 +202,8 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         reensured_at: HashMap::new(),
     };
     let mut resync = tokio::time::interval(args.resync);
+    let mut holder_check = tokio::time::interval(args.holder_check);
+    holder_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut attempt = 0u32;
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut recheck_at: Option<tokio::time::Instant> = None;
@@ -226,6 +232,11 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
                 tracing::info!(target = %t.target, from = %t.from, to = %t.to, reason = ?t.reason, "health changed");
             }
             _ = resync.tick() => full_refresh = true,
+            _ = holder_check.tick() => {
+                if leadership.is_leader() && readiness.watches_synced.load(Ordering::Relaxed) {
+                    check_holders(&ctx.cloud, &mut memory.cache, &fips.state()).await;
+                }
+            }
             _ = leader_changes.changed() => {
                 let leading = *leader_changes.borrow_and_update();
                 metrics.set_leader(leading);
@@ -467,6 +478,58 @@ async fn pass<C: Cloud>(
     };
     outcome.recheck = [recheck, backoff_due].into_iter().flatten().min();
     outcome
+}
+
+/// Reads back the ENIs the cache says hold a FloatingIP's address; a subnet where EC2 no longer
+/// agrees (an address unassigned or moved outside floatip) is dropped from the cache, so the
+/// pass that follows reads it again and repairs it, seconds after the change instead of at the
+/// next resync. A failed read changes nothing: the resync still comes.
+async fn check_holders<C: Cloud>(cloud: &C, cache: &mut EniCache, fips: &[Arc<FloatingIP>]) {
+    let addresses: HashSet<IpAddr> = fips
+        .iter()
+        .filter_map(|f| crate::api::parse_address(&f.spec.address))
+        .collect();
+    // (ENI, subnet, an address the cache has on it)
+    let held: Vec<(String, String, IpAddr)> = cache
+        .subnets
+        .iter()
+        .flat_map(|(subnet, (_, _, enis))| {
+            enis.iter().flat_map(move |e| {
+                e.secondary
+                    .iter()
+                    .map(move |a| (e.id.clone(), subnet.clone(), *a))
+            })
+        })
+        .filter(|(_, _, a)| addresses.contains(a))
+        .collect();
+    let ids: Vec<String> = held
+        .iter()
+        .map(|(id, _, _)| id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut fresh: HashMap<String, Eni> = HashMap::new();
+    for chunk in ids.chunks(200) {
+        match cloud.enis(chunk).await {
+            Ok(enis) => fresh.extend(enis.into_iter().map(|e| (e.id.clone(), e))),
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read the holding ENIs back; the resync will");
+                return;
+            }
+        }
+    }
+    let stale: BTreeSet<String> = held
+        .into_iter()
+        .filter(|(id, _, a)| !fresh.get(id).is_some_and(|e| e.holds(*a)))
+        .map(|(_, subnet, _)| subnet)
+        .collect();
+    for subnet in stale {
+        tracing::info!(
+            subnet,
+            "an address is no longer where floatip saw it in EC2: reading the subnet again"
+        );
+        cache.subnets.remove(&subnet);
+    }
 }
 
 /// When to plan again though nothing changes: a held move is due when its hold ends, and an
