@@ -164,7 +164,10 @@ async fn no_candidates_and_duplicate_addresses() {
         })
         .await;
     let (_, _, msg) = condition(&f, "NoCandidates").unwrap();
-    assert_eq!(msg, "no node is fit to hold the address");
+    assert_eq!(
+        msg,
+        "no node is fit to hold the address (node-1: the node is cordoned; node-2: the node is cordoned)"
+    );
     assert_eq!(condition(&f, "Ready").unwrap().0, "False");
     assert!(c.holders("10.0.11.20").await.is_empty(), "nothing moved");
     assert!(f.status.as_ref().unwrap().holder.is_none());

@@ -264,11 +264,17 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                 target,
             })
         });
-        let fit: BTreeMap<&str, Placed> = world
-            .nodes
-            .iter()
-            .filter_map(|n| Some((n.name.as_str(), fitness(n).ok()?)))
-            .collect();
+        let mut fit: BTreeMap<&str, Placed> = BTreeMap::new();
+        let mut unfit: Vec<(&str, Unfit)> = Vec::new();
+        for n in world.nodes {
+            match fitness(n) {
+                Ok(p) => {
+                    fit.insert(n.name.as_str(), p);
+                }
+                Err(u) => unfit.push((n.name.as_str(), u)),
+            }
+        }
+        let no_fit_node = crate::nodes::no_fit_node(&unfit);
         let candidates: Vec<Candidate> = fit
             .keys()
             .map(|n| Candidate {
@@ -368,6 +374,7 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                 let d = placement::decide(&placement::Input {
                     holder: placement_holder,
                     candidates: &candidates,
+                    no_fit_node: &no_fit_node,
                     preferred: &fip.spec.preferred_nodes,
                     failback: fip.spec.failback,
                     min_hold,

@@ -137,10 +137,25 @@ fn nodes_without_a_floating_eni_are_not_candidates() {
         &three_nodes(),
         vec![],
     );
+    let Decision::Stuck { why } = &act(&plans[0]).decision else {
+        panic!("{:?}", act(&plans[0]).decision)
+    };
+    assert!(
+        why.starts_with("no node is fit to hold the address (n1: the node has no floating ENI of cluster lab in subnet-0a1b2c3d"),
+        "{why}"
+    );
+
+    // A nodeSelector that matches nothing says so, rather than "no node is fit".
+    let mut picky = (*fip("picky", "10.0.8.101", 0, json!(null))).clone();
+    picky.spec.node_selector =
+        Some(serde_json::from_value(json!({"matchLabels": {"role": "edge"}})).unwrap());
+    let plans = run(&[Arc::new(picky)], &three_nodes(), vec![eni(1, &[])]);
     assert_eq!(
         act(&plans[0]).decision,
         Decision::Stuck {
-            why: "no node is fit to hold the address".into()
+            why:
+                "no node is fit to hold the address: spec.nodeSelector selects none of the 3 nodes"
+                    .into()
         }
     );
 }
