@@ -100,6 +100,8 @@ pub struct VipHealth {
     pub last_failure: Option<String>,
     /// How long it has been failing (zero when it is not).
     pub failing_for: Duration,
+    /// Still Up, but its latest probe failed.
+    pub suspect: bool,
 }
 
 /// How long a first-attach claim by `floatip attach` is left alone while its node's agent starts.
@@ -261,6 +263,8 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                     .filter(|_| health == Health::Failing)
                     .map(|s| s.since.elapsed())
                     .unwrap_or_default(),
+                suspect: health == Health::Passing
+                    && state.is_some_and(|s| s.failing_since.is_some()),
                 target,
             })
         });
@@ -356,17 +360,28 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                 reason: pending.map(|p| p.reason).unwrap_or(MoveReason::Drift),
             },
             None => {
-                let placement_holder = holder.as_ref().map(|h| Holder {
-                    node: h.node.clone(),
-                    since: status
-                        .and_then(|s| s.holder.as_ref())
-                        .filter(|sh| sh.node == h.node)
-                        .map(|sh| sh.since.0)
-                        .unwrap_or(world.now),
-                    fit: fit_of(&h.node),
-                    health: node_health(&h.node),
-                    vip: vip.as_ref().map(|v| v.health).unwrap_or(Health::Unknown),
-                    vip_failing_for: vip.as_ref().map(|v| v.failing_for).unwrap_or_default(),
+                let placement_holder = holder.as_ref().map(|h| {
+                    let health = node_health(&h.node);
+                    // A holder failing its own check takes along every address whose check
+                    // has started failing too, in this pass: their probes run out of phase,
+                    // and waiting for each to go Down split one failover into several calls.
+                    let vip_health = match &vip {
+                        Some(v) if v.suspect && health == Health::Failing => Health::Unknown,
+                        Some(v) => v.health,
+                        None => Health::Unknown,
+                    };
+                    Holder {
+                        node: h.node.clone(),
+                        since: status
+                            .and_then(|s| s.holder.as_ref())
+                            .filter(|sh| sh.node == h.node)
+                            .map(|sh| sh.since.0)
+                            .unwrap_or(world.now),
+                        fit: fit_of(&h.node),
+                        health,
+                        vip: vip_health,
+                        vip_failing_for: vip.as_ref().map(|v| v.failing_for).unwrap_or_default(),
+                    }
                 });
                 let min_hold =
                     Duration::from_secs(fip.spec.failover.min_hold_seconds.max(0) as u64);

@@ -463,6 +463,7 @@ mod with_health_checks {
                         since: Instant::now()
                             .checked_sub(Duration::from_secs(10))
                             .unwrap_or_else(Instant::now),
+                        failing_since: None,
                     },
                 )
             })
@@ -470,13 +471,19 @@ mod with_health_checks {
     }
 
     fn decide_with(states: &[(&str, P)], reensured: Option<Duration>) -> Act {
+        decide_with_health(health(states), reensured)
+    }
+
+    fn decide_with_health(
+        health: HashMap<Target, TargetState>,
+        reensured: Option<Duration>,
+    ) -> Act {
         let fips = [checked_fip()];
         let nodes = vec![node_ip("n1", "10.0.8.11"), node_ip("n2", "10.0.8.12")];
         let enis = HashMap::from([(
             SUBNET.to_string(),
             vec![eni(1, &["10.0.8.100"]), eni(2, &[])],
         )]);
-        let health = health(states);
         let reensured: HashMap<String, Duration> = reensured
             .map(|d| ("web".to_string(), d))
             .into_iter()
@@ -558,6 +565,29 @@ mod with_health_checks {
                 reason: MoveReason::HolderUnhealthy
             }
         );
+    }
+
+    #[test]
+    fn a_failing_holder_takes_along_addresses_whose_checks_started_failing() {
+        // n1's own check is Down; the address's check is still Up, but its latest probe
+        // failed (probes run out of phase): it moves in this pass, with the others.
+        let mut states = health(&[
+            ("10.0.8.100", P::Up),
+            ("10.0.8.11", P::Down),
+            ("10.0.8.12", P::Up),
+        ]);
+        let vip = Target::new(crate::api::Protocol::TCP, "10.0.8.100:80".parse().unwrap());
+        states.get_mut(&vip).unwrap().failing_since = Some(Instant::now());
+        assert_eq!(
+            decide_with_health(states.clone(), None).decision,
+            Decision::Move {
+                to: "n2".into(),
+                reason: MoveReason::HolderUnhealthy
+            }
+        );
+        // Its latest probe passed: the path clients use works, so it stays.
+        states.get_mut(&vip).unwrap().failing_since = None;
+        assert_eq!(decide_with_health(states, None).decision, Decision::Stay);
     }
 
     #[test]

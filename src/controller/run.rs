@@ -209,6 +209,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let mut recheck_at: Option<tokio::time::Instant> = None;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tracing::info!(identity = %args.identity, cluster = %args.cluster_name, "controller started");
+    let mut window = SETTLE_EVENTS;
     // Kept until a pass runs: a refresh asked for while not leading or not synced still happens.
     let mut full_refresh = true;
     loop {
@@ -224,12 +225,12 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             }
             _ = trigger.notified() => {}
             Some(t) = transitions.recv() => {
-                // A health transition acts now, not at the next resync.
-                match (t.to, t.first_failure_at) {
-                    (ProbeHealth::Down, Some(first)) => { memory.first_failures.insert(t.target, first); }
-                    _ => { memory.first_failures.remove(&t.target); }
+                // A health transition acts now, not at the next resync; a failure waits a
+                // moment for the failures that come with it.
+                if t.to == ProbeHealth::Down {
+                    window = COALESCE_FAILURES;
                 }
-                tracing::info!(target = %t.target, from = %t.from, to = %t.to, reason = ?t.reason, "health changed");
+                note_transition(&mut memory, t);
             }
             _ = resync.tick() => full_refresh = true,
             _ = holder_check.tick() => {
@@ -257,8 +258,12 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         if !leadership.is_leader() {
             continue;
         }
-        // Let a burst of watch events land before deciding.
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Let a burst of watch events (or failures) land before deciding, so that what
+        // happened together is decided together: one EC2 call per target ENI.
+        tokio::time::sleep(std::mem::replace(&mut window, SETTLE_EVENTS)).await;
+        while let Ok(t) = transitions.try_recv() {
+            note_transition(&mut memory, t);
+        }
         let outcome = pass(
             &ctx,
             &args,
@@ -278,6 +283,26 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             attempt = 0;
         }
     }
+}
+
+/// How long a pass waits for more watch events after one arrives.
+const SETTLE_EVENTS: Duration = Duration::from_millis(10);
+/// How long a pass waits for more failures after a target goes Down: failures that happen
+/// together (a node dying under several addresses) are moved in one call per target ENI.
+/// Tens of milliseconds: every one of them is time clients wait.
+const COALESCE_FAILURES: Duration = Duration::from_millis(40);
+
+/// Books a health transition: when its failing run began, for the detection-time metric.
+fn note_transition(memory: &mut Memory, t: crate::probe::Transition) {
+    match (t.to, t.first_failure_at) {
+        (ProbeHealth::Down, Some(first)) => {
+            memory.first_failures.insert(t.target.clone(), first);
+        }
+        _ => {
+            memory.first_failures.remove(&t.target);
+        }
+    }
+    tracing::info!(target = %t.target, from = %t.from, to = %t.to, reason = ?t.reason, "health changed");
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
@@ -618,6 +643,7 @@ mod tests {
                 health,
                 last_failure: None,
                 failing_for: Duration::ZERO,
+                suspect: false,
             }),
         }))
     }
