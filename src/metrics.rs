@@ -31,6 +31,11 @@ struct ActionErrorLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FloatingIpLabel {
+    floatingip: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabel {
     error: String,
 }
@@ -61,6 +66,7 @@ struct Inner {
     ec2_errors: Family<ActionErrorLabel, Counter>,
     leader: Gauge,
     reconcile_errors: Family<ErrorLabel, Counter>,
+    backoff_until: Family<FloatingIpLabel, Gauge>,
     probes: Family<ProbeResultLabel, Counter>,
     probe_rtt: Family<ProtocolLabel, Histogram>,
     probe_failures: Family<ProbeFailureLabel, Counter>,
@@ -110,6 +116,12 @@ impl Metrics {
             "reconcile_errors",
             "Reconcile passes that ended in an error, by error",
             reconcile_errors.clone(),
+        );
+        let backoff_until = Family::<FloatingIpLabel, Gauge>::default();
+        registry.register(
+            "backoff_until_timestamp_seconds",
+            "For each FloatingIP whose move EC2 refused in a way no retry fixes: when it is tried again (Unix time); absent when none backs off",
+            backoff_until.clone(),
         );
         let probes = Family::<ProbeResultLabel, Counter>::default();
         registry.register(
@@ -167,6 +179,7 @@ impl Metrics {
             ec2_errors,
             leader,
             reconcile_errors,
+            backoff_until,
             probes,
             probe_rtt,
             probe_failures,
@@ -208,6 +221,21 @@ impl Metrics {
 
     pub fn set_leader(&self, leading: bool) {
         self.0.leader.set(i64::from(leading));
+    }
+
+    /// A FloatingIP backs off until `until` (Unix seconds), or no longer (None).
+    pub fn backoff(&self, floatingip: &str, until: Option<i64>) {
+        let label = FloatingIpLabel {
+            floatingip: floatingip.to_string(),
+        };
+        match until {
+            Some(t) => {
+                self.0.backoff_until.get_or_create(&label).set(t);
+            }
+            None => {
+                self.0.backoff_until.remove(&label);
+            }
+        }
     }
 
     pub fn reconcile_error(&self, label: &str) {

@@ -101,9 +101,8 @@ impl Unfit {
             Unfit::Cordoned => R::NodeCordoned,
             Unfit::Tainted(_) => R::NodeTainted,
             Unfit::AgentLeaving => R::Handover,
-            Unfit::NotSelected | Unfit::NoInstance | Unfit::NoAgent | Unfit::NoInterface(_) => {
-                R::NodeNotReady
-            }
+            Unfit::NoAgent => R::AgentNotReady,
+            Unfit::NotSelected | Unfit::NoInstance | Unfit::NoInterface(_) => R::NodeIneligible,
         }
     }
 }
@@ -125,6 +124,36 @@ impl fmt::Display for Unfit {
             Unfit::NoInterface(why) => f.write_str(why),
         }
     }
+}
+
+/// Why no node can take an address, from each unfit node's reason, so that the user sees what
+/// to change (a nodeSelector that matches nothing reads differently from cordoned nodes).
+pub fn no_fit_node(unfit: &[(&str, Unfit)]) -> String {
+    const LISTED: usize = 5;
+    let base = "no node is fit to hold the address";
+    if unfit.is_empty() {
+        return format!("{base}: the cluster has no nodes");
+    }
+    let selected: Vec<&(&str, Unfit)> = unfit
+        .iter()
+        .filter(|(_, u)| *u != Unfit::NotSelected)
+        .collect();
+    if selected.is_empty() {
+        return format!(
+            "{base}: spec.nodeSelector selects none of the {} nodes",
+            unfit.len()
+        );
+    }
+    let listed: Vec<String> = selected
+        .iter()
+        .take(LISTED)
+        .map(|(n, u)| format!("{n}: {u}"))
+        .collect();
+    let more = match selected.len().saturating_sub(LISTED) {
+        0 => String::new(),
+        n => format!("; {n} more"),
+    };
+    format!("{base} ({}{more})", listed.join("; "))
 }
 
 /// Everything about a node's fitness that does not need EC2 or the agent pods.

@@ -46,6 +46,8 @@ pub struct Input<'a> {
     pub holder: Option<Holder>,
     /// Fit nodes, in any order; the holder may be among them and is skipped.
     pub candidates: &'a [Candidate],
+    /// What to say when no node but the holder is fit: why the others are not.
+    pub no_fit_node: &'a str,
     pub preferred: &'a [String],
     pub failback: Failback,
     pub min_hold: Duration,
@@ -119,7 +121,7 @@ pub fn decide(input: &Input<'_>) -> Decision {
             .filter(|c| Some(c.node.as_str()) != exclude)
             .collect();
         if others.is_empty() {
-            "no node is fit to hold the address".to_string()
+            input.no_fit_node.to_string()
         } else if input.health_checked {
             format!(
                 "none of the {} fit nodes passes its health check",
@@ -260,6 +262,7 @@ mod tests {
         decide(&Input {
             holder,
             candidates,
+            no_fit_node: "no node is fit to hold the address",
             preferred: &preferred,
             failback,
             min_hold: Duration::from_secs(30),
@@ -367,6 +370,13 @@ mod tests {
             (
                 Unfit::Tainted("x:NoExecute".into()),
                 MoveReason::NodeTainted,
+            ),
+            // The Node is Ready; only its agent is not: say so, not NodeNotReady.
+            (Unfit::NoAgent, MoveReason::AgentNotReady),
+            (Unfit::NotSelected, MoveReason::NodeIneligible),
+            (
+                Unfit::NoInterface("no floating ENI".into()),
+                MoveReason::NodeIneligible,
             ),
         ];
         for (unfit, reason) in cases {

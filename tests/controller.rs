@@ -164,7 +164,10 @@ async fn no_candidates_and_duplicate_addresses() {
         })
         .await;
     let (_, _, msg) = condition(&f, "NoCandidates").unwrap();
-    assert_eq!(msg, "no node is fit to hold the address");
+    assert_eq!(
+        msg,
+        "no node is fit to hold the address (node-1: the node is cordoned; node-2: the node is cordoned)"
+    );
     assert_eq!(condition(&f, "Ready").unwrap().0, "False");
     assert!(c.holders("10.0.11.20").await.is_empty(), "nothing moved");
     assert!(f.status.as_ref().unwrap().holder.is_none());
@@ -690,4 +693,136 @@ async fn modes_not_carried_out_get_a_status_and_nothing_else() {
     // The only mutating call is web's assignment.
     let calls = c.ec2.calls();
     assert_eq!(calls["mutating"].as_u64(), Some(1), "{calls}");
+}
+
+/// Finding 1 and 2 of the isolation issue: FloatingIPs EC2 would refuse never hold back the
+/// others, and one it refuses anyway backs off instead of being retried at every pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_addresses_fail_alone_and_back_off() {
+    let mut c = Cluster::new(2).await;
+    // Addresses the checks before any call catch, and one only EC2 refuses (a lab fault on
+    // every AssignPrivateIpAddresses naming it), which must not fail the calls of the others.
+    let refused = "10.0.11.40";
+    c.ec2.faults(&format!(
+        r#"{{"kind": "invalid_parameter", "action": "AssignPrivateIpAddresses", "address": "{refused}"}}"#
+    ));
+    let good = ["10.0.11.41", "10.0.11.42", "10.0.11.43", "10.0.11.44"];
+    for (i, a) in good.iter().enumerate() {
+        c.create_fip(&format!("good-{i}"), json!({"address": a}))
+            .await;
+    }
+    c.create_fip("refused", json!({"address": refused})).await;
+    c.create_fip("outside", json!({"address": "10.0.20.5"}))
+        .await;
+    // node-1's instance: the harness hands out primary addresses from the subnet's 10th.
+    c.create_fip("primary", json!({"address": "10.0.8.10"}))
+        .await;
+    c.start_controller("controller-a");
+
+    for i in 0..good.len() {
+        c.wait_fip(&format!("good-{i}"), "assigned", T, is_ready)
+            .await;
+    }
+    for (name, reason) in [
+        ("outside", "AddressOutsideSubnet"),
+        ("primary", "AddressIsPrimary"),
+    ] {
+        let f = c
+            .wait_fip(name, reason, T, |f| {
+                condition(f, "InvalidSpec").is_some_and(|(s, r, _)| s == "True" && r == reason)
+            })
+            .await;
+        let (_, _, msg) = condition(&f, "Ready").unwrap();
+        println!("{name}: {msg}");
+        assert!(f.finalizers().is_empty(), "{name} is never acted on");
+    }
+    let f = c
+        .wait_fip("refused", "BackingOff", T, |f| {
+            condition(f, "BackingOff").is_some_and(|(s, _, _)| s == "True")
+        })
+        .await;
+    let (_, reason, msg) = condition(&f, "BackingOff").unwrap();
+    println!("refused: BackingOff {reason}: {msg}");
+    assert_eq!(reason, "InvalidParameterValue");
+    assert!(msg.contains("next attempt after"), "{msg}");
+    let (_, reason, _) = condition(&f, "CloudError").unwrap();
+    assert_eq!(reason, "InvalidParameterValue");
+    assert!(c.controllers[0]
+        .metrics()
+        .contains("floatip_backoff_until_timestamp_seconds{floatingip=\"refused\"}"));
+
+    // Passes come often (a Node change every 250 ms, as the 250 ms recheck of a failing
+    // address drove them): the refused address is tried after 1-2 s, 2-4 s, 4-8 s..., not in
+    // every pass.
+    c.ec2.reset_calls();
+    let window = Duration::from_secs(10);
+    let started = Instant::now();
+    let mut n = 0;
+    while started.elapsed() < window {
+        n += 1;
+        c.patch_node(
+            "node-2",
+            json!({"metadata": {"labels": {"tick": n.to_string()}}}),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let attempts = c.ec2.calls()["actions"]["AssignPrivateIpAddresses"]["calls"]
+        .as_u64()
+        .unwrap_or(0);
+    println!(
+        "refused address: {attempts} AssignPrivateIpAddresses in {} s while {n} Node changes drove passes ({:.0} per minute)",
+        window.as_secs(),
+        attempts as f64 * 60.0 / window.as_secs_f64()
+    );
+    assert!(attempts <= 5, "{attempts} attempts in 10 s");
+
+    // The good addresses' holder fails: they all move, none held back by the refused one.
+    let first = c.fips().get("good-0").await.unwrap();
+    let from = holder_of(&first).expect("good-0 is held");
+    c.patch_node_status(&from, json!({"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "KubeletDown"}]}})).await;
+    for i in 0..good.len() {
+        let f = c
+            .wait_fip(&format!("good-{i}"), "off the failed node", T, |f| {
+                holder_of(f).is_some_and(|h| h != from) && is_ready(f)
+            })
+            .await;
+        assert_ne!(holder_of(&f).as_deref(), Some(from.as_str()));
+    }
+}
+
+/// Finding 5: a change made in EC2 outside floatip is noticed within seconds (the holding ENIs
+/// are read back every 2 s), not at the full resync, here two minutes away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_changes_are_noticed_within_seconds_not_at_resync() {
+    let mut c = Cluster::new(2).await;
+    c.start_controller_with("controller-a", &[("FLOATIP_RESYNC", "120s")]);
+    let address = "10.0.11.61";
+    let holder = assigned(&c, "web", address).await;
+    let aws = c.ec2.direct_client();
+    // Past the controller's own read-back of its move, so only the holder check can see it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    c.ec2.reset_calls();
+    let changed = Instant::now();
+    aws.unassign_private_ip_addresses()
+        .network_interface_id(&c.node(&holder).eni)
+        .private_ip_addresses(address)
+        .send()
+        .await
+        .unwrap();
+    let f = c
+        .wait_fip("web", "put back", Duration::from_secs(10), |f| {
+            f.status.as_ref().is_some_and(|s| s.move_count == 2)
+        })
+        .await;
+    let took = changed.elapsed();
+    let last = f.status.as_ref().unwrap().last_move.clone().unwrap();
+    assert_eq!(last.reason.as_str(), "Drift");
+    assert_held_by(&c, "web", address, &holder).await;
+    let calls = c.ec2.calls();
+    println!(
+        "an address unassigned outside floatip was put back after {} ms (resync 120 s); EC2 calls meanwhile: {}",
+        took.as_millis(),
+        calls["actions"]
+    );
 }

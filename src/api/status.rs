@@ -111,6 +111,11 @@ pub enum MoveReason {
     Failback,
     /// EC2 had the address somewhere floatip did not put it; floatip put it back.
     Drift,
+    /// The holder's floatip agent stopped being ready (the Node itself may be Ready).
+    AgentNotReady,
+    /// The holder no longer meets the FloatingIP's needs: its nodeSelector stopped selecting
+    /// it, or it lost its instance or its ENI in the subnet.
+    NodeIneligible,
 }
 
 impl MoveReason {
@@ -126,6 +131,8 @@ impl MoveReason {
             Self::Handover => "Handover",
             Self::Failback => "Failback",
             Self::Drift => "Drift",
+            Self::AgentNotReady => "AgentNotReady",
+            Self::NodeIneligible => "NodeIneligible",
         }
     }
 }
@@ -146,4 +153,7 @@ pub mod condition {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// The last EC2 call failed; the message names the action and the AWS error code.
     pub const CLOUD_ERROR: &str = "CloudError";
+    /// EC2 refused this FloatingIP's move in a way no retry fixes; it is tried again after a
+    /// jittered exponential wait (the message says when), or at once when the spec changes.
+    pub const BACKING_OFF: &str = "BackingOff";
 }

@@ -412,6 +412,12 @@ impl Cloud for Ec2 {
         Ok(Subnet {
             id: id.to_string(),
             cidr_v4: s.cidr_block().map(String::from),
+            cidrs_v6: s
+                .ipv6_cidr_block_association_set()
+                .iter()
+                .filter_map(|a| a.ipv6_cidr_block())
+                .map(String::from)
+                .collect(),
         })
     }
 

@@ -2,6 +2,7 @@
 //! with an in-memory cloud and the AWS adapter stays a thin translation.
 
 pub mod aws;
+pub mod cidr;
 #[cfg(test)]
 pub mod fake;
 mod orphans;
@@ -69,6 +70,20 @@ pub struct Instance {
 pub struct Subnet {
     pub id: String,
     pub cidr_v4: Option<String>,
+    /// The IPv6 blocks associated with it, if any.
+    pub cidrs_v6: Vec<String>,
+}
+
+impl Subnet {
+    /// The blocks of the address's family.
+    pub fn blocks_for(&self, address: IpAddr) -> Vec<cidr::Cidr> {
+        let texts: Vec<&String> = if address.is_ipv4() {
+            self.cidr_v4.iter().collect()
+        } else {
+            self.cidrs_v6.iter().collect()
+        };
+        texts.into_iter().filter_map(|t| t.parse().ok()).collect()
+    }
 }
 
 /// How an EC2 error should be handled.
@@ -96,6 +111,20 @@ pub struct CloudError {
 impl CloudError {
     pub fn retryable(&self) -> bool {
         self.kind != ErrorKind::Permanent
+    }
+
+    /// AWS's error code as a condition reason (CamelCase letters and digits only).
+    pub fn code_reason(&self) -> String {
+        let reason: String = self
+            .code
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        if reason.is_empty() {
+            "CloudError".to_string()
+        } else {
+            reason
+        }
     }
 
     /// Label for the errors metric.

@@ -1,10 +1,12 @@
 //! The controller: one pass over every FloatingIP whenever something changes, planned as pure
 //! data (plan.rs), carried out with every write gated on the leader Lease (pass.rs).
 
+pub mod backoff;
 pub mod conditions;
 pub mod events;
 pub mod pass;
 pub mod plan;
 pub mod run;
+pub mod usable;
 
 pub use run::{run, ControllerArgs};

@@ -11,6 +11,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use serde_json::json;
 
+use super::backoff::{Backoffs, Entry};
 use super::conditions::{self, Desired};
 use super::plan::{has_finalizer, Act, Placed, Plan, FINALIZER};
 use crate::api::{
@@ -28,6 +29,8 @@ pub struct Ctx<C: Cloud> {
     pub events: super::events::Events,
     /// True while this replica may write: checked right before every mutation.
     pub gate: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// FloatingIPs whose moves EC2 refused, held back for a while.
+    pub backoffs: std::sync::Mutex<Backoffs>,
 }
 
 /// How the pass went, for scheduling the next one.
@@ -122,6 +125,12 @@ impl<C: Cloud> Ctx<C> {
                     );
                     self.not_acted_on(fip, &[why, ready], &now).await
                 }
+                Plan::Unusable { problem, .. } => {
+                    let msg = problem.to_string();
+                    let why = Desired::new(cond::INVALID_SPEC, true, problem.reason(), &msg);
+                    let ready = Desired::new(cond::READY, false, problem.reason(), msg);
+                    self.not_acted_on(fip, &[why, ready], &now).await
+                }
                 Plan::Unsupported { why, .. } => {
                     let ready = Desired::new(cond::READY, false, "ModeNotSupported", why);
                     self.not_acted_on(fip, &[ready], &now).await
@@ -147,6 +156,12 @@ impl<C: Cloud> Ctx<C> {
                 }
                 Plan::Act(act) => match self.ensure_finalizer(fip).await {
                     Ok(fip) => match (&act.decision, &act.target) {
+                        (Decision::Move { .. } | Decision::Reensure, _)
+                            if self.waiting(&fip).is_some() =>
+                        {
+                            let entry = self.waiting(&fip).expect("checked");
+                            self.backing_off(&fip, &entry, &now).await
+                        }
                         (Decision::Move { reason, .. }, Some(to)) => {
                             batches.entry(to.eni.clone()).or_default().push(Claimed {
                                 fip,
@@ -174,6 +189,59 @@ impl<C: Cloud> Ctx<C> {
             self.move_batch(&eni, claimed, &mut out).await;
         }
         out
+    }
+
+    /// The backoff holding this FloatingIP back, if any.
+    fn waiting(&self, fip: &FloatingIP) -> Option<Entry> {
+        let backoffs = self.backoffs.lock().expect("backoffs lock");
+        backoffs
+            .waiting(&fip.name_any(), fip.metadata.generation)
+            .cloned()
+    }
+
+    /// EC2 refused this FloatingIP's address: hold it back (jittered exponential), and say so
+    /// on its status beside the error.
+    async fn refused(&self, fip: &FloatingIP, e: &CloudError, now: &Time) -> Result<(), StepError> {
+        let entry = {
+            let mut backoffs = self.backoffs.lock().expect("backoffs lock");
+            backoffs
+                .refused(&fip.name_any(), fip.metadata.generation, e)
+                .clone()
+        };
+        self.metrics
+            .backoff(&fip.name_any(), Some(entry.until_wall.as_second()));
+        tracing::warn!(floatingip = %fip.name_any(), error = %e, attempts = entry.attempts,
+            until = %entry.until_wall, "EC2 refused the address; backing off");
+        self.cloud_error(fip, e, now).await?;
+        self.backing_off(fip, &entry, now).await
+    }
+
+    async fn backing_off(
+        &self,
+        fip: &FloatingIP,
+        entry: &Entry,
+        now: &Time,
+    ) -> Result<(), StepError> {
+        let times = if entry.attempts == 1 {
+            "once".to_string()
+        } else {
+            format!("{} times in a row", entry.attempts)
+        };
+        let msg = format!(
+            "EC2 refused the address {times} ({}: {}); next attempt after {} (at once if the spec changes)",
+            entry.error.code,
+            entry.error.message,
+            entry.until_wall.round(jiff::Unit::Second).unwrap_or(entry.until_wall)
+        );
+        let d = Desired::new(cond::BACKING_OFF, true, &entry.error.code_reason(), msg);
+        self.not_acted_on(fip, &[d], now).await
+    }
+
+    /// The address moved: forget its refusals.
+    fn accepted(&self, name: &str) {
+        if self.backoffs.lock().expect("backoffs lock").clear(name) {
+            self.metrics.backoff(name, None);
+        }
     }
 
     fn note_error(&self, name: &str, e: &StepError, out: &mut Outcome) {
@@ -235,16 +303,7 @@ impl<C: Cloud> Ctx<C> {
         e: &CloudError,
         now: &Time,
     ) -> Result<(), StepError> {
-        let reason: String = e
-            .code
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .collect();
-        let reason = if reason.is_empty() {
-            "CloudError".to_string()
-        } else {
-            reason
-        };
+        let reason = e.code_reason();
         let msg = e.to_string();
         let g = fip.metadata.generation;
         self.write_status(fip, |s| {
@@ -343,7 +402,13 @@ impl<C: Cloud> Ctx<C> {
                 tracing::info!(floatingip = %fip.name_any(), node = %holder.node, "address fails its check while its holder passes: assigned it again");
                 out.reensured.push(fip.name_any());
             }
-            Err(e) => out.retry |= e.retryable(),
+            Err(e) if e.retryable() => out.retry = true,
+            Err(e) => {
+                let now = Time(jiff::Timestamp::now());
+                if let Err(err) = self.refused(fip, &e, &now).await {
+                    self.note_error(&fip.name_any(), &err, out);
+                }
+            }
         }
     }
 
@@ -388,33 +453,7 @@ impl<C: Cloud> Ctx<C> {
                 ),
             };
             changed |= conditions::set(&mut s.conditions, &assigned, g, now);
-            let ready = match (&act.holder, &act.holder_fit, &act.decision) {
-                (Some(h), Some(Ok(())), _) => {
-                    Desired::new(cond::READY, true, "Assigned", format!("held by {}", h.node))
-                }
-                (Some(h), Some(Err(unfit)), _) => Desired::new(
-                    cond::READY,
-                    false,
-                    "HolderUnfit",
-                    format!("{} holds the address but {unfit}", h.node),
-                ),
-                (_, _, Decision::Stuck { why }) => Desired::new(
-                    cond::READY,
-                    false,
-                    if act.foreign.is_some() {
-                        "HeldElsewhere"
-                    } else {
-                        "NoCandidates"
-                    },
-                    why.clone(),
-                ),
-                _ => Desired::new(
-                    cond::READY,
-                    false,
-                    "NotAssigned",
-                    "no node holds the address yet",
-                ),
-            };
+            let ready = ready_condition(act);
             changed |= conditions::set(&mut s.conditions, &ready, g, now);
             match &act.decision {
                 Decision::Stuck { why } => {
@@ -427,7 +466,12 @@ impl<C: Cloud> Ctx<C> {
                 }
                 _ => changed |= conditions::remove(&mut s.conditions, cond::NO_CANDIDATES),
             }
-            for stale in [cond::CLOUD_ERROR, cond::INVALID_SPEC, cond::CONFLICT] {
+            for stale in [
+                cond::CLOUD_ERROR,
+                cond::INVALID_SPEC,
+                cond::CONFLICT,
+                cond::BACKING_OFF,
+            ] {
                 changed |= conditions::remove(&mut s.conditions, stale);
             }
             changed |= match &act.vip {
@@ -486,37 +530,57 @@ impl<C: Cloud> Ctx<C> {
                 from_eni: c.from.as_ref().map(|f| f.eni.clone()),
             })
             .collect();
-        if (self.gate)() {
-            out.ec2_mutations += 1;
-            let assigned = self.cloud.assign(eni, &moves).await;
-            let verified = match assigned {
-                Ok(()) => self.verify(eni, &moves).await,
-                Err(e) => Err(e),
-            };
-            match verified {
-                Ok(()) => {}
-                Err(e) => {
-                    out.retry |= e.retryable();
-                    for c in &claimed {
-                        if let Err(err) = self.cloud_error(&c.fip, &e, &now).await {
-                            self.note_error(&c.fip.name_any(), &err, out);
-                        }
-                    }
-                    return;
-                }
-            }
-        } else {
+        if !(self.gate)() {
             out.retry = true;
             return;
         }
-        for c in claimed {
-            let name = c.fip.name_any();
-            if let Err(e) = self.record_move(&c).await {
-                self.note_error(&name, &e, out);
-                continue;
+        let result = self.assign_verified(eni, &moves, out).await;
+        // EC2 refuses a whole call for one address it will not take: split the batch and try
+        // each address once on its own, so the good ones still move and only the bad one
+        // carries the error.
+        let results: Vec<(Claimed, Result<(), CloudError>)> = match result {
+            Err(e) if !e.retryable() && claimed.len() > 1 => {
+                tracing::warn!(eni, error = %e, addresses = claimed.len(), "EC2 refused a batched move; trying each address on its own");
+                let mut each = Vec::new();
+                for (c, m) in claimed.into_iter().zip(moves) {
+                    let r = self
+                        .assign_verified(eni, std::slice::from_ref(&m), out)
+                        .await;
+                    each.push((c, r));
+                }
+                each
             }
-            out.moved += 1;
+            r => claimed.into_iter().map(|c| (c, r.clone())).collect(),
+        };
+        for (c, r) in results {
+            let name = c.fip.name_any();
+            let step = match r {
+                Ok(()) => {
+                    self.accepted(&name);
+                    self.record_move(&c).await.map(|()| out.moved += 1)
+                }
+                Err(e) if e.retryable() => {
+                    out.retry = true;
+                    self.cloud_error(&c.fip, &e, &now).await
+                }
+                Err(e) => self.refused(&c.fip, &e, &now).await,
+            };
+            if let Err(e) = step {
+                self.note_error(&name, &e, out);
+            }
         }
+    }
+
+    /// One assignment onto `eni`, read back. Gated by the caller.
+    async fn assign_verified(
+        &self,
+        eni: &str,
+        moves: &[AddressMove],
+        out: &mut Outcome,
+    ) -> Result<(), CloudError> {
+        out.ec2_mutations += 1;
+        self.cloud.assign(eni, moves).await?;
+        self.verify(eni, moves).await
     }
 
     /// Reads the target and source ENIs back: every address on the target and on no source.
@@ -641,8 +705,50 @@ pub fn record_arrival(
         cond::NO_CANDIDATES,
         cond::INVALID_SPEC,
         cond::CONFLICT,
+        cond::BACKING_OFF,
     ] {
         conditions::remove(&mut s.conditions, stale);
+    }
+}
+
+/// The Ready condition of an address that stays where it is.
+pub(crate) fn ready_condition(act: &Act) -> Desired {
+    match (&act.holder, &act.holder_fit, &act.decision) {
+        // Dead or failing: not Ready the moment the checks say so, even while the
+        // address waits (minHoldSeconds) or has nowhere to go.
+        (Some(h), Some(Ok(())), _) if act.holder_health == crate::placement::Health::Failing => {
+            Desired::new(
+                cond::READY,
+                false,
+                "HolderUnhealthy",
+                format!("{} holds the address but fails its health check", h.node),
+            )
+        }
+        (Some(h), Some(Ok(())), _) => {
+            Desired::new(cond::READY, true, "Assigned", format!("held by {}", h.node))
+        }
+        (Some(h), Some(Err(unfit)), _) => Desired::new(
+            cond::READY,
+            false,
+            "HolderUnfit",
+            format!("{} holds the address but {unfit}", h.node),
+        ),
+        (_, _, Decision::Stuck { why }) => Desired::new(
+            cond::READY,
+            false,
+            if act.foreign.is_some() {
+                "HeldElsewhere"
+            } else {
+                "NoCandidates"
+            },
+            why.clone(),
+        ),
+        _ => Desired::new(
+            cond::READY,
+            false,
+            "NotAssigned",
+            "no node holds the address yet",
+        ),
     }
 }
 
@@ -673,11 +779,7 @@ fn healthy(v: &super::plan::VipHealth) -> Desired {
 
 /// Jittered exponential backoff for passes that ended in a transient error.
 pub fn backoff(attempt: u32) -> Duration {
-    let base = Duration::from_millis(200).saturating_mul(1 << attempt.min(7));
-    let capped = base.min(Duration::from_secs(30));
-    let nanos = jiff::Timestamp::now().subsec_nanosecond().unsigned_abs() as u64;
-    // Full jitter over the upper half: never zero, never above the cap.
-    capped / 2 + Duration::from_nanos(nanos % (capped.as_nanos() as u64 / 2 + 1))
+    super::backoff::jittered(Duration::from_millis(200), Duration::from_secs(30), attempt)
 }
 
 #[cfg(test)]
@@ -685,14 +787,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_is_jittered_and_capped() {
-        for attempt in 0..20 {
-            let d = backoff(attempt);
-            let cap = Duration::from_millis(200)
-                .saturating_mul(1 << attempt.min(7))
-                .min(Duration::from_secs(30));
-            assert!(d >= cap / 2 && d <= cap, "attempt {attempt}: {d:?}");
-        }
-        assert!(backoff(10) > backoff(0));
+    fn pass_backoff_starts_small_and_stays_under_half_a_minute() {
+        assert!(backoff(0) <= Duration::from_millis(200));
+        assert!((0..40).all(|a| backoff(a) <= Duration::from_secs(30)));
+        assert!(backoff(10) >= Duration::from_secs(15));
     }
 }

@@ -9,8 +9,9 @@ use std::time::Duration;
 use jiff::Timestamp;
 use kube::ResourceExt;
 
+use super::usable::Unusable;
 use crate::api::{validate_spec, FloatingIP, InterfaceChoice, Mode, MoveReason, SpecErrors};
-use crate::cloud::Eni;
+use crate::cloud::{Eni, Subnet};
 use crate::nodes::{node_fitness, NodeView, Unfit};
 use crate::placement::{self, Candidate, Decision, Health, Holder};
 use crate::probe::{Target, TargetState};
@@ -34,6 +35,8 @@ pub struct World<'a> {
     pub agents_leaving: &'a HashSet<String>,
     /// ENIs by subnet, as EC2 last reported them. A subnet missing here could not be read.
     pub enis: &'a HashMap<String, Vec<Eni>>,
+    /// The subnets themselves (their address blocks), read with the ENIs.
+    pub subnets: &'a HashMap<String, Subnet>,
     pub cluster: &'a str,
     pub now: Timestamp,
     /// Health-check results by target (the probe engine's snapshot).
@@ -51,6 +54,9 @@ pub enum Plan {
     Conflict { name: String, winner: String },
     /// Its mode is not carried out by this version: never acted on.
     Unsupported { name: String, why: String },
+    /// EC2 would refuse the address in its subnet: never acted on, so it cannot fail a
+    /// batched call for other FloatingIPs.
+    Unusable { name: String, problem: Unusable },
     /// Being deleted: take the address off these ENIs (none for FloatingIPs that were never
     /// acted on), then release the finalizer.
     Release {
@@ -77,6 +83,9 @@ pub struct Act {
     pub target: Option<Placed>,
     /// Whether the holder is fit, for the Ready condition.
     pub holder_fit: Option<Result<(), Unfit>>,
+    /// The holder's own health check (Unknown without a holder or a check): a holder that
+    /// fails it is not Ready, whether or not the address can move yet.
+    pub holder_health: Health,
     /// Fit nodes, for messages.
     pub candidates: usize,
     /// The address's own health check, when it has one.
@@ -91,6 +100,8 @@ pub struct VipHealth {
     pub last_failure: Option<String>,
     /// How long it has been failing (zero when it is not).
     pub failing_for: Duration,
+    /// Still Up, but its latest probe failed.
+    pub suspect: bool,
 }
 
 /// How long a first-attach claim by `floatip attach` is left alone while its node's agent starts.
@@ -141,6 +152,14 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
             out.push(Plan::Unknown { name });
             continue;
         };
+        if let Some(Err(problem)) = world
+            .subnets
+            .get(&subnet)
+            .map(|s| super::usable::check(address, s, enis))
+        {
+            out.push(release_or(fip, Plan::Unusable { name, problem }));
+            continue;
+        }
         let holding: Vec<&Eni> = enis.iter().filter(|e| e.holds(address)).collect();
         if fip.metadata.deletion_timestamp.is_some() {
             out.push(Plan::Release {
@@ -244,14 +263,22 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                     .filter(|_| health == Health::Failing)
                     .map(|s| s.since.elapsed())
                     .unwrap_or_default(),
+                suspect: health == Health::Passing
+                    && state.is_some_and(|s| s.failing_since.is_some()),
                 target,
             })
         });
-        let fit: BTreeMap<&str, Placed> = world
-            .nodes
-            .iter()
-            .filter_map(|n| Some((n.name.as_str(), fitness(n).ok()?)))
-            .collect();
+        let mut fit: BTreeMap<&str, Placed> = BTreeMap::new();
+        let mut unfit: Vec<(&str, Unfit)> = Vec::new();
+        for n in world.nodes {
+            match fitness(n) {
+                Ok(p) => {
+                    fit.insert(n.name.as_str(), p);
+                }
+                Err(u) => unfit.push((n.name.as_str(), u)),
+            }
+        }
+        let no_fit_node = crate::nodes::no_fit_node(&unfit);
         let candidates: Vec<Candidate> = fit
             .keys()
             .map(|n| Candidate {
@@ -272,6 +299,7 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                 },
                 target: None,
                 holder_fit: None,
+                holder_health: Health::Unknown,
                 candidates: candidates.len(),
                 vip,
             })));
@@ -319,6 +347,7 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                     decision: Decision::Hold { remaining },
                     target: None,
                     holder_fit: None,
+                    holder_health: Health::Unknown,
                     candidates: candidates.len(),
                     vip,
                 })));
@@ -331,17 +360,28 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                 reason: pending.map(|p| p.reason).unwrap_or(MoveReason::Drift),
             },
             None => {
-                let placement_holder = holder.as_ref().map(|h| Holder {
-                    node: h.node.clone(),
-                    since: status
-                        .and_then(|s| s.holder.as_ref())
-                        .filter(|sh| sh.node == h.node)
-                        .map(|sh| sh.since.0)
-                        .unwrap_or(world.now),
-                    fit: fit_of(&h.node),
-                    health: node_health(&h.node),
-                    vip: vip.as_ref().map(|v| v.health).unwrap_or(Health::Unknown),
-                    vip_failing_for: vip.as_ref().map(|v| v.failing_for).unwrap_or_default(),
+                let placement_holder = holder.as_ref().map(|h| {
+                    let health = node_health(&h.node);
+                    // A holder failing its own check takes along every address whose check
+                    // has started failing too, in this pass: their probes run out of phase,
+                    // and waiting for each to go Down split one failover into several calls.
+                    let vip_health = match &vip {
+                        Some(v) if v.suspect && health == Health::Failing => Health::Unknown,
+                        Some(v) => v.health,
+                        None => Health::Unknown,
+                    };
+                    Holder {
+                        node: h.node.clone(),
+                        since: status
+                            .and_then(|s| s.holder.as_ref())
+                            .filter(|sh| sh.node == h.node)
+                            .map(|sh| sh.since.0)
+                            .unwrap_or(world.now),
+                        fit: fit_of(&h.node),
+                        health,
+                        vip: vip_health,
+                        vip_failing_for: vip.as_ref().map(|v| v.failing_for).unwrap_or_default(),
+                    }
                 });
                 let min_hold =
                     Duration::from_secs(fip.spec.failover.min_hold_seconds.max(0) as u64);
@@ -349,13 +389,15 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                 let d = placement::decide(&placement::Input {
                     holder: placement_holder,
                     candidates: &candidates,
+                    no_fit_node: &no_fit_node,
                     preferred: &fip.spec.preferred_nodes,
                     failback: fip.spec.failback,
                     min_hold,
                     now: world.now,
                     health_checked: hc.is_some(),
                     reensured: world.reensured.get(&name).copied(),
-                    reensure_grace: hc.map(reensure_grace).unwrap_or_default(),
+                    // Assigning the address again makes the VPC route it again too.
+                    reensure_grace: hc.map(settle).unwrap_or_default(),
                     settle: hc.map(settle).unwrap_or_default(),
                     holder_check_wait: hc
                         .map(|hc| Duration::from_millis(hc.interval_ms.max(0) as u64))
@@ -390,6 +432,10 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
             name,
             address,
             holder_fit: holder.as_ref().map(|h| fit_of(&h.node)),
+            holder_health: holder
+                .as_ref()
+                .map(|h| node_health(&h.node))
+                .unwrap_or(Health::Unknown),
             holder,
             foreign: None,
             decision,
@@ -424,6 +470,7 @@ pub fn plan_name(p: &Plan) -> &str {
         Plan::Invalid { name, .. }
         | Plan::Conflict { name, .. }
         | Plan::Unsupported { name, .. }
+        | Plan::Unusable { name, .. }
         | Plan::Release { name, .. }
         | Plan::Unknown { name } => name,
         Plan::Act(a) => &a.name,

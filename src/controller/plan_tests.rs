@@ -5,6 +5,17 @@ use serde_json::json;
 const SUBNET: &str = "subnet-0a1b2c3d";
 const CLUSTER: &str = "lab";
 
+fn subnets() -> HashMap<String, Subnet> {
+    HashMap::from([(
+        SUBNET.to_string(),
+        Subnet {
+            id: SUBNET.into(),
+            cidr_v4: Some("10.0.8.0/22".into()),
+            cidrs_v6: vec![],
+        },
+    )])
+}
+
 fn node(name: &str, i: u8, extra: serde_json::Value) -> NodeView {
     let mut n = json!({
         "metadata": {"name": name},
@@ -26,7 +37,7 @@ fn eni(i: u8, holds: &[&str]) -> Eni {
         instance_id: Some(format!("i-{i:017x}")),
         device_index: Some(1),
         mac: None,
-        primary_ip: None,
+        primary_ip: Some(format!("10.0.8.{}", 200 + u16::from(i)).parse().unwrap()),
         secondary: holds.iter().map(|a| a.parse().unwrap()).collect(),
         tags: [(TAG_CLUSTER, CLUSTER), (TAG_NO_MANAGE, "true")]
             .into_iter()
@@ -58,6 +69,7 @@ fn run(fips: &[Arc<FloatingIP>], nodes: &[NodeView], enis: Vec<Eni>) -> Vec<Plan
         agents_ready: None,
         agents_leaving: &HashSet::new(),
         enis: &enis,
+        subnets: &subnets(),
         cluster: CLUSTER,
         now: Timestamp::from_second(1_800_001_000).unwrap(),
         health: &HashMap::new(),
@@ -126,10 +138,25 @@ fn nodes_without_a_floating_eni_are_not_candidates() {
         &three_nodes(),
         vec![],
     );
+    let Decision::Stuck { why } = &act(&plans[0]).decision else {
+        panic!("{:?}", act(&plans[0]).decision)
+    };
+    assert!(
+        why.starts_with("no node is fit to hold the address (n1: the node has no floating ENI of cluster lab in subnet-0a1b2c3d"),
+        "{why}"
+    );
+
+    // A nodeSelector that matches nothing says so, rather than "no node is fit".
+    let mut picky = (*fip("picky", "10.0.8.101", 0, json!(null))).clone();
+    picky.spec.node_selector =
+        Some(serde_json::from_value(json!({"matchLabels": {"role": "edge"}})).unwrap());
+    let plans = run(&[Arc::new(picky)], &three_nodes(), vec![eni(1, &[])]);
     assert_eq!(
         act(&plans[0]).decision,
         Decision::Stuck {
-            why: "no node is fit to hold the address".into()
+            why:
+                "no node is fit to hold the address: spec.nodeSelector selects none of the 3 nodes"
+                    .into()
         }
     );
 }
@@ -354,6 +381,7 @@ fn agents_are_required_when_configured() {
         agents_ready: Some(&ready),
         agents_leaving: &HashSet::new(),
         enis: &enis,
+        subnets: &subnets(),
         cluster: CLUSTER,
         now: Timestamp::from_second(1_800_001_000).unwrap(),
         health: &HashMap::new(),
@@ -383,6 +411,7 @@ fn a_leaving_agent_hands_its_addresses_over() {
         agents_ready: None,
         agents_leaving: &leaving,
         enis: &enis,
+        subnets: &subnets(),
         cluster: CLUSTER,
         now: Timestamp::from_second(1_800_001_000).unwrap(),
         health: &HashMap::new(),
@@ -435,6 +464,7 @@ mod with_health_checks {
                         since: Instant::now()
                             .checked_sub(Duration::from_secs(10))
                             .unwrap_or_else(Instant::now),
+                        failing_since: None,
                     },
                 )
             })
@@ -442,13 +472,19 @@ mod with_health_checks {
     }
 
     fn decide_with(states: &[(&str, P)], reensured: Option<Duration>) -> Act {
+        decide_with_health(health(states), reensured)
+    }
+
+    fn decide_with_health(
+        health: HashMap<Target, TargetState>,
+        reensured: Option<Duration>,
+    ) -> Act {
         let fips = [checked_fip()];
         let nodes = vec![node_ip("n1", "10.0.8.11"), node_ip("n2", "10.0.8.12")];
         let enis = HashMap::from([(
             SUBNET.to_string(),
             vec![eni(1, &["10.0.8.100"]), eni(2, &[])],
         )]);
-        let health = health(states);
         let reensured: HashMap<String, Duration> = reensured
             .map(|d| ("web".to_string(), d))
             .into_iter()
@@ -459,6 +495,7 @@ mod with_health_checks {
             agents_ready: None,
             agents_leaving: &HashSet::new(),
             enis: &enis,
+            subnets: &subnets(),
             cluster: CLUSTER,
             now: Timestamp::from_second(1_800_001_000).unwrap(),
             health: &health,
@@ -516,12 +553,65 @@ mod with_health_checks {
             decide_with(&states, Some(Duration::from_millis(500))).decision,
             Decision::Stay
         );
+        // Assigned again 2.5 s ago: the VPC may still be routing it back (about 1.2 s in
+        // AWS), then the check needs its successes. Moving now would move a healthy holder.
+        assert_eq!(
+            decide_with(&states, Some(Duration::from_millis(2500))).decision,
+            Decision::Stay
+        );
         assert_eq!(
             decide_with(&states, Some(Duration::from_secs(5))).decision,
             Decision::Move {
                 to: "n2".into(),
                 reason: MoveReason::HolderUnhealthy
             }
+        );
+    }
+
+    #[test]
+    fn a_failing_holder_takes_along_addresses_whose_checks_started_failing() {
+        // n1's own check is Down; the address's check is still Up, but its latest probe
+        // failed (probes run out of phase): it moves in this pass, with the others.
+        let mut states = health(&[
+            ("10.0.8.100", P::Up),
+            ("10.0.8.11", P::Down),
+            ("10.0.8.12", P::Up),
+        ]);
+        let vip = Target::new(crate::api::Protocol::TCP, "10.0.8.100:80".parse().unwrap());
+        states.get_mut(&vip).unwrap().failing_since = Some(Instant::now());
+        assert_eq!(
+            decide_with_health(states.clone(), None).decision,
+            Decision::Move {
+                to: "n2".into(),
+                reason: MoveReason::HolderUnhealthy
+            }
+        );
+        // Its latest probe passed: the path clients use works, so it stays.
+        states.get_mut(&vip).unwrap().failing_since = None;
+        assert_eq!(decide_with_health(states, None).decision, Decision::Stay);
+    }
+
+    #[test]
+    fn a_dead_holder_is_not_ready_even_with_nowhere_to_go() {
+        let states = [
+            ("10.0.8.100", P::Down),
+            ("10.0.8.11", P::Down),
+            ("10.0.8.12", P::Down),
+        ];
+        let a = decide_with(&states, None);
+        assert!(matches!(a.decision, Decision::Stuck { .. }), "{a:?}");
+        assert_eq!(a.holder_health, Health::Failing);
+        let ready = crate::controller::pass::ready_condition(&a);
+        assert_eq!(
+            (ready.status, ready.reason.as_str()),
+            ("False", "HolderUnhealthy"),
+            "{ready:?}"
+        );
+        // A holder whose own check passes stays Ready.
+        let fine = decide_with(&[("10.0.8.100", P::Up), ("10.0.8.11", P::Up)], None);
+        assert_eq!(
+            crate::controller::pass::ready_condition(&fine).status,
+            "True"
         );
     }
 
@@ -564,6 +654,7 @@ fn a_fresh_attach_claim_is_left_to_finish_while_the_agent_starts() {
             agents_ready: Some(&ready),
             agents_leaving: &HashSet::new(),
             enis: &enis,
+            subnets: &subnets(),
             cluster: CLUSTER,
             now,
             health: &HashMap::new(),
@@ -621,6 +712,36 @@ fn modes_not_carried_out_are_left_alone_with_a_reason() {
                 );
             }
             other => panic!("{mode}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn an_address_ec2_would_refuse_is_never_planned_beside_good_ones() {
+    // n1's floating ENI has primary 10.0.8.201; n1's node address 10.0.8.11 is its primary ENI.
+    let good = fip("good", "10.0.8.100", 0, json!(null));
+    let outside = fip("outside", "10.0.20.5", 1, json!(null));
+    let reserved = fip("reserved", "10.0.8.2", 2, json!(null));
+    let primary = fip("primary", "10.0.8.201", 3, json!(null));
+    let plans = run(
+        &[good, outside, reserved, primary],
+        &three_nodes(),
+        vec![eni(1, &[])],
+    );
+    let by_name: HashMap<&str, &Plan> = plans.iter().map(|p| (plan_name(p), p)).collect();
+    assert!(
+        matches!(act(by_name["good"]).decision, Decision::Move { .. }),
+        "{:?}",
+        by_name["good"]
+    );
+    for (name, reason) in [
+        ("outside", "AddressOutsideSubnet"),
+        ("reserved", "AddressReserved"),
+        ("primary", "AddressIsPrimary"),
+    ] {
+        match by_name[name] {
+            Plan::Unusable { problem, .. } => assert_eq!(problem.reason(), reason, "{name}"),
+            other => panic!("{name}: {other:?}"),
         }
     }
 }

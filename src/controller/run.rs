@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
+use kube::ResourceExt;
 use tokio::sync::Notify;
 
 use super::pass::{backoff, Ctx};
@@ -19,7 +20,7 @@ use crate::admin::{self, Readiness};
 use crate::api::FloatingIP;
 use crate::api::MoveReason;
 use crate::cloud::aws::Ec2;
-use crate::cloud::{Cloud, CloudError, Eni};
+use crate::cloud::{Cloud, CloudError, Eni, Subnet};
 use crate::leader::{self, LeaderConfig};
 use crate::metrics::Metrics;
 use crate::nodes::NodeView;
@@ -51,9 +52,13 @@ pub struct ControllerArgs {
     /// How often the Lease is renewed or retried.
     #[arg(long, env = "FLOATIP_RETRY_PERIOD", default_value = "500ms", value_parser = parse_duration)]
     pub retry_period: Duration,
-    /// How often EC2 is read again in full, to find addresses changed outside floatip.
+    /// How often EC2 is read again in full: every subnet's ENIs, orphaned floating ENIs.
     #[arg(long, env = "FLOATIP_RESYNC", default_value = "30s", value_parser = parse_duration)]
     pub resync: Duration,
+    /// How often the ENIs holding addresses are read back, to notice within seconds an
+    /// address changed outside floatip (one DescribeNetworkInterfaces per 200 holding ENIs).
+    #[arg(long, env = "FLOATIP_HOLDER_CHECK", default_value = "2s", value_parser = parse_duration)]
+    pub holder_check: Duration,
     /// Namespace of the agent pods.
     #[arg(
         long,
@@ -109,10 +114,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// Subnet ENI lists from EC2, with when each was read.
+/// Each subnet and its ENIs from EC2, with when they were read.
 #[derive(Default)]
 struct EniCache {
-    subnets: HashMap<String, (Instant, Vec<Eni>)>,
+    subnets: HashMap<String, (Instant, Subnet, Vec<Eni>)>,
 }
 
 /// What the loop remembers between passes.
@@ -193,6 +198,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         events: super::events::Events::new(client.clone(), &args.identity),
         gate: Arc::new(move || gate_leader.is_leader()),
+        backoffs: Default::default(),
     };
     let mut leader_changes = leadership.changes();
     let mut memory = Memory {
@@ -201,11 +207,14 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         reensured_at: HashMap::new(),
     };
     let mut resync = tokio::time::interval(args.resync);
+    let mut holder_check = tokio::time::interval(args.holder_check);
+    holder_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut attempt = 0u32;
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut recheck_at: Option<tokio::time::Instant> = None;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tracing::info!(identity = %args.identity, cluster = %args.cluster_name, "controller started");
+    let mut window = SETTLE_EVENTS;
     // Kept until a pass runs: a refresh asked for while not leading or not synced still happens.
     let mut full_refresh = true;
     loop {
@@ -221,14 +230,19 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             }
             _ = trigger.notified() => {}
             Some(t) = transitions.recv() => {
-                // A health transition acts now, not at the next resync.
-                match (t.to, t.first_failure_at) {
-                    (ProbeHealth::Down, Some(first)) => { memory.first_failures.insert(t.target, first); }
-                    _ => { memory.first_failures.remove(&t.target); }
+                // A health transition acts now, not at the next resync; a failure waits a
+                // moment for the failures that come with it.
+                if t.to == ProbeHealth::Down {
+                    window = COALESCE_FAILURES;
                 }
-                tracing::info!(target = %t.target, from = %t.from, to = %t.to, reason = ?t.reason, "health changed");
+                note_transition(&mut memory, t);
             }
             _ = resync.tick() => full_refresh = true,
+            _ = holder_check.tick() => {
+                if leadership.is_leader() && readiness.watches_synced.load(Ordering::Relaxed) {
+                    check_holders(&ctx.cloud, &mut memory.cache, &fips.state()).await;
+                }
+            }
             _ = leader_changes.changed() => {
                 let leading = *leader_changes.borrow_and_update();
                 metrics.set_leader(leading);
@@ -249,8 +263,12 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         if !leadership.is_leader() {
             continue;
         }
-        // Let a burst of watch events land before deciding.
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Let a burst of watch events (or failures) land before deciding, so that what
+        // happened together is decided together: one EC2 call per target ENI.
+        tokio::time::sleep(std::mem::replace(&mut window, SETTLE_EVENTS)).await;
+        while let Ok(t) = transitions.try_recv() {
+            note_transition(&mut memory, t);
+        }
         let outcome = pass(
             &ctx,
             &args,
@@ -270,6 +288,26 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             attempt = 0;
         }
     }
+}
+
+/// How long a pass waits for more watch events after one arrives.
+const SETTLE_EVENTS: Duration = Duration::from_millis(10);
+/// How long a pass waits for more failures after a target goes Down: failures that happen
+/// together (a node dying under several addresses) are moved in one call per target ENI.
+/// Tens of milliseconds: every one of them is time clients wait.
+const COALESCE_FAILURES: Duration = Duration::from_millis(40);
+
+/// Books a health transition: when its failing run began, for the detection-time metric.
+fn note_transition(memory: &mut Memory, t: crate::probe::Transition) {
+    match (t.to, t.first_failure_at) {
+        (ProbeHealth::Down, Some(first)) => {
+            memory.first_failures.insert(t.target.clone(), first);
+        }
+        _ => {
+            memory.first_failures.remove(&t.target);
+        }
+    }
+    tracing::info!(target = %t.target, from = %t.from, to = %t.to, reason = ?t.reason, "health changed");
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
@@ -381,13 +419,21 @@ async fn pass<C: Cloud>(
         let fresh = cache
             .subnets
             .get(subnet)
-            .is_some_and(|(at, _)| at.elapsed() < args.resync);
+            .is_some_and(|(at, _, _)| at.elapsed() < args.resync);
         if fresh && !full_refresh {
             continue;
         }
-        match ctx.cloud.subnet_enis(subnet).await {
-            Ok(enis) => {
-                cache.subnets.insert(subnet.clone(), (Instant::now(), enis));
+        // The subnet first: a subnet that does not exist has no ENIs either, and its
+        // FloatingIPs must say so rather than "no node is fit".
+        let read = match ctx.cloud.subnet(subnet).await {
+            Ok(info) => ctx.cloud.subnet_enis(subnet).await.map(|enis| (info, enis)),
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok((info, enis)) => {
+                cache
+                    .subnets
+                    .insert(subnet.clone(), (Instant::now(), info, enis));
             }
             Err(e) => {
                 retry |= e.retryable();
@@ -403,7 +449,12 @@ async fn pass<C: Cloud>(
     let enis: HashMap<String, Vec<Eni>> = cache
         .subnets
         .iter()
-        .map(|(s, (_, e))| (s.clone(), e.clone()))
+        .map(|(s, (_, _, e))| (s.clone(), e.clone()))
+        .collect();
+    let subnet_info: HashMap<String, Subnet> = cache
+        .subnets
+        .iter()
+        .map(|(s, (_, info, _))| (s.clone(), info.clone()))
         .collect();
     let plans = plan(&World {
         fips: &fip_list,
@@ -411,6 +462,7 @@ async fn pass<C: Cloud>(
         agents_ready: args.require_agent.then_some(&ready_agents),
         agents_leaving: &leaving_agents,
         enis: &enis,
+        subnets: &subnet_info,
         cluster: &args.cluster_name,
         now: jiff::Timestamp::now(),
         health: &health,
@@ -448,8 +500,66 @@ async fn pass<C: Cloud>(
         cache.subnets.clear();
     }
     outcome.retry |= retry;
-    outcome.recheck = recheck;
+    // A FloatingIP backing off is tried again when its wait ends, with nothing else changing.
+    let backoff_due = {
+        let mut backoffs = ctx.backoffs.lock().expect("backoffs lock");
+        backoffs.retain(|name| fip_list.iter().any(|f| f.name_any() == name));
+        backoffs.next_due()
+    };
+    outcome.recheck = [recheck, backoff_due].into_iter().flatten().min();
     outcome
+}
+
+/// Reads back the ENIs the cache says hold a FloatingIP's address; a subnet where EC2 no longer
+/// agrees (an address unassigned or moved outside floatip) is dropped from the cache, so the
+/// pass that follows reads it again and repairs it, seconds after the change instead of at the
+/// next resync. A failed read changes nothing: the resync still comes.
+async fn check_holders<C: Cloud>(cloud: &C, cache: &mut EniCache, fips: &[Arc<FloatingIP>]) {
+    let addresses: HashSet<IpAddr> = fips
+        .iter()
+        .filter_map(|f| crate::api::parse_address(&f.spec.address))
+        .collect();
+    // (ENI, subnet, an address the cache has on it)
+    let held: Vec<(String, String, IpAddr)> = cache
+        .subnets
+        .iter()
+        .flat_map(|(subnet, (_, _, enis))| {
+            enis.iter().flat_map(move |e| {
+                e.secondary
+                    .iter()
+                    .map(move |a| (e.id.clone(), subnet.clone(), *a))
+            })
+        })
+        .filter(|(_, _, a)| addresses.contains(a))
+        .collect();
+    let ids: Vec<String> = held
+        .iter()
+        .map(|(id, _, _)| id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut fresh: HashMap<String, Eni> = HashMap::new();
+    for chunk in ids.chunks(200) {
+        match cloud.enis(chunk).await {
+            Ok(enis) => fresh.extend(enis.into_iter().map(|e| (e.id.clone(), e))),
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read the holding ENIs back; the resync will");
+                return;
+            }
+        }
+    }
+    let stale: BTreeSet<String> = held
+        .into_iter()
+        .filter(|(id, _, a)| !fresh.get(id).is_some_and(|e| e.holds(*a)))
+        .map(|(_, subnet, _)| subnet)
+        .collect();
+    for subnet in stale {
+        tracing::info!(
+            subnet,
+            "an address is no longer where floatip saw it in EC2: reading the subnet again"
+        );
+        cache.subnets.remove(&subnet);
+    }
 }
 
 /// When to plan again though nothing changes: a held move is due when its hold ends, and an
@@ -528,6 +638,7 @@ mod tests {
             decision,
             target: None,
             holder_fit: None,
+            holder_health: Health::Unknown,
             candidates: 2,
             vip: vip.map(|health| super::super::plan::VipHealth {
                 target: crate::probe::Target::new(
@@ -537,6 +648,7 @@ mod tests {
                 health,
                 last_failure: None,
                 failing_for: Duration::ZERO,
+                suspect: false,
             }),
         }))
     }

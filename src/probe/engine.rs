@@ -177,6 +177,7 @@ impl Slot {
             state: self.machine.health(),
             last_failure: self.last_failure.clone(),
             since: self.since,
+            failing_since: self.machine.failing_since(),
         }
     }
 }

@@ -69,6 +69,12 @@ impl Machine {
         self.health
     }
 
+    /// When the current run of failed probes began, if the latest probe failed (the target
+    /// may still be Up: fewer failures than the threshold).
+    pub fn failing_since(&self) -> Option<Instant> {
+        self.run_started
+    }
+
     /// Feeds one probe result. The thresholds are passed per call so a changed spec applies
     /// from the next result on; a threshold of 0 counts as 1.
     pub fn record(

@@ -165,6 +165,9 @@ pub struct TargetState {
     pub last_failure: Option<String>,
     /// When the target entered `state` (for Unknown: when it was added).
     pub since: Instant,
+    /// When the latest run of failed probes began, while its latest probe failed; an Up
+    /// target with this set is suspect.
+    pub failing_since: Option<Instant>,
 }
 
 /// A change of a target's health.

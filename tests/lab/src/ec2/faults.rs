@@ -20,6 +20,9 @@ pub enum Kind {
     Unavailable,
     /// HTTP 403 UnauthorizedOperation: what a missing IAM permission looks like.
     Unauthorized,
+    /// HTTP 400 InvalidParameterValue: EC2 refusing an address it will not take (with
+    /// `address`, only requests naming it), which no retry fixes.
+    InvalidParameter,
     /// No answer: the connection is closed once the request is read, so the client sees a
     /// connection error. Control requests under /_lab/ still work, so an outage can be ended.
     Outage,
@@ -43,6 +46,10 @@ pub struct Spec {
     /// Only requests for this EC2 Action (e.g. AssignPrivateIpAddresses).
     #[serde(default)]
     pub action: Option<String>,
+    /// Only requests with this value among their parameters (e.g. an address): a call that
+    /// names it, batched or not, fails whole, as EC2 fails it.
+    #[serde(default)]
+    pub address: Option<String>,
 }
 
 /// An armed fault, as `GET /_lab/faults` shows it.
@@ -52,6 +59,7 @@ pub struct Fault {
     pub kind: Kind,
     pub ms: Option<u64>,
     pub action: Option<String>,
+    pub address: Option<String>,
     /// Requests it will still affect, if limited by count.
     pub remaining: Option<u32>,
     /// Requests it has affected so far.
@@ -65,8 +73,12 @@ impl Fault {
         self.remaining != Some(0) && self.until.is_none_or(|until| now < until)
     }
 
-    fn matches(&self, action: Option<&str>) -> bool {
-        self.action.is_none() || self.action.as_deref() == action
+    fn matches(&self, action: Option<&str>, values: &[String]) -> bool {
+        (self.action.is_none() || self.action.as_deref() == action)
+            && self
+                .address
+                .as_ref()
+                .is_none_or(|a| values.iter().any(|v| v == a))
     }
 
     fn hit(&mut self) {
@@ -118,6 +130,7 @@ impl Faults {
             kind: spec.kind,
             ms: spec.ms,
             action: spec.action,
+            address: spec.address,
             remaining: spec.count,
             hits: 0,
             until,
@@ -138,11 +151,22 @@ impl Faults {
 
     /// Decides one request. Every matching latency adds its delay; the oldest matching
     /// error or outage decides the answer. Only the faults that acted use up their count.
+    #[cfg(test)]
     pub fn decide(&mut self, action: Option<&str>, now: Instant) -> Decision {
+        self.decide_request(action, &[], now)
+    }
+
+    /// [`Faults::decide`] for a request with these parameter values.
+    pub fn decide_request(
+        &mut self,
+        action: Option<&str>,
+        values: &[String],
+        now: Instant,
+    ) -> Decision {
         self.armed.retain(|f| f.live(now));
         let mut delay = Duration::ZERO;
         let mut outcome = Outcome::Forward;
-        for fault in self.armed.iter_mut().filter(|f| f.matches(action)) {
+        for fault in self.armed.iter_mut().filter(|f| f.matches(action, values)) {
             match fault.kind {
                 Kind::Latency => delay += Duration::from_millis(fault.ms.unwrap_or(0)),
                 _ if outcome != Outcome::Forward => continue,
@@ -246,6 +270,7 @@ mod tests {
             count: None,
             seconds: None,
             action: None,
+            address: None,
         }
     }
 
@@ -373,5 +398,40 @@ mod tests {
         assert_eq!(calls.callers["agent"]["AssignPrivateIpAddresses"], 1);
         assert_eq!(calls.callers["controller"].len(), 1);
         assert_eq!(calls.callers["(unsigned)"]["(none)"], 1);
+    }
+
+    #[test]
+    fn an_address_fault_refuses_only_requests_naming_it() {
+        let now = Instant::now();
+        let mut faults = Faults::default();
+        faults
+            .add(
+                serde_json::from_str(r#"{"kind": "invalid_parameter", "action": "AssignPrivateIpAddresses", "address": "10.0.8.9"}"#).unwrap(),
+                now,
+            )
+            .unwrap();
+        let values = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let refused = Outcome::Error(Kind::InvalidParameter);
+        let both = values(&["eni-1", "10.0.8.5", "10.0.8.9"]);
+        assert_eq!(
+            faults
+                .decide_request(Some("AssignPrivateIpAddresses"), &both, now)
+                .outcome,
+            refused
+        );
+        let good = values(&["eni-1", "10.0.8.5"]);
+        assert_eq!(
+            faults
+                .decide_request(Some("AssignPrivateIpAddresses"), &good, now)
+                .outcome,
+            Outcome::Forward
+        );
+        let other = values(&["10.0.8.9"]);
+        assert_eq!(
+            faults
+                .decide_request(Some("UnassignPrivateIpAddresses"), &other, now)
+                .outcome,
+            Outcome::Forward
+        );
     }
 }

@@ -100,7 +100,12 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Drop
     let action = action_of(&parts.uri, &body);
     let caller = caller_of(&parts.headers);
     let started_ms = unix_ms();
-    let decision = state.faults().decide(action.as_deref(), Instant::now());
+    let values: Vec<String> = url::form_urlencoded::parse(&body)
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    let decision = state
+        .faults()
+        .decide_request(action.as_deref(), &values, Instant::now());
     let faulted = decision.outcome != Outcome::Forward;
     {
         let mut calls = state.calls();
@@ -200,6 +205,11 @@ fn ec2_error(kind: Kind) -> Reply {
             StatusCode::FORBIDDEN,
             "UnauthorizedOperation",
             "You are not authorized to perform this operation.",
+        ),
+        Kind::InvalidParameter => (
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValue",
+            "The lab refuses an address named in this request.",
         ),
         Kind::InternalError | Kind::Latency | Kind::Outage => (
             StatusCode::INTERNAL_SERVER_ERROR,
