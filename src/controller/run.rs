@@ -301,7 +301,7 @@ const COALESCE_FAILURES: Duration = Duration::from_millis(40);
 fn note_transition(memory: &mut Memory, t: crate::probe::Transition) {
     match (t.to, t.first_failure_at) {
         (ProbeHealth::Down, Some(first)) => {
-            memory.first_failures.insert(t.target.clone(), first);
+            memory.first_failures.insert(t.target, first);
         }
         _ => {
             memory.first_failures.remove(&t.target);
