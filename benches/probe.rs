@@ -400,6 +400,7 @@ fn decide_for(holder_health: Health) -> Decision {
             vip_failing_for: Duration::from_secs(1),
         }),
         candidates: &candidates,
+        no_fit_node: "no node is fit to hold the address",
         preferred: &[],
         failback: Failback::Never,
         min_hold: Duration::from_secs(floatip::api::DEFAULT_MIN_HOLD_SECONDS as u64),

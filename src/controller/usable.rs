@@ -98,6 +98,7 @@ mod tests {
             mac: None,
             primary_ip: Some(primary.parse().unwrap()),
             secondary: vec![],
+            security_groups: vec![],
             tags: Default::default(),
         }
     }
