@@ -134,10 +134,12 @@ pub fn no_fit_node(unfit: &[(&str, Unfit)]) -> String {
     if unfit.is_empty() {
         return format!("{base}: the cluster has no nodes");
     }
-    let selected: Vec<&(&str, Unfit)> = unfit
+    let mut selected: Vec<&(&str, Unfit)> = unfit
         .iter()
         .filter(|(_, u)| *u != Unfit::NotSelected)
         .collect();
+    // By name: the message must not change with the order the watch delivered the nodes in.
+    selected.sort_by_key(|(name, _)| *name);
     if selected.is_empty() {
         return format!(
             "{base}: spec.nodeSelector selects none of the {} nodes",
