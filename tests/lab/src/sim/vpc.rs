@@ -16,6 +16,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_ec2::types::Filter;
 
+use routes::{Plan, Routes};
+
+mod routes;
+
 /// The subnet's gateway, on every router-side wire.
 pub const GATEWAY: &str = "10.99.8.1";
 /// How often EC2 is read.
@@ -65,9 +69,7 @@ impl Follower {
             subnet,
             router,
             seen: seen.clone(),
-            delay,
-            first_seen: BTreeMap::new(),
-            effective: BTreeMap::new(),
+            routes: Routes::new(delay),
         };
         let s = stop.clone();
         let thread = std::thread::spawn(move || state.run(&s));
@@ -106,11 +108,7 @@ struct State {
     subnet: String,
     router: String,
     seen: Arc<Mutex<Seen>>,
-    delay: Duration,
-    /// address -> (router wire EC2 says owns it, since when EC2 says so).
-    first_seen: BTreeMap<Ipv4Addr, (String, Instant)>,
-    /// address -> the router wire the router uses now.
-    effective: BTreeMap<Ipv4Addr, String>,
+    routes: Routes,
 }
 
 fn ip(ns: &str, args: &str) -> Result<String, String> {
@@ -191,8 +189,7 @@ impl State {
                     &rdev,
                     ni.private_ip_address(),
                 );
-                // A new wire: whatever the router had for the old one is gone with it.
-                self.effective.retain(|_, d| *d != rdev);
+                self.routes.forget_wire(&rdev);
             }
             for a in ni.private_ip_addresses() {
                 if let Some(ip) = a.private_ip_address().and_then(|s| s.parse().ok()) {
@@ -237,44 +234,25 @@ impl State {
 
     /// Moves the router to what EC2 has said for at least the convergence delay.
     fn converge(&mut self, owned: BTreeMap<Ipv4Addr, String>) {
-        let now = Instant::now();
-        self.first_seen.retain(|a, (d, _)| owned.get(a) == Some(d));
-        for (a, d) in &owned {
-            self.first_seen.entry(*a).or_insert((d.clone(), now));
-        }
-        let target: BTreeMap<Ipv4Addr, String> = self
-            .first_seen
-            .iter()
-            .filter(|(_, (_, t))| now.duration_since(*t) >= self.delay)
-            .map(|(a, (d, _))| (*a, d.clone()))
-            .collect();
-        // An address EC2 stopped showing anywhere keeps its old route until it shows up again.
-        // A change is made before it is broken, in one `ip -batch`: the new route and the new
-        // owner's allowed source first, then the old owner's allowed source goes.
-        let mut cmds = Vec::new();
-        let mut changed = Vec::new();
-        for (a, d) in &target {
-            let old = self.effective.get(a);
-            if old == Some(d) {
-                continue;
-            }
-            cmds.push(format!("route replace {a}/32 dev {d}"));
-            cmds.push(format!("rule add iif {d} from {a} lookup main pref 1000"));
-            if let Some(old) = old {
-                cmds.push(format!("rule del iif {old} from {a} lookup main pref 1000"));
-            }
-            changed.push((*a, d.clone()));
-        }
-        if cmds.is_empty() || !batch(&self.router, &cmds) {
+        let plan = self.routes.plan(&owned, Instant::now());
+        if plan.cmds.is_empty() || !batch(&self.router, &plan.cmds) {
             return;
         }
+        self.routes.applied(&plan);
+        self.record(&plan);
+    }
+
+    fn record(&self, plan: &Plan) {
         let at = SystemTime::now();
         let mut seen = self.seen.lock().unwrap();
-        for (address, d) in changed {
-            if let Some(node) = node_of_wire(&d) {
-                seen.switches.push(Switch { at, address, node });
+        for (address, d) in &plan.routed {
+            if let Some(node) = node_of_wire(d) {
+                seen.switches.push(Switch {
+                    at,
+                    address: *address,
+                    node,
+                });
             }
-            self.effective.insert(address, d);
         }
     }
 }
