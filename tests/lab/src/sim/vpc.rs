@@ -1,8 +1,9 @@
 //! The VPC: a router namespace that follows EC2 (moto). When an ENI is attached to a node's
 //! instance, an interface with its MAC appears in the node's namespace (as a hot-plugged ENI
 //! does), wired to the router. The router routes every address EC2 says an ENI owns to that
-//! ENI's wire once EC2 has said so for the convergence delay, and enforces the source/dest
-//! check: a packet whose source the sending ENI does not own is dropped.
+//! ENI's wire once EC2 has said so for the convergence delay, drops what is sent to an address
+//! EC2 has shown on no ENI for that long (as AWS does), and enforces the source/dest check: a
+//! packet whose source the sending ENI does not own is dropped.
 //!
 //! The follower also checks, at every read, that no address is held by two ENIs in EC2.
 
@@ -246,7 +247,7 @@ impl State {
         let at = SystemTime::now();
         let mut seen = self.seen.lock().unwrap();
         for (address, d) in &plan.routed {
-            if let Some(node) = node_of_wire(d) {
+            if let Some(node) = d.as_deref().and_then(node_of_wire) {
                 seen.switches.push(Switch {
                     at,
                     address: *address,

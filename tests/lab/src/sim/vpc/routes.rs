@@ -9,16 +9,16 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Default, PartialEq)]
 pub struct Plan {
     pub cmds: Vec<String>,
-    /// address -> the wire it goes to once `cmds` ran.
-    pub routed: Vec<(Ipv4Addr, String)>,
+    /// address -> the wire it goes to once `cmds` ran, or None when it goes nowhere.
+    pub routed: Vec<(Ipv4Addr, Option<String>)>,
 }
 
 /// The routes the router has and what EC2 said of each address.
 #[derive(Debug)]
 pub struct Routes {
     delay: Duration,
-    /// address -> (router wire EC2 says owns it, since when EC2 says so).
-    first_seen: BTreeMap<Ipv4Addr, (String, Instant)>,
+    /// address -> (the router wire EC2 says owns it, None for no ENI; since when EC2 says so).
+    first_seen: BTreeMap<Ipv4Addr, (Option<String>, Instant)>,
     /// address -> the router wire the router uses now.
     effective: BTreeMap<Ipv4Addr, String>,
 }
@@ -34,30 +34,35 @@ impl Routes {
     }
 
     /// The changes that move the router to what EC2 (`owned`: address -> wire) has said for
-    /// at least the convergence delay, read at `now`.
+    /// at least the convergence delay, read at `now`. An address the router routes and EC2
+    /// shows on no ENI is dropped from then on, as AWS drops it (silently: a blackhole, no ICMP).
     pub fn plan(&mut self, owned: &BTreeMap<Ipv4Addr, String>, now: Instant) -> Plan {
-        self.first_seen.retain(|a, (d, _)| owned.get(a) == Some(d));
-        for (a, d) in owned {
-            self.first_seen.entry(*a).or_insert((d.clone(), now));
-        }
-        let target: BTreeMap<Ipv4Addr, String> = self
-            .first_seen
+        let gone = self.effective.keys().filter(|a| !owned.contains_key(a));
+        let said: BTreeMap<Ipv4Addr, Option<String>> = owned
             .iter()
-            .filter(|(_, (_, t))| now.duration_since(*t) >= self.delay)
-            .map(|(a, (d, _))| (*a, d.clone()))
+            .map(|(a, d)| (*a, Some(d.clone())))
+            .chain(gone.map(|a| (*a, None)))
             .collect();
-        // An address EC2 stopped showing anywhere keeps its old route until it shows up again.
+        self.first_seen.retain(|a, (d, _)| said.get(a) == Some(d));
+        for (a, d) in said {
+            self.first_seen.entry(a).or_insert((d, now));
+        }
         // A change is made before it is broken, in one `ip -batch`: the new route and the new
         // owner's allowed source first, then the old owner's allowed source goes.
         let mut plan = Plan::default();
-        for (a, d) in &target {
+        for (a, (d, since)) in &self.first_seen {
             let old = self.effective.get(a);
-            if old == Some(d) {
+            if now.duration_since(*since) < self.delay || old == d.as_ref() {
                 continue;
             }
-            plan.cmds.push(format!("route replace {a}/32 dev {d}"));
-            plan.cmds
-                .push(format!("rule add iif {d} from {a} lookup main pref 1000"));
+            match d {
+                Some(d) => {
+                    plan.cmds.push(format!("route replace {a}/32 dev {d}"));
+                    plan.cmds
+                        .push(format!("rule add iif {d} from {a} lookup main pref 1000"));
+                }
+                None => plan.cmds.push(format!("route replace blackhole {a}/32")),
+            }
             if let Some(old) = old {
                 plan.cmds
                     .push(format!("rule del iif {old} from {a} lookup main pref 1000"));
@@ -70,7 +75,10 @@ impl Routes {
     /// Records that `plan`'s commands ran.
     pub fn applied(&mut self, plan: &Plan) {
         for (a, d) in &plan.routed {
-            self.effective.insert(*a, d.clone());
+            match d {
+                Some(d) => self.effective.insert(*a, d.clone()),
+                None => self.effective.remove(a),
+            };
         }
     }
 
@@ -117,6 +125,38 @@ mod tests {
                 "rule add iif r2e1 from 10.99.8.100 lookup main pref 1000",
                 "rule del iif r1e1 from 10.99.8.100 lookup main pref 1000",
             ]
+        );
+    }
+
+    #[test]
+    fn an_address_on_no_eni_stops_being_routed_after_the_delay() {
+        let mut r = Routes::new(Duration::from_millis(100));
+        let t0 = Instant::now();
+        step(&mut r, &on("r1e1"), t0, 0);
+        step(&mut r, &on("r1e1"), t0, 100);
+        let nowhere = BTreeMap::new();
+        assert_eq!(
+            step(&mut r, &nowhere, t0, 150),
+            Plan::default(),
+            "the VPC takes the convergence delay to notice"
+        );
+        assert_eq!(
+            step(&mut r, &nowhere, t0, 250).cmds,
+            [
+                "route replace blackhole 10.99.8.100/32",
+                "rule del iif r1e1 from 10.99.8.100 lookup main pref 1000",
+            ],
+            "AWS drops what is sent to an address no ENI owns, and its old owner may not send from it"
+        );
+        assert_eq!(step(&mut r, &nowhere, t0, 350), Plan::default());
+        assert_eq!(
+            step(&mut r, &on("r1e1"), t0, 400),
+            Plan::default(),
+            "assigned again: routed after the delay, as any move"
+        );
+        assert_eq!(
+            step(&mut r, &on("r1e1"), t0, 500).cmds[0],
+            "route replace 10.99.8.100/32 dev r1e1"
         );
     }
 }
