@@ -106,6 +106,12 @@ impl Kubelet {
     /// its Ready condition stays as it was (Kubernetes' node lifecycle controller would change
     /// it after minutes; the controller acts on the node's failed health checks first).
     pub fn node_died(&self, pod: &str) {
+        self.container_stopped(pod);
+    }
+
+    /// `pod`'s container stopped (its pod is being replaced): its probes stop, so none of them
+    /// writes to the pod that replaces it under the same name.
+    pub fn container_stopped(&self, pod: &str) {
         if let Some(task) = self.lock().remove(pod) {
             task.abort();
         }

@@ -17,6 +17,7 @@
 //! deleted when the simulation is dropped (and by the next lab run if this one was killed).
 
 pub mod bench;
+pub mod disrupt;
 pub mod identity;
 pub mod kubelet;
 pub mod monitor;
@@ -59,6 +60,8 @@ pub const FIP: &str = "web";
 const VPC_CIDR: &str = "10.99.0.0/16";
 const SUBNET_CIDR: &str = "10.99.8.0/22";
 const INFRA: &str = "10.99.200.2";
+/// The router's address on the infra network: the infra namespace's way into the VPC.
+const ROUTER_ON_INFRA: &str = "10.99.200.1";
 const CLIENT: &str = "10.99.100.2";
 const REGION: &str = "us-west-2";
 
@@ -366,8 +369,8 @@ impl Sim {
         router.sysctl("net.ipv4.ip_forward", "1")?;
         veth(infra, "vpc0", &router, "rinfra")?;
         infra.ip(&format!("addr add {INFRA}/24 dev vpc0"))?;
-        infra.ip(&format!("route add {VPC_CIDR} via 10.99.200.1"))?;
-        router.ip("addr add 10.99.200.1/24 dev rinfra")?;
+        infra.ip(&infra_route())?;
+        router.ip(&format!("addr add {ROUTER_ON_INFRA}/24 dev rinfra"))?;
         let client_ns = Netns::new("client")?;
         veth(&client_ns, "c0", &router, "rclient")?;
         client_ns.ip(&format!("addr add {CLIENT}/24 dev c0"))?;
@@ -600,18 +603,23 @@ impl Sim {
     }
 
     pub fn start_controller(&mut self, identity: &str) -> Result<usize> {
-        let admin = free_port()?;
+        let controller = self.spawn_controller(identity, free_port()?)?;
+        self.controllers.push(Some(controller));
+        Ok(self.controllers.len() - 1)
+    }
+
+    /// A controller process named `identity` (its pod name) serving /metrics on `admin`.
+    fn spawn_controller(&self, identity: &str, admin: SocketAddr) -> Result<Controller> {
         let mut cmd = self.floatip("controller");
         cmd.env("POD_NAME", identity)
             .env("FLOATIP_AGENT_NAMESPACE", NAMESPACE)
             .env("FLOATIP_ADMIN_ADDR", admin.to_string());
         let proc = Proc::spawn(identity, cmd, &self.log_dir, self.opts.echo)?;
-        self.controllers.push(Some(Controller {
+        Ok(Controller {
             proc,
             identity: identity.to_string(),
             admin,
-        }));
-        Ok(self.controllers.len() - 1)
+        })
     }
 
     /// The index of the leading controller, if one says it leads.
@@ -751,7 +759,11 @@ impl Sim {
 
     /// Client traffic to the address: TCP and UDP every 10 ms, each with a 1 s timeout.
     pub fn traffic(&self) -> Traffic {
-        let to: SocketAddr = format!("{VIP}:{NODE_PORT}").parse().expect("address");
+        self.traffic_to(format!("{VIP}:{NODE_PORT}").parse().expect("address"))
+    }
+
+    /// Client traffic to `to`, as [`Sim::traffic`] sends it to the address.
+    pub fn traffic_to(&self, to: SocketAddr) -> Traffic {
         Traffic::start(
             self.client_ns.path(),
             to,
@@ -803,6 +815,9 @@ impl Sim {
 
     /// The node dies: its agent is killed and its links go down.
     pub fn kill_node(&mut self, name: &str) -> Result<()> {
+        if self.is_down(name)? {
+            bail!("{name} is dead already");
+        }
         let at = SystemTime::now();
         self.kubelet.node_died(&format!("floatip-agent-{name}"));
         let node = self.node_mut(name)?;
@@ -823,6 +838,9 @@ impl Sim {
 
     /// The node comes back (a reboot): links up, `floatip attach` again, a new agent.
     pub fn revive_node(&mut self, name: &str) -> Result<()> {
+        if !self.is_down(name)? {
+            bail!("{name} is not dead: there is nothing to revive");
+        }
         let node = self.node(name)?;
         let index = node.index;
         node.ns.ip("link set eth0 up")?;
@@ -842,6 +860,12 @@ impl Sim {
         }
         self.attach(name)?;
         self.start_agent(name)
+    }
+
+    /// Whether `name` was killed ([`Sim::kill_node`]) and not revived since.
+    pub fn is_down(&self, name: &str) -> Result<bool> {
+        let index = self.node(name)?.index;
+        Ok(self.downs.iter().any(|d| d.node == index && d.to.is_none()))
     }
 
     /// Restarts the API server process: SIGTERM (it saves its objects, as etcd keeps them),
@@ -920,6 +944,14 @@ impl Sim {
     pub fn infra_path(&self) -> &Path {
         &self.infra
     }
+
+    /// The infra namespace's name (for `ip netns exec`).
+    pub fn infra_name(&self) -> &str {
+        self.infra
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+    }
 }
 
 /// What the invariant checks saw.
@@ -940,8 +972,12 @@ async fn create_node(client: &kube::Client, name: &str, instance: &str, ip: &str
                    "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}]}
     }))?;
     nodes.create(&PostParams::default(), &node).await?;
-    // The agent DaemonSet's pod on this node: not ready until the kubelet stand-in sees its
-    // agent's /readyz pass.
+    create_agent_pod(client, name).await
+}
+
+/// The agent DaemonSet's pod on node `name`: not ready until the kubelet stand-in sees its
+/// agent's /readyz pass.
+async fn create_agent_pod(client: &kube::Client, name: &str) -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": format!("floatip-agent-{name}"),
@@ -951,6 +987,11 @@ async fn create_node(client: &kube::Client, name: &str, instance: &str, ip: &str
     }))?;
     pods.create(&PostParams::default(), &pod).await?;
     Ok(())
+}
+
+/// The infra namespace's route into the VPC, through the router (`ip` arguments).
+fn infra_route() -> String {
+    format!("route replace {VPC_CIDR} via {ROUTER_ON_INFRA} dev vpc0")
 }
 
 /// Polls `check` every 50 ms until it holds.

@@ -26,9 +26,14 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `cmd` with stdin closed and stderr captured; stdout goes to the same log.
+    /// Starts `cmd` with stdin closed and stderr captured; stdout goes to the same log. A
+    /// process started again under the same name (a restart) adds to the log rather than
+    /// replacing what the one before it wrote.
     pub fn spawn(name: &str, mut cmd: Command, log_dir: &Path, echo: bool) -> Result<Self> {
-        let file = std::fs::File::create(log_dir.join(format!("{name}.log")))
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_dir.join(format!("{name}.log")))
             .with_context(|| format!("log file for {name}"))?;
         let mut child = cmd
             .stdin(Stdio::null())
@@ -36,6 +41,12 @@ impl Proc {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {name}"))?;
+        writeln!(
+            file,
+            "--- {name} started (pid {}) at {}",
+            child.id(),
+            super::timeline::clock(SystemTime::now())
+        )?;
         let log: Log = Arc::default();
         let file = Arc::new(Mutex::new(file));
         let stderr = child.stderr.take().context("stderr")?;
