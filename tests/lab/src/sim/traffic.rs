@@ -203,6 +203,50 @@ pub fn outage(attempts: &[Attempt], proto: Proto, from: SystemTime) -> Outage {
     out
 }
 
+/// An [`Outage`] as `floatip-lab ctl traffic` prints it: times in RFC 3339 (UTC, to the
+/// millisecond), the outage in milliseconds; `recovered` and `outage_ms` are null while it lasts.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OutageReport {
+    pub requests: usize,
+    pub failed: usize,
+    pub first_failed: Option<String>,
+    pub recovered: Option<String>,
+    pub outage_ms: Option<u128>,
+}
+
+impl Outage {
+    pub fn report(&self) -> OutageReport {
+        let outage_ms = match (self.first_failed, self.recovered) {
+            (None, _) => Some(0),
+            (Some(_), Some(_)) => Some(self.duration.as_millis()),
+            (Some(_), None) => None,
+        };
+        OutageReport {
+            requests: self.requests,
+            failed: self.failed,
+            first_failed: self.first_failed.map(rfc3339),
+            recovered: self.recovered.map(rfc3339),
+            outage_ms,
+        }
+    }
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    jiff::Timestamp::try_from(at)
+        .and_then(|t| t.round(jiff::Unit::Millisecond))
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// How many requests each node answered (the answer names the node that served it).
+pub fn answered_by(attempts: &[Attempt]) -> std::collections::BTreeMap<String, usize> {
+    let mut by = std::collections::BTreeMap::new();
+    for name in attempts.iter().filter_map(|a| a.result.as_ref().ok()) {
+        *by.entry(name.clone()).or_insert(0) += 1;
+    }
+    by
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +302,31 @@ mod tests {
         assert_eq!(
             o.first_failed,
             Some(SystemTime::UNIX_EPOCH + Duration::from_millis(10))
+        );
+    }
+
+    #[test]
+    fn outage_report_has_times_to_the_millisecond_and_null_while_it_lasts() {
+        let a = [at(0, true), at(10, false), at(20, false), at(30, true)];
+        let report = outage(&a, Proto::Tcp, SystemTime::UNIX_EPOCH).report();
+        assert_eq!(
+            serde_json::to_string(&report).unwrap(),
+            r#"{"requests":4,"failed":2,"first_failed":"1970-01-01T00:00:00.01Z","recovered":"1970-01-01T00:00:00.031Z","outage_ms":20}"#
+        );
+        let lasting = outage(&a[..3], Proto::Tcp, SystemTime::UNIX_EPOCH).report();
+        assert_eq!((lasting.recovered, lasting.outage_ms), (None, None));
+        let none = outage(&a[..1], Proto::Tcp, SystemTime::UNIX_EPOCH).report();
+        assert_eq!((none.first_failed, none.outage_ms), (None, Some(0)));
+    }
+
+    #[test]
+    fn answers_are_counted_per_node() {
+        let mut b = at(20, true);
+        b.result = Ok("node-2".into());
+        let by = answered_by(&[at(0, true), at(10, false), b, at(30, true)]);
+        assert_eq!(
+            by,
+            [("node-1".to_string(), 2), ("node-2".to_string(), 1)].into()
         );
     }
 }
