@@ -24,8 +24,12 @@ enum Command {
     /// Kubernetes schemas, and write the plain manifests (deploy/floatip.yaml).
     RenderChart(chart::Args),
     /// The demo (root): build floatip, start a simulated cluster in a simulated VPC (two
-    /// controllers, three nodes), apply a FloatingIP, fail its holder and show the move.
+    /// controllers, three nodes), apply a FloatingIP, fail its holder and show the move; then
+    /// stay up for `ctl` (--no-demo: start and stay up, failing nothing).
     Up(sim::up::Args),
+    /// Drive a lab that `up` keeps running (root): kill or revive a node, cut the controllers
+    /// off, send client traffic and print the outage, restart floatip's processes.
+    Ctl(sim::ctl::Args),
     /// Benchmarks (root).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -66,6 +70,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Kube(args) => kube::run(args).await,
         Command::Ec2(args) => ec2::run(args).await,
         Command::RenderChart(args) => chart::run(args).await,
+        Command::Ctl(args) => sim::ctl::run(args).await,
         // The machine is made ready first (packages, moto), then floatip is built, so a
         // missing package stops the run before minutes of compiling. The simulation runs its
         // own runtime on a thread inside its namespace.

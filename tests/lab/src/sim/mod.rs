@@ -17,7 +17,10 @@
 //! deleted when the simulation is dropped (and by the next lab run if this one was killed).
 
 pub mod bench;
+pub mod control;
+pub mod ctl;
 pub mod disrupt;
+pub mod envfile;
 pub mod identity;
 pub mod kubelet;
 pub mod monitor;
