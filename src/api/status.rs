@@ -160,4 +160,8 @@ pub mod condition {
     /// confirms the holder is down: the controller doubts its own network and keeps the
     /// address where it is (the message says what each side sees).
     pub const HELD_IN_DOUBT: &str = "HeldInDoubt";
+    /// `floatip attach` could not prepare a node for this FloatingIP's subnet (the message
+    /// names the node and EC2's error); other FloatingIPs are unaffected. Cleared by the next
+    /// attach that prepares the subnet.
+    pub const ATTACH_FAILED: &str = "AttachFailed";
 }
