@@ -3,6 +3,8 @@
 //! node, and configures every address the node holds, so a rebooted node serves before the
 //! agent starts. One clear line and a non-zero exit when something is missing.
 
+use crate::api::condition as cond;
+use crate::controller::conditions::{self, Desired};
 use crate::controller::pass::{record_arrival, Arrival};
 use crate::controller::plan::Placed;
 use std::collections::{BTreeSet, HashMap};
@@ -110,6 +112,8 @@ pub struct Summary {
     pub created: Vec<String>,
     pub claimed: Vec<String>,
     pub configured: Vec<IpAddr>,
+    /// Subnets it could not prepare, with why: their FloatingIPs were skipped.
+    pub skipped: Vec<(String, CloudError)>,
 }
 
 impl std::fmt::Display for Summary {
@@ -130,7 +134,11 @@ impl std::fmt::Display for Summary {
                 .map(|a| a.to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
-        )
+        )?;
+        for (subnet, e) in &self.skipped {
+            write!(f, "; skipped subnet {subnet}: {e}")?;
+        }
+        Ok(())
     }
 }
 
@@ -224,36 +232,52 @@ pub async fn attach<C: Cloud>(
             .filter(|e| e.is_floating_for(&args.cluster_name) && e.node_tag() == Some(me))
             .collect();
         for subnet in dedicated_subnets {
-            let eni = ensure_eni(
-                cloud,
-                args,
-                &mut instance,
-                &tagged,
-                &subnet,
-                &groups,
-                &mut summary,
-            )
-            .await?;
-            let cidr = cloud.subnet(&subnet).await?.cidr_v4;
-            let address = match (eni.primary_ip, cidr.as_deref().and_then(prefix_of)) {
-                (Some(IpAddr::V4(ip)), Some(prefix)) => Some((ip, prefix)),
-                (Some(IpAddr::V4(ip)), None) => Some((ip, 32)),
-                _ => None,
-            };
-            let mac = eni.mac.clone().unwrap_or_default();
-            let link = host
-                .prepare(&mac, address, args.timeout)
-                .await
-                .map_err(|error| AttachError::Interface {
-                    eni: eni.id.clone(),
-                    error,
-                })?;
-            summary
-                .enis
-                .push((subnet.clone(), eni.id.clone(), link.name.clone()));
-            by_subnet.insert((subnet, InterfaceChoice::Dedicated), eni);
+            let prepared = async {
+                let eni = ensure_eni(
+                    cloud,
+                    args,
+                    &mut instance,
+                    &tagged,
+                    &subnet,
+                    &groups,
+                    &mut summary,
+                )
+                .await?;
+                let cidr = cloud.subnet(&subnet).await?.cidr_v4;
+                let address = match (eni.primary_ip, cidr.as_deref().and_then(prefix_of)) {
+                    (Some(IpAddr::V4(ip)), Some(prefix)) => Some((ip, prefix)),
+                    (Some(IpAddr::V4(ip)), None) => Some((ip, 32)),
+                    _ => None,
+                };
+                let mac = eni.mac.clone().unwrap_or_default();
+                let link = host
+                    .prepare(&mac, address, args.timeout)
+                    .await
+                    .map_err(|error| AttachError::Interface {
+                        eni: eni.id.clone(),
+                        error,
+                    })?;
+                Ok::<_, AttachError>((eni, link.name))
+            }
+            .await;
+            match prepared {
+                Ok((eni, link)) => {
+                    summary.enis.push((subnet.clone(), eni.id.clone(), link));
+                    by_subnet.insert((subnet, InterfaceChoice::Dedicated), eni);
+                }
+                // One FloatingIP's unusable subnet (it does not exist, EC2 refuses an ENI in
+                // it) must not keep this node from every other address: skip it, say so on
+                // those FloatingIPs, and do the rest. Transient errors still fail the init
+                // container, which is retried.
+                Err(AttachError::Cloud(e)) if !e.retryable() => {
+                    tracing::warn!(subnet, error = %e, "cannot prepare this subnet; skipping its FloatingIPs");
+                    summary.skipped.push((subnet, e));
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
+    report_subnets(&fips_api, &mine, me, &summary).await;
     for f in mine.iter().filter(|f| !dedicated(f)) {
         let Some(subnet) = f.spec.subnet_id.clone() else {
             continue;
@@ -297,6 +321,39 @@ pub async fn attach<C: Cloud>(
     }
     summary.configured = vips.iter().map(|v| v.address).collect();
     Ok(summary)
+}
+
+/// Says on each FloatingIP whose subnet this node could not prepare why (condition
+/// AttachFailed, naming the node), and clears that condition from those whose subnet it did
+/// prepare. Best effort: a failed write is logged, and the next attach tries again.
+async fn report_subnets(api: &Api<FloatingIP>, mine: &[&FloatingIP], me: &str, summary: &Summary) {
+    let now = Time(jiff::Timestamp::now());
+    for f in mine.iter().filter(|f| dedicated(f)) {
+        let subnet = f.spec.subnet_id.as_deref().unwrap_or_default();
+        let failed = summary.skipped.iter().find(|(s, _)| s == subnet);
+        let mut obj = (*f).clone();
+        let status = obj.status.get_or_insert_with(Default::default);
+        let g = f.metadata.generation;
+        let changed = match failed {
+            Some((_, e)) => {
+                let msg = format!(
+                    "floatip attach on {me} could not prepare subnet {subnet}: {e}; {}",
+                    hint(e)
+                );
+                let d = Desired::new(cond::ATTACH_FAILED, true, &e.code_reason(), msg);
+                conditions::set(&mut status.conditions, &d, g, &now)
+            }
+            None => conditions::remove(&mut status.conditions, cond::ATTACH_FAILED),
+        };
+        if changed {
+            if let Err(e) = api
+                .replace_status(&f.name_any(), &PostParams::default(), &obj)
+                .await
+            {
+                tracing::warn!(floatingip = %f.name_any(), error = %e, "could not report the subnet on the FloatingIP");
+            }
+        }
+    }
 }
 
 fn prefix_of(cidr: &str) -> Option<u8> {

@@ -189,6 +189,49 @@ async fn attach_after_reboot_reuses_the_eni() {
     assert!(link.contains("UP"), "the floating interface is up: {link}");
 }
 
+/// Finding 3 of the isolation issue: one FloatingIP naming a subnet that does not exist made
+/// attach exit 1 on every node (every agent pod crash-looping). Now that FloatingIP is skipped
+/// and told why, and the node's work for the others is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subnet_attach_cannot_use_fails_only_its_floatingips() {
+    if !can_netns("a_subnet_attach_cannot_use_fails_only_its_floatingips") {
+        return;
+    }
+    let c = Cluster::with_layout(1, vpc::layout()).await;
+    let net = Vpc::start(&c, Duration::ZERO);
+    c.create_fip(
+        "ghost",
+        json!({"address": "10.99.12.10", "subnetId": "subnet-0123456789abcdef0"}),
+    )
+    .await;
+    c.create_fip("web", json!({"address": VIP})).await;
+    let (ok, out, err) = vpc::attach(&c, "node-1", net.node(1));
+    println!("{}", out.trim());
+    assert!(ok, "attach must do the node's work for web: {err}");
+    assert!(out.contains("claimed: [web]"), "{out}");
+    assert!(
+        out.contains("skipped subnet subnet-0123456789abcdef0: EC2"),
+        "{out}"
+    );
+    assert!(has_vip(&net, 1));
+    let ghost = c.fips().get("ghost").await.unwrap();
+    let (status, reason, msg) =
+        support::cluster::condition(&ghost, "AttachFailed").expect("AttachFailed on ghost");
+    println!("ghost: AttachFailed {reason}: {msg}");
+    assert_eq!(status, "True");
+    assert!(reason.starts_with("InvalidSubnetID"), "{reason}");
+    assert!(
+        msg.starts_with(
+            "floatip attach on node-1 could not prepare subnet subnet-0123456789abcdef0"
+        ) && msg.contains("check spec.subnetId"),
+        "{msg}"
+    );
+    let web = c.fips().get("web").await.unwrap();
+    assert!(support::cluster::condition(&web, "AttachFailed").is_none());
+}
+
+/// EC2 unreachable is no reason to skip anything: attach fails with one line and the init
+/// container is retried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attach_fails_with_one_clear_line() {
     if !can_netns("attach_fails_with_one_clear_line") {
@@ -196,18 +239,14 @@ async fn attach_fails_with_one_clear_line() {
     }
     let c = Cluster::with_layout(1, vpc::layout()).await;
     let net = Vpc::start(&c, Duration::ZERO);
-    // A subnet EC2 does not know.
-    c.create_fip(
-        "ghost",
-        json!({"address": "10.99.12.10", "subnetId": "subnet-0123456789abcdef0"}),
-    )
-    .await;
+    c.create_fip("web", json!({"address": VIP})).await;
+    c.ec2.faults(r#"{"kind": "unavailable"}"#);
     let (ok, out, err) = vpc::attach(&c, "node-1", net.node(1));
     assert!(!ok, "attach must fail: {out}");
     let last = err.lines().last().unwrap_or_default();
     println!("{last}");
     assert!(last.starts_with("floatip: "), "{err}");
-    assert!(last.contains("check spec.subnetId"), "{last}");
+    assert!(last.contains("the init container is retried"), "{last}");
 }
 
 /// The security groups EC2 lists for `eni`, sorted.

@@ -2,10 +2,12 @@
 //! the same rules checked again in Rust for whatever reaches the controller.
 
 pub mod messages;
+mod peer;
 mod spec;
 mod status;
 mod validate;
 
+pub use peer::{PeerHealth, PeerView, PEER_VIEW_ANNOTATION};
 pub use spec::*;
 pub use status::*;
 pub use validate::{parse_address, validate_spec, validate_update, SpecError, SpecErrors};

@@ -156,4 +156,12 @@ pub mod condition {
     /// EC2 refused this FloatingIP's move in a way no retry fixes; it is tried again after a
     /// jittered exponential wait (the message says when), or at once when the spec changes.
     pub const BACKING_OFF: &str = "BackingOff";
+    /// The holder fails the controller's checks, but so do most nodes at once and no agent
+    /// confirms the holder is down: the controller doubts its own network and keeps the
+    /// address where it is (the message says what each side sees).
+    pub const HELD_IN_DOUBT: &str = "HeldInDoubt";
+    /// `floatip attach` could not prepare a node for this FloatingIP's subnet (the message
+    /// names the node and EC2's error); other FloatingIPs are unaffected. Cleared by the next
+    /// attach that prepares the subnet.
+    pub const ATTACH_FAILED: &str = "AttachFailed";
 }

@@ -32,6 +32,28 @@ impl Events {
         action: &str,
         note: String,
     ) -> Result<(), kube::Error> {
+        self.publish(fip, "Normal", reason, action, note).await
+    }
+
+    /// Publishes a Warning event about `fip`: something a person should look at.
+    pub async fn warning(
+        &self,
+        fip: &FloatingIP,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) -> Result<(), kube::Error> {
+        self.publish(fip, "Warning", reason, action, note).await
+    }
+
+    async fn publish(
+        &self,
+        fip: &FloatingIP,
+        type_: &str,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) -> Result<(), kube::Error> {
         let event = Event {
             metadata: ObjectMeta {
                 generate_name: Some(format!("{}.", fip.name_any())),
@@ -39,7 +61,7 @@ impl Events {
                 ..Default::default()
             },
             event_time: Some(MicroTime(jiff::Timestamp::now())),
-            type_: Some("Normal".into()),
+            type_: Some(type_.into()),
             reason: Some(reason.into()),
             action: Some(action.into()),
             note: Some(note),

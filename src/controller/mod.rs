@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod conditions;
+pub mod doubt;
 pub mod events;
 pub mod pass;
 pub mod plan;

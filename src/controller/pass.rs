@@ -414,6 +414,27 @@ impl<C: Cloud> Ctx<C> {
 
     /// Status for an address that stays where it is: mirror EC2 and say why nothing moved.
     async fn steady(&self, fip: &FloatingIP, act: &Act, now: &Time) -> Result<(), StepError> {
+        let was_held = fip.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == cond::HELD_IN_DOUBT && c.status == "True")
+        });
+        self.write_steady(fip, act, now).await?;
+        if let (Some(why), false) = (&act.doubt, was_held) {
+            tracing::warn!(floatingip = %fip.name_any(), why, "holding the address: the controller doubts its own probes");
+            // Best effort, as every Event: the hold happened whether or not it is recorded.
+            if let Err(e) = self
+                .events
+                .warning(fip, "HeldInDoubt", "Hold", why.clone())
+                .await
+            {
+                tracing::warn!(error = %e, "could not publish the HeldInDoubt event");
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_steady(&self, fip: &FloatingIP, act: &Act, now: &Time) -> Result<(), StepError> {
         let g = fip.metadata.generation;
         self.write_status(fip, |s| {
             let mut changed = false;
@@ -477,6 +498,13 @@ impl<C: Cloud> Ctx<C> {
             changed |= match &act.vip {
                 Some(v) => conditions::set(&mut s.conditions, &healthy(v), g, now),
                 None => conditions::remove(&mut s.conditions, cond::HEALTHY),
+            };
+            changed |= match &act.doubt {
+                Some(why) => {
+                    let held = Desired::new(cond::HELD_IN_DOUBT, true, "ControllerInDoubt", why);
+                    conditions::set(&mut s.conditions, &held, g, now)
+                }
+                None => conditions::remove(&mut s.conditions, cond::HELD_IN_DOUBT),
             };
             changed
         })
@@ -706,6 +734,7 @@ pub fn record_arrival(
         cond::INVALID_SPEC,
         cond::CONFLICT,
         cond::BACKING_OFF,
+        cond::HELD_IN_DOUBT,
     ] {
         conditions::remove(&mut s.conditions, stale);
     }
@@ -714,6 +743,15 @@ pub fn record_arrival(
 /// The Ready condition of an address that stays where it is.
 pub(crate) fn ready_condition(act: &Act) -> Desired {
     match (&act.holder, &act.holder_fit, &act.decision) {
+        // The controller cannot tell whether the holder works: say so, not False.
+        (Some(h), _, _) if act.doubt.is_some() => Desired::unknown(
+            cond::READY,
+            "HeldInDoubt",
+            format!(
+                "held by {}, which the controller cannot check now; see HeldInDoubt",
+                h.node
+            ),
+        ),
         // Dead or failing: not Ready the moment the checks say so, even while the
         // address waits (minHoldSeconds) or has nowhere to go.
         (Some(h), Some(Ok(())), _) if act.holder_health == crate::placement::Health::Failing => {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use kube::ResourceExt;
 
+use super::doubt::{self, PeerReport};
 use super::usable::Unusable;
 use crate::api::{validate_spec, FloatingIP, InterfaceChoice, Mode, MoveReason, SpecErrors};
 use crate::cloud::{Eni, Subnet};
@@ -44,6 +45,9 @@ pub struct World<'a> {
     /// FloatingIPs whose assignment was re-ensured because the address failed while its holder
     /// passed, and how long ago.
     pub reensured: &'a HashMap<String, Duration>,
+    /// What each node's agent sees of the holders, by the agent's node: the second vantage
+    /// point an unplanned move needs while the controller doubts its own probes.
+    pub peers: &'a HashMap<String, PeerReport>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +94,9 @@ pub struct Act {
     pub candidates: usize,
     /// The address's own health check, when it has one.
     pub vip: Option<VipHealth>,
+    /// Why a move its checks call for is held: the controller doubts its own probes and no
+    /// agent confirms the holder is down.
+    pub doubt: Option<String>,
 }
 
 /// What the address's health check says, for the Healthy condition.
@@ -121,6 +128,12 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
         .filter_map(|n| Some((n.instance_id.as_deref()?, n)))
         .collect();
 
+    let node_ips: HashMap<IpAddr, String> = world
+        .nodes
+        .iter()
+        .filter_map(|n| Some((n.internal_ip?, n.name.clone())))
+        .collect();
+    let self_doubt = doubt::self_doubt(&node_ips, world.health);
     // Addresses per node as EC2 has them now, for spreading.
     let mut load: BTreeMap<String, usize> = BTreeMap::new();
     let mut out = Vec::new();
@@ -252,6 +265,18 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                     .and_then(|n| n.internal_ip),
             )
         };
+        // A candidate must answer now: one whose latest probe failed is no candidate yet,
+        // even while it is still Up.
+        let fresh_node_health = |name: &str| {
+            let state = fip.spec.health_check.as_ref().and_then(|hc| {
+                let ip = world.nodes.iter().find(|n| n.name == name)?.internal_ip?;
+                world.health.get(&Target::for_health_check(hc, ip).ok()?)
+            });
+            match state {
+                Some(s) if s.failing_since.is_some() => Health::Unknown,
+                _ => node_health(name),
+            }
+        };
         let vip = fip.spec.health_check.as_ref().and_then(|hc| {
             let target = Target::for_health_check(hc, address).ok()?;
             let state = world.health.get(&target);
@@ -284,7 +309,7 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
             .map(|n| Candidate {
                 node: n.to_string(),
                 load: load.get(*n).copied().unwrap_or(0),
-                health: node_health(n),
+                health: fresh_node_health(n),
             })
             .collect();
 
@@ -302,6 +327,7 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                 holder_health: Health::Unknown,
                 candidates: candidates.len(),
                 vip,
+                doubt: None,
             })));
             continue;
         }
@@ -350,6 +376,7 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                     holder_health: Health::Unknown,
                     candidates: candidates.len(),
                     vip,
+                    doubt: None,
                 })));
                 continue;
             }
@@ -416,6 +443,23 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                 }
             }
         };
+        // An unplanned move on the controller's evidence alone waits while it doubts that
+        // evidence, unless an agent confirms the holder is down.
+        let held_in_doubt = match (&decision, &holder) {
+            (
+                Decision::Move {
+                    reason: MoveReason::HolderUnhealthy,
+                    ..
+                },
+                Some(h),
+            ) => doubt::hold_reason(self_doubt.as_deref(), &h.node, world.peers),
+            _ => None,
+        };
+        let decision = if held_in_doubt.is_some() {
+            Decision::Stay
+        } else {
+            decision
+        };
         let target = match &decision {
             Decision::Move { to, .. } => fit.get(to.as_str()).cloned(),
             _ => None,
@@ -442,6 +486,7 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
             target,
             candidates: candidates.len(),
             vip,
+            doubt: held_in_doubt,
         })));
     }
     out.sort_by(|a, b| plan_name(a).cmp(plan_name(b)));

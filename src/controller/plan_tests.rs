@@ -74,6 +74,7 @@ fn run(fips: &[Arc<FloatingIP>], nodes: &[NodeView], enis: Vec<Eni>) -> Vec<Plan
         now: Timestamp::from_second(1_800_001_000).unwrap(),
         health: &HashMap::new(),
         reensured: &HashMap::new(),
+        peers: &HashMap::new(),
     })
 }
 
@@ -386,6 +387,7 @@ fn agents_are_required_when_configured() {
         now: Timestamp::from_second(1_800_001_000).unwrap(),
         health: &HashMap::new(),
         reensured: &HashMap::new(),
+        peers: &HashMap::new(),
     });
     assert_eq!(
         act(&plans[0]).decision,
@@ -416,6 +418,7 @@ fn a_leaving_agent_hands_its_addresses_over() {
         now: Timestamp::from_second(1_800_001_000).unwrap(),
         health: &HashMap::new(),
         reensured: &HashMap::new(),
+        peers: &HashMap::new(),
     });
     let a = act(&plans[0]);
     assert_eq!(
@@ -500,6 +503,7 @@ mod with_health_checks {
             now: Timestamp::from_second(1_800_001_000).unwrap(),
             health: &health,
             reensured: &reensured,
+            peers: &HashMap::new(),
         });
         act(&plans[0]).clone()
     }
@@ -591,6 +595,80 @@ mod with_health_checks {
         assert_eq!(decide_with_health(states, None).decision, Decision::Stay);
     }
 
+    /// Finding 4: two of three nodes fail the controller's checks at once. It moves the address
+    /// only when an agent confirms the holder is down; while an agent still sees the holder
+    /// answer, or none says anything, it holds and says why.
+    #[test]
+    fn a_doubted_move_waits_for_an_agent_to_confirm_the_holder_is_down() {
+        use crate::controller::doubt::PeerReport;
+        let fips = [checked_fip()];
+        let nodes = vec![
+            node_ip("n1", "10.0.8.11"),
+            node_ip("n2", "10.0.8.12"),
+            node_ip("n3", "10.0.8.13"),
+        ];
+        let enis = HashMap::from([(
+            SUBNET.to_string(),
+            vec![eni(1, &["10.0.8.100"]), eni(2, &[]), eni(3, &[])],
+        )]);
+        let health = health(&[
+            ("10.0.8.100", P::Down),
+            ("10.0.8.11", P::Down),
+            ("10.0.8.12", P::Down),
+            ("10.0.8.13", P::Up),
+        ]);
+        let view = |of_n1: Health| {
+            HashMap::from([(
+                "n3".to_string(),
+                PeerReport {
+                    age: Duration::from_secs(1),
+                    nodes: HashMap::from([("n1".to_string(), of_n1)]),
+                },
+            )])
+        };
+        let decide = |peers: &HashMap<String, PeerReport>| {
+            let plans = plan(&World {
+                fips: &fips,
+                nodes: &nodes,
+                agents_ready: None,
+                agents_leaving: &HashSet::new(),
+                enis: &enis,
+                subnets: &subnets(),
+                cluster: CLUSTER,
+                now: Timestamp::from_second(1_800_001_000).unwrap(),
+                health: &health,
+                reensured: &HashMap::new(),
+                peers,
+            });
+            act(&plans[0]).clone()
+        };
+        let alone = decide(&HashMap::new());
+        assert_eq!(alone.decision, Decision::Stay);
+        let why = alone.doubt.expect("held in doubt");
+        assert!(
+            why.contains("fail for 2 of 3 nodes at once (n1, n2)"),
+            "{why}"
+        );
+        assert!(why.contains("no agent confirms that n1 is down"), "{why}");
+
+        let denied = decide(&view(Health::Passing));
+        assert_eq!(denied.decision, Decision::Stay);
+        assert!(denied
+            .doubt
+            .unwrap()
+            .contains("the agents on n3 still see n1 answer"));
+
+        let confirmed = decide(&view(Health::Failing));
+        assert_eq!(
+            confirmed.decision,
+            Decision::Move {
+                to: "n3".into(),
+                reason: MoveReason::HolderUnhealthy
+            }
+        );
+        assert_eq!(confirmed.doubt, None);
+    }
+
     #[test]
     fn a_dead_holder_is_not_ready_even_with_nowhere_to_go() {
         let states = [
@@ -659,6 +737,7 @@ fn a_fresh_attach_claim_is_left_to_finish_while_the_agent_starts() {
             now,
             health: &HashMap::new(),
             reensured: &HashMap::new(),
+            peers: &HashMap::new(),
         });
         act(&plans[0]).decision.clone()
     };

@@ -467,6 +467,7 @@ async fn pass<C: Cloud>(
         now: jiff::Timestamp::now(),
         health: &health,
         reensured: &reensured,
+        peers: &peer_reports(&agent_pods),
     });
     let recheck = recheck_after(&plans);
     for p in &plans {
@@ -581,6 +582,31 @@ fn recheck_after(plans: &[Plan]) -> Option<Duration> {
         .min()
 }
 
+/// What each agent published of the holders it probes (annotation
+/// [`crate::api::PEER_VIEW_ANNOTATION`] on its pod), by its node. A pod without a readable view
+/// contributes nothing.
+fn peer_reports(pods: &[Arc<Pod>]) -> HashMap<String, super::doubt::PeerReport> {
+    let now = jiff::Timestamp::now();
+    pods.iter()
+        .filter_map(|p| {
+            let node = p.spec.as_ref()?.node_name.clone()?;
+            let text = p
+                .metadata
+                .annotations
+                .as_ref()?
+                .get(crate::api::PEER_VIEW_ANNOTATION)?;
+            let view = crate::api::PeerView::parse(text).ok()?;
+            let age = now.duration_since(view.at).unsigned_abs();
+            let nodes = view
+                .nodes
+                .into_iter()
+                .map(|(n, h)| (n, super::doubt::from_peer(h)))
+                .collect();
+            Some((node, super::doubt::PeerReport { age, nodes }))
+        })
+        .collect()
+}
+
 /// An agent pod being deleted, or one that asked for a handover.
 fn agent_leaving(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
@@ -639,6 +665,7 @@ mod tests {
             target: None,
             holder_fit: None,
             holder_health: Health::Unknown,
+            doubt: None,
             candidates: 2,
             vip: vip.map(|health| super::super::plan::VipHealth {
                 target: crate::probe::Target::new(
