@@ -445,16 +445,17 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
         };
         // An unplanned move on the controller's evidence alone waits while it doubts that
         // evidence, unless an agent confirms the holder is down.
-        let held_in_doubt = match (&decision, &holder) {
-            (
-                Decision::Move {
-                    reason: MoveReason::HolderUnhealthy,
-                    ..
-                },
-                Some(h),
-            ) => doubt::hold_reason(self_doubt.as_deref(), &h.node, world.peers),
-            _ => None,
+        // The same goes for a fit holder its checks give up on with nowhere to go: what is
+        // in doubt is the controller's view, and that is what status must say.
+        let unplanned = |h: &Placed| match &decision {
+            Decision::Move { reason, .. } => *reason == MoveReason::HolderUnhealthy,
+            Decision::Stuck { .. } => fit_of(&h.node).is_ok(),
+            _ => false,
         };
+        let held_in_doubt = holder
+            .as_ref()
+            .filter(|h| unplanned(h))
+            .and_then(|h| doubt::hold_reason(self_doubt.as_deref(), &h.node, world.peers));
         let decision = if held_in_doubt.is_some() {
             Decision::Stay
         } else {

@@ -475,12 +475,13 @@ mod with_health_checks {
     }
 
     fn decide_with(states: &[(&str, P)], reensured: Option<Duration>) -> Act {
-        decide_with_health(health(states), reensured)
+        decide_with_health(health(states), reensured, &HashMap::new())
     }
 
     fn decide_with_health(
         health: HashMap<Target, TargetState>,
         reensured: Option<Duration>,
+        peers: &HashMap<String, crate::controller::doubt::PeerReport>,
     ) -> Act {
         let fips = [checked_fip()];
         let nodes = vec![node_ip("n1", "10.0.8.11"), node_ip("n2", "10.0.8.12")];
@@ -503,7 +504,7 @@ mod with_health_checks {
             now: Timestamp::from_second(1_800_001_000).unwrap(),
             health: &health,
             reensured: &reensured,
-            peers: &HashMap::new(),
+            peers,
         });
         act(&plans[0]).clone()
     }
@@ -584,7 +585,7 @@ mod with_health_checks {
         let vip = Target::new(crate::api::Protocol::TCP, "10.0.8.100:80".parse().unwrap());
         states.get_mut(&vip).unwrap().failing_since = Some(Instant::now());
         assert_eq!(
-            decide_with_health(states.clone(), None).decision,
+            decide_with_health(states.clone(), None, &HashMap::new()).decision,
             Decision::Move {
                 to: "n2".into(),
                 reason: MoveReason::HolderUnhealthy
@@ -592,7 +593,10 @@ mod with_health_checks {
         );
         // Its latest probe passed: the path clients use works, so it stays.
         states.get_mut(&vip).unwrap().failing_since = None;
-        assert_eq!(decide_with_health(states, None).decision, Decision::Stay);
+        assert_eq!(
+            decide_with_health(states, None, &HashMap::new()).decision,
+            Decision::Stay
+        );
     }
 
     /// Finding 4: two of three nodes fail the controller's checks at once. It moves the address
@@ -669,6 +673,49 @@ mod with_health_checks {
         assert_eq!(confirmed.doubt, None);
     }
 
+    /// Cut off from every node, the controller sees no candidate either: what it says is that
+    /// it doubts itself, not that no node passes.
+    #[test]
+    fn a_controller_cut_off_from_every_node_holds_in_doubt() {
+        let fips = [checked_fip()];
+        let nodes = vec![
+            node_ip("n1", "10.0.8.11"),
+            node_ip("n2", "10.0.8.12"),
+            node_ip("n3", "10.0.8.13"),
+        ];
+        let enis = HashMap::from([(
+            SUBNET.to_string(),
+            vec![eni(1, &["10.0.8.100"]), eni(2, &[]), eni(3, &[])],
+        )]);
+        let health = health(&[
+            ("10.0.8.100", P::Down),
+            ("10.0.8.11", P::Down),
+            ("10.0.8.12", P::Down),
+            ("10.0.8.13", P::Down),
+        ]);
+        let plans = plan(&World {
+            fips: &fips,
+            nodes: &nodes,
+            agents_ready: None,
+            agents_leaving: &HashSet::new(),
+            enis: &enis,
+            subnets: &subnets(),
+            cluster: CLUSTER,
+            now: Timestamp::from_second(1_800_001_000).unwrap(),
+            health: &health,
+            reensured: &HashMap::new(),
+            peers: &HashMap::new(),
+        });
+        let a = act(&plans[0]);
+        assert_eq!(a.decision, Decision::Stay);
+        assert!(a.doubt.as_ref().unwrap().contains("3 of 3 nodes"), "{a:?}");
+        let ready = crate::controller::pass::ready_condition(a);
+        assert_eq!(
+            (ready.status, ready.reason.as_str()),
+            ("Unknown", "HeldInDoubt")
+        );
+    }
+
     #[test]
     fn a_dead_holder_is_not_ready_even_with_nowhere_to_go() {
         let states = [
@@ -676,7 +723,16 @@ mod with_health_checks {
             ("10.0.8.11", P::Down),
             ("10.0.8.12", P::Down),
         ];
-        let a = decide_with(&states, None);
+        // Both nodes fail the controller's checks, so it doubts itself until n2's agent
+        // confirms n1 is down: then n1 is dead and there is nowhere to go.
+        let confirmed = HashMap::from([(
+            "n2".to_string(),
+            crate::controller::doubt::PeerReport {
+                age: Duration::from_secs(1),
+                nodes: HashMap::from([("n1".to_string(), Health::Failing)]),
+            },
+        )]);
+        let a = decide_with_health(health(&states), None, &confirmed);
         assert!(matches!(a.decision, Decision::Stuck { .. }), "{a:?}");
         assert_eq!(a.holder_health, Health::Failing);
         let ready = crate::controller::pass::ready_condition(&a);
