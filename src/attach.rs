@@ -269,7 +269,7 @@ pub async fn attach<C: Cloud>(
                 // it) must not keep this node from every other address: skip it, say so on
                 // those FloatingIPs, and do the rest. Transient errors still fail the init
                 // container, which is retried.
-                Err(AttachError::Cloud(e)) if !e.retryable() => {
+                Err(AttachError::Cloud(e)) if about_the_subnet(&e) => {
                     tracing::warn!(subnet, error = %e, "cannot prepare this subnet; skipping its FloatingIPs");
                     summary.skipped.push((subnet, e));
                 }
@@ -278,6 +278,14 @@ pub async fn attach<C: Cloud>(
         }
     }
     report_subnets(&fips_api, &mine, me, &summary).await;
+    // Every subnet refused: nothing on this node works, so fail as before (with the
+    // FloatingIPs told why) rather than start an agent that can hold nothing.
+    let prepared = by_subnet
+        .keys()
+        .any(|(_, i)| *i == InterfaceChoice::Dedicated);
+    if let (false, Some((_, e))) = (prepared, summary.skipped.first()) {
+        return Err(AttachError::Cloud(e.clone()));
+    }
     for f in mine.iter().filter(|f| !dedicated(f)) {
         let Some(subnet) = f.spec.subnet_id.clone() else {
             continue;
@@ -321,6 +329,16 @@ pub async fn attach<C: Cloud>(
     }
     summary.configured = vips.iter().map(|v| v.address).collect();
     Ok(summary)
+}
+
+/// Whether EC2 refused something about one subnet for good (it does not exist, has no free
+/// address, IAM does not allow it there), so that only that subnet's FloatingIPs are skipped.
+/// Throttling and outages are retried by failing the init container; security groups come
+/// from the node's flags and concern every subnet.
+fn about_the_subnet(e: &CloudError) -> bool {
+    !e.retryable()
+        && !e.code.starts_with("InvalidGroup")
+        && !e.code.starts_with("InvalidSecurityGroup")
 }
 
 /// Says on each FloatingIP whose subnet this node could not prepare why (condition
