@@ -639,3 +639,272 @@ fn a_held_move_happens_when_the_hold_ends() {
         },
     );
 }
+
+/// A FloatingIP named `name`, as it stands in the API now.
+async fn fip_named(sim: &Sim, name: &str) -> anyhow::Result<FloatingIP> {
+    Ok(kube::Api::<FloatingIP>::all(sim.client.clone())
+        .get(name)
+        .await?)
+}
+
+/// Polls until every FloatingIP in `names` passes `check`.
+async fn wait_all(
+    sim: &Sim,
+    names: &[String],
+    what: &str,
+    check: impl Fn(&FloatingIP) -> bool,
+) -> anyhow::Result<Vec<FloatingIP>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut all = Vec::new();
+        for n in names {
+            all.push(fip_named(sim, n).await?);
+        }
+        if all.iter().all(&check) {
+            return Ok(all);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{what}: not within 30 s; {:?}",
+            all.iter()
+                .map(|f| (
+                    f.metadata.name.clone(),
+                    f.status.as_ref().map(|s| &s.conditions)
+                ))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Issue 13, findings 1 and 7 end to end: two FloatingIPs EC2 would refuse (one outside its
+/// subnet, one a node's primary address) beside seven good ones on one holder. The holder dies:
+/// every good address answers again, moved in one call per target ENI, and the bad ones say
+/// why and never reach EC2.
+#[test]
+fn bad_floatingips_never_hold_back_good_ones() {
+    scenario(
+        "bad_floatingips_never_hold_back_good_ones",
+        Options::default(),
+        |mut sim| async move {
+            let from = sim.settle(Duration::from_secs(30)).await?;
+            let good: Vec<String> = (1..=7).map(|i| format!("good-{i}")).collect();
+            let address = |i: usize| format!("10.99.8.{}", 110 + i);
+            let mut docs = Vec::new();
+            for (i, name) in good.iter().enumerate() {
+                docs.push(format!(
+                    "apiVersion: floatip.io/v1alpha1\nkind: FloatingIP\nmetadata:\n  name: {name}\nspec:\n  address: {}\n  subnetId: {}\n  preferredNodes: [{from}]\n  healthCheck:\n    protocol: TCP\n    port: {}\n  failover:\n    minHoldSeconds: 0\n",
+                    address(i + 1),
+                    sim.subnet,
+                    floatip_lab::sim::service::NODE_PORT
+                ));
+            }
+            let primary = sim.nodes[1].primary_ip.clone();
+            for (name, addr) in [
+                ("bad-outside", "10.99.20.5"),
+                ("bad-primary", primary.as_str()),
+            ] {
+                docs.push(format!(
+                    "apiVersion: floatip.io/v1alpha1\nkind: FloatingIP\nmetadata:\n  name: {name}\nspec:\n  address: {addr}\n  subnetId: {}\n",
+                    sim.subnet
+                ));
+            }
+            let out = sim.kubectl(&["apply", "-f", "-"], Some(&docs.join("---\n")))?;
+            anyhow::ensure!(
+                out.status.success(),
+                "apply: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            wait_all(
+                &sim,
+                &good,
+                "seven good addresses on the preferred node",
+                |f| {
+                    holder(f).as_deref() == Some(from.as_str())
+                        && condition(f, "Ready").is_some_and(|(r, _)| r)
+                },
+            )
+            .await?;
+            let bad = ["bad-outside".to_string(), "bad-primary".to_string()];
+            let refused = wait_all(&sim, &bad, "InvalidSpec on the bad ones", |f| {
+                condition(f, "InvalidSpec").is_some_and(|(s, _)| s)
+            })
+            .await?;
+            for f in &refused {
+                println!(
+                    "{}: {}",
+                    f.metadata.name.as_deref().unwrap_or_default(),
+                    condition(f, "InvalidSpec").unwrap().1
+                );
+                assert!(f
+                    .metadata
+                    .finalizers
+                    .as_deref()
+                    .unwrap_or_default()
+                    .is_empty());
+            }
+
+            let traffic: Vec<_> = (1..=7)
+                .map(|i| {
+                    let to = format!("{}:{}", address(i), floatip_lab::sim::service::NODE_PORT);
+                    sim.traffic_to(to.parse().expect("address"))
+                })
+                .collect();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let calls_before = sim.ec2_mutating()?;
+            let start = SystemTime::now();
+            sim.kill_node(&from)?;
+            let moved = wait_all(&sim, &good, "every good address off the dead node", |f| {
+                holder(f).is_some_and(|h| h != from)
+                    && condition(f, "Ready").is_some_and(|(r, _)| r)
+            })
+            .await?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let calls = sim.ec2_mutating()? - calls_before;
+            let targets: std::collections::BTreeSet<String> =
+                moved.iter().filter_map(holder).collect();
+            let mut worst = Duration::ZERO;
+            for (i, t) in traffic.into_iter().enumerate() {
+                let attempts = t.stop();
+                for proto in [Proto::Tcp, Proto::Udp] {
+                    let o = outage(&attempts, proto, start);
+                    assert!(
+                        o.recovered.is_some(),
+                        "{} {proto:?} never recovered",
+                        address(i + 1)
+                    );
+                    worst = worst.max(o.duration);
+                    if proto == Proto::Tcp {
+                        println!(
+                            "{}: TCP outage {} ms",
+                            address(i + 1),
+                            o.duration.as_millis()
+                        );
+                    }
+                }
+            }
+            println!(
+                "seven addresses (and {FIP}) left {from} for {targets:?} with {calls} mutating EC2 calls; worst client outage {} ms",
+                worst.as_millis()
+            );
+            // One call per target ENI (web moves too, to one of them); the bad ones none.
+            assert!(
+                calls as usize <= targets.len(),
+                "{calls} calls for {} target ENIs",
+                targets.len()
+            );
+            Ok(sim)
+        },
+    );
+}
+
+/// For `span`: fails if the address leaves `from`; keeps the first HeldInDoubt message seen.
+async fn hold_still(
+    sim: &Sim,
+    from: &str,
+    held: &mut Option<String>,
+    span: Duration,
+) -> anyhow::Result<()> {
+    let until = Instant::now() + span;
+    while Instant::now() < until {
+        let f = sim.fip().await?;
+        anyhow::ensure!(
+            holder(&f).as_deref() == Some(from),
+            "the address moved: {:?}",
+            f.status.as_ref().and_then(|s| s.last_move.as_ref())
+        );
+        if let Some((true, msg)) = condition(&f, "HeldInDoubt") {
+            held.get_or_insert(msg);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Issue 13, finding 4: the controllers cut off from every node for 10 s, nodes and clients
+/// fine. Nothing moves, status says the controller doubts its own view, and nothing moves
+/// when the cut heals.
+#[test]
+fn controllers_cut_off_from_every_node_move_nothing() {
+    scenario(
+        "controllers_cut_off_from_every_node_move_nothing",
+        Options::default(),
+        |sim| async move {
+            let from = sim.settle(Duration::from_secs(30)).await?;
+            let moves = move_count(&sim.fip().await?);
+            let traffic = sim.traffic();
+            let start = SystemTime::now();
+            let cut = sim.cut_controllers()?;
+            let mut held = None;
+            hold_still(&sim, &from, &mut held, Duration::from_secs(10)).await?;
+            cut.heal()?;
+            let mut after = None;
+            hold_still(&sim, &from, &mut after, Duration::from_secs(10)).await?;
+            let f = sim.fip().await?;
+            assert_eq!(move_count(&f), moves, "no move during the cut or after it");
+            assert!(
+                condition(&f, "HeldInDoubt").is_none(),
+                "the doubt ends with the cut"
+            );
+            let held = held.expect("HeldInDoubt during the cut");
+            println!("during the cut: HeldInDoubt: {held}");
+            assert!(
+                held.contains("points at the controller's own network"),
+                "{held}"
+            );
+            let attempts = traffic.stop();
+            for proto in [Proto::Tcp, Proto::Udp] {
+                let o = outage(&attempts, proto, start);
+                println!("{proto:?}: {} requests, {} failed", o.requests, o.failed);
+                assert_eq!(o.failed, 0, "clients never noticed");
+            }
+            Ok(sim)
+        },
+    );
+}
+
+/// Issue 13: a real multi-node failure still fails over. Two of three nodes die together:
+/// the controller doubts its probes (two of three failing), and the third node's agent
+/// confirms the holder is down, so the address moves there.
+#[test]
+fn two_of_three_nodes_die_together() {
+    scenario(
+        "two_of_three_nodes_die_together",
+        Options::default(),
+        |mut sim| async move {
+            let from = sim.settle(Duration::from_secs(30)).await?;
+            let other = sim
+                .nodes
+                .iter()
+                .map(|n| n.name.clone())
+                .find(|n| *n != from)
+                .expect("another node");
+            let survivor = sim
+                .nodes
+                .iter()
+                .map(|n| n.name.clone())
+                .find(|n| *n != from && *n != other)
+                .expect("a third node");
+            let traffic = sim.traffic();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let start = SystemTime::now();
+            sim.kill_node(&from)?;
+            sim.kill_node(&other)?;
+            let f = sim
+                .wait_fip("the move to the survivor", Duration::from_secs(30), |f| {
+                    holder(f).as_deref() == Some(survivor.as_str())
+                })
+                .await?;
+            assert_eq!(reason(&f), "HolderUnhealthy");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let attempts = traffic.stop();
+            let o = outage(&attempts, Proto::Tcp, start);
+            println!(
+                "{from} and {other} died together: moved to {survivor}, client outage {} ms",
+                o.duration.as_millis()
+            );
+            assert!(o.recovered.is_some());
+            Ok(sim)
+        },
+    );
+}
