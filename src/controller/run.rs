@@ -25,7 +25,9 @@ use crate::leader::{self, LeaderConfig};
 use crate::metrics::Metrics;
 use crate::nodes::NodeView;
 use crate::placement::{Decision, Health};
-use crate::probe::{merge_targets, Health as ProbeHealth, ProbeEngine, ProbeSpec, Target};
+use crate::probe::{
+    health_check_targets, merge_targets, Health as ProbeHealth, ProbeEngine, ProbeSpec, Target,
+};
 use std::net::IpAddr;
 
 /// `floatip controller` flags; each can also be set through its environment variable.
@@ -355,20 +357,14 @@ fn probe_targets(fips: &[Arc<FloatingIP>], nodes: &[Arc<Node>]) -> HashMap<Targe
         .collect();
     let mut pairs = Vec::new();
     for fip in fips {
-        let Some(hc) = &fip.spec.health_check else {
-            continue;
-        };
-        let (Ok(spec), Some(address)) = (
-            ProbeSpec::from_health_check(hc),
+        let (Some(hc), Some(address)) = (
+            &fip.spec.health_check,
             crate::api::parse_address(&fip.spec.address),
         ) else {
             continue;
         };
-        for ip in std::iter::once(address).chain(node_ips.iter().copied()) {
-            if let Ok(t) = Target::for_health_check(hc, ip) {
-                pairs.push((t, spec.clone()));
-            }
-        }
+        let ips = std::iter::once(address).chain(node_ips.iter().copied());
+        pairs.extend(health_check_targets(hc, ips));
     }
     merge_targets(pairs)
 }

@@ -140,6 +140,22 @@ pub fn merge(a: &ProbeSpec, b: &ProbeSpec) -> ProbeSpec {
     }
 }
 
+/// The targets a health check means for `ips` (a VIP, nodes' InternalIPs), each with the spec
+/// it asks for; none when the check is not valid (the controller reports that as InvalidSpec).
+/// The controller and the agent's peer probes both build their targets with this.
+pub fn health_check_targets(
+    check: &HealthCheck,
+    ips: impl IntoIterator<Item = IpAddr>,
+) -> Vec<(Target, ProbeSpec)> {
+    let Ok(spec) = ProbeSpec::from_health_check(check) else {
+        return Vec::new();
+    };
+    ips.into_iter()
+        .filter_map(|ip| Target::for_health_check(check, ip).ok())
+        .map(|t| (t, spec.clone()))
+        .collect()
+}
+
 /// Collects (target, spec) pairs into the map [`ProbeEngine::set_targets`] takes, merging
 /// the specs of a target named more than once.
 pub fn merge_targets(
@@ -301,6 +317,19 @@ mod tests {
         let mut bad = c;
         bad.port = 70_000;
         assert!(Target::for_health_check(&bad, "10.0.8.100".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn a_health_check_means_one_target_per_address_and_none_when_invalid() {
+        let c = check(Protocol::TCP, None);
+        let ips: Vec<IpAddr> = vec!["10.0.8.100".parse().unwrap(), "10.0.8.11".parse().unwrap()];
+        let pairs = health_check_targets(&c, ips.clone());
+        let addrs: Vec<String> = pairs.iter().map(|(t, _)| t.to_string()).collect();
+        assert_eq!(addrs, ["TCP 10.0.8.100:30080", "TCP 10.0.8.11:30080"]);
+        assert!(pairs.iter().all(|(_, s)| *s == spec(500, 250, 3, 2)));
+        let mut bad = c;
+        bad.failure_threshold = 0;
+        assert!(health_check_targets(&bad, ips).is_empty());
     }
 
     #[test]
