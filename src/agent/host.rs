@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -70,39 +70,9 @@ fn gone() -> io::Error {
 impl Host {
     pub fn spawn(cfg: HostConfig) -> io::Result<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
-        std::thread::Builder::new()
-            .name("floatip-net".into())
-            .spawn(move || {
-                let rt = cfg
-                    .netns
-                    .as_deref()
-                    .map_or(Ok(()), enter_netns)
-                    .and_then(|()| {
-                        tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
-                            .build()
-                    });
-                let rt = match rt {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    match Worker::open(cfg) {
-                        Ok(w) => {
-                            let _ = ready_tx.send(Ok(()));
-                            w.serve(rx).await;
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                        }
-                    }
-                });
-            })?;
-        ready_rx.recv().map_err(|_| gone())??;
+        super::netns::spawn_in("floatip-net", cfg.netns.clone(), move || {
+            Worker::open(cfg).map(|w| ((), w.serve(rx)))
+        })?;
         Ok(Self { tx })
     }
 
@@ -135,21 +105,6 @@ impl Host {
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }
-}
-
-fn enter_netns(path: &Path) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::File::open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", path.display())))?;
-    // SAFETY: setns(2) on a descriptor we own; it changes only this thread's namespace.
-    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(
-            e.kind(),
-            format!("entering {}: {e}", path.display()),
-        ));
-    }
-    Ok(())
 }
 
 struct Worker {

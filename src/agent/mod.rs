@@ -7,6 +7,7 @@ pub mod handover;
 pub mod health;
 pub mod host;
 pub mod netlink;
+pub mod netns;
 pub mod nft;
 pub mod want;
 
