@@ -3,9 +3,6 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, Patch, PatchParams};
-use serde_json::json;
 use tokio::time::Instant;
 
 use super::Agent;
@@ -13,11 +10,14 @@ use crate::api::{HANDOVER_ANNOTATION, HANDOVER_REQUESTED};
 
 /// Annotates the agent's own Pod so the controller moves this node's addresses proactively.
 pub async fn request(client: &kube::Client, namespace: &str, pod: &str) -> Result<(), kube::Error> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let patch = json!({"metadata": {"annotations": {HANDOVER_ANNOTATION: HANDOVER_REQUESTED}}});
-    pods.patch(pod, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .map(|_| ())
+    super::pod::annotate(
+        client,
+        namespace,
+        pod,
+        HANDOVER_ANNOTATION,
+        HANDOVER_REQUESTED,
+    )
+    .await
 }
 
 /// Runs the handover to the end: returns once nothing is held here any more (and the release

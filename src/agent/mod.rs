@@ -9,6 +9,7 @@ pub mod host;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+pub mod pod;
 pub mod want;
 
 use std::collections::{BTreeMap, BTreeSet};
