@@ -9,6 +9,7 @@ pub mod host;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+pub mod peer;
 pub mod pod;
 pub mod want;
 
@@ -103,6 +104,11 @@ pub struct AgentArgs {
     /// some packets here while it converges (about 1.2 s in AWS).
     #[arg(long, env = "FLOATIP_RELEASE_DELAY", default_value = "2s", value_parser = parse_duration)]
     pub release_delay: Duration,
+    /// The peer view (what this node sees of the nodes holding addresses, for the
+    /// controller) is written to this pod when it changes and at least this often, so that a
+    /// reader can tell a live view from a stale one.
+    #[arg(long, env = "FLOATIP_PEER_VIEW_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub peer_view_interval: Duration,
     /// How often the host is compared with status even when nothing changed (drift repair).
     #[arg(long, env = "FLOATIP_RESYNC", default_value = "10s", value_parser = parse_duration)]
     pub resync: Duration,
@@ -267,7 +273,30 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     admin::serve(args.admin_addr, Arc::new(metrics.clone()), health.clone()).await?;
     let client = kube::Client::try_default().await?;
     let changed = Arc::new(Notify::new());
-    let store = watch(Api::all(client.clone()), changed.clone());
+    let peers_changed = Arc::new(Notify::new());
+    let store = watch(
+        Api::all(client.clone()),
+        [changed.clone(), peers_changed.clone()],
+    );
+    let peers = match (&args.pod_namespace, &args.pod_name) {
+        (Some(ns), Some(pod)) => {
+            let prober = peer::Prober::spawn(args.host.netns.clone())
+                .map_err(|e| anyhow::anyhow!("cannot start the peer probes: {e}"))?;
+            let pod = (ns.clone(), pod.clone());
+            Some(peer::Peers::new(
+                client.clone(),
+                store.clone(),
+                peers_changed,
+                pod,
+                &args,
+                prober,
+            ))
+        }
+        _ => {
+            tracing::warn!("POD_NAME/POD_NAMESPACE unknown: no peer view is published, so the controller cannot ask this node how the others look");
+            None
+        }
+    };
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut agent = Agent {
         keeper: Keeper::new(args.release_delay),
@@ -289,6 +318,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
     }
     agent.health.synced();
+    if let Some(peers) = peers {
+        tokio::spawn(peers.run());
+    }
     tracing::info!(node = %agent.args.node_name, "agent started; FloatingIPs synced");
     let mut resync = tokio::time::interval(agent.args.resync);
     loop {
@@ -316,8 +348,9 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// A FloatingIP store fed by a watch that pokes `changed` on every event.
-fn watch(api: Api<FloatingIP>, changed: Arc<Notify>) -> Store<FloatingIP> {
+/// A FloatingIP store fed by a watch that pokes each of `changed` on every event: the
+/// reconcile loop and the peer view each wait on their own.
+fn watch(api: Api<FloatingIP>, changed: [Arc<Notify>; 2]) -> Store<FloatingIP> {
     let (store, writer) = reflector::store();
     let stream = reflector::reflector(
         writer,
@@ -327,7 +360,7 @@ fn watch(api: Api<FloatingIP>, changed: Arc<Notify>) -> Store<FloatingIP> {
         let mut stream = std::pin::pin!(stream);
         while let Some(item) = stream.next().await {
             match item {
-                Ok(_) => changed.notify_one(),
+                Ok(_) => changed.iter().for_each(|c| c.notify_one()),
                 Err(e) => {
                     tracing::warn!(error = %e, "FloatingIP watch error; retrying with backoff")
                 }
