@@ -68,10 +68,11 @@ pub struct Peers {
     /// The longest time between two writes while there is something to report.
     interval: Duration,
     prober: Prober,
-    /// The InternalIP of each node holding an address. A Node's InternalIP is its instance's
-    /// primary private address, fixed for the instance's life, so each is read once while
-    /// the node holds an address rather than every Node watched from every node.
-    ips: BTreeMap<String, IpAddr>,
+    /// The InternalIP of each node holding an address (None: its Node has none, or is gone).
+    /// A Node's InternalIP is its instance's primary private address, fixed for the
+    /// instance's life, so each is read once while the node holds an address rather than
+    /// every Node watched from every node.
+    ips: BTreeMap<String, Option<IpAddr>>,
     last: Option<Written>,
     failures: u32,
 }
@@ -124,7 +125,7 @@ impl Peers {
         self.ips.retain(|node, _| holders.contains_key(node));
         for node in holders.keys() {
             if !self.ips.contains_key(node) {
-                if let Some(ip) = self.internal_ip(node).await {
+                if let Ok(ip) = self.internal_ip(node).await {
                     self.ips.insert(node.clone(), ip);
                 }
             }
@@ -139,31 +140,30 @@ impl Peers {
         }
     }
 
-    /// The node's InternalIP; None (logged, asked again next round) when it cannot be read.
-    async fn internal_ip(&self, node: &str) -> Option<IpAddr> {
-        match Api::<Node>::all(self.client.clone()).get_opt(node).await {
-            Ok(Some(n)) => {
-                let ip = NodeView::from_node(&n).internal_ip;
-                if ip.is_none() {
-                    tracing::warn!(
-                        node,
-                        "the Node has no InternalIP address: its peer health is Unknown"
-                    );
-                }
-                ip
-            }
-            Ok(None) => {
-                tracing::warn!(
-                    node,
-                    "status.holder names a Node that does not exist: its peer health is Unknown"
-                );
-                None
-            }
-            Err(e) => {
-                tracing::warn!(node, error = %e, "could not read the Node's InternalIP; asking again next round");
-                None
-            }
+    /// The node's InternalIP, None when the Node has none or does not exist (both logged);
+    /// an error (logged) when it could not be read, so it is asked for again next round.
+    async fn internal_ip(&self, node: &str) -> Result<Option<IpAddr>, kube::Error> {
+        let found = Api::<Node>::all(self.client.clone())
+            .get_opt(node)
+            .await
+            .inspect_err(|e| {
+                tracing::warn!(node, error = %e, "could not read the Node's InternalIP; asking again next round")
+            })?;
+        let Some(found) = found else {
+            tracing::warn!(
+                node,
+                "status.holder names a Node that does not exist: its peer health stays Unknown"
+            );
+            return Ok(None);
+        };
+        let ip = NodeView::from_node(&found).internal_ip;
+        if ip.is_none() {
+            tracing::warn!(
+                node,
+                "the Node has no InternalIP address: its peer health stays Unknown"
+            );
         }
+        Ok(ip)
     }
 
     async fn write(&mut self, view: PeerView, now: Instant) {

@@ -38,14 +38,18 @@ pub struct Plan {
     pub by_node: BTreeMap<String, Vec<Target>>,
 }
 
-/// Each holder's InternalIP (from `ips`) on each of its addresses' checks.
-pub fn plan(holders: &BTreeMap<String, Vec<&HealthCheck>>, ips: &BTreeMap<String, IpAddr>) -> Plan {
+/// Each holder's InternalIP (from `ips`; None or missing when not known) on each of its
+/// addresses' checks.
+pub fn plan(
+    holders: &BTreeMap<String, Vec<&HealthCheck>>,
+    ips: &BTreeMap<String, Option<IpAddr>>,
+) -> Plan {
     let mut pairs = Vec::new();
     let mut by_node = BTreeMap::new();
     for (node, checks) in holders {
         let mut targets: Vec<Target> = Vec::new();
         for check in checks {
-            for (t, spec) in health_check_targets(check, ips.get(node).copied()) {
+            for (t, spec) in health_check_targets(check, ips.get(node).copied().flatten()) {
                 if !targets.contains(&t) {
                     targets.push(t);
                 }
@@ -157,11 +161,12 @@ mod tests {
         )
     }
 
-    fn ips() -> BTreeMap<String, IpAddr> {
+    fn ips() -> BTreeMap<String, Option<IpAddr>> {
         BTreeMap::from([
-            ("node-1".to_string(), "10.0.8.11".parse().unwrap()),
-            ("node-2".to_string(), "10.0.8.12".parse().unwrap()),
-            ("node-3".to_string(), "10.0.8.13".parse().unwrap()),
+            ("node-1".to_string(), Some("10.0.8.11".parse().unwrap())),
+            ("node-2".to_string(), Some("10.0.8.12".parse().unwrap())),
+            ("node-3".to_string(), Some("10.0.8.13".parse().unwrap())),
+            ("node-5".to_string(), None),
         ])
     }
 
@@ -199,12 +204,21 @@ mod tests {
 
     #[test]
     fn a_holder_whose_address_is_unknown_is_listed_without_targets() {
-        let fips = [fip("a", Some("node-4"), Some(30080))];
+        // node-4: not read (yet); node-5: its Node has no InternalIP.
+        let fips = [
+            fip("a", Some("node-4"), Some(30080)),
+            fip("b", Some("node-5"), Some(30080)),
+        ];
         let p = plan(&holders(&fips, ME), &ips());
         assert!(p.targets.is_empty());
-        assert_eq!(p.by_node, BTreeMap::from([("node-4".to_string(), vec![])]));
+        let none = BTreeMap::from([
+            ("node-4".to_string(), vec![]),
+            ("node-5".to_string(), vec![]),
+        ]);
+        assert_eq!(p.by_node, none);
         let states = node_states(&p.by_node, &HashMap::new());
         assert_eq!(states["node-4"], PeerHealth::Unknown);
+        assert_eq!(states["node-5"], PeerHealth::Unknown);
     }
 
     fn state(health: Health) -> TargetState {
