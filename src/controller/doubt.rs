@@ -7,7 +7,7 @@
 //! | controller's node checks | agents' fresh views of the holder | move? |
 //! |---|---|---|
 //! | fewer than half (or one) failing | any | yes, on the controller's evidence |
-//! | half or more failing | at least one Down, none Up | yes: confirmed |
+//! | half or more failing | at least one Down, none Up (views taken since the failure began) | yes: confirmed |
 //! | half or more failing | any Up | no: held, the agents still see the holder |
 //! | half or more failing | none | no: held, nothing confirms it |
 //!
@@ -81,12 +81,19 @@ pub enum Verdict {
     Unconfirmed,
 }
 
-/// The agents' fresh views of `holder`, its own agent left out (it cannot vouch for itself).
-pub fn confirm(holder: &str, peers: &HashMap<String, PeerReport>) -> Verdict {
+/// The agents' views of `holder` taken since its checks began failing (`failing_for` ago) and
+/// still fresh; its own agent left out (it cannot vouch for itself). An older view cannot
+/// testify about this failure: a node that died with the holder leaves a last view that still
+/// says the holder answers.
+pub fn confirm(
+    holder: &str,
+    failing_for: Duration,
+    peers: &HashMap<String, PeerReport>,
+) -> Verdict {
     let mut up = Vec::new();
     let mut down = Vec::new();
     for (reporter, report) in peers {
-        if reporter == holder || report.age > FRESH {
+        if reporter == holder || report.age > FRESH || report.age > failing_for {
             continue;
         }
         match report.nodes.get(holder) {
@@ -108,10 +115,11 @@ pub fn confirm(holder: &str, peers: &HashMap<String, PeerReport>) -> Verdict {
 pub fn hold_reason(
     doubt: Option<&str>,
     holder: &str,
+    failing_for: Duration,
     peers: &HashMap<String, PeerReport>,
 ) -> Option<String> {
     let doubt = doubt?;
-    match confirm(holder, peers) {
+    match confirm(holder, failing_for, peers) {
         Verdict::Confirmed(_) => None,
         Verdict::Denied(who) => Some(format!(
             "{doubt}; the agents on {} still see {holder} answer, so the address stays",
@@ -191,16 +199,17 @@ mod tests {
     #[test]
     fn a_doubted_move_needs_a_fresh_agent_that_sees_the_holder_down_and_none_up() {
         let doubt = Some("the controller's checks fail");
+        let failing = Duration::from_secs(5);
         let peers = HashMap::from([
             ("n2".to_string(), report(1, &[("n1", Health::Passing)])),
             ("n3".to_string(), report(1, &[("n1", Health::Failing)])),
         ]);
         assert_eq!(
-            hold_reason(None, "n1", &peers),
+            hold_reason(None, "n1", failing, &peers),
             None,
             "no doubt, no question"
         );
-        let held = hold_reason(doubt, "n1", &peers).unwrap();
+        let held = hold_reason(doubt, "n1", failing, &peers).unwrap();
         assert!(
             held.ends_with("the agents on n2 still see n1 answer, so the address stays"),
             "{held}"
@@ -212,15 +221,31 @@ mod tests {
             ("n1".to_string(), report(1, &[("n1", Health::Passing)])),
             ("n2".to_string(), report(60, &[("n1", Health::Passing)])),
         ]);
-        assert_eq!(hold_reason(doubt, "n1", &confirmed), None);
+        assert_eq!(hold_reason(doubt, "n1", failing, &confirmed), None);
         assert_eq!(
-            confirm("n1", &confirmed),
+            confirm("n1", failing, &confirmed),
             Verdict::Confirmed(vec!["n3".into()])
         );
 
         let silent = HashMap::from([("n2".to_string(), report(1, &[("n4", Health::Failing)]))]);
-        assert!(hold_reason(doubt, "n1", &silent)
+        assert!(hold_reason(doubt, "n1", failing, &silent)
             .unwrap()
             .contains("no agent confirms"));
+    }
+
+    /// n2 died with n1: its last view, taken before the failure, still says n1 answers. It
+    /// cannot testify about this failure; n3's view, taken since, confirms it.
+    #[test]
+    fn a_view_from_before_the_failure_is_no_evidence() {
+        let died_together = HashMap::from([
+            ("n2".to_string(), report(4, &[("n1", Health::Passing)])),
+            ("n3".to_string(), report(1, &[("n1", Health::Failing)])),
+        ]);
+        let doubt = Some("the controller's checks fail");
+        assert_eq!(
+            hold_reason(doubt, "n1", Duration::from_secs(2), &died_together),
+            None
+        );
+        assert!(hold_reason(doubt, "n1", Duration::from_secs(10), &died_together).is_some());
     }
 }

@@ -265,6 +265,20 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                     .and_then(|n| n.internal_ip),
             )
         };
+        // How long the node's check has been failing (zero when it passes).
+        let node_failing_for = |name: &str| {
+            let state = fip.spec.health_check.as_ref().and_then(|hc| {
+                let ip = world.nodes.iter().find(|n| n.name == name)?.internal_ip?;
+                world.health.get(&Target::for_health_check(hc, ip).ok()?)
+            });
+            match state {
+                Some(s) if s.state == crate::probe::Health::Down => {
+                    s.failing_since.unwrap_or(s.since).elapsed()
+                }
+                Some(s) => s.failing_since.map(|f| f.elapsed()).unwrap_or_default(),
+                None => Duration::ZERO,
+            }
+        };
         // A candidate must answer now: one whose latest probe failed is no candidate yet,
         // even while it is still Up.
         let fresh_node_health = |name: &str| {
@@ -452,10 +466,10 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
             Decision::Stuck { .. } => fit_of(&h.node).is_ok(),
             _ => false,
         };
-        let held_in_doubt = holder
-            .as_ref()
-            .filter(|h| unplanned(h))
-            .and_then(|h| doubt::hold_reason(self_doubt.as_deref(), &h.node, world.peers));
+        let held_in_doubt = holder.as_ref().filter(|h| unplanned(h)).and_then(|h| {
+            let failing_for = node_failing_for(&h.node);
+            doubt::hold_reason(self_doubt.as_deref(), &h.node, failing_for, world.peers)
+        });
         let decision = if held_in_doubt.is_some() {
             Decision::Stay
         } else {

@@ -831,6 +831,8 @@ fn controllers_cut_off_from_every_node_move_nothing() {
         Options::default(),
         |sim| async move {
             let from = sim.settle(Duration::from_secs(30)).await?;
+            // Long enough for the controllers' probes to have seen every node pass.
+            tokio::time::sleep(Duration::from_secs(3)).await;
             let moves = move_count(&sim.fip().await?);
             let traffic = sim.traffic();
             let start = SystemTime::now();

@@ -370,6 +370,10 @@ impl Sim {
         say("wiring the router, the client and the nodes (network namespaces)");
         let router = Netns::new("router")?;
         router.sysctl("net.ipv4.ip_forward", "1")?;
+        // Nodes see their subnet as on-link and ARP for each other, as in a VPC, whose router
+        // answers for every address in the subnet: without this a node could not reach
+        // another (the agents' peer probes go node to node).
+        router.sysctl("net.ipv4.conf.all.proxy_arp", "1")?;
         veth(infra, "vpc0", &router, "rinfra")?;
         infra.ip(&format!("addr add {INFRA}/24 dev vpc0"))?;
         infra.ip(&infra_route())?;
