@@ -435,6 +435,18 @@ async fn a_hundred_addresses_leave_a_failed_node_in_one_call_per_target_eni() {
     );
 }
 
+/// What a person with the AWS CLI does: take the address off `node`'s ENI, past floatip.
+async fn unassign_outside_floatip(c: &Cluster, node: &str, address: &str) {
+    c.ec2
+        .direct_client()
+        .unassign_private_ip_addresses()
+        .network_interface_id(&c.node(node).eni)
+        .private_ip_addresses(address)
+        .send()
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resync_puts_back_an_address_changed_outside_floatip() {
     let mut c = Cluster::new(3).await;
@@ -444,12 +456,7 @@ async fn resync_puts_back_an_address_changed_outside_floatip() {
     let aws = c.ec2.direct_client();
 
     // Removed outside floatip.
-    aws.unassign_private_ip_addresses()
-        .network_interface_id(&c.node(&holder).eni)
-        .private_ip_addresses(address)
-        .send()
-        .await
-        .unwrap();
+    unassign_outside_floatip(&c, &holder, address).await;
     let f = c
         .wait_fip("web", "put back after removal", T, |f| {
             f.status.as_ref().is_some_and(|s| s.move_count == 2)
@@ -799,17 +806,11 @@ async fn outside_changes_are_noticed_within_seconds_not_at_resync() {
     c.start_controller_with("controller-a", &[("FLOATIP_RESYNC", "120s")]);
     let address = "10.0.11.61";
     let holder = assigned(&c, "web", address).await;
-    let aws = c.ec2.direct_client();
     // Past the controller's own read-back of its move, so only the holder check can see it.
     tokio::time::sleep(Duration::from_secs(1)).await;
     c.ec2.reset_calls();
     let changed = Instant::now();
-    aws.unassign_private_ip_addresses()
-        .network_interface_id(&c.node(&holder).eni)
-        .private_ip_addresses(address)
-        .send()
-        .await
-        .unwrap();
+    unassign_outside_floatip(&c, &holder, address).await;
     let f = c
         .wait_fip("web", "put back", Duration::from_secs(10), |f| {
             f.status.as_ref().is_some_and(|s| s.move_count == 2)

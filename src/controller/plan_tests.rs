@@ -483,11 +483,25 @@ mod with_health_checks {
         reensured: Option<Duration>,
         peers: &HashMap<String, crate::controller::doubt::PeerReport>,
     ) -> Act {
+        decide_among(2, health, reensured, peers)
+    }
+
+    /// Plans `web` (held by n1) among `n` nodes n1.. at 10.0.8.11.. with these probe results.
+    fn decide_among(
+        n: u8,
+        health: HashMap<Target, TargetState>,
+        reensured: Option<Duration>,
+        peers: &HashMap<String, crate::controller::doubt::PeerReport>,
+    ) -> Act {
         let fips = [checked_fip()];
-        let nodes = vec![node_ip("n1", "10.0.8.11"), node_ip("n2", "10.0.8.12")];
+        let nodes: Vec<NodeView> = (1..=n)
+            .map(|i| node_ip(&format!("n{i}"), &format!("10.0.8.{}", 10 + i)))
+            .collect();
         let enis = HashMap::from([(
             SUBNET.to_string(),
-            vec![eni(1, &["10.0.8.100"]), eni(2, &[])],
+            (1..=n)
+                .map(|i| eni(i, if i == 1 { &["10.0.8.100"] } else { &[] }))
+                .collect(),
         )]);
         let reensured: HashMap<String, Duration> = reensured
             .map(|d| ("web".to_string(), d))
@@ -605,22 +619,6 @@ mod with_health_checks {
     #[test]
     fn a_doubted_move_waits_for_an_agent_to_confirm_the_holder_is_down() {
         use crate::controller::doubt::PeerReport;
-        let fips = [checked_fip()];
-        let nodes = vec![
-            node_ip("n1", "10.0.8.11"),
-            node_ip("n2", "10.0.8.12"),
-            node_ip("n3", "10.0.8.13"),
-        ];
-        let enis = HashMap::from([(
-            SUBNET.to_string(),
-            vec![eni(1, &["10.0.8.100"]), eni(2, &[]), eni(3, &[])],
-        )]);
-        let health = health(&[
-            ("10.0.8.100", P::Down),
-            ("10.0.8.11", P::Down),
-            ("10.0.8.12", P::Down),
-            ("10.0.8.13", P::Up),
-        ]);
         let view = |of_n1: Health| {
             HashMap::from([(
                 "n3".to_string(),
@@ -631,20 +629,13 @@ mod with_health_checks {
             )])
         };
         let decide = |peers: &HashMap<String, PeerReport>| {
-            let plans = plan(&World {
-                fips: &fips,
-                nodes: &nodes,
-                agents_ready: None,
-                agents_leaving: &HashSet::new(),
-                enis: &enis,
-                subnets: &subnets(),
-                cluster: CLUSTER,
-                now: Timestamp::from_second(1_800_001_000).unwrap(),
-                health: &health,
-                reensured: &HashMap::new(),
-                peers,
-            });
-            act(&plans[0]).clone()
+            let states = [
+                ("10.0.8.100", P::Down),
+                ("10.0.8.11", P::Down),
+                ("10.0.8.12", P::Down),
+                ("10.0.8.13", P::Up),
+            ];
+            decide_among(3, health(&states), None, peers)
         };
         let alone = decide(&HashMap::new());
         assert_eq!(alone.decision, Decision::Stay);
@@ -677,36 +668,13 @@ mod with_health_checks {
     /// it doubts itself, not that no node passes.
     #[test]
     fn a_controller_cut_off_from_every_node_holds_in_doubt() {
-        let fips = [checked_fip()];
-        let nodes = vec![
-            node_ip("n1", "10.0.8.11"),
-            node_ip("n2", "10.0.8.12"),
-            node_ip("n3", "10.0.8.13"),
-        ];
-        let enis = HashMap::from([(
-            SUBNET.to_string(),
-            vec![eni(1, &["10.0.8.100"]), eni(2, &[]), eni(3, &[])],
-        )]);
-        let health = health(&[
+        let states = [
             ("10.0.8.100", P::Down),
             ("10.0.8.11", P::Down),
             ("10.0.8.12", P::Down),
             ("10.0.8.13", P::Down),
-        ]);
-        let plans = plan(&World {
-            fips: &fips,
-            nodes: &nodes,
-            agents_ready: None,
-            agents_leaving: &HashSet::new(),
-            enis: &enis,
-            subnets: &subnets(),
-            cluster: CLUSTER,
-            now: Timestamp::from_second(1_800_001_000).unwrap(),
-            health: &health,
-            reensured: &HashMap::new(),
-            peers: &HashMap::new(),
-        });
-        let a = act(&plans[0]);
+        ];
+        let a = &decide_among(3, health(&states), None, &HashMap::new());
         assert_eq!(a.decision, Decision::Stay);
         assert!(a.doubt.as_ref().unwrap().contains("3 of 3 nodes"), "{a:?}");
         let ready = crate::controller::pass::ready_condition(a);
