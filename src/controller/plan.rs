@@ -246,50 +246,30 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                 mac: eni.mac.clone(),
             })
         };
-        let health_of = |ip: Option<IpAddr>| -> Health {
-            let (Some(hc), Some(ip)) = (fip.spec.health_check.as_ref(), ip) else {
-                return Health::Unknown;
-            };
-            Target::for_health_check(hc, ip)
-                .ok()
-                .and_then(|t| world.health.get(&t))
+        // What the probes say of a node on this FloatingIP's check, if they say anything.
+        let node_state = |name: &str| {
+            let hc = fip.spec.health_check.as_ref()?;
+            let ip = world.nodes.iter().find(|n| n.name == name)?.internal_ip?;
+            world.health.get(&Target::for_health_check(hc, ip).ok()?)
+        };
+        let node_health = |name: &str| {
+            node_state(name)
                 .map(|s| s.state.into())
                 .unwrap_or(Health::Unknown)
         };
-        let node_health = |name: &str| {
-            health_of(
-                world
-                    .nodes
-                    .iter()
-                    .find(|n| n.name == name)
-                    .and_then(|n| n.internal_ip),
-            )
-        };
         // How long the node's check has been failing (zero when it passes).
-        let node_failing_for = |name: &str| {
-            let state = fip.spec.health_check.as_ref().and_then(|hc| {
-                let ip = world.nodes.iter().find(|n| n.name == name)?.internal_ip?;
-                world.health.get(&Target::for_health_check(hc, ip).ok()?)
-            });
-            match state {
-                Some(s) if s.state == crate::probe::Health::Down => {
-                    s.failing_since.unwrap_or(s.since).elapsed()
-                }
-                Some(s) => s.failing_since.map(|f| f.elapsed()).unwrap_or_default(),
-                None => Duration::ZERO,
+        let node_failing_for = |name: &str| match node_state(name) {
+            Some(s) if s.state == crate::probe::Health::Down => {
+                s.failing_since.unwrap_or(s.since).elapsed()
             }
+            Some(s) => s.failing_since.map(|f| f.elapsed()).unwrap_or_default(),
+            None => Duration::ZERO,
         };
         // A candidate must answer now: one whose latest probe failed is no candidate yet,
         // even while it is still Up.
-        let fresh_node_health = |name: &str| {
-            let state = fip.spec.health_check.as_ref().and_then(|hc| {
-                let ip = world.nodes.iter().find(|n| n.name == name)?.internal_ip?;
-                world.health.get(&Target::for_health_check(hc, ip).ok()?)
-            });
-            match state {
-                Some(s) if s.failing_since.is_some() => Health::Unknown,
-                _ => node_health(name),
-            }
+        let fresh_node_health = |name: &str| match node_state(name) {
+            Some(s) if s.failing_since.is_some() => Health::Unknown,
+            _ => node_health(name),
         };
         let vip = fip.spec.health_check.as_ref().and_then(|hc| {
             let target = Target::for_health_check(hc, address).ok()?;
