@@ -4,9 +4,9 @@
 //! agent starts. One clear line and a non-zero exit when something is missing.
 
 use crate::api::condition as cond;
-use crate::controller::conditions::{self, Desired};
-use crate::controller::pass::{record_arrival, Arrival};
-use crate::controller::plan::Placed;
+use crate::status::conditions::{self, Desired};
+use crate::status::Placed;
+use crate::status::{record_arrival, Arrival};
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -20,11 +20,11 @@ use crate::agent::host::Host;
 use crate::agent::want::held_by;
 use crate::agent::HostArgs;
 use crate::api::{validate_spec, FloatingIP, InterfaceChoice, Mode, MoveReason, PendingMove};
+use crate::cli::parse_duration;
 use crate::cloud::aws::Ec2;
 use crate::cloud::{
     floating_tags, parse_security_group_id, same_security_groups, Cloud, CloudError, Eni, Instance,
 };
-use crate::controller::run::parse_duration;
 use crate::nodes::{node_fitness, NodeView, Unfit};
 
 /// `floatip attach` flags; each can also be set through its environment variable.

@@ -16,4 +16,6 @@ pub mod metrics;
 pub mod nodes;
 pub mod placement;
 pub mod probe;
+pub mod retry;
+pub mod status;
 pub mod watch;

@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 
 use crate::admin;
 use crate::api::FloatingIP;
-use crate::controller::run::parse_duration;
+use crate::cli::parse_duration;
 use crate::metrics::AgentMetrics;
 use health::{AgentHealth, Reconciled};
 use host::{Host, HostConfig, Report};
@@ -231,7 +231,7 @@ impl Agent {
     }
 
     fn retry_in(&self) -> Option<Duration> {
-        (self.failures > 0).then(|| crate::controller::pass::backoff(self.failures - 1))
+        (self.failures > 0).then(|| crate::retry::backoff(self.failures - 1))
     }
 }
 

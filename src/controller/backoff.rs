@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use crate::cloud::CloudError;
+use crate::retry::jittered;
 
 /// First wait after a refusal; it doubles per refusal up to [`CAP`].
 pub const BASE: Duration = Duration::from_secs(2);
@@ -89,14 +90,6 @@ impl Backoffs {
     }
 }
 
-/// Exponential backoff with equal jitter: `base * 2^attempt`, capped, then a uniformly random
-/// point in its upper half, so that many waiters spread out but none retries at once.
-pub fn jittered(base: Duration, cap: Duration, attempt: u32) -> Duration {
-    let full = base.saturating_mul(1u32 << attempt.min(20)).min(cap);
-    let half = full / 2;
-    half + Duration::from_nanos(fastrand::u64(0..=half.as_nanos() as u64))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,16 +130,5 @@ mod tests {
         assert!(b.next_due().is_some());
         assert!(b.clear("web"));
         assert!(b.waiting("web", Some(2)).is_none() && b.next_due().is_none());
-    }
-
-    #[test]
-    fn jitter_stays_in_the_upper_half() {
-        for attempt in 0..30 {
-            let d = jittered(Duration::from_millis(200), Duration::from_secs(30), attempt);
-            let full = Duration::from_millis(200)
-                .saturating_mul(1 << attempt.min(20))
-                .min(Duration::from_secs(30));
-            assert!(d >= full / 2 && d <= full, "{attempt}: {d:?}");
-        }
     }
 }

@@ -2,7 +2,6 @@
 //! data (plan.rs), carried out with every write gated on the leader Lease (pass.rs).
 
 pub mod backoff;
-pub mod conditions;
 pub mod doubt;
 pub mod events;
 pub mod pass;

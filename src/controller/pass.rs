@@ -12,14 +12,15 @@ use kube::ResourceExt;
 use serde_json::json;
 
 use super::backoff::{Backoffs, Entry};
-use super::conditions::{self, Desired};
 use super::plan::{has_finalizer, Act, Placed, Plan, FINALIZER};
 use crate::api::{
-    condition as cond, FloatingIP, FloatingIPStatus, Holder, Move, MoveReason, PendingMove,
+    condition as cond, FloatingIP, FloatingIPStatus, Holder, MoveReason, PendingMove,
 };
 use crate::cloud::{AddressMove, Cloud, CloudError};
 use crate::metrics::Metrics;
 use crate::placement::Decision;
+use crate::status::conditions::{self, Desired};
+use crate::status::{record_arrival, Arrival};
 
 /// What a pass needs to act.
 pub struct Ctx<C: Cloud> {
@@ -678,68 +679,6 @@ impl<C: Cloud> Ctx<C> {
     }
 }
 
-/// A move EC2 has confirmed, for [`record_arrival`].
-pub struct Arrival<'a> {
-    pub address: &'a str,
-    pub from: Option<String>,
-    pub to: &'a Placed,
-    pub reason: MoveReason,
-    /// From the decision (or claim) to EC2's confirmation.
-    pub took: Duration,
-}
-
-/// Writes a confirmed move into status: the holder, lastMove, moveCount, Assigned and Ready;
-/// drops the claim and the conditions the move resolves. Shared by the controller and
-/// `floatip attach`, so a first attach reads exactly like a move.
-pub fn record_arrival(
-    s: &mut FloatingIPStatus,
-    a: &Arrival<'_>,
-    generation: Option<i64>,
-    now: &Time,
-) {
-    s.pending_move = None;
-    s.holder = Some(Holder {
-        node: a.to.node.clone(),
-        instance_id: a.to.instance_id.clone(),
-        network_interface_id: Some(a.to.eni.clone()),
-        mac_address: a.to.mac.clone(),
-        since: now.clone(),
-    });
-    s.last_move = Some(Move {
-        from: a.from.clone(),
-        to: a.to.node.clone(),
-        reason: a.reason,
-        at: now.clone(),
-        duration_ms: a.took.as_millis() as i64,
-    });
-    s.move_count += 1;
-    s.observed_generation = generation;
-    let assigned = format!("EC2 has {} on {} of {}", a.address, a.to.eni, a.to.node);
-    conditions::set(
-        &mut s.conditions,
-        &Desired::new(cond::ASSIGNED, true, "Assigned", assigned),
-        generation,
-        now,
-    );
-    let ready = format!("held by {}", a.to.node);
-    conditions::set(
-        &mut s.conditions,
-        &Desired::new(cond::READY, true, "Assigned", ready),
-        generation,
-        now,
-    );
-    for stale in [
-        cond::CLOUD_ERROR,
-        cond::NO_CANDIDATES,
-        cond::INVALID_SPEC,
-        cond::CONFLICT,
-        cond::BACKING_OFF,
-        cond::HELD_IN_DOUBT,
-    ] {
-        conditions::remove(&mut s.conditions, stale);
-    }
-}
-
 /// The Ready condition of an address that stays where it is.
 pub(crate) fn ready_condition(act: &Act) -> Desired {
     match (&act.holder, &act.holder_fit, &act.decision) {
@@ -812,22 +751,5 @@ fn healthy(v: &super::plan::VipHealth) -> Desired {
             "NotProbedYet",
             format!("{} has no verdict yet", v.target),
         ),
-    }
-}
-
-/// Jittered exponential backoff for passes that ended in a transient error.
-pub fn backoff(attempt: u32) -> Duration {
-    super::backoff::jittered(Duration::from_millis(200), Duration::from_secs(30), attempt)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pass_backoff_starts_small_and_stays_under_half_a_minute() {
-        assert!(backoff(0) <= Duration::from_millis(200));
-        assert!((0..40).all(|a| backoff(a) <= Duration::from_secs(30)));
-        assert!(backoff(10) >= Duration::from_secs(15));
     }
 }

@@ -17,14 +17,7 @@ use crate::nodes::{node_fitness, NodeView, Unfit};
 use crate::placement::{self, Candidate, Decision, Health, Holder};
 use crate::probe::{Target, TargetState};
 
-/// Where an address is (or goes): node, instance and ENI.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placed {
-    pub node: String,
-    pub instance_id: String,
-    pub eni: String,
-    pub mac: Option<String>,
-}
+pub use crate::status::Placed;
 
 /// Everything a pass knows.
 pub struct World<'a> {

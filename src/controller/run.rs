@@ -14,11 +14,12 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 use tokio::sync::Notify;
 
-use super::pass::{backoff, Ctx};
+use super::pass::Ctx;
 use super::plan::{plan, Plan, World};
 use crate::admin::{self, Readiness};
 use crate::api::FloatingIP;
 use crate::api::MoveReason;
+use crate::cli::parse_duration;
 use crate::cloud::aws::Ec2;
 use crate::cloud::{Cloud, CloudError, Eni, Subnet};
 use crate::leader::{self, LeaderConfig};
@@ -28,6 +29,7 @@ use crate::placement::{Decision, Health};
 use crate::probe::{
     health_check_targets, merge_targets, Health as ProbeHealth, ProbeEngine, ProbeSpec, Target,
 };
+use crate::retry::backoff;
 use std::net::IpAddr;
 
 /// `floatip controller` flags; each can also be set through its environment variable.
@@ -92,28 +94,6 @@ pub struct ControllerArgs {
     /// Address of the admin server (/metrics, /livez, /readyz).
     #[arg(long, env = "FLOATIP_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
     pub admin_addr: SocketAddr,
-}
-
-/// `500ms`, `4s`, `2m`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| c.is_ascii_alphabetic())
-        .map(|i| s.split_at(i))
-        .unwrap_or((s, "s"));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration such as 500ms, 4s or 2m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("{s:?}: the unit must be ms, s or m")),
-    };
-    if !(secs.is_finite() && secs >= 0.0) {
-        return Err(format!("{s:?} is not a positive duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// Each subnet and its ENIs from EC2, with when they were read.
@@ -639,16 +619,6 @@ fn pod_ready(pod: &Pod) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("4s"), Ok(Duration::from_secs(4)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("4h").unwrap_err().contains("ms, s or m"));
-        assert!(parse_duration("soon").is_err());
-    }
 
     fn act(name: &str, decision: Decision, vip: Option<Health>) -> Plan {
         let address: std::net::IpAddr = "10.0.8.100".parse().unwrap();

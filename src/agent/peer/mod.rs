@@ -107,8 +107,7 @@ impl Peers {
     pub async fn run(mut self) {
         loop {
             self.round().await;
-            let retry =
-                (self.failures > 0).then(|| crate::controller::pass::backoff(self.failures - 1));
+            let retry = (self.failures > 0).then(|| crate::retry::backoff(self.failures - 1));
             let wake = view::next_wake(self.last.as_ref(), retry, Instant::now(), self.interval);
             tokio::select! {
                 _ = self.changed.notified() => {}

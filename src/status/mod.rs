@@ -1,0 +1,16 @@
+//! A FloatingIP's status as both writers build it: the controller after a move, `floatip
+//! attach` after a first claim. Shared here so that neither reaches into the other.
+
+mod arrival;
+pub mod conditions;
+
+pub use arrival::{record_arrival, Arrival};
+
+/// Where an address is (or goes): node, instance and ENI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub node: String,
+    pub instance_id: String,
+    pub eni: String,
+    pub mac: Option<String>,
+}
