@@ -48,6 +48,8 @@ pub struct Outcome {
     /// A decision waits on time alone (minHoldSeconds, the settle and re-ensure graces): plan
     /// again after this long even if nothing else happens.
     pub recheck: Option<Duration>,
+    /// A move was held back because its target did not answer right before it.
+    pub recheck_soon: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +73,8 @@ struct Claimed {
     to: Placed,
     reason: MoveReason,
     decided: Instant,
+    /// Probed once more before the move (an unplanned one): the target must answer now.
+    confirm: Option<crate::probe::Target>,
 }
 
 impl<C: Cloud> Ctx<C> {
@@ -170,6 +174,7 @@ impl<C: Cloud> Ctx<C> {
                                 to: to.clone(),
                                 reason: *reason,
                                 decided: Instant::now(),
+                                confirm: act.confirm_target,
                             });
                             Ok(())
                         }
@@ -516,6 +521,7 @@ impl<C: Cloud> Ctx<C> {
     /// verifies, then records each move.
     async fn move_batch(&self, eni: &str, batch: Vec<Claimed>, out: &mut Outcome) {
         let now = Time(jiff::Timestamp::now());
+        let batch = self.answering_now(batch, out).await;
         let mut claimed = Vec::new();
         for mut c in batch {
             let name = c.fip.name_any();
@@ -598,6 +604,43 @@ impl<C: Cloud> Ctx<C> {
                 self.note_error(&name, &e, out);
             }
         }
+    }
+
+    /// Keeps the moves whose target answers its check now: each target of an unplanned move is
+    /// probed once more (in parallel, at most the check's timeout and never over 500 ms), so an
+    /// address never goes to a node on evidence that went stale since the decision. A move
+    /// left out is planned again shortly.
+    async fn answering_now(&self, batch: Vec<Claimed>, out: &mut Outcome) -> Vec<Claimed> {
+        let probes = batch.iter().map(|c| async {
+            let (Some(target), Some(hc)) = (c.confirm, c.fip.spec.health_check.as_ref()) else {
+                return Ok(None);
+            };
+            let spec = crate::probe::ProbeSpec::from_health_check(hc)?;
+            let timeout = spec.timeout.min(Duration::from_millis(500));
+            crate::probe::check::probe(
+                target.protocol,
+                target.addr,
+                timeout,
+                &spec.udp_payload,
+                spec.reply_required,
+            )
+            .await
+            .map(|_| None)
+            .or_else(|failure| Ok(Some(format!("{target}: {failure}"))))
+        });
+        let verdicts: Vec<Result<Option<String>, String>> = futures::future::join_all(probes).await;
+        let mut kept = Vec::new();
+        for (c, verdict) in batch.into_iter().zip(verdicts) {
+            match verdict {
+                Ok(None) | Err(_) => kept.push(c),
+                Ok(Some(why)) => {
+                    tracing::info!(floatingip = %c.fip.name_any(), to = %c.to.node, why,
+                        "the target did not answer right before the move; planning again");
+                    out.recheck_soon = true;
+                }
+            }
+        }
+        kept
     }
 
     /// One assignment onto `eni`, read back. Gated by the caller.

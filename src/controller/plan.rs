@@ -78,6 +78,9 @@ pub struct Act {
     pub decision: Decision,
     /// Where a Move goes.
     pub target: Option<Placed>,
+    /// For an unplanned move (the holder failing its checks): the target's own check, probed
+    /// once more right before the move, so that it goes only where something answers now.
+    pub confirm_target: Option<Target>,
     /// Whether the holder is fit, for the Ready condition.
     pub holder_fit: Option<Result<(), Unfit>>,
     /// The holder's own health check (Unknown without a holder or a check): a holder that
@@ -310,6 +313,7 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                     why: format!("{address} is held by {eni}, which floatip does not manage; release it there or choose another address"),
                 },
                 target: None,
+                confirm_target: None,
                 holder_fit: None,
                 holder_health: Health::Unknown,
                 candidates: candidates.len(),
@@ -359,6 +363,7 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
                     foreign: None,
                     decision: Decision::Hold { remaining },
                     target: None,
+                    confirm_target: None,
                     holder_fit: None,
                     holder_health: Health::Unknown,
                     candidates: candidates.len(),
@@ -452,6 +457,21 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
             Decision::Move { to, .. } => fit.get(to.as_str()).cloned(),
             _ => None,
         };
+        let confirm_target = match (&decision, fip.spec.health_check.as_ref()) {
+            (
+                Decision::Move {
+                    to,
+                    reason: MoveReason::HolderUnhealthy,
+                },
+                Some(hc),
+            ) => world
+                .nodes
+                .iter()
+                .find(|n| n.name == *to)
+                .and_then(|n| n.internal_ip)
+                .and_then(|ip| Target::for_health_check(hc, ip).ok()),
+            _ => None,
+        };
         if let (Some(t), Decision::Move { .. }) = (&target, &decision) {
             *load.entry(t.node.clone()).or_default() += 1;
             if let Some(h) = &holder {
@@ -472,6 +492,7 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
             foreign: None,
             decision,
             target,
+            confirm_target,
             candidates: candidates.len(),
             vip,
             doubt: held_in_doubt,

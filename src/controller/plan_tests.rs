@@ -524,6 +524,28 @@ mod with_health_checks {
     }
 
     #[test]
+    fn an_unplanned_move_names_the_target_check_to_probe_once_more() {
+        let a = decide_with(
+            &[
+                ("10.0.8.100", P::Down),
+                ("10.0.8.11", P::Down),
+                ("10.0.8.12", P::Up),
+            ],
+            None,
+        );
+        assert_eq!(
+            a.confirm_target,
+            Some(Target::new(
+                crate::api::Protocol::TCP,
+                "10.0.8.12:80".parse().unwrap()
+            ))
+        );
+        // Staying needs no probe.
+        let stay = decide_with(&[("10.0.8.100", P::Up), ("10.0.8.11", P::Up)], None);
+        assert_eq!(stay.confirm_target, None);
+    }
+
+    #[test]
     fn a_dead_holder_service_moves_the_address_to_a_passing_node() {
         let a = decide_with(
             &[

@@ -272,6 +272,9 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     }
 }
 
+/// When to plan again after a move was held back because its target stopped answering.
+const RECHECK_SOON: Duration = Duration::from_millis(250);
+
 /// How long a pass waits for more watch events after one arrives.
 const SETTLE_EVENTS: Duration = Duration::from_millis(10);
 /// How long a pass waits for more failures after a target goes Down: failures that happen
@@ -483,7 +486,8 @@ async fn pass<C: Cloud>(
         backoffs.retain(|name| fip_list.iter().any(|f| f.name_any() == name));
         backoffs.next_due()
     };
-    outcome.recheck = [recheck, backoff_due].into_iter().flatten().min();
+    let soon = outcome.recheck_soon.then_some(RECHECK_SOON);
+    outcome.recheck = [recheck, backoff_due, soon].into_iter().flatten().min();
     outcome
 }
 
@@ -629,6 +633,7 @@ mod tests {
             foreign: None,
             decision,
             target: None,
+            confirm_target: None,
             holder_fit: None,
             holder_health: Health::Unknown,
             doubt: None,
