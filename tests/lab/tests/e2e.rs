@@ -693,7 +693,7 @@ fn bad_floatingips_never_hold_back_good_ones() {
             let mut docs = Vec::new();
             for (i, name) in good.iter().enumerate() {
                 docs.push(format!(
-                    "apiVersion: floatip.io/v1alpha1\nkind: FloatingIP\nmetadata:\n  name: {name}\nspec:\n  address: {}\n  subnetId: {}\n  preferredNodes: [{from}]\n  healthCheck:\n    protocol: TCP\n    port: {}\n  failover:\n    minHoldSeconds: 0\n",
+                    "apiVersion: floatip.io/v1alpha1\nkind: FloatingIP\nmetadata:\n  name: {name}\nspec:\n  address: {}\n  subnetId: {}\n  preferredNodes: [{from}]\n  failback: Always\n  healthCheck:\n    protocol: TCP\n    port: {}\n  failover:\n    minHoldSeconds: 0\n",
                     address(i + 1),
                     sim.subnet,
                     floatip_lab::sim::service::NODE_PORT
@@ -715,6 +715,8 @@ fn bad_floatingips_never_hold_back_good_ones() {
                 "apply: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
+            // failback: a probe that timed out on a loaded machine can make the preferred node
+            // no candidate for a moment; the address then comes back to it.
             wait_all(
                 &sim,
                 &good,
