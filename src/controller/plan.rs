@@ -118,12 +118,6 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
     let mut fips: Vec<&Arc<FloatingIP>> = world.fips.iter().collect();
     fips.sort_by_key(|f| f.name_any());
     let winners = conflict_winners(&fips);
-    let by_instance: HashMap<&str, &NodeView> = world
-        .nodes
-        .iter()
-        .filter_map(|n| Some((n.instance_id.as_deref()?, n)))
-        .collect();
-
     let node_ips: HashMap<IpAddr, String> = world
         .nodes
         .iter()
@@ -133,373 +127,459 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
     // Addresses per node as EC2 has them now, for spreading.
     let mut load: BTreeMap<String, usize> = BTreeMap::new();
     let mut out = Vec::new();
-    let mut acts = Vec::new();
+    let mut located = Vec::new();
     for fip in &fips {
-        let name = fip.name_any();
-        if let Err(errors) = validate_spec(&fip.spec) {
-            out.push(release_or(fip, Plan::Invalid { name, errors }));
-            continue;
+        match locate(world, fip, &winners) {
+            Ok(l) => {
+                if let Some(h) = &l.holder {
+                    *load.entry(h.node.clone()).or_default() += 1;
+                }
+                located.push(l);
+            }
+            Err(plan) => out.push(plan),
         }
-        let address = crate::api::parse_address(&fip.spec.address).expect("validated");
-        let winner = &winners[&address];
-        if *winner != name {
-            out.push(release_or(
-                fip,
-                Plan::Conflict {
-                    name,
-                    winner: winner.clone(),
-                },
-            ));
-            continue;
-        }
-        if let Some(why) = fip.spec.mode.not_supported() {
-            out.push(release_or(fip, Plan::Unsupported { name, why }));
-            continue;
-        }
-        let subnet = fip.spec.subnet_id.clone().unwrap_or_default();
-        let Some(enis) = world.enis.get(&subnet) else {
-            out.push(Plan::Unknown { name });
-            continue;
+    }
+    for l in located {
+        out.push(act(world, l, &mut load, self_doubt.as_deref()));
+    }
+    out.sort_by(|a, b| plan_name(a).cmp(plan_name(b)));
+    out
+}
+
+/// A valid, unique, live FloatingIP of a mode carried out, and where EC2 has its address.
+struct Located<'a> {
+    fip: &'a FloatingIP,
+    name: String,
+    address: IpAddr,
+    /// A managed ENI holding the address.
+    holder: Option<Placed>,
+    /// An ENI floatip does not manage holding the address.
+    foreign: Option<String>,
+}
+
+/// Everything that settles a FloatingIP before placement: invalid, conflicting, unsupported,
+/// EC2 unread, an address EC2 would refuse, being deleted. Otherwise where its address is.
+fn locate<'a>(
+    world: &World<'_>,
+    fip: &'a FloatingIP,
+    winners: &HashMap<IpAddr, String>,
+) -> Result<Located<'a>, Plan> {
+    let name = fip.name_any();
+    if let Err(errors) = validate_spec(&fip.spec) {
+        return Err(release_or(fip, Plan::Invalid { name, errors }));
+    }
+    let address = crate::api::parse_address(&fip.spec.address).expect("validated");
+    let winner = &winners[&address];
+    if *winner != name {
+        let winner = winner.clone();
+        return Err(release_or(fip, Plan::Conflict { name, winner }));
+    }
+    if let Some(why) = fip.spec.mode.not_supported() {
+        return Err(release_or(fip, Plan::Unsupported { name, why }));
+    }
+    let subnet = fip.spec.subnet_id.clone().unwrap_or_default();
+    let Some(enis) = world.enis.get(&subnet) else {
+        return Err(Plan::Unknown { name });
+    };
+    if let Some(Err(problem)) = world
+        .subnets
+        .get(&subnet)
+        .map(|s| super::usable::check(address, s, enis))
+    {
+        return Err(release_or(fip, Plan::Unusable { name, problem }));
+    }
+    let holding: Vec<&Eni> = enis.iter().filter(|e| e.holds(address)).collect();
+    if fip.metadata.deletion_timestamp.is_some() {
+        let from = if has_finalizer(fip) {
+            holding.iter().map(|e| e.id.clone()).collect()
+        } else {
+            Vec::new()
         };
-        if let Some(Err(problem)) = world
-            .subnets
-            .get(&subnet)
-            .map(|s| super::usable::check(address, s, enis))
-        {
-            out.push(release_or(fip, Plan::Unusable { name, problem }));
-            continue;
-        }
-        let holding: Vec<&Eni> = enis.iter().filter(|e| e.holds(address)).collect();
-        if fip.metadata.deletion_timestamp.is_some() {
-            out.push(Plan::Release {
-                name,
-                address,
-                from: if has_finalizer(fip) {
-                    holding.iter().map(|e| e.id.clone()).collect()
-                } else {
-                    Vec::new()
-                },
-            });
-            continue;
-        }
-        // An ENI of ours whose instance no node claims any more still holds the address: its
-        // node is gone (named as status last recorded it, else by the instance).
-        let holder = holding.first().and_then(|e| {
-            let instance = e.instance_id.as_deref()?;
-            let node = match by_instance.get(instance) {
-                Some(n) => n.name.clone(),
-                None => fip
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.holder.as_ref())
-                    .filter(|h| h.instance_id == instance)
-                    .map(|h| h.node.clone())
-                    .unwrap_or_else(|| format!("instance {instance}")),
-            };
-            managed(e, fip, world.cluster).then(|| Placed {
-                node,
-                instance_id: instance.to_string(),
-                eni: e.id.clone(),
-                mac: e.mac.clone(),
-            })
+        return Err(Plan::Release {
+            name,
+            address,
+            from,
         });
-        if let Some(h) = &holder {
-            *load.entry(h.node.clone()).or_default() += 1;
+    }
+    let holder = holding.first().and_then(|e| holder_on(world, fip, e));
+    let foreign = holding
+        .first()
+        .filter(|_| holder.is_none())
+        .map(|e| e.id.clone());
+    Ok(Located {
+        fip,
+        name,
+        address,
+        holder,
+        foreign,
+    })
+}
+
+/// The holder an ENI makes, if floatip manages it. An ENI of ours whose instance no node
+/// claims any more still holds the address: its node is gone (named as status last recorded
+/// it, else by the instance).
+fn holder_on(world: &World<'_>, fip: &FloatingIP, e: &Eni) -> Option<Placed> {
+    let instance = e.instance_id.as_deref()?;
+    let node = match world
+        .nodes
+        .iter()
+        .find(|n| n.instance_id.as_deref() == Some(instance))
+    {
+        Some(n) => n.name.clone(),
+        None => fip
+            .status
+            .as_ref()
+            .and_then(|s| s.holder.as_ref())
+            .filter(|h| h.instance_id == instance)
+            .map(|h| h.node.clone())
+            .unwrap_or_else(|| format!("instance {instance}")),
+    };
+    managed(e, fip, world.cluster).then(|| Placed {
+        node,
+        instance_id: instance.to_string(),
+        eni: e.id.clone(),
+        mac: e.mac.clone(),
+    })
+}
+
+/// One FloatingIP's view of the nodes: which may hold it, and what its check says of each.
+struct View<'a, 'w> {
+    world: &'a World<'w>,
+    fip: &'a FloatingIP,
+    enis: &'a [Eni],
+}
+
+impl View<'_, '_> {
+    fn fitness(&self, n: &NodeView) -> Result<Placed, Unfit> {
+        let (world, fip) = (self.world, self.fip);
+        node_fitness(n, &fip.spec)?;
+        if world.agents_leaving.contains(&n.name) {
+            return Err(Unfit::AgentLeaving);
         }
-        let foreign = holding
-            .first()
-            .filter(|_| holder.is_none())
-            .map(|e| e.id.clone());
-        acts.push((fip, name, address, holder, foreign));
+        if world
+            .agents_ready
+            .is_some_and(|ready| !ready.contains(&n.name))
+        {
+            return Err(Unfit::NoAgent);
+        }
+        let instance = n.instance_id.clone().ok_or(Unfit::NoInstance)?;
+        let subnet = fip.spec.subnet_id.as_deref().unwrap_or_default();
+        let eni = self
+            .enis
+            .iter()
+            .find(|e| {
+                e.instance_id.as_deref() == Some(instance.as_str())
+                    && managed(e, fip, world.cluster)
+            })
+            .ok_or_else(|| Unfit::NoInterface(no_interface(fip, subnet, world.cluster)))?;
+        Ok(Placed {
+            node: n.name.clone(),
+            instance_id: instance,
+            eni: eni.id.clone(),
+            mac: eni.mac.clone(),
+        })
     }
 
-    for (fip, name, address, holder, foreign) in acts {
-        let subnet = fip.spec.subnet_id.as_deref().unwrap_or_default();
-        let enis = &world.enis[subnet];
-        let fitness = |n: &NodeView| -> Result<Placed, Unfit> {
-            node_fitness(n, &fip.spec)?;
-            if world.agents_leaving.contains(&n.name) {
-                return Err(Unfit::AgentLeaving);
-            }
-            if world
-                .agents_ready
-                .is_some_and(|ready| !ready.contains(&n.name))
-            {
-                return Err(Unfit::NoAgent);
-            }
-            let instance = n.instance_id.clone().ok_or(Unfit::NoInstance)?;
-            let eni = enis
-                .iter()
-                .find(|e| {
-                    e.instance_id.as_deref() == Some(instance.as_str())
-                        && managed(e, fip, world.cluster)
-                })
-                .ok_or_else(|| Unfit::NoInterface(no_interface(fip, subnet, world.cluster)))?;
-            Ok(Placed {
-                node: n.name.clone(),
-                instance_id: instance,
-                eni: eni.id.clone(),
-                mac: eni.mac.clone(),
-            })
-        };
-        // What the probes say of a node on this FloatingIP's check, if they say anything.
-        let node_state = |name: &str| {
-            let hc = fip.spec.health_check.as_ref()?;
-            let ip = world.nodes.iter().find(|n| n.name == name)?.internal_ip?;
-            world.health.get(&Target::for_health_check(hc, ip).ok()?)
-        };
-        let node_health = |name: &str| {
-            node_state(name)
-                .map(|s| s.state.into())
-                .unwrap_or(Health::Unknown)
-        };
-        // How long the node's check has been failing (zero when it passes).
-        let node_failing_for = |name: &str| match node_state(name) {
+    fn node(&self, name: &str) -> Option<&NodeView> {
+        self.world.nodes.iter().find(|n| n.name == name)
+    }
+
+    fn fit_of(&self, node: &str) -> Result<(), Unfit> {
+        match self.node(node) {
+            None => Err(Unfit::Gone),
+            Some(n) => self.fitness(n).map(|_| ()),
+        }
+    }
+
+    /// What the probes say of a node on this FloatingIP's check, if they say anything.
+    fn node_state(&self, name: &str) -> Option<&TargetState> {
+        let hc = self.fip.spec.health_check.as_ref()?;
+        self.world
+            .health
+            .get(&Target::for_health_check(hc, self.node(name)?.internal_ip?).ok()?)
+    }
+
+    fn node_health(&self, name: &str) -> Health {
+        self.node_state(name)
+            .map(|s| s.state.into())
+            .unwrap_or(Health::Unknown)
+    }
+
+    /// How long the node's check has been failing (zero when it passes).
+    fn node_failing_for(&self, name: &str) -> Duration {
+        match self.node_state(name) {
             Some(s) if s.state == crate::probe::Health::Down => {
                 s.failing_since.unwrap_or(s.since).elapsed()
             }
             Some(s) => s.failing_since.map(|f| f.elapsed()).unwrap_or_default(),
             None => Duration::ZERO,
-        };
-        // A candidate must answer now: one whose latest probe failed is no candidate yet,
-        // even while it is still Up.
-        let fresh_node_health = |name: &str| match node_state(name) {
-            Some(s) if s.failing_since.is_some() => Health::Unknown,
-            _ => node_health(name),
-        };
-        let vip = fip.spec.health_check.as_ref().and_then(|hc| {
-            let target = Target::for_health_check(hc, address).ok()?;
-            let state = world.health.get(&target);
-            let health = state.map(|s| s.state.into()).unwrap_or(Health::Unknown);
-            Some(VipHealth {
-                health,
-                last_failure: state.and_then(|s| s.last_failure.clone()),
-                failing_for: state
-                    .filter(|_| health == Health::Failing)
-                    .map(|s| s.since.elapsed())
-                    .unwrap_or_default(),
-                suspect: health == Health::Passing
-                    && state.is_some_and(|s| s.failing_since.is_some()),
-                target,
-            })
-        });
-        let mut fit: BTreeMap<&str, Placed> = BTreeMap::new();
-        let mut unfit: Vec<(&str, Unfit)> = Vec::new();
-        for n in world.nodes {
-            match fitness(n) {
-                Ok(p) => {
-                    fit.insert(n.name.as_str(), p);
-                }
-                Err(u) => unfit.push((n.name.as_str(), u)),
-            }
         }
-        let no_fit_node = crate::nodes::no_fit_node(&unfit);
-        let candidates: Vec<Candidate> = fit
-            .keys()
-            .map(|n| Candidate {
-                node: n.to_string(),
-                load: load.get(*n).copied().unwrap_or(0),
-                health: fresh_node_health(n),
-            })
-            .collect();
-
-        if let Some(eni) = &foreign {
-            out.push(Plan::Act(Box::new(Act {
-                name,
-                address,
-                holder: None,
-                foreign: Some(eni.clone()),
-                decision: Decision::Stuck {
-                    why: format!("{address} is held by {eni}, which floatip does not manage; release it there or choose another address"),
-                },
-                target: None,
-                confirm_target: None,
-                holder_fit: None,
-                holder_health: Health::Unknown,
-                candidates: candidates.len(),
-                vip,
-                doubt: None,
-            })));
-            continue;
-        }
-
-        let status = fip.status.as_ref();
-        let pending = status.and_then(|s| s.pending_move.as_ref());
-        let intended = pending.map(|p| p.to.clone()).or_else(|| {
-            status
-                .and_then(|s| s.holder.as_ref())
-                .map(|h| h.node.clone())
-        });
-        let fit_of = |node: &str| -> Result<(), Unfit> {
-            match world.nodes.iter().find(|n| n.name == node) {
-                None => Err(Unfit::Gone),
-                Some(n) => fitness(n).map(|_| ()),
-            }
-        };
-        // EC2 disagrees with what floatip intended: an interrupted move, or a change made
-        // outside floatip. Put the address where floatip meant it to be, if that node can
-        // still take it.
-        let repair = match (&holder, &intended) {
-            (Some(h), Some(i)) if h.node != *i => Some(i.clone()),
-            (None, Some(i)) => Some(i.clone()),
-            _ => None,
-        };
-        // `floatip attach` claims an unheld address for its node while that node's agent is not
-        // ready yet (it is the agent's init container): leave a fresh claim to finish.
-        if let Some(p) = pending.filter(|p| p.reason == MoveReason::Initial && holder.is_none()) {
-            let age = world.now.duration_since(p.since.0);
-            let waiting_for_agent = world
-                .nodes
-                .iter()
-                .find(|n| n.name == p.to)
-                .is_some_and(|n| matches!(fitness(n), Err(Unfit::NoAgent)));
-            if waiting_for_agent && age.as_secs() < ATTACH_CLAIM_TIMEOUT.as_secs() as i64 {
-                let remaining = ATTACH_CLAIM_TIMEOUT
-                    .saturating_sub(Duration::from_secs(age.as_secs().max(0) as u64));
-                out.push(Plan::Act(Box::new(Act {
-                    name,
-                    address,
-                    holder: None,
-                    foreign: None,
-                    decision: Decision::Hold { remaining },
-                    target: None,
-                    confirm_target: None,
-                    holder_fit: None,
-                    holder_health: Health::Unknown,
-                    candidates: candidates.len(),
-                    vip,
-                    doubt: None,
-                })));
-                continue;
-            }
-        }
-        let decision = match repair.as_deref().and_then(|i| fit.get(i).map(|_| i)) {
-            Some(i) => Decision::Move {
-                to: i.to_string(),
-                reason: pending.map(|p| p.reason).unwrap_or(MoveReason::Drift),
-            },
-            None => {
-                let placement_holder = holder.as_ref().map(|h| {
-                    let health = node_health(&h.node);
-                    // A holder failing its own check takes along every address whose check
-                    // has started failing too, in this pass: their probes run out of phase,
-                    // and waiting for each to go Down split one failover into several calls.
-                    let vip_health = match &vip {
-                        Some(v) if v.suspect && health == Health::Failing => Health::Unknown,
-                        Some(v) => v.health,
-                        None => Health::Unknown,
-                    };
-                    Holder {
-                        node: h.node.clone(),
-                        since: status
-                            .and_then(|s| s.holder.as_ref())
-                            .filter(|sh| sh.node == h.node)
-                            .map(|sh| sh.since.0)
-                            .unwrap_or(world.now),
-                        fit: fit_of(&h.node),
-                        health,
-                        vip: vip_health,
-                        vip_failing_for: vip.as_ref().map(|v| v.failing_for).unwrap_or_default(),
-                    }
-                });
-                let min_hold =
-                    Duration::from_secs(fip.spec.failover.min_hold_seconds.max(0) as u64);
-                let hc = fip.spec.health_check.as_ref();
-                let d = placement::decide(&placement::Input {
-                    holder: placement_holder,
-                    candidates: &candidates,
-                    no_fit_node: &no_fit_node,
-                    preferred: &fip.spec.preferred_nodes,
-                    failback: fip.spec.failback,
-                    min_hold,
-                    now: world.now,
-                    health_checked: hc.is_some(),
-                    reensured: world.reensured.get(&name).copied(),
-                    // Assigning the address again makes the VPC route it again too.
-                    reensure_grace: hc.map(settle).unwrap_or_default(),
-                    settle: hc.map(settle).unwrap_or_default(),
-                    holder_check_wait: hc
-                        .map(|hc| Duration::from_millis(hc.interval_ms.max(0) as u64))
-                        .unwrap_or_default(),
-                });
-                // An address that was assigned and vanished comes back as drift.
-                match d {
-                    Decision::Move {
-                        to,
-                        reason: MoveReason::Initial,
-                    } if status.is_some_and(|s| s.holder.is_some()) => Decision::Move {
-                        to,
-                        reason: MoveReason::Drift,
-                    },
-                    d => d,
-                }
-            }
-        };
-        // An unplanned move on the controller's evidence alone waits while it doubts that
-        // evidence, unless an agent confirms the holder is down.
-        // The same goes for a fit holder its checks give up on with nowhere to go: what is
-        // in doubt is the controller's view, and that is what status must say.
-        let unplanned = |h: &Placed| match &decision {
-            Decision::Move { reason, .. } => *reason == MoveReason::HolderUnhealthy,
-            Decision::Stuck { .. } => fit_of(&h.node).is_ok(),
-            _ => false,
-        };
-        let held_in_doubt = holder.as_ref().filter(|h| unplanned(h)).and_then(|h| {
-            let failing_for = node_failing_for(&h.node);
-            doubt::hold_reason(self_doubt.as_deref(), &h.node, failing_for, world.peers)
-        });
-        let decision = if held_in_doubt.is_some() {
-            Decision::Stay
-        } else {
-            decision
-        };
-        let target = match &decision {
-            Decision::Move { to, .. } => fit.get(to.as_str()).cloned(),
-            _ => None,
-        };
-        let confirm_target = match (&decision, fip.spec.health_check.as_ref()) {
-            (
-                Decision::Move {
-                    to,
-                    reason: MoveReason::HolderUnhealthy,
-                },
-                Some(hc),
-            ) => world
-                .nodes
-                .iter()
-                .find(|n| n.name == *to)
-                .and_then(|n| n.internal_ip)
-                .and_then(|ip| Target::for_health_check(hc, ip).ok()),
-            _ => None,
-        };
-        if let (Some(t), Decision::Move { .. }) = (&target, &decision) {
-            *load.entry(t.node.clone()).or_default() += 1;
-            if let Some(h) = &holder {
-                if let Some(l) = load.get_mut(&h.node) {
-                    *l = l.saturating_sub(1);
-                }
-            }
-        }
-        out.push(Plan::Act(Box::new(Act {
-            name,
-            address,
-            holder_fit: holder.as_ref().map(|h| fit_of(&h.node)),
-            holder_health: holder
-                .as_ref()
-                .map(|h| node_health(&h.node))
-                .unwrap_or(Health::Unknown),
-            holder,
-            foreign: None,
-            decision,
-            target,
-            confirm_target,
-            candidates: candidates.len(),
-            vip,
-            doubt: held_in_doubt,
-        })));
     }
-    out.sort_by(|a, b| plan_name(a).cmp(plan_name(b)));
-    out
+
+    /// A candidate must answer now: one whose latest probe failed is no candidate yet, even
+    /// while it is still Up.
+    fn fresh_node_health(&self, name: &str) -> Health {
+        match self.node_state(name) {
+            Some(s) if s.failing_since.is_some() => Health::Unknown,
+            _ => self.node_health(name),
+        }
+    }
+
+    /// What the address's own check says.
+    fn vip(&self, address: IpAddr) -> Option<VipHealth> {
+        let hc = self.fip.spec.health_check.as_ref()?;
+        let target = Target::for_health_check(hc, address).ok()?;
+        let state = self.world.health.get(&target);
+        let health = state.map(|s| s.state.into()).unwrap_or(Health::Unknown);
+        Some(VipHealth {
+            health,
+            last_failure: state.and_then(|s| s.last_failure.clone()),
+            failing_for: state
+                .filter(|_| health == Health::Failing)
+                .map(|s| s.since.elapsed())
+                .unwrap_or_default(),
+            suspect: health == Health::Passing && state.is_some_and(|s| s.failing_since.is_some()),
+            target,
+        })
+    }
+
+    /// For an unplanned move: the target's check, to probe once more right before it.
+    fn confirm_target(&self, decision: &Decision) -> Option<Target> {
+        let Decision::Move {
+            to,
+            reason: MoveReason::HolderUnhealthy,
+        } = decision
+        else {
+            return None;
+        };
+        let hc = self.fip.spec.health_check.as_ref()?;
+        Target::for_health_check(hc, self.node(to)?.internal_ip?).ok()
+    }
+}
+
+/// The nodes that may hold the address now (with where it would go on each), and why no node
+/// can when none can.
+fn fit_nodes<'n>(view: &View<'_, 'n>) -> (BTreeMap<&'n str, Placed>, String) {
+    let mut fit = BTreeMap::new();
+    let mut unfit: Vec<(&str, Unfit)> = Vec::new();
+    for n in view.world.nodes {
+        match view.fitness(n) {
+            Ok(p) => {
+                fit.insert(n.name.as_str(), p);
+            }
+            Err(u) => unfit.push((n.name.as_str(), u)),
+        }
+    }
+    (fit, crate::nodes::no_fit_node(&unfit))
+}
+
+/// What this pass does with one located FloatingIP.
+fn act(
+    world: &World<'_>,
+    l: Located<'_>,
+    load: &mut BTreeMap<String, usize>,
+    self_doubt: Option<&str>,
+) -> Plan {
+    let subnet = l.fip.spec.subnet_id.as_deref().unwrap_or_default();
+    let view = View {
+        world,
+        fip: l.fip,
+        enis: &world.enis[subnet],
+    };
+    let vip = view.vip(l.address);
+    let (fit, no_fit_node) = fit_nodes(&view);
+    let candidates: Vec<Candidate> = fit
+        .keys()
+        .map(|n| Candidate {
+            node: n.to_string(),
+            load: load.get(*n).copied().unwrap_or(0),
+            health: view.fresh_node_health(n),
+        })
+        .collect();
+    let waiting = |decision: Decision, foreign: Option<String>| {
+        Plan::Act(Box::new(Act {
+            name: l.name.clone(),
+            address: l.address,
+            holder: None,
+            foreign,
+            decision,
+            target: None,
+            confirm_target: None,
+            holder_fit: None,
+            holder_health: Health::Unknown,
+            candidates: candidates.len(),
+            vip: vip.clone(),
+            doubt: None,
+        }))
+    };
+    if let Some(eni) = &l.foreign {
+        let why = format!("{} is held by {eni}, which floatip does not manage; release it there or choose another address", l.address);
+        return waiting(Decision::Stuck { why }, Some(eni.clone()));
+    }
+    if let Some(remaining) = attach_claim_hold(&view, &l) {
+        return waiting(Decision::Hold { remaining }, None);
+    }
+    let decision = match repair(&l, &fit) {
+        Some(d) => d,
+        None => place(&view, &l, &candidates, &no_fit_node, vip.as_ref()),
+    };
+    let doubt = held_in_doubt(&view, &l, &decision, self_doubt);
+    let decision = if doubt.is_some() {
+        Decision::Stay
+    } else {
+        decision
+    };
+    let target = match &decision {
+        Decision::Move { to, .. } => fit.get(to.as_str()).cloned(),
+        _ => None,
+    };
+    if let Some(t) = &target {
+        *load.entry(t.node.clone()).or_default() += 1;
+        if let Some(count) = l.holder.as_ref().and_then(|h| load.get_mut(&h.node)) {
+            *count = count.saturating_sub(1);
+        }
+    }
+    Plan::Act(Box::new(Act {
+        name: l.name,
+        address: l.address,
+        holder_fit: l.holder.as_ref().map(|h| view.fit_of(&h.node)),
+        holder_health: l
+            .holder
+            .as_ref()
+            .map(|h| view.node_health(&h.node))
+            .unwrap_or(Health::Unknown),
+        holder: l.holder,
+        foreign: None,
+        confirm_target: view.confirm_target(&decision),
+        decision,
+        target,
+        candidates: candidates.len(),
+        vip,
+        doubt,
+    }))
+}
+
+/// Why the decision is held, if the controller doubts its own probes: an unplanned move on its
+/// evidence alone waits unless an agent confirms the holder is down. The same goes for a fit
+/// holder its checks give up on with nowhere to go: what is in doubt is the controller's view,
+/// and that is what status must say.
+fn held_in_doubt(
+    view: &View<'_, '_>,
+    l: &Located<'_>,
+    decision: &Decision,
+    self_doubt: Option<&str>,
+) -> Option<String> {
+    let h = l.holder.as_ref()?;
+    let unplanned = match decision {
+        Decision::Move { reason, .. } => *reason == MoveReason::HolderUnhealthy,
+        Decision::Stuck { .. } => view.fit_of(&h.node).is_ok(),
+        _ => false,
+    };
+    if !unplanned {
+        return None;
+    }
+    let failing_for = view.node_failing_for(&h.node);
+    doubt::hold_reason(self_doubt, &h.node, failing_for, view.world.peers)
+}
+
+/// `floatip attach` claims an unheld address for its node while that node's agent is not
+/// ready yet (it is the agent's init container): a fresh claim is left to finish for this long.
+fn attach_claim_hold(view: &View<'_, '_>, l: &Located<'_>) -> Option<Duration> {
+    let status = l.fip.status.as_ref()?;
+    let p = status
+        .pending_move
+        .as_ref()
+        .filter(|p| p.reason == MoveReason::Initial && l.holder.is_none())?;
+    let age = view.world.now.duration_since(p.since.0);
+    let waiting_for_agent = view
+        .node(&p.to)
+        .is_some_and(|n| matches!(view.fitness(n), Err(Unfit::NoAgent)));
+    (waiting_for_agent && age.as_secs() < ATTACH_CLAIM_TIMEOUT.as_secs() as i64).then(|| {
+        ATTACH_CLAIM_TIMEOUT.saturating_sub(Duration::from_secs(age.as_secs().max(0) as u64))
+    })
+}
+
+/// EC2 disagrees with what floatip intended: an interrupted move, or a change made outside
+/// floatip. The move that puts the address where floatip meant it to be, if that node can
+/// still take it.
+fn repair(l: &Located<'_>, fit: &BTreeMap<&str, Placed>) -> Option<Decision> {
+    let status = l.fip.status.as_ref();
+    let pending = status.and_then(|s| s.pending_move.as_ref());
+    let intended = pending
+        .map(|p| p.to.clone())
+        .or_else(|| status?.holder.as_ref().map(|h| h.node.clone()))?;
+    if l.holder.as_ref().is_some_and(|h| h.node == intended) || !fit.contains_key(intended.as_str())
+    {
+        return None;
+    }
+    Some(Decision::Move {
+        to: intended,
+        reason: pending.map(|p| p.reason).unwrap_or(MoveReason::Drift),
+    })
+}
+
+/// Where placement puts the address (the pure rules of [`placement::decide`]).
+fn place(
+    view: &View<'_, '_>,
+    l: &Located<'_>,
+    candidates: &[Candidate],
+    no_fit_node: &str,
+    vip: Option<&VipHealth>,
+) -> Decision {
+    let fip = l.fip;
+    let status = fip.status.as_ref();
+    let holder = l.holder.as_ref().map(|h| {
+        let health = view.node_health(&h.node);
+        // A holder failing its own check takes along every address whose check has started
+        // failing too, in this pass: their probes run out of phase, and waiting for each to go
+        // Down split one failover into several calls.
+        let vip_health = match vip {
+            Some(v) if v.suspect && health == Health::Failing => Health::Unknown,
+            Some(v) => v.health,
+            None => Health::Unknown,
+        };
+        Holder {
+            node: h.node.clone(),
+            since: status
+                .and_then(|s| s.holder.as_ref())
+                .filter(|sh| sh.node == h.node)
+                .map(|sh| sh.since.0)
+                .unwrap_or(view.world.now),
+            fit: view.fit_of(&h.node),
+            health,
+            vip: vip_health,
+            vip_failing_for: vip.map(|v| v.failing_for).unwrap_or_default(),
+        }
+    });
+    let hc = fip.spec.health_check.as_ref();
+    let d = placement::decide(&placement::Input {
+        holder,
+        candidates,
+        no_fit_node,
+        preferred: &fip.spec.preferred_nodes,
+        failback: fip.spec.failback,
+        min_hold: Duration::from_secs(fip.spec.failover.min_hold_seconds.max(0) as u64),
+        now: view.world.now,
+        health_checked: hc.is_some(),
+        reensured: view.world.reensured.get(&l.name).copied(),
+        // Assigning the address again makes the VPC route it again too.
+        reensure_grace: hc.map(settle).unwrap_or_default(),
+        settle: hc.map(settle).unwrap_or_default(),
+        holder_check_wait: hc
+            .map(|hc| Duration::from_millis(hc.interval_ms.max(0) as u64))
+            .unwrap_or_default(),
+    });
+    // An address that was assigned and vanished comes back as drift.
+    match d {
+        Decision::Move {
+            to,
+            reason: MoveReason::Initial,
+        } if status.is_some_and(|s| s.holder.is_some()) => Decision::Move {
+            to,
+            reason: MoveReason::Drift,
+        },
+        d => d,
+    }
 }
 
 /// How long a new holder is given before the address's own failing check counts against it:
