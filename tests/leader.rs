@@ -268,7 +268,6 @@ async fn forbidden_lease_access_ends_the_task_with_an_actionable_error() {
         .expect("not panicked")
         .expect_err("403 is not retried");
     assert!(matches!(err, LeaderError::Forbidden { .. }), "{err:?}");
-    assert_eq!(err.metric_label(), "forbidden");
     let msg = err.to_string();
     assert!(msg.contains("default/floatip-controller"), "{msg}");
     assert!(msg.contains("leases"), "{msg}");

@@ -38,12 +38,6 @@ pub struct Report {
     pub interfaces: Vec<Iface>,
 }
 
-impl Report {
-    pub fn changed(&self) -> bool {
-        !self.added.is_empty() || !self.removed.is_empty() || self.routing_changes > 0
-    }
-}
-
 enum Job {
     Apply {
         vips: Vec<Vip>,

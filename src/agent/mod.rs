@@ -262,6 +262,12 @@ fn log_report(fips: &[FloatingIP], report: &Report) {
     for a in &report.removed {
         tracing::info!(address = %a, "removed the address");
     }
+    if report.routing_changes > 0 {
+        tracing::debug!(
+            changes = report.routing_changes,
+            "wrote or removed routes, rules or the nf_tables table"
+        );
+    }
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {

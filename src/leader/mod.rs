@@ -164,17 +164,6 @@ pub enum LeaderError {
     },
 }
 
-impl LeaderError {
-    /// A short, stable label for counting these errors in metrics.
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            Self::Forbidden { .. } => "forbidden",
-            Self::NamespaceMissing { .. } => "namespace_missing",
-            Self::Rejected { .. } => "rejected",
-        }
-    }
-}
-
 /// Returned by [`Leadership::guard`] when this replica must not write.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
