@@ -17,6 +17,7 @@ use crate::api::{
     condition as cond, FloatingIP, FloatingIPStatus, Holder, MoveReason, PendingMove,
 };
 use crate::cloud::{AddressMove, Cloud, CloudError};
+use crate::leader::NotLeader;
 use crate::metrics::Metrics;
 use crate::placement::Decision;
 use crate::status::conditions::{self, Desired};
@@ -29,7 +30,7 @@ pub struct Ctx<C: Cloud> {
     pub metrics: Metrics,
     pub events: super::events::Events,
     /// True while this replica may write: checked right before every mutation.
-    pub gate: Arc<dyn Fn() -> bool + Send + Sync>,
+    pub gate: Arc<dyn Fn() -> Result<(), NotLeader> + Send + Sync>,
     /// FloatingIPs whose moves EC2 refused, held back for a while.
     pub backoffs: std::sync::Mutex<Backoffs>,
 }
@@ -54,8 +55,8 @@ pub struct Outcome {
 
 #[derive(Debug, thiserror::Error)]
 enum StepError {
-    #[error("not the leader any more")]
-    NotLeader,
+    #[error(transparent)]
+    NotLeader(#[from] NotLeader),
     #[error(transparent)]
     Kube(#[from] kube::Error),
 }
@@ -83,11 +84,7 @@ impl<C: Cloud> Ctx<C> {
     }
 
     fn check(&self) -> Result<(), StepError> {
-        if (self.gate)() {
-            Ok(())
-        } else {
-            Err(StepError::NotLeader)
-        }
+        Ok((self.gate)()?)
     }
 
     /// Acts on every plan. `fips` are the objects the plans were made from.
@@ -253,7 +250,7 @@ impl<C: Cloud> Ctx<C> {
     fn note_error(&self, name: &str, e: &StepError, out: &mut Outcome) {
         out.retry = true;
         let label = match e {
-            StepError::NotLeader => "not_leader",
+            StepError::NotLeader(_) => "not_leader",
             _ if e.conflict() => "conflict",
             _ => "kube",
         };
@@ -395,7 +392,7 @@ impl<C: Cloud> Ctx<C> {
     /// when EC2 has it there). The agent re-applies what status says on its own.
     async fn reensure(&self, fip: &FloatingIP, act: &Act, out: &mut Outcome) {
         let Some(holder) = &act.holder else { return };
-        if !(self.gate)() {
+        if (self.gate)().is_err() {
             return;
         }
         out.ec2_mutations += 1;
@@ -565,7 +562,7 @@ impl<C: Cloud> Ctx<C> {
                 from_eni: c.from.as_ref().map(|f| f.eni.clone()),
             })
             .collect();
-        if !(self.gate)() {
+        if (self.gate)().is_err() {
             out.retry = true;
             return;
         }

@@ -179,7 +179,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         cloud,
         metrics: metrics.clone(),
         events: super::events::Events::new(client.clone(), &args.identity),
-        gate: Arc::new(move || gate_leader.is_leader()),
+        gate: Arc::new(move || gate_leader.guard()),
         backoffs: Default::default(),
     };
     let mut leader_changes = leadership.changes();
@@ -422,7 +422,7 @@ async fn pass<C: Cloud>(
         }
     }
     cache.subnets.retain(|s, _| subnets.contains(s));
-    if full_refresh && (ctx.gate)() {
+    if full_refresh && (ctx.gate)().is_ok() {
         cleanup_orphans(ctx, &args.cluster_name, &node_views).await;
     }
     let enis: HashMap<String, Vec<Eni>> = cache
