@@ -827,3 +827,33 @@ async fn outside_changes_are_noticed_within_seconds_not_at_resync() {
         calls["actions"]
     );
 }
+
+/// Status never claims what it cannot know: while EC2 cannot be read, Assigned is Unknown (with
+/// where the address was last seen), not "EC2 has ..." from the controller's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assigned_is_unknown_while_ec2_cannot_be_read() {
+    let mut c = Cluster::new(2).await;
+    c.start_controller_with("controller-a", &[("FLOATIP_RESYNC", "1s")]);
+    let holder = assigned(&c, "web", "10.0.11.62").await;
+    c.ec2
+        .faults(r#"{"kind": "unavailable", "action": "DescribeSubnets"}"#);
+    let f = c
+        .wait_fip("web", "Assigned Unknown", T, |f| {
+            condition(f, "Assigned").is_some_and(|(s, _, _)| s == "Unknown")
+        })
+        .await;
+    let (_, reason, msg) = condition(&f, "Assigned").unwrap();
+    println!("while EC2 is unreadable: Assigned Unknown {reason}: {msg}");
+    assert_eq!(reason, "EC2Unreadable");
+    assert!(msg.contains("last seen on eni-"), "{msg}");
+    assert_eq!(
+        holder_of(&f).as_deref(),
+        Some(holder.as_str()),
+        "nothing moved"
+    );
+    c.ec2.clear_faults();
+    c.wait_fip("web", "Assigned True again", T, |f| {
+        condition(f, "Assigned").is_some_and(|(s, _, _)| s == "True")
+    })
+    .await;
+}

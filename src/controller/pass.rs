@@ -316,6 +316,21 @@ impl<C: Cloud> Ctx<C> {
                 g,
                 now,
             );
+            // EC2 could not be read: what status said about EC2 is no longer known to be true.
+            if e.action.starts_with("Describe") {
+                let last = s
+                    .holder
+                    .as_ref()
+                    .and_then(|h| h.network_interface_id.as_deref())
+                    .map(|eni| format!("; last seen on {eni}"))
+                    .unwrap_or_default();
+                let unknown = Desired::unknown(
+                    cond::ASSIGNED,
+                    "EC2Unreadable",
+                    format!("EC2 could not be read ({msg}){last}"),
+                );
+                changed |= conditions::set(&mut s.conditions, &unknown, g, now);
+            }
             // With nobody holding the address, the error is why it is not ready.
             if s.holder.is_none() {
                 let ready = Desired::new(
