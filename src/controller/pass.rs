@@ -157,14 +157,11 @@ impl<C: Cloud> Ctx<C> {
                     self.release(fip, address, &from, &mut out).await
                 }
                 Plan::Act(act) => match self.ensure_finalizer(fip).await {
-                    Ok(fip) => match (&act.decision, &act.target) {
-                        (Decision::Move { .. } | Decision::Reensure, _)
-                            if self.waiting(&fip).is_some() =>
-                        {
-                            let entry = self.waiting(&fip).expect("checked");
+                    Ok(fip) => match (&act.decision, &act.target, self.waiting(&fip)) {
+                        (Decision::Move { .. } | Decision::Reensure, _, Some(entry)) => {
                             self.backing_off(&fip, &entry, &now).await
                         }
-                        (Decision::Move { reason, .. }, Some(to)) => {
+                        (Decision::Move { reason, .. }, Some(to), _) => {
                             batches.entry(to.eni.clone()).or_default().push(Claimed {
                                 fip,
                                 from: act.holder.clone(),
@@ -175,7 +172,7 @@ impl<C: Cloud> Ctx<C> {
                             });
                             Ok(())
                         }
-                        (Decision::Reensure, _) => {
+                        (Decision::Reensure, _, _) => {
                             self.reensure(&fip, &act, &mut out).await;
                             self.steady(&fip, &act, &now).await
                         }
@@ -215,8 +212,9 @@ impl<C: Cloud> Ctx<C> {
             .backoff(&fip.name_any(), Some(entry.until_wall.as_second()));
         tracing::warn!(floatingip = %fip.name_any(), error = %e, attempts = entry.attempts,
             until = %entry.until_wall, "EC2 refused the address; backing off");
-        self.cloud_error(fip, e, now).await?;
-        self.backing_off(fip, &entry, now).await
+        // One write for both: a second write from the same object would conflict (409).
+        self.cloud_error_with(fip, e, &[backing_off(&entry)], now)
+            .await
     }
 
     async fn backing_off(
@@ -225,19 +223,7 @@ impl<C: Cloud> Ctx<C> {
         entry: &Entry,
         now: &Time,
     ) -> Result<(), StepError> {
-        let times = if entry.attempts == 1 {
-            "once".to_string()
-        } else {
-            format!("{} times in a row", entry.attempts)
-        };
-        let msg = format!(
-            "EC2 refused the address {times} ({}: {}); next attempt after {} (at once if the spec changes)",
-            entry.error.code,
-            entry.error.message,
-            entry.until_wall.round(jiff::Unit::Second).unwrap_or(entry.until_wall)
-        );
-        let d = Desired::new(cond::BACKING_OFF, true, &entry.error.code_reason(), msg);
-        self.not_acted_on(fip, &[d], now).await
+        self.not_acted_on(fip, &[backing_off(entry)], now).await
     }
 
     /// The address moved: forget its refusals.
@@ -306,11 +292,26 @@ impl<C: Cloud> Ctx<C> {
         e: &CloudError,
         now: &Time,
     ) -> Result<(), StepError> {
+        self.cloud_error_with(fip, e, &[], now).await
+    }
+
+    /// [`Ctx::cloud_error`] and `extra` conditions, in one status write.
+    async fn cloud_error_with(
+        &self,
+        fip: &FloatingIP,
+        e: &CloudError,
+        extra: &[Desired],
+        now: &Time,
+    ) -> Result<(), StepError> {
         let reason = e.code_reason();
         let msg = e.to_string();
         let g = fip.metadata.generation;
         self.write_status(fip, |s| {
-            let mut changed = conditions::set(
+            let mut changed = false;
+            for d in extra {
+                changed |= conditions::set(&mut s.conditions, d, g, now);
+            }
+            changed |= conditions::set(
                 &mut s.conditions,
                 &Desired::new(cond::CLOUD_ERROR, true, &reason, &msg),
                 g,
@@ -732,6 +733,22 @@ impl<C: Cloud> Ctx<C> {
         }
         Ok(())
     }
+}
+
+/// The BackingOff condition: how often EC2 refused, and when the next attempt comes.
+fn backing_off(entry: &Entry) -> Desired {
+    let times = if entry.attempts == 1 {
+        "once".to_string()
+    } else {
+        format!("{} times in a row", entry.attempts)
+    };
+    let msg = format!(
+        "EC2 refused the address {times} ({}: {}); next attempt after {} (at once if the spec changes)",
+        entry.error.code,
+        entry.error.message,
+        entry.until_wall.round(jiff::Unit::Second).unwrap_or(entry.until_wall)
+    );
+    Desired::new(cond::BACKING_OFF, true, &entry.error.code_reason(), msg)
 }
 
 /// The Ready condition of an address that stays where it is.
