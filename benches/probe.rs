@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use floatip::api::{Failback, HealthCheck, Protocol, DEFAULT_FAILURE_THRESHOLD};
 use floatip::metrics::Metrics;
-use floatip::placement::{self, Candidate, Decision, Holder, Input};
+use floatip::placement::{self, Candidate, Decision, Incumbent, Input};
 use floatip::probe::{Health, ProbeEngine, ProbeSpec, Target};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -384,10 +384,10 @@ fn decide_for(holder_health: Health) -> Decision {
     let candidates = [Candidate {
         node: "node-b".into(),
         load: 0,
-        health: placement::Health::Passing,
+        health: Health::Up,
     }];
     placement::decide(&Input {
-        holder: Some(Holder {
+        holder: Some(Incumbent {
             node: "node-a".into(),
             since: now
                 .checked_sub(jiff::SignedDuration::from_hours(1))
@@ -395,8 +395,8 @@ fn decide_for(holder_health: Health) -> Decision {
             fit: Ok(()),
             // The listener stands for the holder's service: the address and the node's own
             // check fail together.
-            health: holder_health.into(),
-            vip: holder_health.into(),
+            health: holder_health,
+            vip: holder_health,
             vip_failing_for: Duration::from_secs(1),
         }),
         candidates: &candidates,

@@ -7,15 +7,7 @@ use jiff::Timestamp;
 
 use crate::api::{Failback, MoveReason};
 use crate::nodes::Unfit;
-
-/// What the health checks say about a target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Health {
-    Passing,
-    Failing,
-    /// Not checked, or not enough results yet.
-    Unknown,
-}
+use crate::probe::Health;
 
 /// A node that may take the address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +21,7 @@ pub struct Candidate {
 
 /// The node holding the address now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Holder {
+pub struct Incumbent {
     pub node: String,
     pub since: Timestamp,
     /// Err when the node must give the address up (gone, NotReady, cordoned, tainted...).
@@ -43,7 +35,7 @@ pub struct Holder {
 }
 
 pub struct Input<'a> {
-    pub holder: Option<Holder>,
+    pub holder: Option<Incumbent>,
     /// Fit nodes, in any order; the holder may be among them and is skipped.
     pub candidates: &'a [Candidate],
     /// What to say when no node but the holder is fit: why the others are not.
@@ -101,9 +93,9 @@ pub enum Decision {
 pub fn decide(input: &Input<'_>) -> Decision {
     let eligible = |c: &&Candidate| {
         if input.health_checked {
-            c.health == Health::Passing
+            c.health == Health::Up
         } else {
-            c.health != Health::Failing
+            c.health != Health::Down
         }
     };
     let best = |exclude: Option<&str>| {
@@ -160,9 +152,9 @@ pub fn decide(input: &Input<'_>) -> Decision {
             format!("{} should give the address up ({unfit})", holder.node),
         );
     }
-    let failing = holder.health == Health::Failing && holder.vip != Health::Passing;
-    let vip_only = holder.vip == Health::Failing
-        && holder.health != Health::Failing
+    let failing = holder.health == Health::Down && holder.vip != Health::Up;
+    let vip_only = holder.vip == Health::Down
+        && holder.health != Health::Down
         && held_for >= input.settle
         && holder.vip_failing_for >= input.holder_check_wait;
     if failing || (vip_only && input.reensured.is_some_and(|d| d >= input.reensure_grace)) {
@@ -191,7 +183,7 @@ pub fn decide(input: &Input<'_>) -> Decision {
         let current = rank(input.preferred, &holder.node);
         if let Some(c) = best(Some(&holder.node)) {
             // Only to a node that is known to answer: failback is never worth an outage.
-            if rank(input.preferred, &c.node) < current && c.health == Health::Passing {
+            if rank(input.preferred, &c.node) < current && c.health == Health::Up {
                 return Decision::Move {
                     to: c.node.clone(),
                     reason: MoveReason::Failback,
@@ -228,8 +220,8 @@ mod tests {
         }
     }
 
-    fn holder(node: &str, since: i64, fit: Result<(), Unfit>, health: Health) -> Option<Holder> {
-        Some(Holder {
+    fn holder(node: &str, since: i64, fit: Result<(), Unfit>, health: Health) -> Option<Incumbent> {
+        Some(Incumbent {
             node: node.into(),
             since: at(since),
             fit,
@@ -240,7 +232,7 @@ mod tests {
     }
 
     fn run(
-        holder: Option<Holder>,
+        holder: Option<Incumbent>,
         candidates: &[Candidate],
         preferred: &[&str],
         failback: Failback,
@@ -250,7 +242,7 @@ mod tests {
     }
 
     fn run_checked(
-        holder: Option<Holder>,
+        holder: Option<Incumbent>,
         candidates: &[Candidate],
         preferred: &[&str],
         failback: Failback,
@@ -276,14 +268,14 @@ mod tests {
     }
 
     /// A fit holder with the given own and address health.
-    fn checked(node: &str, since: i64, own: Health, vip: Health) -> Option<Holder> {
-        Some(Holder {
+    fn checked(node: &str, since: i64, own: Health, vip: Health) -> Option<Incumbent> {
+        Some(Incumbent {
             node: node.into(),
             since: at(since),
             fit: Ok(()),
             health: own,
             vip,
-            vip_failing_for: if vip == Failing {
+            vip_failing_for: if vip == Down {
                 Duration::from_secs(60)
             } else {
                 Duration::ZERO
@@ -330,12 +322,12 @@ mod tests {
 
     #[test]
     fn never_to_a_failing_candidate() {
-        let cs = [cand("a", 0, Failing), cand("b", 5, Passing)];
+        let cs = [cand("a", 0, Down), cand("b", 5, Up)];
         assert_eq!(
             run(None, &cs, &["a"], Failback::Never, 0),
             mv("b", MoveReason::Initial)
         );
-        let all_failing = [cand("a", 0, Failing)];
+        let all_failing = [cand("a", 0, Down)];
         assert_eq!(
             run(None, &all_failing, &[], Failback::Never, 0),
             Decision::Stuck {
@@ -346,10 +338,10 @@ mod tests {
 
     #[test]
     fn a_healthy_fit_holder_stays() {
-        let cs = [cand("a", 1, Passing), cand("b", 0, Passing)];
+        let cs = [cand("a", 1, Up), cand("b", 0, Up)];
         assert_eq!(
             run(
-                holder("a", 0, Ok(()), Passing),
+                holder("a", 0, Ok(()), Up),
                 &cs,
                 &["b"],
                 Failback::Never,
@@ -361,7 +353,7 @@ mod tests {
 
     #[test]
     fn an_unfit_holder_moves_at_once_with_the_matching_reason() {
-        let cs = [cand("a", 1, Passing), cand("b", 0, Passing)];
+        let cs = [cand("a", 1, Up), cand("b", 0, Up)];
         let cases = [
             (Unfit::Gone, MoveReason::NodeDeleted),
             (Unfit::Deleting, MoveReason::NodeDeleted),
@@ -396,9 +388,9 @@ mod tests {
 
     #[test]
     fn an_unfit_holder_with_nowhere_to_go_stays_and_says_why() {
-        let cs = [cand("a", 1, Passing)];
+        let cs = [cand("a", 1, Up)];
         assert_eq!(
-            run(holder("a", 0, Err(Unfit::Cordoned), Passing), &cs, &[], Failback::Never, 100),
+            run(holder("a", 0, Err(Unfit::Cordoned), Up), &cs, &[], Failback::Never, 100),
             Decision::Stuck {
                 why: "a should give the address up (the node is cordoned), but no node is fit to hold the address".into()
             }
@@ -407,8 +399,8 @@ mod tests {
 
     #[test]
     fn an_unhealthy_holder_waits_out_min_hold_then_moves() {
-        let cs = [cand("a", 1, Failing), cand("b", 0, Passing)];
-        let h = || holder("a", 0, Ok(()), Failing);
+        let cs = [cand("a", 1, Down), cand("b", 0, Up)];
+        let h = || holder("a", 0, Ok(()), Down);
         assert_eq!(
             run(h(), &cs, &[], Failback::Never, 10),
             Decision::Hold {
@@ -419,7 +411,7 @@ mod tests {
             run(h(), &cs, &[], Failback::Never, 30),
             mv("b", MoveReason::HolderUnhealthy)
         );
-        let nobody = [cand("a", 1, Failing), cand("b", 0, Failing)];
+        let nobody = [cand("a", 1, Down), cand("b", 0, Down)];
         assert!(matches!(
             run(h(), &nobody, &[], Failback::Never, 60),
             Decision::Stuck { .. }
@@ -428,8 +420,8 @@ mod tests {
 
     #[test]
     fn failback_returns_to_a_preferred_passing_node_after_min_hold() {
-        let cs = [cand("a", 0, Passing), cand("b", 1, Passing)];
-        let h = || holder("b", 0, Ok(()), Passing);
+        let cs = [cand("a", 0, Up), cand("b", 1, Up)];
+        let h = || holder("b", 0, Ok(()), Up);
         assert_eq!(run(h(), &cs, &["a"], Failback::Never, 100), Decision::Stay);
         assert_eq!(
             run(h(), &cs, &["a"], Failback::Always, 10),
@@ -440,7 +432,7 @@ mod tests {
             run(h(), &cs, &["a"], Failback::Always, 30),
             mv("a", MoveReason::Failback)
         );
-        let unknown = [cand("a", 0, Unknown), cand("b", 1, Passing)];
+        let unknown = [cand("a", 0, Unknown), cand("b", 1, Up)];
         assert_eq!(
             run(h(), &unknown, &["a"], Failback::Always, 100),
             Decision::Stay,
@@ -465,10 +457,10 @@ mod tests {
             let failing = (t / 5) % 2 == 1;
             let other = if on == "a" { "b" } else { "a" };
             let cs = [
-                cand(&on, 1, if failing { Failing } else { Passing }),
-                cand(other, 0, Passing),
+                cand(&on, 1, if failing { Down } else { Up }),
+                cand(other, 0, Up),
             ];
-            let h = holder(&on, since, Ok(()), if failing { Failing } else { Passing });
+            let h = holder(&on, since, Ok(()), if failing { Down } else { Up });
             if let Decision::Move { to, .. } = run(h, &cs, &[], Failback::Never, t) {
                 on = to;
                 since = t;
@@ -484,7 +476,7 @@ mod tests {
 
     #[test]
     fn health_checked_candidates_must_be_known_to_pass() {
-        let cs = [cand("a", 0, Unknown), cand("b", 9, Passing)];
+        let cs = [cand("a", 0, Unknown), cand("b", 9, Up)];
         assert_eq!(
             run_checked(None, &cs, &["a"], Failback::Never, 0, true, None),
             mv("b", MoveReason::Initial)
@@ -501,80 +493,62 @@ mod tests {
     /// The decision table of issue 5, row by row.
     #[test]
     fn decision_table() {
-        let cs = [cand("a", 1, Passing), cand("b", 0, Passing)];
+        let cs = [cand("a", 1, Up), cand("b", 0, Up)];
         let d = |h, now, re| run_checked(h, &cs, &[], Failback::Never, now, true, re);
         // Address and holder both failing: move after minHold, hold before.
         assert_eq!(
-            d(checked("a", 0, Failing, Failing), 60, None),
+            d(checked("a", 0, Down, Down), 60, None),
             mv("b", MoveReason::HolderUnhealthy)
         );
         assert_eq!(
-            d(checked("a", 0, Failing, Failing), 10, None),
+            d(checked("a", 0, Down, Down), 10, None),
             Decision::Hold {
                 remaining: Duration::from_secs(20)
             }
         );
         // Holder failing its own check while clients still get through: stay.
-        assert_eq!(
-            d(checked("a", 0, Failing, Passing), 60, None),
-            Decision::Stay
-        );
+        assert_eq!(d(checked("a", 0, Down, Up), 60, None), Decision::Stay);
         // Address failing, holder passing: re-ensure first, wait out the grace, then move.
+        assert_eq!(d(checked("a", 0, Up, Down), 60, None), Decision::Reensure);
+        assert_eq!(d(checked("a", 0, Up, Down), 60, Some(1)), Decision::Stay);
         assert_eq!(
-            d(checked("a", 0, Passing, Failing), 60, None),
-            Decision::Reensure
-        );
-        assert_eq!(
-            d(checked("a", 0, Passing, Failing), 60, Some(1)),
-            Decision::Stay
-        );
-        assert_eq!(
-            d(checked("a", 0, Passing, Failing), 60, Some(2)),
+            d(checked("a", 0, Up, Down), 60, Some(2)),
             mv("b", MoveReason::HolderUnhealthy)
         );
         assert_eq!(
-            d(checked("a", 0, Passing, Failing), 10, Some(5)),
+            d(checked("a", 0, Up, Down), 10, Some(5)),
             Decision::Hold {
                 remaining: Duration::from_secs(20)
             }
         );
         // Just moved: the VPC is still routing the address over, so its failing check is
         // not held against the new holder until `settle` (5 s here) has passed.
-        assert_eq!(
-            d(checked("a", 0, Passing, Failing), 4, None),
-            Decision::Stay
-        );
-        assert_eq!(
-            d(checked("a", 0, Passing, Failing), 5, None),
-            Decision::Reensure
-        );
+        assert_eq!(d(checked("a", 0, Up, Down), 4, None), Decision::Stay);
+        assert_eq!(d(checked("a", 0, Up, Down), 5, None), Decision::Reensure);
         // The address only just failed: the holder's own check gets its turn first.
-        let mut fresh = checked("a", 0, Passing, Failing);
+        let mut fresh = checked("a", 0, Up, Down);
         if let Some(h) = fresh.as_mut() {
             h.vip_failing_for = Duration::from_millis(200);
         }
         assert_eq!(d(fresh, 60, None), Decision::Stay);
         // The holder's own failing check is the node's trouble and is not covered.
         assert_eq!(
-            d(checked("a", 0, Failing, Failing), 4, None),
+            d(checked("a", 0, Down, Down), 4, None),
             Decision::Hold {
                 remaining: Duration::from_secs(26)
             }
         );
         // Healthy: stay.
-        assert_eq!(
-            d(checked("a", 0, Passing, Passing), 60, None),
-            Decision::Stay
-        );
+        assert_eq!(d(checked("a", 0, Up, Up), 60, None), Decision::Stay);
         assert_eq!(
             d(checked("a", 0, Unknown, Unknown), 60, None),
             Decision::Stay
         );
         // No candidate passes (the controller lost its network, say): keep the holder, say why.
-        let blind = [cand("a", 1, Failing), cand("b", 0, Failing)];
+        let blind = [cand("a", 1, Down), cand("b", 0, Down)];
         assert_eq!(
             run_checked(
-                checked("a", 0, Failing, Failing),
+                checked("a", 0, Down, Down),
                 &blind,
                 &[],
                 Failback::Never,
@@ -589,12 +563,12 @@ mod tests {
             }
         );
         // Gone holder: moves at once even within minHold, and only to a passing node.
-        let gone = Some(Holder {
+        let gone = Some(Incumbent {
             node: "a".into(),
             since: at(0),
             fit: Err(Unfit::Gone),
             health: Unknown,
-            vip: Failing,
+            vip: Down,
             vip_failing_for: Duration::from_secs(1),
         });
         assert_eq!(d(gone, 1, None), mv("b", MoveReason::NodeDeleted));
@@ -604,19 +578,19 @@ mod tests {
     /// at most one re-ensure per failing spell and no move while the re-ensure grace is running.
     #[test]
     fn flapping_address_on_a_passing_holder_does_not_ping_pong() {
-        let cs = [cand("a", 1, Passing), cand("b", 0, Passing)];
+        let cs = [cand("a", 1, Up), cand("b", 0, Up)];
         let mut on = "a".to_string();
         let mut since = 0;
         let mut moves = 0;
         let mut reensured_at: Option<i64> = None;
         for t in 0..300 {
-            let vip = if (t / 3) % 2 == 1 { Failing } else { Passing };
-            if vip == Passing {
+            let vip = if (t / 3) % 2 == 1 { Down } else { Up };
+            if vip == Up {
                 reensured_at = None;
             }
             let re = reensured_at.map(|r| (t - r) as u64);
             match run_checked(
-                checked(&on, since, Passing, vip),
+                checked(&on, since, Up, vip),
                 &cs,
                 &[],
                 Failback::Never,

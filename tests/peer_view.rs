@@ -8,7 +8,8 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use floatip::api::{FloatingIP, PeerHealth, PeerView, PEER_VIEW_ANNOTATION};
+use floatip::api::{FloatingIP, PeerView, PEER_VIEW_ANNOTATION};
+use floatip::probe::Health;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -88,7 +89,7 @@ async fn view(pods: &Api<Pod>) -> Option<PeerView> {
 }
 
 /// Polls the view every 20 ms until node-1 has `health` in it; returns how long it took.
-async fn until_node_1(pods: &Api<Pod>, health: PeerHealth) -> Duration {
+async fn until_node_1(pods: &Api<Pod>, health: Health) -> Duration {
     let start = Instant::now();
     loop {
         let seen = view(pods).await;
@@ -125,7 +126,7 @@ async fn an_agent_publishes_what_it_sees_of_the_holder_from_its_own_node() {
     let interval = Duration::from_secs(1);
     let started = Instant::now();
     let _agent = AgentProc::start(&lab, "node-2", &n2, &[("FLOATIP_PEER_VIEW_INTERVAL", "1s")]);
-    until_node_1(&pods, PeerHealth::Up).await;
+    until_node_1(&pods, Health::Up).await;
     println!(
         "agent started -> node-1 Up: {} ms",
         started.elapsed().as_millis()
@@ -156,13 +157,13 @@ async fn an_agent_publishes_what_it_sees_of_the_holder_from_its_own_node() {
     );
 
     drop(server);
-    let down = until_node_1(&pods, PeerHealth::Down).await;
+    let down = until_node_1(&pods, Health::Down).await;
     println!(
         "node-1's service stopped -> Down in the view: {} ms (3 failures 200 ms apart)",
         down.as_millis()
     );
     let _server = Server::start(&n1, service, "ok\n");
-    let up = until_node_1(&pods, PeerHealth::Up).await;
+    let up = until_node_1(&pods, Health::Up).await;
     println!(
         "node-1's service back -> Up in the view: {} ms",
         up.as_millis()

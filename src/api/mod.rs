@@ -7,7 +7,7 @@ mod spec;
 mod status;
 mod validate;
 
-pub use peer::{PeerHealth, PeerView, PeerViewError, PEER_VIEW_ANNOTATION};
+pub use peer::{PeerView, PeerViewError, PEER_VIEW_ANNOTATION};
 pub use spec::*;
 pub use status::*;
 pub use validate::{parse_address, validate_spec, validate_update, SpecError, SpecErrors};

@@ -6,20 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::probe::Health;
+
 /// Annotation an agent keeps on its own Pod: its [`PeerView`] as JSON.
 pub const PEER_VIEW_ANNOTATION: &str = "floatip.io/peer-view";
-
-/// The health of a node holding addresses, as one agent's probes see it from its own node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PeerHealth {
-    /// Every health check of the addresses the node holds passes.
-    Up,
-    /// At least one of them fails.
-    Down,
-    /// Not known yet (too few probes since the node began holding), or the agent cannot
-    /// probe it (its Node has no InternalIP).
-    Unknown,
-}
 
 /// One agent's view of the nodes holding addresses, as of `at`. The agent writes it when a
 /// node's health changes and at least every `--peer-view-interval`, so an `at` older than a
@@ -31,7 +21,7 @@ pub struct PeerView {
     /// When the probe results the view was made from were read (UTC).
     pub at: jiff::Timestamp,
     /// Each node holding a health-checked address, other than the agent's own.
-    pub nodes: BTreeMap<String, PeerHealth>,
+    pub nodes: BTreeMap<String, Health>,
 }
 
 /// A [`PEER_VIEW_ANNOTATION`] value that is not a peer view.
@@ -64,9 +54,9 @@ mod tests {
         let view = PeerView {
             at: "2026-01-01T00:00:00.123Z".parse().unwrap(),
             nodes: BTreeMap::from([
-                ("node-1".to_string(), PeerHealth::Up),
-                ("node-3".to_string(), PeerHealth::Down),
-                ("node-4".to_string(), PeerHealth::Unknown),
+                ("node-1".to_string(), Health::Up),
+                ("node-3".to_string(), Health::Down),
+                ("node-4".to_string(), Health::Unknown),
             ]),
         };
         let text = view.to_annotation();

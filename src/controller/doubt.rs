@@ -17,8 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::placement::Health;
-use crate::probe::{Health as ProbeHealth, Target, TargetState};
+use crate::probe::{Health, Target, TargetState};
 
 /// A view older than this is not evidence: three of the agents' refreshes (5 s).
 pub const FRESH: Duration = Duration::from_secs(15);
@@ -29,15 +28,6 @@ pub struct PeerReport {
     /// How long ago the agent took the snapshot.
     pub age: Duration,
     pub nodes: HashMap<String, Health>,
-}
-
-/// An agent's word for a node, in placement's terms.
-pub fn from_peer(h: crate::api::PeerHealth) -> Health {
-    match h {
-        crate::api::PeerHealth::Up => Health::Passing,
-        crate::api::PeerHealth::Down => Health::Failing,
-        crate::api::PeerHealth::Unknown => Health::Unknown,
-    }
 }
 
 /// Why the controller doubts its probes, if it does: half or more of the nodes it checks (at
@@ -52,11 +42,11 @@ pub fn self_doubt(
         let Some(node) = node_ips.get(&target.addr.ip()) else {
             continue;
         };
-        if state.state == ProbeHealth::Unknown {
+        if state.state == Health::Unknown {
             continue;
         }
         checked.insert(node.as_str());
-        if state.state == ProbeHealth::Down || state.failing_since.is_some() {
+        if state.state == Health::Down || state.failing_since.is_some() {
             failing.insert(node.as_str());
         }
     }
@@ -97,8 +87,8 @@ pub fn confirm(
             continue;
         }
         match report.nodes.get(holder) {
-            Some(Health::Passing) => up.push(reporter.clone()),
-            Some(Health::Failing) => down.push(reporter.clone()),
+            Some(Health::Up) => up.push(reporter.clone()),
+            Some(Health::Down) => down.push(reporter.clone()),
             _ => {}
         }
     }
@@ -136,7 +126,7 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
-    fn state(s: ProbeHealth, suspect: bool) -> TargetState {
+    fn state(s: Health, suspect: bool) -> TargetState {
         TargetState {
             state: s,
             last_failure: None,
@@ -145,8 +135,8 @@ mod tests {
         }
     }
 
-    fn world(
-        states: &[(&str, ProbeHealth, bool)],
+    fn picture(
+        states: &[(&str, Health, bool)],
     ) -> (HashMap<IpAddr, String>, HashMap<Target, TargetState>) {
         let mut ips = HashMap::new();
         let mut health = HashMap::new();
@@ -162,26 +152,26 @@ mod tests {
         (ips, health)
     }
 
-    use ProbeHealth::{Down, Unknown, Up};
+    use Health::{Down, Unknown, Up};
 
     #[test]
     fn doubt_needs_half_the_checked_nodes_and_at_least_two() {
-        let (ips, h) = world(&[("n1", Down, false), ("n2", Up, false), ("n3", Up, false)]);
+        let (ips, h) = picture(&[("n1", Down, false), ("n2", Up, false), ("n3", Up, false)]);
         assert_eq!(
             self_doubt(&ips, &h),
             None,
             "one node down is a node failure"
         );
-        let (ips, h) = world(&[("n1", Down, false), ("n2", Down, false), ("n3", Up, false)]);
+        let (ips, h) = picture(&[("n1", Down, false), ("n2", Down, false), ("n3", Up, false)]);
         assert!(self_doubt(&ips, &h).unwrap().contains("2 of 3 nodes"));
         // Probes run out of phase: the others have only started failing.
-        let (ips, h) = world(&[("n1", Down, false), ("n2", Up, true), ("n3", Up, true)]);
+        let (ips, h) = picture(&[("n1", Down, false), ("n2", Up, true), ("n3", Up, true)]);
         assert!(self_doubt(&ips, &h)
             .unwrap()
             .contains("3 of 3 nodes at once (n1, n2, n3)"));
-        let (ips, h) = world(&[("n1", Down, false), ("n2", Up, false)]);
+        let (ips, h) = picture(&[("n1", Down, false), ("n2", Up, false)]);
         assert_eq!(self_doubt(&ips, &h), None, "two nodes, one down");
-        let (ips, h) = world(&[
+        let (ips, h) = picture(&[
             ("n1", Down, false),
             ("n2", Unknown, false),
             ("n3", Up, false),
@@ -201,8 +191,8 @@ mod tests {
         let doubt = Some("the controller's checks fail");
         let failing = Duration::from_secs(5);
         let peers = HashMap::from([
-            ("n2".to_string(), report(1, &[("n1", Health::Passing)])),
-            ("n3".to_string(), report(1, &[("n1", Health::Failing)])),
+            ("n2".to_string(), report(1, &[("n1", Health::Up)])),
+            ("n3".to_string(), report(1, &[("n1", Health::Down)])),
         ]);
         assert_eq!(
             hold_reason(None, "n1", failing, &peers),
@@ -216,10 +206,10 @@ mod tests {
         );
 
         let confirmed = HashMap::from([
-            ("n3".to_string(), report(1, &[("n1", Health::Failing)])),
+            ("n3".to_string(), report(1, &[("n1", Health::Down)])),
             // Its own agent and a stale view do not count.
-            ("n1".to_string(), report(1, &[("n1", Health::Passing)])),
-            ("n2".to_string(), report(60, &[("n1", Health::Passing)])),
+            ("n1".to_string(), report(1, &[("n1", Health::Up)])),
+            ("n2".to_string(), report(60, &[("n1", Health::Up)])),
         ]);
         assert_eq!(hold_reason(doubt, "n1", failing, &confirmed), None);
         assert_eq!(
@@ -227,7 +217,7 @@ mod tests {
             Verdict::Confirmed(vec!["n3".into()])
         );
 
-        let silent = HashMap::from([("n2".to_string(), report(1, &[("n4", Health::Failing)]))]);
+        let silent = HashMap::from([("n2".to_string(), report(1, &[("n4", Health::Down)]))]);
         assert!(hold_reason(doubt, "n1", failing, &silent)
             .unwrap()
             .contains("no agent confirms"));
@@ -238,8 +228,8 @@ mod tests {
     #[test]
     fn a_view_from_before_the_failure_is_no_evidence() {
         let died_together = HashMap::from([
-            ("n2".to_string(), report(4, &[("n1", Health::Passing)])),
-            ("n3".to_string(), report(1, &[("n1", Health::Failing)])),
+            ("n2".to_string(), report(4, &[("n1", Health::Up)])),
+            ("n3".to_string(), report(1, &[("n1", Health::Down)])),
         ]);
         let doubt = Some("the controller's checks fail");
         assert_eq!(

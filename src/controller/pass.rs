@@ -12,7 +12,7 @@ use kube::ResourceExt;
 use serde_json::json;
 
 use super::backoff::{Backoffs, Entry};
-use super::plan::{has_finalizer, Act, Placed, Plan, FINALIZER};
+use super::plan::{has_finalizer, Placement, Plan, Slot, FINALIZER};
 use crate::api::{
     condition as cond, FloatingIP, FloatingIPStatus, Holder, MoveReason, PendingMove,
 };
@@ -70,8 +70,8 @@ impl StepError {
 /// One address moving in a batch.
 struct Claimed {
     fip: FloatingIP,
-    from: Option<Placed>,
-    to: Placed,
+    from: Option<Slot>,
+    to: Slot,
     reason: MoveReason,
     decided: Instant,
     /// Probed once more before the move (an unplanned one): the target must answer now.
@@ -156,7 +156,7 @@ impl<C: Cloud> Ctx<C> {
                 Plan::Release { address, from, .. } => {
                     self.release(fip, address, &from, &mut out).await
                 }
-                Plan::Act(act) => match self.ensure_finalizer(fip).await {
+                Plan::Place(act) => match self.ensure_finalizer(fip).await {
                     Ok(fip) => match (&act.decision, &act.target, self.waiting(&fip)) {
                         (Decision::Move { .. } | Decision::Reensure, _, Some(entry)) => {
                             self.backing_off(&fip, &entry, &now).await
@@ -406,7 +406,7 @@ impl<C: Cloud> Ctx<C> {
 
     /// The address fails while its holder passes: assign it to the holder's ENI again (a no-op
     /// when EC2 has it there). The agent re-applies what status says on its own.
-    async fn reensure(&self, fip: &FloatingIP, act: &Act, out: &mut Outcome) {
+    async fn reensure(&self, fip: &FloatingIP, act: &Placement, out: &mut Outcome) {
         let Some(holder) = &act.holder else { return };
         if (self.gate)().is_err() {
             return;
@@ -432,7 +432,7 @@ impl<C: Cloud> Ctx<C> {
     }
 
     /// Status for an address that stays where it is: mirror EC2 and say why nothing moved.
-    async fn steady(&self, fip: &FloatingIP, act: &Act, now: &Time) -> Result<(), StepError> {
+    async fn steady(&self, fip: &FloatingIP, act: &Placement, now: &Time) -> Result<(), StepError> {
         let was_held = fip.status.as_ref().is_some_and(|s| {
             s.conditions
                 .iter()
@@ -453,7 +453,12 @@ impl<C: Cloud> Ctx<C> {
         Ok(())
     }
 
-    async fn write_steady(&self, fip: &FloatingIP, act: &Act, now: &Time) -> Result<(), StepError> {
+    async fn write_steady(
+        &self,
+        fip: &FloatingIP,
+        act: &Placement,
+        now: &Time,
+    ) -> Result<(), StepError> {
         let g = fip.metadata.generation;
         self.write_status(fip, |s| {
             let mut changed = false;
@@ -752,7 +757,7 @@ fn backing_off(entry: &Entry) -> Desired {
 }
 
 /// The Ready condition of an address that stays where it is.
-pub(crate) fn ready_condition(act: &Act) -> Desired {
+pub(crate) fn ready_condition(act: &Placement) -> Desired {
     match (&act.holder, &act.holder_fit, &act.decision) {
         // The controller cannot tell whether the holder works: say so, not False.
         (Some(h), _, _) if act.doubt.is_some() => Desired::unknown(
@@ -765,7 +770,7 @@ pub(crate) fn ready_condition(act: &Act) -> Desired {
         ),
         // Dead or failing: not Ready the moment the checks say so, even while the
         // address waits (minHoldSeconds) or has nowhere to go.
-        (Some(h), Some(Ok(())), _) if act.holder_health == crate::placement::Health::Failing => {
+        (Some(h), Some(Ok(())), _) if act.holder_health == crate::probe::Health::Down => {
             Desired::new(
                 cond::READY,
                 false,
@@ -803,16 +808,16 @@ pub(crate) fn ready_condition(act: &Act) -> Desired {
 
 /// The Healthy condition from the address's probe results.
 fn healthy(v: &super::plan::VipHealth) -> Desired {
-    use crate::placement::Health;
+    use crate::probe::Health;
     let last = v.last_failure.as_deref().unwrap_or("none");
     match v.health {
-        Health::Passing => Desired::new(
+        Health::Up => Desired::new(
             cond::HEALTHY,
             true,
             "Answering",
             format!("{} answers (last failure: {last})", v.target),
         ),
-        Health::Failing => Desired::new(
+        Health::Down => Desired::new(
             cond::HEALTHY,
             false,
             "ProbeFailing",

@@ -14,13 +14,13 @@ use super::usable::Unusable;
 use crate::api::{validate_spec, FloatingIP, InterfaceChoice, Mode, MoveReason, SpecErrors};
 use crate::cloud::{Eni, Subnet};
 use crate::nodes::{node_fitness, NodeView, Unfit};
-use crate::placement::{self, Candidate, Decision, Health, Holder};
-use crate::probe::{Target, TargetState};
+use crate::placement::{self, Candidate, Decision, Incumbent};
+use crate::probe::{Health, Target, TargetState};
 
-pub use crate::status::Placed;
+pub use crate::status::Slot;
 
 /// Everything a pass knows.
-pub struct World<'a> {
+pub struct Picture<'a> {
     pub fips: &'a [Arc<FloatingIP>],
     pub nodes: &'a [NodeView],
     /// Nodes with a ready agent; None when agents are not required.
@@ -64,20 +64,20 @@ pub enum Plan {
     /// EC2 for this subnet could not be read this pass.
     Unknown { name: String },
     /// A valid, unique, live FloatingIP.
-    Act(Box<Act>),
+    Place(Box<Placement>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Act {
+pub struct Placement {
     pub name: String,
     pub address: IpAddr,
     /// Who holds the address in EC2 now.
-    pub holder: Option<Placed>,
+    pub holder: Option<Slot>,
     /// An ENI floatip does not manage holds the address: never taken from it.
     pub foreign: Option<String>,
     pub decision: Decision,
     /// Where a Move goes.
-    pub target: Option<Placed>,
+    pub target: Option<Slot>,
     /// For an unplanned move (the holder failing its checks): the target's own check, probed
     /// once more right before the move, so that it goes only where something answers now.
     pub confirm_target: Option<Target>,
@@ -114,22 +114,22 @@ pub const ATTACH_CLAIM_TIMEOUT: Duration = Duration::from_secs(120);
 pub const FINALIZER: &str = "floatip.io/release";
 
 /// Decides, for every FloatingIP in name order, what this pass should do.
-pub fn plan(world: &World<'_>) -> Vec<Plan> {
-    let mut fips: Vec<&Arc<FloatingIP>> = world.fips.iter().collect();
+pub fn plan(picture: &Picture<'_>) -> Vec<Plan> {
+    let mut fips: Vec<&Arc<FloatingIP>> = picture.fips.iter().collect();
     fips.sort_by_key(|f| f.name_any());
     let winners = conflict_winners(&fips);
-    let node_ips: HashMap<IpAddr, String> = world
+    let node_ips: HashMap<IpAddr, String> = picture
         .nodes
         .iter()
         .filter_map(|n| Some((n.internal_ip?, n.name.clone())))
         .collect();
-    let self_doubt = doubt::self_doubt(&node_ips, world.health);
+    let self_doubt = doubt::self_doubt(&node_ips, picture.health);
     // Addresses per node as EC2 has them now, for spreading.
     let mut load: BTreeMap<String, usize> = BTreeMap::new();
     let mut out = Vec::new();
     let mut located = Vec::new();
     for fip in &fips {
-        match locate(world, fip, &winners) {
+        match locate(picture, fip, &winners) {
             Ok(l) => {
                 if let Some(h) = &l.holder {
                     *load.entry(h.node.clone()).or_default() += 1;
@@ -140,7 +140,7 @@ pub fn plan(world: &World<'_>) -> Vec<Plan> {
         }
     }
     for l in located {
-        out.push(act(world, l, &mut load, self_doubt.as_deref()));
+        out.push(act(picture, l, &mut load, self_doubt.as_deref()));
     }
     out.sort_by(|a, b| plan_name(a).cmp(plan_name(b)));
     out
@@ -152,7 +152,7 @@ struct Located<'a> {
     name: String,
     address: IpAddr,
     /// A managed ENI holding the address.
-    holder: Option<Placed>,
+    holder: Option<Slot>,
     /// An ENI floatip does not manage holding the address.
     foreign: Option<String>,
 }
@@ -160,7 +160,7 @@ struct Located<'a> {
 /// Everything that settles a FloatingIP before placement: invalid, conflicting, unsupported,
 /// EC2 unread, an address EC2 would refuse, being deleted. Otherwise where its address is.
 fn locate<'a>(
-    world: &World<'_>,
+    picture: &Picture<'_>,
     fip: &'a FloatingIP,
     winners: &HashMap<IpAddr, String>,
 ) -> Result<Located<'a>, Plan> {
@@ -178,10 +178,10 @@ fn locate<'a>(
         return Err(release_or(fip, Plan::Unsupported { name, why }));
     }
     let subnet = fip.spec.subnet_id.clone().unwrap_or_default();
-    let Some(enis) = world.enis.get(&subnet) else {
+    let Some(enis) = picture.enis.get(&subnet) else {
         return Err(Plan::Unknown { name });
     };
-    if let Some(Err(problem)) = world
+    if let Some(Err(problem)) = picture
         .subnets
         .get(&subnet)
         .map(|s| super::usable::check(address, s, enis))
@@ -201,7 +201,7 @@ fn locate<'a>(
             from,
         });
     }
-    let holder = holding.first().and_then(|e| holder_on(world, fip, e));
+    let holder = holding.first().and_then(|e| holder_on(picture, fip, e));
     let foreign = holding
         .first()
         .filter(|_| holder.is_none())
@@ -218,9 +218,9 @@ fn locate<'a>(
 /// The holder an ENI makes, if floatip manages it. An ENI of ours whose instance no node
 /// claims any more still holds the address: its node is gone (named as status last recorded
 /// it, else by the instance).
-fn holder_on(world: &World<'_>, fip: &FloatingIP, e: &Eni) -> Option<Placed> {
+fn holder_on(picture: &Picture<'_>, fip: &FloatingIP, e: &Eni) -> Option<Slot> {
     let instance = e.instance_id.as_deref()?;
-    let node = match world
+    let node = match picture
         .nodes
         .iter()
         .find(|n| n.instance_id.as_deref() == Some(instance))
@@ -234,7 +234,7 @@ fn holder_on(world: &World<'_>, fip: &FloatingIP, e: &Eni) -> Option<Placed> {
             .map(|h| h.node.clone())
             .unwrap_or_else(|| format!("instance {instance}")),
     };
-    managed(e, fip, world.cluster).then(|| Placed {
+    managed(e, fip, picture.cluster).then(|| Slot {
         node,
         instance_id: instance.to_string(),
         eni: e.id.clone(),
@@ -244,19 +244,19 @@ fn holder_on(world: &World<'_>, fip: &FloatingIP, e: &Eni) -> Option<Placed> {
 
 /// One FloatingIP's view of the nodes: which may hold it, and what its check says of each.
 struct View<'a, 'w> {
-    world: &'a World<'w>,
+    picture: &'a Picture<'w>,
     fip: &'a FloatingIP,
     enis: &'a [Eni],
 }
 
 impl View<'_, '_> {
-    fn fitness(&self, n: &NodeView) -> Result<Placed, Unfit> {
-        let (world, fip) = (self.world, self.fip);
+    fn fitness(&self, n: &NodeView) -> Result<Slot, Unfit> {
+        let (picture, fip) = (self.picture, self.fip);
         node_fitness(n, &fip.spec)?;
-        if world.agents_leaving.contains(&n.name) {
+        if picture.agents_leaving.contains(&n.name) {
             return Err(Unfit::AgentLeaving);
         }
-        if world
+        if picture
             .agents_ready
             .is_some_and(|ready| !ready.contains(&n.name))
         {
@@ -269,10 +269,10 @@ impl View<'_, '_> {
             .iter()
             .find(|e| {
                 e.instance_id.as_deref() == Some(instance.as_str())
-                    && managed(e, fip, world.cluster)
+                    && managed(e, fip, picture.cluster)
             })
-            .ok_or_else(|| Unfit::NoInterface(no_interface(fip, subnet, world.cluster)))?;
-        Ok(Placed {
+            .ok_or_else(|| Unfit::NoInterface(no_interface(fip, subnet, picture.cluster)))?;
+        Ok(Slot {
             node: n.name.clone(),
             instance_id: instance,
             eni: eni.id.clone(),
@@ -281,7 +281,7 @@ impl View<'_, '_> {
     }
 
     fn node(&self, name: &str) -> Option<&NodeView> {
-        self.world.nodes.iter().find(|n| n.name == name)
+        self.picture.nodes.iter().find(|n| n.name == name)
     }
 
     fn fit_of(&self, node: &str) -> Result<(), Unfit> {
@@ -294,14 +294,14 @@ impl View<'_, '_> {
     /// What the probes say of a node on this FloatingIP's check, if they say anything.
     fn node_state(&self, name: &str) -> Option<&TargetState> {
         let hc = self.fip.spec.health_check.as_ref()?;
-        self.world
+        self.picture
             .health
             .get(&Target::for_health_check(hc, self.node(name)?.internal_ip?).ok()?)
     }
 
     fn node_health(&self, name: &str) -> Health {
         self.node_state(name)
-            .map(|s| s.state.into())
+            .map(|s| s.state)
             .unwrap_or(Health::Unknown)
     }
 
@@ -329,16 +329,16 @@ impl View<'_, '_> {
     fn vip(&self, address: IpAddr) -> Option<VipHealth> {
         let hc = self.fip.spec.health_check.as_ref()?;
         let target = Target::for_health_check(hc, address).ok()?;
-        let state = self.world.health.get(&target);
-        let health = state.map(|s| s.state.into()).unwrap_or(Health::Unknown);
+        let state = self.picture.health.get(&target);
+        let health = state.map(|s| s.state).unwrap_or(Health::Unknown);
         Some(VipHealth {
             health,
             last_failure: state.and_then(|s| s.last_failure.clone()),
             failing_for: state
-                .filter(|_| health == Health::Failing)
+                .filter(|_| health == Health::Down)
                 .map(|s| s.since.elapsed())
                 .unwrap_or_default(),
-            suspect: health == Health::Passing && state.is_some_and(|s| s.failing_since.is_some()),
+            suspect: health == Health::Up && state.is_some_and(|s| s.failing_since.is_some()),
             target,
         })
     }
@@ -359,10 +359,10 @@ impl View<'_, '_> {
 
 /// The nodes that may hold the address now (with where it would go on each), and why no node
 /// can when none can.
-fn fit_nodes<'n>(view: &View<'_, 'n>) -> (BTreeMap<&'n str, Placed>, String) {
+fn fit_nodes<'n>(view: &View<'_, 'n>) -> (BTreeMap<&'n str, Slot>, String) {
     let mut fit = BTreeMap::new();
     let mut unfit: Vec<(&str, Unfit)> = Vec::new();
-    for n in view.world.nodes {
+    for n in view.picture.nodes {
         match view.fitness(n) {
             Ok(p) => {
                 fit.insert(n.name.as_str(), p);
@@ -375,16 +375,16 @@ fn fit_nodes<'n>(view: &View<'_, 'n>) -> (BTreeMap<&'n str, Placed>, String) {
 
 /// What this pass does with one located FloatingIP.
 fn act(
-    world: &World<'_>,
+    picture: &Picture<'_>,
     l: Located<'_>,
     load: &mut BTreeMap<String, usize>,
     self_doubt: Option<&str>,
 ) -> Plan {
     let subnet = l.fip.spec.subnet_id.as_deref().unwrap_or_default();
     let view = View {
-        world,
+        picture,
         fip: l.fip,
-        enis: &world.enis[subnet],
+        enis: &picture.enis[subnet],
     };
     let vip = view.vip(l.address);
     let (fit, no_fit_node) = fit_nodes(&view);
@@ -397,7 +397,7 @@ fn act(
         })
         .collect();
     let waiting = |decision: Decision, foreign: Option<String>| {
-        Plan::Act(Box::new(Act {
+        Plan::Place(Box::new(Placement {
             name: l.name.clone(),
             address: l.address,
             holder: None,
@@ -439,7 +439,7 @@ fn act(
             *count = count.saturating_sub(1);
         }
     }
-    Plan::Act(Box::new(Act {
+    Plan::Place(Box::new(Placement {
         name: l.name,
         address: l.address,
         holder_fit: l.holder.as_ref().map(|h| view.fit_of(&h.node)),
@@ -479,7 +479,7 @@ fn held_in_doubt(
         return None;
     }
     let failing_for = view.node_failing_for(&h.node);
-    doubt::hold_reason(self_doubt, &h.node, failing_for, view.world.peers)
+    doubt::hold_reason(self_doubt, &h.node, failing_for, view.picture.peers)
 }
 
 /// `floatip attach` claims an unheld address for its node while that node's agent is not
@@ -490,7 +490,7 @@ fn attach_claim_hold(view: &View<'_, '_>, l: &Located<'_>) -> Option<Duration> {
         .pending_move
         .as_ref()
         .filter(|p| p.reason == MoveReason::Initial && l.holder.is_none())?;
-    let age = view.world.now.duration_since(p.since.0);
+    let age = view.picture.now.duration_since(p.since.0);
     let waiting_for_agent = view
         .node(&p.to)
         .is_some_and(|n| matches!(view.fitness(n), Err(Unfit::NoAgent)));
@@ -502,7 +502,7 @@ fn attach_claim_hold(view: &View<'_, '_>, l: &Located<'_>) -> Option<Duration> {
 /// EC2 disagrees with what floatip intended: an interrupted move, or a change made outside
 /// floatip. The move that puts the address where floatip meant it to be, if that node can
 /// still take it.
-fn repair(l: &Located<'_>, fit: &BTreeMap<&str, Placed>) -> Option<Decision> {
+fn repair(l: &Located<'_>, fit: &BTreeMap<&str, Slot>) -> Option<Decision> {
     let status = l.fip.status.as_ref();
     let pending = status.and_then(|s| s.pending_move.as_ref());
     let intended = pending
@@ -534,17 +534,17 @@ fn place(
         // failing too, in this pass: their probes run out of phase, and waiting for each to go
         // Down split one failover into several calls.
         let vip_health = match vip {
-            Some(v) if v.suspect && health == Health::Failing => Health::Unknown,
+            Some(v) if v.suspect && health == Health::Down => Health::Unknown,
             Some(v) => v.health,
             None => Health::Unknown,
         };
-        Holder {
+        Incumbent {
             node: h.node.clone(),
             since: status
                 .and_then(|s| s.holder.as_ref())
                 .filter(|sh| sh.node == h.node)
                 .map(|sh| sh.since.0)
-                .unwrap_or(view.world.now),
+                .unwrap_or(view.picture.now),
             fit: view.fit_of(&h.node),
             health,
             vip: vip_health,
@@ -559,9 +559,9 @@ fn place(
         preferred: &fip.spec.preferred_nodes,
         failback: fip.spec.failback,
         min_hold: Duration::from_secs(fip.spec.failover.min_hold_seconds.max(0) as u64),
-        now: view.world.now,
+        now: view.picture.now,
         health_checked: hc.is_some(),
-        reensured: view.world.reensured.get(&l.name).copied(),
+        reensured: view.picture.reensured.get(&l.name).copied(),
         // Assigning the address again makes the VPC route it again too.
         reensure_grace: hc.map(settle).unwrap_or_default(),
         settle: hc.map(settle).unwrap_or_default(),
@@ -607,7 +607,7 @@ pub fn plan_name(p: &Plan) -> &str {
         | Plan::Unusable { name, .. }
         | Plan::Release { name, .. }
         | Plan::Unknown { name } => name,
-        Plan::Act(a) => &a.name,
+        Plan::Place(a) => &a.name,
     }
 }
 

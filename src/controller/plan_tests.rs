@@ -63,7 +63,7 @@ fn fip(name: &str, address: &str, created: i64, status: serde_json::Value) -> Ar
 
 fn run(fips: &[Arc<FloatingIP>], nodes: &[NodeView], enis: Vec<Eni>) -> Vec<Plan> {
     let enis = HashMap::from([(SUBNET.to_string(), enis)]);
-    plan(&World {
+    plan(&Picture {
         fips,
         nodes,
         agents_ready: None,
@@ -86,10 +86,10 @@ fn three_nodes() -> Vec<NodeView> {
     ]
 }
 
-fn act(p: &Plan) -> &Act {
+fn act(p: &Plan) -> &Placement {
     match p {
-        Plan::Act(a) => a,
-        other => panic!("expected Act, got {other:?}"),
+        Plan::Place(a) => a,
+        other => panic!("expected Placement, got {other:?}"),
     }
 }
 
@@ -236,7 +236,7 @@ fn the_older_of_two_same_address_floatingips_wins() {
             winner: "zeta".into()
         }
     );
-    assert!(matches!(&plans[1], Plan::Act(a) if a.name == "zeta"));
+    assert!(matches!(&plans[1], Plan::Place(a) if a.name == "zeta"));
 }
 
 #[test]
@@ -376,7 +376,7 @@ fn agents_are_required_when_configured() {
     let nodes = three_nodes();
     let enis = HashMap::from([(SUBNET.to_string(), vec![eni(1, &[]), eni(2, &[])])]);
     let ready = HashSet::from(["n2".to_string()]);
-    let plans = plan(&World {
+    let plans = plan(&Picture {
         fips: &fips,
         nodes: &nodes,
         agents_ready: Some(&ready),
@@ -407,7 +407,7 @@ fn a_leaving_agent_hands_its_addresses_over() {
         vec![eni(1, &["10.0.8.100"]), eni(2, &[])],
     )]);
     let leaving = HashSet::from(["n1".to_string()]);
-    let plans = plan(&World {
+    let plans = plan(&Picture {
         fips: &fips,
         nodes: &nodes,
         agents_ready: None,
@@ -474,7 +474,7 @@ mod with_health_checks {
             .collect()
     }
 
-    fn decide_with(states: &[(&str, P)], reensured: Option<Duration>) -> Act {
+    fn decide_with(states: &[(&str, P)], reensured: Option<Duration>) -> Placement {
         decide_with_health(health(states), reensured, &HashMap::new())
     }
 
@@ -482,7 +482,7 @@ mod with_health_checks {
         health: HashMap<Target, TargetState>,
         reensured: Option<Duration>,
         peers: &HashMap<String, crate::controller::doubt::PeerReport>,
-    ) -> Act {
+    ) -> Placement {
         decide_among(2, health, reensured, peers)
     }
 
@@ -492,7 +492,7 @@ mod with_health_checks {
         health: HashMap<Target, TargetState>,
         reensured: Option<Duration>,
         peers: &HashMap<String, crate::controller::doubt::PeerReport>,
-    ) -> Act {
+    ) -> Placement {
         let fips = [checked_fip()];
         let nodes: Vec<NodeView> = (1..=n)
             .map(|i| node_ip(&format!("n{i}"), &format!("10.0.8.{}", 10 + i)))
@@ -507,7 +507,7 @@ mod with_health_checks {
             .map(|d| ("web".to_string(), d))
             .into_iter()
             .collect();
-        let plans = plan(&World {
+        let plans = plan(&Picture {
             fips: &fips,
             nodes: &nodes,
             agents_ready: None,
@@ -565,7 +565,7 @@ mod with_health_checks {
         let vip = a.vip.unwrap();
         assert_eq!(
             (vip.health, vip.last_failure.as_deref()),
-            (Health::Failing, Some("refused"))
+            (Health::Down, Some("refused"))
         );
     }
 
@@ -668,14 +668,14 @@ mod with_health_checks {
         );
         assert!(why.contains("no agent confirms that n1 is down"), "{why}");
 
-        let denied = decide(&view(Health::Passing));
+        let denied = decide(&view(Health::Up));
         assert_eq!(denied.decision, Decision::Stay);
         assert!(denied
             .doubt
             .unwrap()
             .contains("the agents on n3 still see n1 answer"));
 
-        let confirmed = decide(&view(Health::Failing));
+        let confirmed = decide(&view(Health::Down));
         assert_eq!(
             confirmed.decision,
             Decision::Move {
@@ -719,12 +719,12 @@ mod with_health_checks {
             "n2".to_string(),
             crate::controller::doubt::PeerReport {
                 age: Duration::from_secs(1),
-                nodes: HashMap::from([("n1".to_string(), Health::Failing)]),
+                nodes: HashMap::from([("n1".to_string(), Health::Down)]),
             },
         )]);
         let a = decide_with_health(health(&states), None, &confirmed);
         assert!(matches!(a.decision, Decision::Stuck { .. }), "{a:?}");
-        assert_eq!(a.holder_health, Health::Failing);
+        assert_eq!(a.holder_health, Health::Down);
         let ready = crate::controller::pass::ready_condition(&a);
         assert_eq!(
             (ready.status, ready.reason.as_str()),
@@ -772,7 +772,7 @@ fn a_fresh_attach_claim_is_left_to_finish_while_the_agent_starts() {
     let ready = HashSet::from(["n2".to_string()]);
     let run_with = |f: Arc<FloatingIP>| {
         let fips = [f];
-        let plans = plan(&World {
+        let plans = plan(&Picture {
             fips: &fips,
             nodes: &nodes,
             agents_ready: Some(&ready),

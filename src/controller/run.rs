@@ -15,7 +15,7 @@ use kube::ResourceExt;
 use tokio::sync::Notify;
 
 use super::pass::Ctx;
-use super::plan::{plan, Plan, World};
+use super::plan::{plan, Picture, Plan};
 use crate::admin::{self, Readiness};
 use crate::api::FloatingIP;
 use crate::api::MoveReason;
@@ -25,10 +25,8 @@ use crate::cloud::{Cloud, CloudError, Eni, Subnet};
 use crate::leader::{self, LeaderConfig};
 use crate::metrics::Metrics;
 use crate::nodes::NodeView;
-use crate::placement::{Decision, Health};
-use crate::probe::{
-    health_check_targets, merge_targets, Health as ProbeHealth, ProbeEngine, ProbeSpec, Target,
-};
+use crate::placement::Decision;
+use crate::probe::{health_check_targets, merge_targets, Health, ProbeEngine, ProbeSpec, Target};
 use crate::retry::backoff;
 use std::net::IpAddr;
 
@@ -214,7 +212,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             Some(t) = transitions.recv() => {
                 // A health transition acts now, not at the next resync; a failure waits a
                 // moment for the failures that come with it.
-                if t.to == ProbeHealth::Down {
+                if t.to == Health::Down {
                     window = COALESCE_FAILURES;
                 }
                 note_transition(&mut memory, t);
@@ -285,7 +283,7 @@ const COALESCE_FAILURES: Duration = Duration::from_millis(40);
 /// Books a health transition: when its failing run began, for the detection-time metric.
 fn note_transition(memory: &mut Memory, t: crate::probe::Transition) {
     match (t.to, t.first_failure_at) {
-        (ProbeHealth::Down, Some(first)) => {
+        (Health::Down, Some(first)) => {
             memory.first_failures.insert(t.target, first);
         }
         _ => {
@@ -435,7 +433,7 @@ async fn pass<C: Cloud>(
         .iter()
         .map(|(s, (_, info, _))| (s.clone(), info.clone()))
         .collect();
-    let plans = plan(&World {
+    let plans = plan(&Picture {
         fips: &fip_list,
         nodes: &node_views,
         agents_ready: args.require_agent.then_some(&ready_agents),
@@ -450,10 +448,10 @@ async fn pass<C: Cloud>(
     });
     let recheck = recheck_after(&plans);
     for p in &plans {
-        let Plan::Act(a) = p else { continue };
+        let Plan::Place(a) = p else { continue };
         tracing::debug!(floatingip = %a.name, decision = ?a.decision, holder = ?a.holder.as_ref().map(|h| &h.node),
             vip = ?a.vip.as_ref().map(|v| v.health), candidates = a.candidates, "planned");
-        let vip_passing = a.vip.as_ref().is_some_and(|v| v.health == Health::Passing);
+        let vip_passing = a.vip.as_ref().is_some_and(|v| v.health == Health::Up);
         if vip_passing || matches!(a.decision, Decision::Move { .. }) {
             memory.reensured_at.remove(&a.name);
         }
@@ -552,9 +550,9 @@ fn recheck_after(plans: &[Plan]) -> Option<Duration> {
     plans
         .iter()
         .filter_map(|p| match p {
-            Plan::Act(a) => match &a.decision {
+            Plan::Place(a) => match &a.decision {
                 Decision::Hold { remaining } => Some(*remaining + Duration::from_millis(10)),
-                _ if a.vip.as_ref().is_some_and(|v| v.health == Health::Failing) => Some(FAILING),
+                _ if a.vip.as_ref().is_some_and(|v| v.health == Health::Down) => Some(FAILING),
                 _ => None,
             },
             _ => None,
@@ -577,11 +575,7 @@ fn peer_reports(pods: &[Arc<Pod>]) -> HashMap<String, super::doubt::PeerReport> 
                 .get(crate::api::PEER_VIEW_ANNOTATION)?;
             let view = crate::api::PeerView::parse(text).ok()?;
             let age = now.duration_since(view.at).unsigned_abs();
-            let nodes = view
-                .nodes
-                .into_iter()
-                .map(|(n, h)| (n, super::doubt::from_peer(h)))
-                .collect();
+            let nodes = view.nodes.into_iter().collect();
             Some((node, super::doubt::PeerReport { age, nodes }))
         })
         .collect()
@@ -626,7 +620,7 @@ mod tests {
 
     fn act(name: &str, decision: Decision, vip: Option<Health>) -> Plan {
         let address: std::net::IpAddr = "10.0.8.100".parse().unwrap();
-        Plan::Act(Box::new(super::super::plan::Act {
+        Plan::Place(Box::new(super::super::plan::Placement {
             name: name.into(),
             address,
             holder: None,
@@ -654,17 +648,17 @@ mod tests {
     #[test]
     fn time_bound_decisions_are_planned_again_without_another_trigger() {
         // Nothing waits on time: no recheck.
-        let calm = [act("a", Decision::Stay, Some(Health::Passing))];
+        let calm = [act("a", Decision::Stay, Some(Health::Up))];
         assert_eq!(recheck_after(&calm), None);
         // A held move is due when its hold ends.
         let held = [
-            act("a", Decision::Stay, Some(Health::Passing)),
+            act("a", Decision::Stay, Some(Health::Up)),
             act(
                 "b",
                 Decision::Hold {
                     remaining: Duration::from_secs(2),
                 },
-                Some(Health::Failing),
+                Some(Health::Down),
             ),
         ];
         assert_eq!(recheck_after(&held), Some(Duration::from_millis(2010)));
@@ -677,7 +671,7 @@ mod tests {
         )];
         assert_eq!(recheck_after(&held_alone), Some(Duration::from_millis(50)));
         // An address failing on a holder kept for now (settle, re-ensure grace): look again soon.
-        let failing = [act("c", Decision::Stay, Some(Health::Failing))];
+        let failing = [act("c", Decision::Stay, Some(Health::Down))];
         assert_eq!(recheck_after(&failing), Some(Duration::from_millis(250)));
     }
 }

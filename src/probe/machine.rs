@@ -3,8 +3,9 @@
 
 use std::time::Instant;
 
-/// What the probes say about one target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What the health checks say about a target: the controller's probes, and an agent's word
+/// for a node in its peer view (where it is serialized by variant name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Health {
     /// Not enough results yet to call it either way.
     Unknown,
@@ -17,16 +18,6 @@ pub enum Health {
 impl std::fmt::Display for Health {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(self, f)
-    }
-}
-
-impl From<Health> for crate::placement::Health {
-    fn from(h: Health) -> Self {
-        match h {
-            Health::Up => Self::Passing,
-            Health::Down => Self::Failing,
-            Health::Unknown => Self::Unknown,
-        }
     }
 }
 
@@ -258,13 +249,5 @@ mod tests {
         assert!(m.record(false, t0, 4, 2).is_none());
         assert!(m.record(false, t0, 4, 2).is_none());
         assert_eq!(m.record(false, t0, 4, 2).map(|s| s.to), Some(Health::Down));
-    }
-
-    #[test]
-    fn maps_onto_placement_health() {
-        use crate::placement::Health as P;
-        assert_eq!(P::from(Health::Up), P::Passing);
-        assert_eq!(P::from(Health::Down), P::Failing);
-        assert_eq!(P::from(Health::Unknown), P::Unknown);
     }
 }

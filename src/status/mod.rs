@@ -6,9 +6,9 @@ pub mod conditions;
 
 pub use arrival::{record_arrival, Arrival};
 
-/// Where an address is (or goes): node, instance and ENI.
+/// A place an address can sit (or sits): a node, its instance and the ENI there.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placed {
+pub struct Slot {
     pub node: String,
     pub instance_id: String,
     pub eni: String,

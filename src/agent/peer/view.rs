@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::api::{FloatingIP, HealthCheck, PeerHealth};
+use crate::api::{FloatingIP, HealthCheck};
 use crate::probe::{health_check_targets, merge_targets, Health, ProbeSpec, Target, TargetState};
 
 /// The nodes other than `me` that hold a health-checked address, each with the checks of the
@@ -69,7 +69,7 @@ pub fn plan(
 pub fn node_states(
     by_node: &BTreeMap<String, Vec<Target>>,
     snapshot: &HashMap<Target, TargetState>,
-) -> BTreeMap<String, PeerHealth> {
+) -> BTreeMap<String, Health> {
     by_node
         .iter()
         .map(|(node, targets)| {
@@ -78,11 +78,11 @@ pub fn node_states(
                 .map(|t| snapshot.get(t).map_or(Health::Unknown, |s| s.state))
                 .collect();
             let health = if states.contains(&Health::Down) {
-                PeerHealth::Down
+                Health::Down
             } else if states.is_empty() || states.contains(&Health::Unknown) {
-                PeerHealth::Unknown
+                Health::Unknown
             } else {
-                PeerHealth::Up
+                Health::Up
             };
             (node.clone(), health)
         })
@@ -92,7 +92,7 @@ pub fn node_states(
 /// The view last written to the Pod.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Written {
-    pub nodes: BTreeMap<String, PeerHealth>,
+    pub nodes: BTreeMap<String, Health>,
     pub at: Instant,
 }
 
@@ -107,7 +107,7 @@ pub struct Written {
 /// | same, less than `interval` ago | any                | no  |
 pub fn write_due(
     last: Option<&Written>,
-    nodes: &BTreeMap<String, PeerHealth>,
+    nodes: &BTreeMap<String, Health>,
     now: Instant,
     interval: Duration,
 ) -> bool {
@@ -217,8 +217,8 @@ mod tests {
         ]);
         assert_eq!(p.by_node, none);
         let states = node_states(&p.by_node, &HashMap::new());
-        assert_eq!(states["node-4"], PeerHealth::Unknown);
-        assert_eq!(states["node-5"], PeerHealth::Unknown);
+        assert_eq!(states["node-4"], Health::Unknown);
+        assert_eq!(states["node-5"], Health::Unknown);
     }
 
     fn state(health: Health) -> TargetState {
@@ -240,10 +240,10 @@ mod tests {
         };
         let by_node = BTreeMap::from([("node-1".to_string(), vec![t(1), t(2)])]);
         let cases = [
-            ([Health::Up, Health::Up], PeerHealth::Up),
-            ([Health::Up, Health::Down], PeerHealth::Down),
-            ([Health::Unknown, Health::Down], PeerHealth::Down),
-            ([Health::Up, Health::Unknown], PeerHealth::Unknown),
+            ([Health::Up, Health::Up], Health::Up),
+            ([Health::Up, Health::Down], Health::Down),
+            ([Health::Unknown, Health::Down], Health::Down),
+            ([Health::Up, Health::Unknown], Health::Unknown),
         ];
         for ([a, b], want) in cases {
             let snapshot = HashMap::from([(t(1), state(a)), (t(2), state(b))]);
@@ -255,13 +255,10 @@ mod tests {
         }
         // A target the engine does not know (yet) is Unknown.
         let only_one = HashMap::from([(t(1), state(Health::Up))]);
-        assert_eq!(
-            node_states(&by_node, &only_one)["node-1"],
-            PeerHealth::Unknown
-        );
+        assert_eq!(node_states(&by_node, &only_one)["node-1"], Health::Unknown);
     }
 
-    fn nodes(pairs: &[(&str, PeerHealth)]) -> BTreeMap<String, PeerHealth> {
+    fn nodes(pairs: &[(&str, Health)]) -> BTreeMap<String, Health> {
         pairs.iter().map(|(n, h)| (n.to_string(), *h)).collect()
     }
 
@@ -269,8 +266,8 @@ mod tests {
     fn a_write_is_due_on_a_change_or_when_the_refresh_is_due_and_never_otherwise() {
         let t0 = Instant::now();
         let i = Duration::from_secs(5);
-        let up = nodes(&[("node-1", PeerHealth::Up)]);
-        let down = nodes(&[("node-1", PeerHealth::Down)]);
+        let up = nodes(&[("node-1", Health::Up)]);
+        let down = nodes(&[("node-1", Health::Down)]);
         assert!(write_due(None, &up, t0, i), "nothing written yet");
         let last = Written {
             nodes: up.clone(),
@@ -285,7 +282,7 @@ mod tests {
             write_due(Some(&last), &down, soon, i),
             "a node's health changed"
         );
-        let more = nodes(&[("node-1", PeerHealth::Up), ("node-3", PeerHealth::Unknown)]);
+        let more = nodes(&[("node-1", Health::Up), ("node-3", Health::Unknown)]);
         assert!(
             write_due(Some(&last), &more, soon, i),
             "a node began holding"
@@ -309,7 +306,7 @@ mod tests {
     fn the_next_look_is_the_refresh_or_a_retry_and_never_a_busy_loop() {
         let t0 = Instant::now();
         let i = Duration::from_secs(5);
-        let up = nodes(&[("node-1", PeerHealth::Up)]);
+        let up = nodes(&[("node-1", Health::Up)]);
         let last = Written { nodes: up, at: t0 };
         let now = t0 + Duration::from_secs(2);
         assert_eq!(next_wake(Some(&last), None, now, i), Some(t0 + i));
