@@ -5,7 +5,7 @@
 
 use crate::api::condition as cond;
 use crate::status::conditions::{self, Desired};
-use crate::status::Slot;
+use crate::status::Seat;
 use crate::status::{record_arrival, Arrival};
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -604,7 +604,7 @@ async fn claim<C: Cloud>(
             tracing::warn!(floatingip = %name, "the claim was replaced before the holder was written");
             return Ok(false);
         }
-        let placed = Slot {
+        let placed = Seat {
             node: me.to_string(),
             instance_id: instance.to_string(),
             eni: eni.id.clone(),

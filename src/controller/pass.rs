@@ -12,7 +12,7 @@ use kube::ResourceExt;
 use serde_json::json;
 
 use super::backoff::{Backoffs, Entry};
-use super::plan::{has_finalizer, Placement, Plan, Slot, FINALIZER};
+use super::plan::{has_finalizer, Placement, Plan, Seat, FINALIZER};
 use crate::api::{
     condition as cond, FloatingIP, FloatingIPStatus, Holder, MoveReason, PendingMove,
 };
@@ -70,8 +70,8 @@ impl StepError {
 /// One address moving in a batch.
 struct Claimed {
     fip: FloatingIP,
-    from: Option<Slot>,
-    to: Slot,
+    from: Option<Seat>,
+    to: Seat,
     reason: MoveReason,
     decided: Instant,
     /// Probed once more before the move (an unplanned one): the target must answer now.

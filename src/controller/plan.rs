@@ -17,7 +17,7 @@ use crate::nodes::{node_fitness, NodeView, Unfit};
 use crate::placement::{self, Candidate, Decision, Incumbent};
 use crate::probe::{Health, Target, TargetState};
 
-pub use crate::status::Slot;
+pub use crate::status::Seat;
 
 /// Everything a pass knows.
 pub struct Picture<'a> {
@@ -72,12 +72,12 @@ pub struct Placement {
     pub name: String,
     pub address: IpAddr,
     /// Who holds the address in EC2 now.
-    pub holder: Option<Slot>,
+    pub holder: Option<Seat>,
     /// An ENI floatip does not manage holds the address: never taken from it.
     pub foreign: Option<String>,
     pub decision: Decision,
     /// Where a Move goes.
-    pub target: Option<Slot>,
+    pub target: Option<Seat>,
     /// For an unplanned move (the holder failing its checks): the target's own check, probed
     /// once more right before the move, so that it goes only where something answers now.
     pub confirm_target: Option<Target>,
@@ -152,7 +152,7 @@ struct Located<'a> {
     name: String,
     address: IpAddr,
     /// A managed ENI holding the address.
-    holder: Option<Slot>,
+    holder: Option<Seat>,
     /// An ENI floatip does not manage holding the address.
     foreign: Option<String>,
 }
@@ -218,7 +218,7 @@ fn locate<'a>(
 /// The holder an ENI makes, if floatip manages it. An ENI of ours whose instance no node
 /// claims any more still holds the address: its node is gone (named as status last recorded
 /// it, else by the instance).
-fn holder_on(picture: &Picture<'_>, fip: &FloatingIP, e: &Eni) -> Option<Slot> {
+fn holder_on(picture: &Picture<'_>, fip: &FloatingIP, e: &Eni) -> Option<Seat> {
     let instance = e.instance_id.as_deref()?;
     let node = match picture
         .nodes
@@ -234,7 +234,7 @@ fn holder_on(picture: &Picture<'_>, fip: &FloatingIP, e: &Eni) -> Option<Slot> {
             .map(|h| h.node.clone())
             .unwrap_or_else(|| format!("instance {instance}")),
     };
-    managed(e, fip, picture.cluster).then(|| Slot {
+    managed(e, fip, picture.cluster).then(|| Seat {
         node,
         instance_id: instance.to_string(),
         eni: e.id.clone(),
@@ -250,7 +250,7 @@ struct View<'a, 'w> {
 }
 
 impl View<'_, '_> {
-    fn fitness(&self, n: &NodeView) -> Result<Slot, Unfit> {
+    fn fitness(&self, n: &NodeView) -> Result<Seat, Unfit> {
         let (picture, fip) = (self.picture, self.fip);
         node_fitness(n, &fip.spec)?;
         if picture.agents_leaving.contains(&n.name) {
@@ -272,7 +272,7 @@ impl View<'_, '_> {
                     && managed(e, fip, picture.cluster)
             })
             .ok_or_else(|| Unfit::NoInterface(no_interface(fip, subnet, picture.cluster)))?;
-        Ok(Slot {
+        Ok(Seat {
             node: n.name.clone(),
             instance_id: instance,
             eni: eni.id.clone(),
@@ -359,7 +359,7 @@ impl View<'_, '_> {
 
 /// The nodes that may hold the address now (with where it would go on each), and why no node
 /// can when none can.
-fn fit_nodes<'n>(view: &View<'_, 'n>) -> (BTreeMap<&'n str, Slot>, String) {
+fn fit_nodes<'n>(view: &View<'_, 'n>) -> (BTreeMap<&'n str, Seat>, String) {
     let mut fit = BTreeMap::new();
     let mut unfit: Vec<(&str, Unfit)> = Vec::new();
     for n in view.picture.nodes {
@@ -502,7 +502,7 @@ fn attach_claim_hold(view: &View<'_, '_>, l: &Located<'_>) -> Option<Duration> {
 /// EC2 disagrees with what floatip intended: an interrupted move, or a change made outside
 /// floatip. The move that puts the address where floatip meant it to be, if that node can
 /// still take it.
-fn repair(l: &Located<'_>, fit: &BTreeMap<&str, Slot>) -> Option<Decision> {
+fn repair(l: &Located<'_>, fit: &BTreeMap<&str, Seat>) -> Option<Decision> {
     let status = l.fip.status.as_ref();
     let pending = status.and_then(|s| s.pending_move.as_ref());
     let intended = pending

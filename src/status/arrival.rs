@@ -5,14 +5,14 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{self, Desired};
-use super::Slot;
+use super::Seat;
 use crate::api::{condition as cond, FloatingIPStatus, Holder, Move, MoveReason};
 
 /// A move EC2 has confirmed, for [`record_arrival`].
 pub struct Arrival<'a> {
     pub address: &'a str,
     pub from: Option<String>,
-    pub to: &'a Slot,
+    pub to: &'a Seat,
     pub reason: MoveReason,
     /// From the decision (or claim) to EC2's confirmation.
     pub took: Duration,

@@ -6,9 +6,9 @@ pub mod conditions;
 
 pub use arrival::{record_arrival, Arrival};
 
-/// A place an address can sit (or sits): a node, its instance and the ENI there.
+/// Where an address sits, or would sit: a node, its instance and the ENI there.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Slot {
+pub struct Seat {
     pub node: String,
     pub instance_id: String,
     pub eni: String,
