@@ -13,6 +13,7 @@ pub mod cloud;
 pub mod controller;
 pub mod leader;
 pub mod metrics;
+pub mod mode;
 pub mod nodes;
 pub mod placement;
 pub mod probe;

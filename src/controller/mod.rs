@@ -7,6 +7,5 @@ pub mod events;
 pub mod pass;
 pub mod plan;
 pub mod run;
-pub mod usable;
 
 pub use run::{run, ControllerArgs};

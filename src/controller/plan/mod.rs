@@ -10,9 +10,9 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::doubt::{self, PeerReport};
-use super::usable::Unusable;
 use crate::api::{validate_spec, FloatingIP, InterfaceChoice, Mode, MoveReason, SpecErrors};
 use crate::cloud::{Eni, Subnet};
+use crate::mode::Unusable;
 use crate::nodes::{node_fitness, NodeView, Unfit};
 use crate::placement::{self, Candidate, Decision, Incumbent};
 use crate::probe::{Health, Target, TargetState};
@@ -184,7 +184,7 @@ fn locate<'a>(
     if let Some(Err(problem)) = picture
         .subnets
         .get(&subnet)
-        .map(|s| super::usable::check(address, s, enis))
+        .map(|s| crate::mode::usable::check(address, s, enis))
     {
         return Err(release_or(fip, Plan::Unusable { name, problem }));
     }
@@ -672,5 +672,4 @@ fn conflict_winners(fips: &[&Arc<FloatingIP>]) -> HashMap<IpAddr, String> {
 }
 
 #[cfg(test)]
-#[path = "plan_tests.rs"]
 mod tests;

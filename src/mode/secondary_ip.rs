@@ -1,0 +1,168 @@
+//! SecondaryIP: the address is a secondary private address of an ENI in `spec.subnetId`, on the
+//! node's dedicated floating ENI (default) or on its primary ENI (`interface: Primary`, for
+//! clusters without the VPC CNI). A batch of moves onto one ENI is ONE
+//! AssignPrivateIpAddresses with AllowReassignment: EC2 takes each address off its old ENI in
+//! the same call.
+
+use std::net::IpAddr;
+
+use futures::future::BoxFuture;
+
+use super::{usable, AddressMode, Carrier, Held, Snapshot, Unusable};
+use crate::api::{FloatingIPSpec, InterfaceChoice};
+use crate::cloud::{AddressMove, Cloud, CloudError, Eni, ErrorKind};
+use crate::nodes::{NodeView, Unfit};
+use crate::status::Seat;
+
+/// The SecondaryIP mode.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SecondaryIp;
+
+fn subnet(spec: &FloatingIPSpec) -> &str {
+    spec.subnet_id.as_deref().unwrap_or_default()
+}
+
+/// The ENIs of the FloatingIP's subnet; none while it is unread.
+fn enis<'e>(spec: &FloatingIPSpec, ec2: &Snapshot<'e>) -> &'e [Eni] {
+    ec2.enis
+        .get(subnet(spec))
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+/// Whether floatip may put this FloatingIP's address on (or take it off) the ENI.
+fn manages(eni: &Eni, spec: &FloatingIPSpec, cluster: &str) -> bool {
+    match spec.interface.unwrap_or_default() {
+        InterfaceChoice::Dedicated => eni.is_floating_for(cluster),
+        InterfaceChoice::Primary => eni.device_index == Some(0),
+    }
+}
+
+/// What a node lacks when none of its ENIs in the subnet can carry the address.
+fn no_interface(spec: &FloatingIPSpec, cluster: &str) -> String {
+    let subnet = subnet(spec);
+    match spec.interface.unwrap_or_default() {
+        InterfaceChoice::Dedicated => format!(
+            "the node has no floating ENI of cluster {cluster} in {subnet} (floatip attach creates it)"
+        ),
+        InterfaceChoice::Primary => format!("the node's primary ENI is not in {subnet}"),
+    }
+}
+
+impl AddressMode for SecondaryIp {
+    fn subnets(&self, spec: &FloatingIPSpec) -> Vec<String> {
+        spec.subnet_id.iter().cloned().collect()
+    }
+
+    fn usable(
+        &self,
+        spec: &FloatingIPSpec,
+        address: IpAddr,
+        ec2: &Snapshot<'_>,
+    ) -> Result<(), Unusable> {
+        match ec2.subnets.get(subnet(spec)) {
+            Some(s) => usable::check(address, s, enis(spec, ec2)),
+            None => Ok(()),
+        }
+    }
+
+    fn holding<'e>(
+        &self,
+        spec: &FloatingIPSpec,
+        address: IpAddr,
+        ec2: &Snapshot<'e>,
+    ) -> Vec<Held<'e>> {
+        enis(spec, ec2)
+            .iter()
+            .filter(|e| e.holds(address))
+            .map(|eni| Held {
+                eni,
+                managed: manages(eni, spec, ec2.cluster),
+            })
+            .collect()
+    }
+
+    fn seat(
+        &self,
+        spec: &FloatingIPSpec,
+        node: &NodeView,
+        ec2: &Snapshot<'_>,
+    ) -> Result<Seat, Unfit> {
+        let instance = node.instance_id.clone().ok_or(Unfit::NoInstance)?;
+        let eni = enis(spec, ec2)
+            .iter()
+            .find(|e| {
+                e.instance_id.as_deref() == Some(instance.as_str()) && manages(e, spec, ec2.cluster)
+            })
+            .ok_or_else(|| Unfit::NoInterface(no_interface(spec, ec2.cluster)))?;
+        Ok(Seat {
+            node: node.name.clone(),
+            instance_id: instance,
+            eni: eni.id.clone(),
+            mac: eni.mac.clone(),
+        })
+    }
+}
+
+impl<C: Cloud> Carrier<C> for SecondaryIp {
+    fn move_to<'a>(
+        &'a self,
+        cloud: &'a C,
+        to: &'a Seat,
+        moves: &'a [AddressMove],
+    ) -> BoxFuture<'a, Result<(), CloudError>> {
+        Box::pin(cloud.assign(&to.eni, moves))
+    }
+
+    fn verify<'a>(
+        &'a self,
+        cloud: &'a C,
+        to: &'a Seat,
+        moves: &'a [AddressMove],
+    ) -> BoxFuture<'a, Result<(), CloudError>> {
+        Box::pin(verify(cloud, &to.eni, moves))
+    }
+
+    fn release<'a>(
+        &'a self,
+        cloud: &'a C,
+        eni: &'a str,
+        address: IpAddr,
+    ) -> BoxFuture<'a, Result<(), CloudError>> {
+        Box::pin(async move { cloud.unassign(eni, &[address]).await })
+    }
+}
+
+/// Reads the target and source ENIs back: every address on the target and on no source.
+async fn verify<C: Cloud>(cloud: &C, eni: &str, moves: &[AddressMove]) -> Result<(), CloudError> {
+    let mut ids = vec![eni.to_string()];
+    ids.extend(
+        moves
+            .iter()
+            .filter_map(|m| m.from_eni.clone())
+            .filter(|f| f != eni),
+    );
+    ids.dedup();
+    let enis = cloud.enis(&ids).await?;
+    for m in moves {
+        let on_target = enis.iter().any(|e| e.id == eni && e.holds(m.address));
+        let elsewhere: Vec<&str> = enis
+            .iter()
+            .filter(|e| e.id != eni && e.holds(m.address))
+            .map(|e| e.id.as_str())
+            .collect();
+        if !on_target || !elsewhere.is_empty() {
+            return Err(CloudError {
+                action: "DescribeNetworkInterfaces",
+                code: "MoveNotVisible".into(),
+                message: format!("after assigning {} to {eni}, EC2 shows it on {eni}: {on_target}, elsewhere: {elsewhere:?}", m.address),
+                kind: ErrorKind::Transient,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "secondary_ip_tests.rs"]
+mod tests;
