@@ -92,7 +92,7 @@ async fn a_batch_onto_one_seat_is_one_call() {
     port.move_to(&c, &seat(&to), &moves).await.unwrap();
     assert_eq!(*c.calls.lock().unwrap(), [("Assign", to.id.clone())]);
     for m in &moves {
-        assert_eq!(c.holder_of(m.address), [to.id.clone()]);
+        assert_eq!(c.holder_of(m.address), vec![to.id.clone()]);
     }
     port.verify(&c, &seat(&to), &moves).await.unwrap();
     assert_eq!(c.calls.lock().unwrap().len(), 1, "verifying only reads");
@@ -137,7 +137,7 @@ async fn release_takes_the_address_off_and_an_address_already_gone_is_no_error()
     assert!(c.holder_of(ip("10.0.8.100")).is_empty());
     assert_eq!(
         c.holder_of(ip("10.0.8.101")),
-        [e.id.clone()],
+        vec![e.id.clone()],
         "only that one"
     );
     port.release(&c, &e.id, ip("10.0.8.100")).await.unwrap();
