@@ -21,6 +21,8 @@
 //! EC2 that [`Snapshot`] does not hold yet (route tables, Elastic IP associations) is added there
 //! and read by the controller's observe step from [`AddressMode::subnets`] and its siblings.
 
+#[cfg(test)]
+pub(crate) mod fixtures;
 mod secondary_ip;
 pub mod usable;
 
