@@ -86,7 +86,8 @@ pub enum Unfit {
     AgentLeaving,
     /// No floatip agent is ready on the node.
     NoAgent,
-    /// No suitable ENI of the node lies in the FloatingIP's subnet.
+    /// The node lacks what the FloatingIP's mode needs of it (for SecondaryIP: a suitable ENI
+    /// in the subnet); the mode says what, in words a user can act on.
     NoInterface(String),
 }
 

@@ -24,20 +24,7 @@ pub(super) fn act(
     let (fit, no_fit_node) = view.fit_nodes();
     let candidates = candidates(&view, &fit, load);
     if let Some(decision) = waiting(&view, &l) {
-        return Plan::Place(Box::new(Placement {
-            name: l.name,
-            address: l.address,
-            holder: None,
-            foreign: l.foreign,
-            decision,
-            target: None,
-            confirm_target: None,
-            holder_fit: None,
-            holder_health: Health::Unknown,
-            candidates: candidates.len(),
-            vip,
-            doubt: None,
-        }));
+        return Plan::Place(Box::new(unplaced(l, decision, candidates.len(), vip)));
     }
     let decision = repair(&l, &fit)
         .unwrap_or_else(|| place(&view, &l, &candidates, &no_fit_node, vip.as_ref()));
@@ -69,6 +56,30 @@ pub(super) fn act(
         vip,
         doubt,
     }))
+}
+
+/// The placement of an address without a holder that is left where it is this pass: held by
+/// an ENI floatip does not manage, or claimed by `floatip attach` ([`waiting`]).
+fn unplaced(
+    l: Located<'_>,
+    decision: Decision,
+    candidates: usize,
+    vip: Option<VipHealth>,
+) -> Placement {
+    Placement {
+        name: l.name,
+        address: l.address,
+        holder: None,
+        foreign: l.foreign,
+        decision,
+        target: None,
+        confirm_target: None,
+        holder_fit: None,
+        holder_health: Health::Unknown,
+        candidates,
+        vip,
+        doubt: None,
+    }
 }
 
 /// The fit nodes as placement weighs them: how many addresses each holds, and whether it
