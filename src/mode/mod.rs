@@ -15,11 +15,17 @@
 //! Two traits, because the plan is pure and has no cloud: a single trait generic over the cloud
 //! port would make the plan name a cloud type it never calls.
 //!
-//! A new mode (ElasticIP, IPv6, RouteTable, Interface in later issues): a unit struct in its own
-//! file implementing both traits, and its line in [`implementation`], the one place that says
-//! which modes this version carries out (`Mode::not_supported` asks [`port`]). What it needs of
-//! EC2 that [`Snapshot`] does not hold yet (route tables, Elastic IP associations) is added there
-//! and read by the controller's observe step from [`AddressMode::subnets`] and its siblings.
+//! A new mode (ElasticIP, IPv6, RouteTable, Interface in later issues) is:
+//! - a unit struct in its own file implementing both traits (the address checks of [`usable`]
+//!   serve every mode that carries a private address in a subnet);
+//! - a variant of `Implementation` and its arm in [`implementation`], the one place that says
+//!   which modes this version carries out (`Mode::not_supported` asks [`port`]); the compiler
+//!   then asks for its arms in [`port`] and [`carrier`], and `Mode::CARRIED_OUT` must name it
+//!   (a test below checks);
+//! - what it needs of EC2 that [`Snapshot`] does not hold yet (route tables, Elastic IP
+//!   associations) added to [`Snapshot`], read by the controller's observe step as
+//!   [`AddressMode::subnets`] is today; and the [`Cloud`] calls it makes, added to the cloud
+//!   port and its AWS adapter.
 
 #[cfg(test)]
 pub(crate) mod fixtures;
