@@ -153,3 +153,36 @@ fn an_address_ec2_would_refuse_is_never_planned_beside_good_ones() {
         }
     }
 }
+
+/// The subnet the mode reads could not be read this pass: nothing is decided, not even a
+/// release (which ENIs hold the address is unknown), and the other subnets are planned as usual.
+#[test]
+fn a_floatingip_whose_subnet_was_not_read_is_unknown() {
+    let mut elsewhere = (*fip("elsewhere", "10.0.12.100", 0, json!(null))).clone();
+    elsewhere.spec.subnet_id = Some("subnet-0e0e0e0e".into());
+    let mut leaving = elsewhere.clone();
+    leaving.metadata.name = Some("leaving".into());
+    leaving.spec.address = "10.0.12.101".into();
+    leaving.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::from_second(1_800_000_500).unwrap(),
+        ));
+    let fips = [
+        Arc::new(elsewhere),
+        Arc::new(leaving),
+        fip("web", "10.0.8.100", 0, json!(null)),
+    ];
+    let plans = run(&fips, &three_nodes(), vec![eni(1, &[])]);
+    assert_eq!(
+        plans[..2],
+        [
+            Plan::Unknown {
+                name: "elsewhere".into()
+            },
+            Plan::Unknown {
+                name: "leaving".into()
+            }
+        ]
+    );
+    assert!(matches!(act(&plans[2]).decision, Decision::Move { .. }));
+}
