@@ -11,15 +11,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::netlink::{Link, Netlink};
-use super::nft::{Nft, Slot, NFPROTO_IPV4, NFPROTO_IPV6};
-use super::want::{self, Iface, Numbers, Vip};
+use super::nft::{MarkedIface, Nft, NFPROTO_IPV4, NFPROTO_IPV6};
+use super::want::{self, Iface, RoutingTuning, Vip};
 
 /// How the host is changed.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     /// A network namespace to work in instead of the agent's own (a /run/netns path).
     pub netns: Option<PathBuf>,
-    pub numbers: Numbers,
+    pub tuning: RoutingTuning,
     /// Send gratuitous ARP after adding an IPv4 address.
     pub garp: bool,
 }
@@ -105,8 +105,8 @@ struct Worker {
     cfg: HostConfig,
     nl: Netlink,
     nft: Nft,
-    /// The netfilter slots last written; None until the first reconcile.
-    written: Option<(Vec<Slot>, Vec<Slot>)>,
+    /// The marked interfaces last written to nf_tables; None until the first reconcile.
+    written: Option<(Vec<MarkedIface>, Vec<MarkedIface>)>,
 }
 
 impl Worker {
@@ -178,17 +178,17 @@ impl Worker {
 
     async fn apply(&mut self, vips: &[Vip]) -> io::Result<Report> {
         let (links, addrs, ifaces) = self.nl.ifaces().await?;
-        let plan = want::plan(vips, &ifaces, &self.cfg.numbers);
+        let state = want::host_state(vips, &ifaces, &self.cfg.tuning);
         let mut report = Report {
-            problems: plan.problems.clone(),
-            configured: plan.addresses.len(),
+            problems: state.problems.clone(),
+            configured: state.addresses.len(),
             interfaces: ifaces,
             ..Report::default()
         };
 
         // Stop answering on addresses that left first, then fix routing, then add.
         for a in addrs.iter().filter(|a| a.ours) {
-            if !plan.addresses.contains(&(a.index, a.address)) {
+            if !state.addresses.contains(&(a.index, a.address)) {
                 self.nl.del_address(a).await?;
                 report.removed.push(a.address);
             }
@@ -196,12 +196,12 @@ impl Worker {
 
         let routes = self.nl.routes().await?;
         let have: BTreeSet<_> = routes.iter().map(|(s, _)| s.clone()).collect();
-        for r in plan.routes.iter().filter(|r| !have.contains(*r)) {
+        for r in state.routes.iter().filter(|r| !have.contains(*r)) {
             self.nl.add_route(r).await?;
             report.routing_changes += 1;
         }
         for (spec, msg) in routes {
-            if !plan.routes.contains(&spec) {
+            if !state.routes.contains(&spec) {
                 self.nl.del_route(msg).await?;
                 report.routing_changes += 1;
             }
@@ -209,27 +209,27 @@ impl Worker {
 
         let rules = self.nl.rules().await?;
         let have: BTreeSet<_> = rules.iter().map(|(s, _)| s.clone()).collect();
-        for r in plan.rules.iter().filter(|r| !have.contains(*r)) {
+        for r in state.rules.iter().filter(|r| !have.contains(*r)) {
             self.nl.add_rule(r).await?;
             report.routing_changes += 1;
         }
         for (spec, msg) in rules {
-            if !plan.rules.contains(&spec) {
+            if !state.rules.contains(&spec) {
                 self.nl.del_rule(msg).await?;
                 report.routing_changes += 1;
             }
         }
 
-        let want_nft = (plan.slots_v4.clone(), plan.slots_v6.clone());
+        let want_nft = (state.marked_v4.clone(), state.marked_v6.clone());
         let mut rewrite = self.written.as_ref() != Some(&want_nft);
         if !rewrite {
             // Someone may have flushed the ruleset since: check the tables are still there.
-            for (fam, slots) in [(NFPROTO_IPV4, &want_nft.0), (NFPROTO_IPV6, &want_nft.1)] {
-                rewrite |= self.nft.table_exists(fam)? == slots.is_empty();
+            for (fam, marked) in [(NFPROTO_IPV4, &want_nft.0), (NFPROTO_IPV6, &want_nft.1)] {
+                rewrite |= self.nft.table_exists(fam)? == marked.is_empty();
             }
         }
         if rewrite {
-            let mask = self.cfg.numbers.mark_mask;
+            let mask = self.cfg.tuning.mark_mask;
             self.nft
                 .replace(NFPROTO_IPV4, &want_nft.0, mask)
                 .map_err(|e| {
@@ -246,7 +246,7 @@ impl Worker {
             self.written = Some(want_nft);
         }
 
-        for &(index, address) in &plan.addresses {
+        for &(index, address) in &state.addresses {
             let present = addrs
                 .iter()
                 .any(|a| a.index == index && a.address == address);

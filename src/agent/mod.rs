@@ -31,7 +31,7 @@ use crate::cli::parse_duration;
 use crate::metrics::AgentMetrics;
 use health::{AgentHealth, Reconciled};
 use host::{Host, HostConfig, Report};
-use want::{Numbers, Vip};
+use want::{RoutingTuning, Vip};
 
 /// Flags shared by `floatip agent` and `floatip attach`: how the node is configured.
 #[derive(Debug, Clone, clap::Args)]
@@ -62,7 +62,7 @@ impl HostArgs {
     pub fn config(&self) -> HostConfig {
         HostConfig {
             netns: self.netns.clone(),
-            numbers: Numbers {
+            tuning: RoutingTuning {
                 table_base: self.route_table_base,
                 rule_priority: self.rule_priority,
                 mark_mask: self.fwmark_mask,
@@ -122,15 +122,16 @@ pub struct AgentArgs {
     pub host: HostArgs,
 }
 
-/// Addresses that just moved away, kept for the release delay.
+/// Addresses that moved from this node to another, kept on it for the release delay while the
+/// VPC converges: what the host should carry is what is held plus these.
 #[derive(Debug)]
-pub struct Keeper {
+pub struct Departing {
     delay: Duration,
     kept: BTreeMap<IpAddr, (Vip, Instant)>,
     last: Vec<Vip>,
 }
 
-impl Keeper {
+impl Departing {
     pub fn new(delay: Duration) -> Self {
         Self {
             delay,
@@ -182,7 +183,7 @@ pub struct Agent {
     pub host: Host,
     pub store: Store<FloatingIP>,
     pub changed: Arc<Notify>,
-    pub keeper: Keeper,
+    pub departing: Departing,
     pub health: Arc<AgentHealth>,
     pub metrics: AgentMetrics,
     /// MACs of the interfaces this node's addresses were last put on: still checked once the
@@ -197,7 +198,7 @@ impl Agent {
     pub async fn reconcile(&mut self) -> bool {
         let fips: Vec<FloatingIP> = self.store.state().iter().map(|f| (**f).clone()).collect();
         let vips = self
-            .keeper
+            .departing
             .desired(&fips, &self.args.node_name, Instant::now());
         let wanted = !vips.is_empty();
         let in_use: BTreeSet<String> = vips.iter().map(|v| v.mac.clone()).collect();
@@ -305,7 +306,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     };
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut agent = Agent {
-        keeper: Keeper::new(args.release_delay),
+        departing: Departing::new(args.release_delay),
         args,
         client,
         host,
@@ -331,7 +332,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let mut resync = tokio::time::interval(agent.args.resync);
     loop {
         agent.reconcile().await;
-        let wake = match (agent.keeper.next_wake(), agent.retry_in()) {
+        let wake = match (agent.departing.next_wake(), agent.retry_in()) {
             (Some(k), Some(r)) => Some(k.min(Instant::now() + r)),
             (k, r) => k.or_else(|| r.map(|r| Instant::now() + r)),
         };
@@ -401,7 +402,7 @@ mod tests {
     #[test]
     fn an_address_that_moved_away_is_kept_for_the_release_delay_only() {
         let t0 = Instant::now();
-        let mut k = Keeper::new(Duration::from_secs(2));
+        let mut k = Departing::new(Duration::from_secs(2));
         assert_eq!(
             addrs(&k.desired(&[fip("10.0.0.1", Some("me"))], "me", t0)),
             ["10.0.0.1"]
@@ -424,7 +425,7 @@ mod tests {
     #[test]
     fn an_address_nobody_holds_or_whose_floatingip_is_gone_goes_at_once() {
         let t0 = Instant::now();
-        let mut k = Keeper::new(Duration::from_secs(2));
+        let mut k = Departing::new(Duration::from_secs(2));
         k.desired(
             &[fip("10.0.0.1", Some("me")), fip("10.0.0.2", Some("me"))],
             "me",
@@ -437,7 +438,7 @@ mod tests {
     #[test]
     fn an_address_that_comes_back_is_held_not_kept() {
         let t0 = Instant::now();
-        let mut k = Keeper::new(Duration::from_secs(2));
+        let mut k = Departing::new(Duration::from_secs(2));
         k.desired(&[fip("10.0.0.1", Some("me"))], "me", t0);
         k.desired(&[fip("10.0.0.1", Some("other"))], "me", t0);
         assert_eq!(

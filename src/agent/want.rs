@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::api::{FloatingIP, Mode};
 
-use super::nft::Slot;
+use super::nft::MarkedIface;
 
 /// Marks routes, rules and addresses floatip added (RTPROT / IFA_PROTO value), so a restarted
 /// agent removes exactly those and nothing else. Outside the ranges iproute2 and routing
@@ -47,9 +47,10 @@ pub fn held_by(fips: &[FloatingIP], node: &str) -> Vec<Vip> {
     out
 }
 
-/// Tuning shared by the agent and `floatip attach`.
+/// Routing table numbers, rule priority and mark bits: the tuning of floatip's policy routing,
+/// shared by the agent and `floatip attach`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Numbers {
+pub struct RoutingTuning {
     /// Routing table of an interface: base + ifindex.
     pub table_base: u32,
     /// Priority of the fwmark rules; the from-address rules use the next one.
@@ -58,7 +59,7 @@ pub struct Numbers {
     pub mark_mask: u32,
 }
 
-impl Numbers {
+impl RoutingTuning {
     pub fn table(&self, ifindex: u32) -> u32 {
         self.table_base.saturating_add(ifindex)
     }
@@ -106,15 +107,15 @@ pub struct RuleSpec {
     pub fwmark: Option<(u32, u32)>,
 }
 
-/// Everything floatip should have on the node.
+/// The agent's desired host state: everything floatip should have on the node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Plan {
+pub struct HostState {
     /// (ifindex, address), as /32 or /128.
     pub addresses: BTreeSet<(u32, IpAddr)>,
     pub routes: BTreeSet<RouteSpec>,
     pub rules: BTreeSet<RuleSpec>,
-    pub slots_v4: Vec<Slot>,
-    pub slots_v6: Vec<Slot>,
+    pub marked_v4: Vec<MarkedIface>,
+    pub marked_v6: Vec<MarkedIface>,
     /// What could not be done, one sentence each.
     pub problems: Vec<String>,
 }
@@ -137,8 +138,8 @@ fn network_v4(address: Ipv4Addr, prefix: u8) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(address) & mask)
 }
 
-pub fn plan(vips: &[Vip], ifaces: &[Iface], n: &Numbers) -> Plan {
-    let mut p = Plan::default();
+pub fn host_state(vips: &[Vip], ifaces: &[Iface], n: &RoutingTuning) -> HostState {
+    let mut p = HostState::default();
     let by_mac: BTreeMap<&str, &Iface> = ifaces.iter().map(|i| (i.mac.as_str(), i)).collect();
     let mut used: BTreeMap<u32, (bool, bool)> = BTreeMap::new();
     for v in vips {
@@ -212,7 +213,7 @@ pub fn plan(vips: &[Vip], ifaces: &[Iface], n: &Numbers) -> Plan {
                     source: None,
                     fwmark: Some((mark, n.mark_mask)),
                 });
-                p.slots_v4.push(Slot {
+                p.marked_v4.push(MarkedIface {
                     ifindex: index,
                     mark,
                 });
@@ -242,7 +243,7 @@ pub fn plan(vips: &[Vip], ifaces: &[Iface], n: &Numbers) -> Plan {
                     source: None,
                     fwmark: Some((mark, n.mark_mask)),
                 });
-                p.slots_v6.push(Slot {
+                p.marked_v6.push(MarkedIface {
                     ifindex: index,
                     mark,
                 });
@@ -280,7 +281,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const N: Numbers = Numbers {
+    const N: RoutingTuning = RoutingTuning {
         table_base: 10000,
         rule_priority: 100,
         mark_mask: 0x00ff_0000,
@@ -366,7 +367,7 @@ mod tests {
             mac: "02:aa:00:00:00:01".into(),
             name: "web".into(),
         }];
-        let p = plan(&vips, &[eth1()], &N);
+        let p = host_state(&vips, &[eth1()], &N);
         assert!(p.problems.is_empty(), "{:?}", p.problems);
         assert_eq!(
             p.addresses,
@@ -394,24 +395,24 @@ mod tests {
             ]
         );
         assert_eq!(
-            p.slots_v4,
-            [Slot {
+            p.marked_v4,
+            [MarkedIface {
                 ifindex: 3,
                 mark: 0x30000
             }]
         );
-        assert!(p.slots_v6.is_empty());
+        assert!(p.marked_v6.is_empty());
     }
 
     #[test]
     fn nothing_held_plans_nothing_and_a_missing_interface_is_a_problem() {
-        assert_eq!(plan(&[], &[eth1()], &N), Plan::default());
+        assert_eq!(host_state(&[], &[eth1()], &N), HostState::default());
         let vips = [Vip {
             address: "10.99.8.100".parse().unwrap(),
             mac: "02:bb:00:00:00:09".into(),
             name: "web".into(),
         }];
-        let p = plan(&vips, &[eth1()], &N);
+        let p = host_state(&vips, &[eth1()], &N);
         assert!(p.addresses.is_empty() && p.rules.is_empty());
         assert!(
             p.problems[0].contains("no interface has MAC 02:bb:00:00:00:09"),
