@@ -26,6 +26,7 @@ use crate::cloud::{
     floating_tags, parse_security_group_id, same_security_groups, Cloud, CloudError, Eni, Instance,
 };
 use crate::nodes::{node_fitness, NodeView, Unfit};
+use crate::retry;
 
 /// `floatip attach` flags; each can also be set through its environment variable.
 #[derive(Debug, Clone, clap::Args)]
@@ -504,25 +505,21 @@ async fn attach_at_free_slot<C: Cloud>(
     instance.device_indexes.push(index);
     tracing::info!(eni = %eni.id, index, "attaching the floating ENI");
     let deadline = Instant::now() + args.timeout;
-    loop {
-        if let Some(e) = cloud
-            .enis(std::slice::from_ref(&eni.id))
-            .await?
-            .into_iter()
-            .next()
-        {
-            if e.instance_id.as_deref() == Some(instance.id.as_str()) {
-                return Ok(e);
-            }
-        }
-        if Instant::now() >= deadline {
-            return Err(AttachError::NotAttached {
-                eni: eni.id,
-                timeout: args.timeout,
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let (id, here) = (&eni.id, instance.id.as_str());
+    let attached = retry::poll(retry::ATTACHMENT_POLL, Some(deadline), move || async move {
+        let found = cloud.enis(std::slice::from_ref(id)).await?;
+        Ok::<_, CloudError>(
+            found
+                .into_iter()
+                .next()
+                .filter(|e| e.instance_id.as_deref() == Some(here)),
+        )
+    })
+    .await?;
+    attached.ok_or(AttachError::NotAttached {
+        eni: eni.id,
+        timeout: args.timeout,
+    })
 }
 
 fn is_conflict(e: &kube::Error) -> bool {
@@ -572,21 +569,12 @@ async fn claim<C: Cloud>(
         return Err(e.into());
     }
     // EC2's reads can lag its writes by a moment: read back a few times before giving up.
-    let mut verified = false;
-    for attempt in 0..10 {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-        verified = cloud
-            .enis(std::slice::from_ref(&eni.id))
-            .await?
-            .iter()
-            .any(|e| e.holds(address));
-        if verified {
-            break;
-        }
-    }
-    if !verified {
+    let verified = retry::poll(retry::READ_BACK, None, move || async move {
+        let found = cloud.enis(std::slice::from_ref(&eni.id)).await?;
+        Ok::<_, CloudError>(found.iter().any(|e| e.holds(address)).then_some(()))
+    })
+    .await?;
+    if verified.is_none() {
         drop_claim(api, &name, me).await;
         tracing::warn!(floatingip = %name, "EC2 does not show the address on this node's ENI after assigning it; leaving it to the controller");
         return Ok(false);

@@ -8,10 +8,13 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use backon::BackoffBuilder;
 use tokio::sync::{mpsc, oneshot};
 
 use super::netlink::{Link, Netlink};
 use super::nft::{MarkedIface, Nft, NFPROTO_IPV4, NFPROTO_IPV6};
+use crate::retry;
+
 use super::want::{self, Iface, RoutingTuning, Vip};
 
 /// How the host is changed.
@@ -145,18 +148,17 @@ impl Worker {
         timeout: Duration,
     ) -> io::Result<Link> {
         let deadline = Instant::now() + timeout;
-        let link = loop {
-            if let Some(l) = self.nl.links().await?.into_iter().find(|l| l.mac == mac) {
-                break l;
-            }
-            if Instant::now() >= deadline {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("no interface with MAC {mac} appeared within {timeout:?}"),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let nl = &self.nl;
+        let found = retry::poll(retry::INTERFACE_POLL, Some(deadline), move || async move {
+            Ok::<_, io::Error>(nl.links().await?.into_iter().find(|l| l.mac == mac))
+        })
+        .await?;
+        let link = found.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no interface with MAC {mac} appeared within {timeout:?}"),
+            )
+        })?;
         if !link.up {
             self.nl.set_up(link.index).await?;
         }
@@ -278,9 +280,10 @@ impl Worker {
     /// Three gratuitous ARPs, 100 ms apart, without holding up the reconcile.
     fn announce(&self, index: u32, mac: [u8; 6], address: Ipv4Addr) {
         tokio::spawn(async move {
-            for i in 0..3 {
-                if i > 0 {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+            let waits = retry::GARP_REPEATS.build().map(Some);
+            for wait in std::iter::once(None).chain(waits) {
+                if let Some(wait) = wait {
+                    tokio::time::sleep(wait).await;
                 }
                 if let Err(e) = super::garp::send(index, mac, address) {
                     tracing::warn!(%address, error = %e, "gratuitous ARP failed (needs CAP_NET_RAW)");
