@@ -145,7 +145,16 @@ mod tests {
 
     #[test]
     fn refusals_name_the_expected_form_on_one_line() {
-        for bad in ["soon", "", "-2s", "2s ago", "4x", "1e3", "1.2.3", "5 parsecs"] {
+        for bad in [
+            "soon",
+            "",
+            "-2s",
+            "2s ago",
+            "4x",
+            "1e3",
+            "1.2.3",
+            "5 parsecs",
+        ] {
             let err = parse_duration(bad).unwrap_err();
             assert!(
                 err.contains("a duration such as 500ms, 4s") && !err.contains('\n'),
