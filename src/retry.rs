@@ -58,6 +58,12 @@ pub const GARP_REPEATS: ConstantBuilder = ConstantBuilder::new()
     .with_delay(Duration::from_millis(100))
     .with_max_times(2);
 
+/// A write refused with 409 Conflict was made from a stale copy: read again and write again
+/// at once, until it lands or the caller's own check says to stop.
+pub const AFTER_CONFLICT: ConstantBuilder = ConstantBuilder::new()
+    .with_delay(Duration::ZERO)
+    .without_max_times();
+
 /// Asks `look` until it answers `Some`, waiting between tries as `policy` says; gives up
 /// with `Ok(None)` when the policy runs out, or after the first try at or after `deadline`.
 /// An error ends the poll at once.
