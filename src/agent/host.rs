@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use backon::BackoffBuilder;
 use tokio::sync::{mpsc, oneshot};
 
-use super::netlink::{Link, Netlink};
-use super::nft::{MarkedIface, Nft, NFPROTO_IPV4, NFPROTO_IPV6};
 use crate::retry;
 
-use super::want::{self, Iface, RoutingTuning, Vip};
+use super::netlink::{Addr, Link, Netlink};
+use super::nft::{MarkedIface, Nft, NFPROTO_IPV4, NFPROTO_IPV6};
+use super::want::{self, HostState, Iface, RoutingTuning, Vip};
 
 /// How the host is changed.
 #[derive(Debug, Clone)]
@@ -187,7 +187,6 @@ impl Worker {
             interfaces: ifaces,
             ..Report::default()
         };
-
         // Stop answering on addresses that left first, then fix routing, then add.
         for a in addrs.iter().filter(|a| a.ours) {
             if !state.addresses.contains(&(a.index, a.address)) {
@@ -195,33 +194,53 @@ impl Worker {
                 report.removed.push(a.address);
             }
         }
+        report.routing_changes += self.sync_routes(&state).await?;
+        report.routing_changes += self.sync_rules(&state).await?;
+        report.routing_changes += self.sync_marks(&state)?;
+        self.add_addresses(&state, &links, &addrs, &mut report)
+            .await?;
+        Ok(report)
+    }
 
+    /// Makes floatip's routes exactly the state's; returns how many it wrote or removed.
+    async fn sync_routes(&mut self, state: &HostState) -> io::Result<usize> {
+        let mut changes = 0;
         let routes = self.nl.routes().await?;
         let have: BTreeSet<_> = routes.iter().map(|(s, _)| s.clone()).collect();
         for r in state.routes.iter().filter(|r| !have.contains(*r)) {
             self.nl.add_route(r).await?;
-            report.routing_changes += 1;
+            changes += 1;
         }
         for (spec, msg) in routes {
             if !state.routes.contains(&spec) {
                 self.nl.del_route(msg).await?;
-                report.routing_changes += 1;
+                changes += 1;
             }
         }
+        Ok(changes)
+    }
 
+    /// Makes floatip's policy rules exactly the state's; returns how many it wrote or removed.
+    async fn sync_rules(&mut self, state: &HostState) -> io::Result<usize> {
+        let mut changes = 0;
         let rules = self.nl.rules().await?;
         let have: BTreeSet<_> = rules.iter().map(|(s, _)| s.clone()).collect();
         for r in state.rules.iter().filter(|r| !have.contains(*r)) {
             self.nl.add_rule(r).await?;
-            report.routing_changes += 1;
+            changes += 1;
         }
         for (spec, msg) in rules {
             if !state.rules.contains(&spec) {
                 self.nl.del_rule(msg).await?;
-                report.routing_changes += 1;
+                changes += 1;
             }
         }
+        Ok(changes)
+    }
 
+    /// Rewrites floatip's nf_tables tables when the marked interfaces changed or the tables
+    /// vanished; returns 1 when it changed something.
+    fn sync_marks(&mut self, state: &HostState) -> io::Result<usize> {
         let want_nft = (state.marked_v4.clone(), state.marked_v6.clone());
         let mut rewrite = self.written.as_ref() != Some(&want_nft);
         if !rewrite {
@@ -230,24 +249,32 @@ impl Worker {
                 rewrite |= self.nft.table_exists(fam)? == marked.is_empty();
             }
         }
-        if rewrite {
-            let mask = self.cfg.tuning.mark_mask;
-            self.nft
-                .replace(NFPROTO_IPV4, &want_nft.0, mask)
-                .map_err(|e| {
-                    io::Error::new(e.kind(), format!("writing the ip floatip table: {e}"))
-                })?;
-            self.nft
-                .replace(NFPROTO_IPV6, &want_nft.1, mask)
-                .map_err(|e| {
-                    io::Error::new(e.kind(), format!("writing the ip6 floatip table: {e}"))
-                })?;
-            if self.written.is_some() || !want_nft.0.is_empty() || !want_nft.1.is_empty() {
-                report.routing_changes += 1;
-            }
-            self.written = Some(want_nft);
+        if !rewrite {
+            return Ok(0);
         }
+        let mask = self.cfg.tuning.mark_mask;
+        for (fam, marked, table) in [
+            (NFPROTO_IPV4, &want_nft.0, "ip"),
+            (NFPROTO_IPV6, &want_nft.1, "ip6"),
+        ] {
+            self.nft.replace(fam, marked, mask).map_err(|e| {
+                io::Error::new(e.kind(), format!("writing the {table} floatip table: {e}"))
+            })?;
+        }
+        let changed = self.written.is_some() || !want_nft.0.is_empty() || !want_nft.1.is_empty();
+        self.written = Some(want_nft);
+        Ok(usize::from(changed))
+    }
 
+    /// Adds the state's addresses the host does not carry yet, announcing IPv4 ones with
+    /// gratuitous ARP when asked to.
+    async fn add_addresses(
+        &mut self,
+        state: &HostState,
+        links: &[Link],
+        addrs: &[Addr],
+        report: &mut Report,
+    ) -> io::Result<()> {
         for &(index, address) in &state.addresses {
             let present = addrs
                 .iter()
@@ -256,25 +283,19 @@ impl Worker {
                 continue;
             }
             let prefix = if address.is_ipv4() { 32 } else { 128 };
-            let name = links
-                .iter()
-                .find(|l| l.index == index)
-                .map_or("", |l| l.name.as_str());
+            let link = links.iter().find(|l| l.index == index);
+            let name = link.map_or("", |l| l.name.as_str());
             self.nl
                 .add_address(index, address, prefix, Some(name))
                 .await?;
             report.added.push(address);
             if let (true, IpAddr::V4(v4)) = (self.cfg.garp, address) {
-                let mac = links
-                    .iter()
-                    .find(|l| l.index == index)
-                    .and_then(|l| super::garp::parse_mac(&l.mac));
-                if let Some(mac) = mac {
+                if let Some(mac) = link.and_then(|l| super::garp::parse_mac(&l.mac)) {
                     self.announce(index, mac, v4);
                 }
             }
         }
-        Ok(report)
+        Ok(())
     }
 
     /// Three gratuitous ARPs, 100 ms apart, without holding up the reconcile.

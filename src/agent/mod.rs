@@ -285,25 +285,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         Api::all(client.clone()),
         [changed.clone(), peers_changed.clone()],
     );
-    let peers = match (&args.pod_namespace, &args.pod_name) {
-        (Some(ns), Some(pod)) => {
-            let prober = peer::Prober::spawn(args.host.netns.clone())
-                .map_err(|e| anyhow::anyhow!("cannot start the peer probes: {e}"))?;
-            let pod = (ns.clone(), pod.clone());
-            Some(peer::Peers::new(
-                client.clone(),
-                store.clone(),
-                peers_changed,
-                pod,
-                &args,
-                prober,
-            ))
-        }
-        _ => {
-            tracing::warn!("POD_NAME/POD_NAMESPACE unknown: no peer view is published, so the controller cannot ask this node how the others look");
-            None
-        }
-    };
+    let peers = peer_view(&args, &client, &store, peers_changed)?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut agent = Agent {
         departing: Departing::new(args.release_delay),
@@ -329,20 +311,52 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         tokio::spawn(peers.run());
     }
     tracing::info!(node = %agent.args.node_name, "agent started; FloatingIPs synced");
-    let mut resync = tokio::time::interval(agent.args.resync);
-    loop {
-        agent.reconcile().await;
-        let wake = match (agent.departing.next_wake(), agent.retry_in()) {
-            (Some(k), Some(r)) => Some(k.min(Instant::now() + r)),
-            (k, r) => k.or_else(|| r.map(|r| Instant::now() + r)),
-        };
-        tokio::select! {
-            _ = agent.changed.notified() => {}
-            _ = resync.tick() => {}
-            _ = sleep_until(wake) => {}
-            _ = sigterm.recv() => {
-                let grace = agent.args.grace_period;
-                return handover::run(&mut agent, grace).await;
+    agent.serve(sigterm).await
+}
+
+/// The peer view writer, when the pod knows its own name and namespace.
+fn peer_view(
+    args: &AgentArgs,
+    client: &kube::Client,
+    store: &Store<FloatingIP>,
+    changed: Arc<Notify>,
+) -> anyhow::Result<Option<peer::Peers>> {
+    let (Some(ns), Some(pod)) = (&args.pod_namespace, &args.pod_name) else {
+        tracing::warn!("POD_NAME/POD_NAMESPACE unknown: no peer view is published, so the controller cannot ask this node how the others look");
+        return Ok(None);
+    };
+    let prober = peer::Prober::spawn(args.host.netns.clone())
+        .map_err(|e| anyhow::anyhow!("cannot start the peer probes: {e}"))?;
+    let pod = (ns.clone(), pod.clone());
+    Ok(Some(peer::Peers::new(
+        client.clone(),
+        store.clone(),
+        changed,
+        pod,
+        args,
+        prober,
+    )))
+}
+
+impl Agent {
+    /// Reconciles on every change, every resync, when a departing address is due and when a
+    /// failed reconcile is retried, until SIGTERM starts the handover.
+    async fn serve(&mut self, mut sigterm: tokio::signal::unix::Signal) -> anyhow::Result<()> {
+        let mut resync = tokio::time::interval(self.args.resync);
+        loop {
+            self.reconcile().await;
+            let wake = match (self.departing.next_wake(), self.retry_in()) {
+                (Some(k), Some(r)) => Some(k.min(Instant::now() + r)),
+                (k, r) => k.or_else(|| r.map(|r| Instant::now() + r)),
+            };
+            tokio::select! {
+                _ = self.changed.notified() => {}
+                _ = resync.tick() => {}
+                _ = sleep_until(wake) => {}
+                _ = sigterm.recv() => {
+                    let grace = self.args.grace_period;
+                    return handover::run(self, grace).await;
+                }
             }
         }
     }
