@@ -193,6 +193,10 @@ fn restore_rule(iface: MarkedIface, mask: u32) -> Attrs {
     ])
 }
 
+/// A finished batch: its bytes, the sequence numbers that asked for an acknowledgement, and
+/// the next sequence number.
+type Encoded = (Vec<u8>, Vec<u32>, u32);
+
 /// Netlink messages of one batch.
 struct Batch {
     buf: Vec<u8>,
@@ -245,7 +249,7 @@ impl Batch {
         );
     }
 
-    fn finish(mut self) -> (Vec<u8>, Vec<u32>, u32) {
+    fn finish(mut self) -> Encoded {
         self.msg(
             NFNL_MSG_BATCH_END,
             NLM_F_REQUEST,
@@ -286,12 +290,7 @@ fn rule(chain: &str, exprs: Attrs) -> Attrs {
 
 /// The batch that replaces floatip's table of `family` with one marking `marked`; none deletes
 /// it. "Create, delete, create" is the atomic replace-or-create idiom of nf_tables.
-fn replace_batch(
-    seq: u32,
-    family: u8,
-    marked: &[MarkedIface],
-    mask: u32,
-) -> (Vec<u8>, Vec<u32>, u32) {
+fn replace_batch(seq: u32, family: u8, marked: &[MarkedIface], mask: u32) -> Encoded {
     let mut b = Batch::new(seq);
     b.nft(NFT_MSG_NEWTABLE, NLM_F_CREATE, family, &table_attrs());
     b.nft(NFT_MSG_DELTABLE, 0, family, &table_attrs());
