@@ -11,7 +11,7 @@ use backon::{BackoffBuilder, ConstantBuilder, ExponentialBuilder, Retryable};
 /// Exponential backoff with equal jitter: attempt `n` waits a uniformly random point in the
 /// upper half of `base * 2^n` capped at `cap`, so that many waiters spread out but none
 /// retries at once. backon's jitter adds up to the delay again, so the policy runs on half
-/// of each bound.
+/// of each bound. (backon computes in f32 seconds: a wait can be a few nanoseconds outside.)
 pub fn equal_jitter(base: Duration, cap: Duration) -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_min_delay(base / 2)
