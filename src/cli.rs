@@ -92,26 +92,25 @@ impl Cli {
     }
 }
 
-/// `500ms`, `4s`, `2m`, or plain seconds.
+/// What a duration flag takes, for its error message.
+const DURATION_FORM: &str = "a duration such as 500ms, 4s, 1.5s, 2m or 1h30m";
+
+/// Parses every duration flag: jiff's friendly format (`500ms`, `4s`, `1.5s`, `2m`, `1m30s`,
+/// `2 minutes`), ISO 8601 (`PT4S`), or a plain number of seconds (`1.5`), as the chart and
+/// older manifests pass them. Negative durations are refused.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| c.is_ascii_alphabetic())
-        .map(|i| s.split_at(i))
-        .unwrap_or((s, "s"));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration such as 500ms, 4s or 2m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("{s:?}: the unit must be ms, s or m")),
+    let plain_seconds = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let parsed = if plain_seconds {
+        s.parse::<f64>()
+            .ok()
+            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+    } else {
+        s.parse::<jiff::SignedDuration>()
+            .ok()
+            .and_then(|d| Duration::try_from(d).ok())
     };
-    if !(secs.is_finite() && secs >= 0.0) {
-        return Err(format!("{s:?} is not a positive duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    parsed.ok_or_else(|| format!("{s:?} is not {DURATION_FORM} (or plain seconds)"))
 }
 
 #[cfg(test)]
@@ -119,12 +118,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("4s"), Ok(Duration::from_secs(4)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("4h").unwrap_err().contains("ms, s or m"));
-        assert!(parse_duration("soon").is_err());
+    fn durations_the_chart_and_the_docs_pass_are_accepted() {
+        let ms = Duration::from_millis;
+        for (text, want) in [
+            ("500ms", ms(500)),
+            ("4s", ms(4_000)),
+            ("2m", ms(120_000)),
+            ("1.5s", ms(1_500)),
+            ("0.5m", ms(30_000)),
+            ("1.5", ms(1_500)),
+            ("20", ms(20_000)),
+            ("0s", ms(0)),
+            (" 10s ", ms(10_000)),
+        ] {
+            assert_eq!(parse_duration(text), Ok(want), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn friendly_and_iso_forms_are_accepted_too() {
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3_600)));
+        assert_eq!(parse_duration("2 minutes"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("PT4S"), Ok(Duration::from_secs(4)));
+    }
+
+    #[test]
+    fn refusals_name_the_expected_form_on_one_line() {
+        for bad in [
+            "soon",
+            "",
+            "-2s",
+            "2s ago",
+            "4x",
+            "1e3",
+            "1.2.3",
+            "5 parsecs",
+        ] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(
+                err.contains("a duration such as 500ms, 4s") && !err.contains('\n'),
+                "{bad:?}: {err}"
+            );
+        }
     }
 }

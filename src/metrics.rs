@@ -8,7 +8,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::admin::Exposition;
 use crate::cloud::CloudError;
@@ -59,7 +59,18 @@ struct ProbeFailureLabel {
 
 struct Inner {
     registry: Registry,
-    failover_detection: Histogram,
+    control: ControlMetrics,
+    probe: ProbeMetrics,
+}
+
+/// Registers `metric` under `name` and hands it back for recording.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// What the controller does: moves, EC2 calls, leadership, errors and backoffs.
+struct ControlMetrics {
     moves: Family<ReasonLabel, Counter>,
     move_duration: Histogram,
     ec2_calls: Family<ActionLabel, Counter>,
@@ -67,12 +78,112 @@ struct Inner {
     leader: Gauge,
     reconcile_errors: Family<ErrorLabel, Counter>,
     backoff_until: Family<FloatingIpLabel, Gauge>,
+}
+
+impl ControlMetrics {
+    fn register(r: &mut Registry) -> Self {
+        Self {
+            moves: registered(r, "moves", "Address moves, by reason", Family::default()),
+            // 10 ms to ~40 s: one EC2 round trip up to a slow Interface-mode move.
+            move_duration: registered(
+                r,
+                "move_duration_seconds",
+                "From the decision to move to EC2 confirming the new holder",
+                Histogram::new(exponential_buckets(0.01, 2.0, 13)),
+            ),
+            ec2_calls: registered(r, "ec2_calls", "EC2 API calls, by action", Family::default()),
+            ec2_errors: registered(
+                r,
+                "ec2_errors",
+                "Failed EC2 API calls (after the SDK's retries), by action, kind and AWS error code",
+                Family::default(),
+            ),
+            leader: registered(
+                r,
+                "leader",
+                "1 while this replica holds the leader Lease",
+                Gauge::default(),
+            ),
+            reconcile_errors: registered(
+                r,
+                "reconcile_errors",
+                "Reconcile passes that ended in an error, by error",
+                Family::default(),
+            ),
+            backoff_until: registered(
+                r,
+                "backoff_until_timestamp_seconds",
+                "For each FloatingIP whose move EC2 refused in a way no retry fixes: when it is tried again (Unix time); absent when none backs off",
+                Family::default(),
+            ),
+        }
+    }
+}
+
+/// What the probe engine sees, and how long detection takes.
+struct ProbeMetrics {
     probes: Family<ProbeResultLabel, Counter>,
-    probe_rtt: Family<ProtocolLabel, Histogram>,
-    probe_failures: Family<ProbeFailureLabel, Counter>,
-    probe_overruns: Counter,
-    probe_targets: Gauge,
-    probe_detection: Histogram,
+    rtt: Family<ProtocolLabel, Histogram>,
+    failures: Family<ProbeFailureLabel, Counter>,
+    overruns: Counter,
+    targets: Gauge,
+    detection: Histogram,
+    failover_detection: Histogram,
+}
+
+impl ProbeMetrics {
+    fn register(r: &mut Registry) -> Self {
+        // 100 us to ~6.5 s: loopback up to a slow cross-zone handshake.
+        let rtt = Family::<ProtocolLabel, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.0001, 2.0, 17))) as fn() -> Histogram,
+        );
+        Self {
+            probes: registered(
+                r,
+                "probes",
+                "Finished probes, by protocol and result (pass or fail)",
+                Family::default(),
+            ),
+            rtt: registered(
+                r,
+                "probe_rtt_seconds",
+                "Round trip of passing probes (TCP handshake, UDP reply), by protocol",
+                rtt,
+            ),
+            failures: registered(
+                r,
+                "probe_failures",
+                "Failed probes, by protocol and reason",
+                Family::default(),
+            ),
+            overruns: registered(
+                r,
+                "probe_overruns",
+                "Probes skipped because the target's previous probe was still queued or running \
+                 (the engine is at its concurrency limit)",
+                Counter::default(),
+            ),
+            targets: registered(
+                r,
+                "probe_targets",
+                "Targets the probe engine checks",
+                Gauge::default(),
+            ),
+            // 50 ms to ~49 s around the default ~1-1.75 s.
+            detection: registered(
+                r,
+                "probe_detection_seconds",
+                "From the start of the first failed probe to the target going from Up to Down",
+                Histogram::new(exponential_buckets(0.05, 1.5, 18)),
+            ),
+            failover_detection: registered(
+                r,
+                "failover_detection_seconds",
+                "From the first failed probe of an address to the decision to move it",
+                Histogram::new(exponential_buckets(0.05, 2.0, 10)),
+            ),
+        }
+    }
 }
 
 /// Cheap to clone; every clone records into the same registry.
@@ -88,119 +199,29 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("floatip");
-        let moves = Family::<ReasonLabel, Counter>::default();
-        registry.register("moves", "Address moves, by reason", moves.clone());
-        // 10 ms to ~40 s: one EC2 round trip up to a slow Interface-mode move.
-        let move_duration = Histogram::new(exponential_buckets(0.01, 2.0, 13));
-        registry.register(
-            "move_duration_seconds",
-            "From the decision to move to EC2 confirming the new holder",
-            move_duration.clone(),
-        );
-        let ec2_calls = Family::<ActionLabel, Counter>::default();
-        registry.register("ec2_calls", "EC2 API calls, by action", ec2_calls.clone());
-        let ec2_errors = Family::<ActionErrorLabel, Counter>::default();
-        registry.register(
-            "ec2_errors",
-            "Failed EC2 API calls (after the SDK's retries), by action, kind and AWS error code",
-            ec2_errors.clone(),
-        );
-        let leader = Gauge::default();
-        registry.register(
-            "leader",
-            "1 while this replica holds the leader Lease",
-            leader.clone(),
-        );
-        let reconcile_errors = Family::<ErrorLabel, Counter>::default();
-        registry.register(
-            "reconcile_errors",
-            "Reconcile passes that ended in an error, by error",
-            reconcile_errors.clone(),
-        );
-        let backoff_until = Family::<FloatingIpLabel, Gauge>::default();
-        registry.register(
-            "backoff_until_timestamp_seconds",
-            "For each FloatingIP whose move EC2 refused in a way no retry fixes: when it is tried again (Unix time); absent when none backs off",
-            backoff_until.clone(),
-        );
-        let probes = Family::<ProbeResultLabel, Counter>::default();
-        registry.register(
-            "probes",
-            "Finished probes, by protocol and result (pass or fail)",
-            probes.clone(),
-        );
-        // 100 us to ~6.5 s: loopback up to a slow cross-zone handshake.
-        let probe_rtt = Family::<ProtocolLabel, Histogram>::new_with_constructor(
-            (|| Histogram::new(exponential_buckets(0.0001, 2.0, 17))) as fn() -> Histogram,
-        );
-        registry.register(
-            "probe_rtt_seconds",
-            "Round trip of passing probes (TCP handshake, UDP reply), by protocol",
-            probe_rtt.clone(),
-        );
-        let probe_failures = Family::<ProbeFailureLabel, Counter>::default();
-        registry.register(
-            "probe_failures",
-            "Failed probes, by protocol and reason",
-            probe_failures.clone(),
-        );
-        let probe_overruns = Counter::default();
-        registry.register(
-            "probe_overruns",
-            "Probes skipped because the target's previous probe was still queued or running \
-             (the engine is at its concurrency limit)",
-            probe_overruns.clone(),
-        );
-        let probe_targets = Gauge::default();
-        registry.register(
-            "probe_targets",
-            "Targets the probe engine checks",
-            probe_targets.clone(),
-        );
-        // 50 ms to ~49 s around the default ~1-1.75 s.
-        let probe_detection = Histogram::new(exponential_buckets(0.05, 1.5, 18));
-        registry.register(
-            "probe_detection_seconds",
-            "From the start of the first failed probe to the target going from Up to Down",
-            probe_detection.clone(),
-        );
-        let failover_detection = Histogram::new(exponential_buckets(0.05, 2.0, 10));
-        registry.register(
-            "failover_detection_seconds",
-            "From the first failed probe of an address to the decision to move it",
-            failover_detection.clone(),
-        );
+        let control = ControlMetrics::register(&mut registry);
+        let probe = ProbeMetrics::register(&mut registry);
         Self(Arc::new(Inner {
-            failover_detection,
             registry,
-            moves,
-            move_duration,
-            ec2_calls,
-            ec2_errors,
-            leader,
-            reconcile_errors,
-            backoff_until,
-            probes,
-            probe_rtt,
-            probe_failures,
-            probe_overruns,
-            probe_targets,
-            probe_detection,
+            control,
+            probe,
         }))
     }
 
     pub fn moved(&self, reason: &str, seconds: f64) {
         self.0
+            .control
             .moves
             .get_or_create(&ReasonLabel {
                 reason: reason.to_string(),
             })
             .inc();
-        self.0.move_duration.observe(seconds);
+        self.0.control.move_duration.observe(seconds);
     }
 
     pub fn ec2_call(&self, action: &str) {
         self.0
+            .control
             .ec2_calls
             .get_or_create(&ActionLabel {
                 action: action.to_string(),
@@ -210,6 +231,7 @@ impl Metrics {
 
     pub fn ec2_error(&self, action: &str, err: &CloudError) {
         self.0
+            .control
             .ec2_errors
             .get_or_create(&ActionErrorLabel {
                 action: action.to_string(),
@@ -220,7 +242,7 @@ impl Metrics {
     }
 
     pub fn set_leader(&self, leading: bool) {
-        self.0.leader.set(i64::from(leading));
+        self.0.control.leader.set(i64::from(leading));
     }
 
     /// A FloatingIP backs off until `until` (Unix seconds), or no longer (None).
@@ -230,16 +252,17 @@ impl Metrics {
         };
         match until {
             Some(t) => {
-                self.0.backoff_until.get_or_create(&label).set(t);
+                self.0.control.backoff_until.get_or_create(&label).set(t);
             }
             None => {
-                self.0.backoff_until.remove(&label);
+                self.0.control.backoff_until.remove(&label);
             }
         }
     }
 
     pub fn reconcile_error(&self, label: &str) {
         self.0
+            .control
             .reconcile_errors
             .get_or_create(&ErrorLabel {
                 error: label.to_string(),
@@ -257,41 +280,45 @@ impl Metrics {
     ) {
         let result = if failure.is_some() { "fail" } else { "pass" };
         self.0
+            .probe
             .probes
             .get_or_create(&ProbeResultLabel { protocol, result })
             .inc();
         if let Some(rtt) = rtt {
             self.0
-                .probe_rtt
+                .probe
+                .rtt
                 .get_or_create(&ProtocolLabel { protocol })
                 .observe(rtt.as_secs_f64());
         }
         if let Some(reason) = failure {
             self.0
-                .probe_failures
+                .probe
+                .failures
                 .get_or_create(&ProbeFailureLabel { protocol, reason })
                 .inc();
         }
     }
 
     pub fn probe_overrun(&self) {
-        self.0.probe_overruns.inc();
+        self.0.probe.overruns.inc();
     }
 
     pub fn set_probe_targets(&self, n: usize) {
         self.0
-            .probe_targets
+            .probe
+            .targets
             .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// A move was decided `seconds` after the first failed probe of the address that caused it.
     pub fn failover_decided(&self, seconds: f64) {
-        self.0.failover_detection.observe(seconds);
+        self.0.probe.failover_detection.observe(seconds);
     }
 
     /// A target went from Up to Down `seconds` after its first failed probe started.
     pub fn probe_detected(&self, seconds: f64) {
-        self.0.probe_detection.observe(seconds);
+        self.0.probe.detection.observe(seconds);
     }
 
     /// The text exposition format.

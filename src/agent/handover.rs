@@ -50,7 +50,7 @@ pub async fn run(agent: &mut Agent, grace: Duration) -> anyhow::Result<()> {
             break;
         }
         let wake = agent
-            .keeper
+            .departing
             .next_wake()
             .map(tokio::time::Instant::from_std)
             .map_or(deadline, |w| w.min(deadline));

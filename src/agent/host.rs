@@ -8,18 +8,21 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use backon::BackoffBuilder;
 use tokio::sync::{mpsc, oneshot};
 
-use super::netlink::{Link, Netlink};
-use super::nft::{Nft, Slot, NFPROTO_IPV4, NFPROTO_IPV6};
-use super::want::{self, Iface, Numbers, Vip};
+use crate::retry;
+
+use super::netlink::{Addr, Link, Netlink};
+use super::nft::{MarkedIface, Nft, NFPROTO_IPV4, NFPROTO_IPV6};
+use super::want::{self, HostState, Iface, RoutingTuning, Vip};
 
 /// How the host is changed.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     /// A network namespace to work in instead of the agent's own (a /run/netns path).
     pub netns: Option<PathBuf>,
-    pub numbers: Numbers,
+    pub tuning: RoutingTuning,
     /// Send gratuitous ARP after adding an IPv4 address.
     pub garp: bool,
 }
@@ -105,8 +108,8 @@ struct Worker {
     cfg: HostConfig,
     nl: Netlink,
     nft: Nft,
-    /// The netfilter slots last written; None until the first reconcile.
-    written: Option<(Vec<Slot>, Vec<Slot>)>,
+    /// The marked interfaces last written to nf_tables; None until the first reconcile.
+    written: Option<(Vec<MarkedIface>, Vec<MarkedIface>)>,
 }
 
 impl Worker {
@@ -145,18 +148,17 @@ impl Worker {
         timeout: Duration,
     ) -> io::Result<Link> {
         let deadline = Instant::now() + timeout;
-        let link = loop {
-            if let Some(l) = self.nl.links().await?.into_iter().find(|l| l.mac == mac) {
-                break l;
-            }
-            if Instant::now() >= deadline {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("no interface with MAC {mac} appeared within {timeout:?}"),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let nl = &self.nl;
+        let found = retry::poll(retry::INTERFACE_POLL, Some(deadline), move || async move {
+            Ok::<_, io::Error>(nl.links().await?.into_iter().find(|l| l.mac == mac))
+        })
+        .await?;
+        let link = found.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no interface with MAC {mac} appeared within {timeout:?}"),
+            )
+        })?;
         if !link.up {
             self.nl.set_up(link.index).await?;
         }
@@ -178,75 +180,102 @@ impl Worker {
 
     async fn apply(&mut self, vips: &[Vip]) -> io::Result<Report> {
         let (links, addrs, ifaces) = self.nl.ifaces().await?;
-        let plan = want::plan(vips, &ifaces, &self.cfg.numbers);
+        let state = want::host_state(vips, &ifaces, &self.cfg.tuning);
         let mut report = Report {
-            problems: plan.problems.clone(),
-            configured: plan.addresses.len(),
+            problems: state.problems.clone(),
+            configured: state.addresses.len(),
             interfaces: ifaces,
             ..Report::default()
         };
-
         // Stop answering on addresses that left first, then fix routing, then add.
         for a in addrs.iter().filter(|a| a.ours) {
-            if !plan.addresses.contains(&(a.index, a.address)) {
+            if !state.addresses.contains(&(a.index, a.address)) {
                 self.nl.del_address(a).await?;
                 report.removed.push(a.address);
             }
         }
+        report.routing_changes += self.sync_routes(&state).await?;
+        report.routing_changes += self.sync_rules(&state).await?;
+        report.routing_changes += self.sync_marks(&state)?;
+        self.add_addresses(&state, &links, &addrs, &mut report)
+            .await?;
+        Ok(report)
+    }
 
+    /// Makes floatip's routes exactly the state's; returns how many it wrote or removed.
+    async fn sync_routes(&mut self, state: &HostState) -> io::Result<usize> {
+        let mut changes = 0;
         let routes = self.nl.routes().await?;
         let have: BTreeSet<_> = routes.iter().map(|(s, _)| s.clone()).collect();
-        for r in plan.routes.iter().filter(|r| !have.contains(*r)) {
+        for r in state.routes.iter().filter(|r| !have.contains(*r)) {
             self.nl.add_route(r).await?;
-            report.routing_changes += 1;
+            changes += 1;
         }
         for (spec, msg) in routes {
-            if !plan.routes.contains(&spec) {
+            if !state.routes.contains(&spec) {
                 self.nl.del_route(msg).await?;
-                report.routing_changes += 1;
+                changes += 1;
             }
         }
+        Ok(changes)
+    }
 
+    /// Makes floatip's policy rules exactly the state's; returns how many it wrote or removed.
+    async fn sync_rules(&mut self, state: &HostState) -> io::Result<usize> {
+        let mut changes = 0;
         let rules = self.nl.rules().await?;
         let have: BTreeSet<_> = rules.iter().map(|(s, _)| s.clone()).collect();
-        for r in plan.rules.iter().filter(|r| !have.contains(*r)) {
+        for r in state.rules.iter().filter(|r| !have.contains(*r)) {
             self.nl.add_rule(r).await?;
-            report.routing_changes += 1;
+            changes += 1;
         }
         for (spec, msg) in rules {
-            if !plan.rules.contains(&spec) {
+            if !state.rules.contains(&spec) {
                 self.nl.del_rule(msg).await?;
-                report.routing_changes += 1;
+                changes += 1;
             }
         }
+        Ok(changes)
+    }
 
-        let want_nft = (plan.slots_v4.clone(), plan.slots_v6.clone());
+    /// Rewrites floatip's nf_tables tables when the marked interfaces changed or the tables
+    /// vanished; returns 1 when it changed something.
+    fn sync_marks(&mut self, state: &HostState) -> io::Result<usize> {
+        let want_nft = (state.marked_v4.clone(), state.marked_v6.clone());
         let mut rewrite = self.written.as_ref() != Some(&want_nft);
         if !rewrite {
             // Someone may have flushed the ruleset since: check the tables are still there.
-            for (fam, slots) in [(NFPROTO_IPV4, &want_nft.0), (NFPROTO_IPV6, &want_nft.1)] {
-                rewrite |= self.nft.table_exists(fam)? == slots.is_empty();
+            for (fam, marked) in [(NFPROTO_IPV4, &want_nft.0), (NFPROTO_IPV6, &want_nft.1)] {
+                rewrite |= self.nft.table_exists(fam)? == marked.is_empty();
             }
         }
-        if rewrite {
-            let mask = self.cfg.numbers.mark_mask;
-            self.nft
-                .replace(NFPROTO_IPV4, &want_nft.0, mask)
-                .map_err(|e| {
-                    io::Error::new(e.kind(), format!("writing the ip floatip table: {e}"))
-                })?;
-            self.nft
-                .replace(NFPROTO_IPV6, &want_nft.1, mask)
-                .map_err(|e| {
-                    io::Error::new(e.kind(), format!("writing the ip6 floatip table: {e}"))
-                })?;
-            if self.written.is_some() || !want_nft.0.is_empty() || !want_nft.1.is_empty() {
-                report.routing_changes += 1;
-            }
-            self.written = Some(want_nft);
+        if !rewrite {
+            return Ok(0);
         }
+        let mask = self.cfg.tuning.mark_mask;
+        for (fam, marked, table) in [
+            (NFPROTO_IPV4, &want_nft.0, "ip"),
+            (NFPROTO_IPV6, &want_nft.1, "ip6"),
+        ] {
+            self.nft.replace(fam, marked, mask).map_err(|e| {
+                io::Error::new(e.kind(), format!("writing the {table} floatip table: {e}"))
+            })?;
+        }
+        let changed = self.written.is_some() || !want_nft.0.is_empty() || !want_nft.1.is_empty();
+        self.written = Some(want_nft);
+        Ok(usize::from(changed))
+    }
 
-        for &(index, address) in &plan.addresses {
+    /// Adds the state's addresses the host does not carry yet, announcing IPv4 ones with
+    /// gratuitous ARP when asked to.
+    async fn add_addresses(
+        &mut self,
+        state: &HostState,
+        links: &[Link],
+        addrs: &[Addr],
+        report: &mut Report,
+    ) -> io::Result<()> {
+        for &(index, address) in &state.addresses {
             let present = addrs
                 .iter()
                 .any(|a| a.index == index && a.address == address);
@@ -254,33 +283,28 @@ impl Worker {
                 continue;
             }
             let prefix = if address.is_ipv4() { 32 } else { 128 };
-            let name = links
-                .iter()
-                .find(|l| l.index == index)
-                .map_or("", |l| l.name.as_str());
+            let link = links.iter().find(|l| l.index == index);
+            let name = link.map_or("", |l| l.name.as_str());
             self.nl
                 .add_address(index, address, prefix, Some(name))
                 .await?;
             report.added.push(address);
             if let (true, IpAddr::V4(v4)) = (self.cfg.garp, address) {
-                let mac = links
-                    .iter()
-                    .find(|l| l.index == index)
-                    .and_then(|l| super::garp::parse_mac(&l.mac));
-                if let Some(mac) = mac {
+                if let Some(mac) = link.and_then(|l| super::garp::parse_mac(&l.mac)) {
                     self.announce(index, mac, v4);
                 }
             }
         }
-        Ok(report)
+        Ok(())
     }
 
     /// Three gratuitous ARPs, 100 ms apart, without holding up the reconcile.
     fn announce(&self, index: u32, mac: [u8; 6], address: Ipv4Addr) {
         tokio::spawn(async move {
-            for i in 0..3 {
-                if i > 0 {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+            let waits = retry::GARP_REPEATS.build().map(Some);
+            for wait in std::iter::once(None).chain(waits) {
+                if let Some(wait) = wait {
+                    tokio::time::sleep(wait).await;
                 }
                 if let Err(e) = super::garp::send(index, mac, address) {
                     tracing::warn!(%address, error = %e, "gratuitous ARP failed (needs CAP_NET_RAW)");

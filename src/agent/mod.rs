@@ -31,7 +31,7 @@ use crate::cli::parse_duration;
 use crate::metrics::AgentMetrics;
 use health::{AgentHealth, Reconciled};
 use host::{Host, HostConfig, Report};
-use want::{Numbers, Vip};
+use want::{RoutingTuning, Vip};
 
 /// Flags shared by `floatip agent` and `floatip attach`: how the node is configured.
 #[derive(Debug, Clone, clap::Args)]
@@ -62,7 +62,7 @@ impl HostArgs {
     pub fn config(&self) -> HostConfig {
         HostConfig {
             netns: self.netns.clone(),
-            numbers: Numbers {
+            tuning: RoutingTuning {
                 table_base: self.route_table_base,
                 rule_priority: self.rule_priority,
                 mark_mask: self.fwmark_mask,
@@ -122,15 +122,16 @@ pub struct AgentArgs {
     pub host: HostArgs,
 }
 
-/// Addresses that just moved away, kept for the release delay.
+/// Addresses that moved from this node to another, kept on it for the release delay while the
+/// VPC converges: what the host should carry is what is held plus these.
 #[derive(Debug)]
-pub struct Keeper {
+pub struct Departing {
     delay: Duration,
     kept: BTreeMap<IpAddr, (Vip, Instant)>,
     last: Vec<Vip>,
 }
 
-impl Keeper {
+impl Departing {
     pub fn new(delay: Duration) -> Self {
         Self {
             delay,
@@ -182,7 +183,7 @@ pub struct Agent {
     pub host: Host,
     pub store: Store<FloatingIP>,
     pub changed: Arc<Notify>,
-    pub keeper: Keeper,
+    pub departing: Departing,
     pub health: Arc<AgentHealth>,
     pub metrics: AgentMetrics,
     /// MACs of the interfaces this node's addresses were last put on: still checked once the
@@ -197,7 +198,7 @@ impl Agent {
     pub async fn reconcile(&mut self) -> bool {
         let fips: Vec<FloatingIP> = self.store.state().iter().map(|f| (**f).clone()).collect();
         let vips = self
-            .keeper
+            .departing
             .desired(&fips, &self.args.node_name, Instant::now());
         let wanted = !vips.is_empty();
         let in_use: BTreeSet<String> = vips.iter().map(|v| v.mac.clone()).collect();
@@ -284,28 +285,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         Api::all(client.clone()),
         [changed.clone(), peers_changed.clone()],
     );
-    let peers = match (&args.pod_namespace, &args.pod_name) {
-        (Some(ns), Some(pod)) => {
-            let prober = peer::Prober::spawn(args.host.netns.clone())
-                .map_err(|e| anyhow::anyhow!("cannot start the peer probes: {e}"))?;
-            let pod = (ns.clone(), pod.clone());
-            Some(peer::Peers::new(
-                client.clone(),
-                store.clone(),
-                peers_changed,
-                pod,
-                &args,
-                prober,
-            ))
-        }
-        _ => {
-            tracing::warn!("POD_NAME/POD_NAMESPACE unknown: no peer view is published, so the controller cannot ask this node how the others look");
-            None
-        }
-    };
+    let peers = peer_view(&args, &client, &store, peers_changed)?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut agent = Agent {
-        keeper: Keeper::new(args.release_delay),
+        departing: Departing::new(args.release_delay),
         args,
         client,
         host,
@@ -328,20 +311,52 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         tokio::spawn(peers.run());
     }
     tracing::info!(node = %agent.args.node_name, "agent started; FloatingIPs synced");
-    let mut resync = tokio::time::interval(agent.args.resync);
-    loop {
-        agent.reconcile().await;
-        let wake = match (agent.keeper.next_wake(), agent.retry_in()) {
-            (Some(k), Some(r)) => Some(k.min(Instant::now() + r)),
-            (k, r) => k.or_else(|| r.map(|r| Instant::now() + r)),
-        };
-        tokio::select! {
-            _ = agent.changed.notified() => {}
-            _ = resync.tick() => {}
-            _ = sleep_until(wake) => {}
-            _ = sigterm.recv() => {
-                let grace = agent.args.grace_period;
-                return handover::run(&mut agent, grace).await;
+    agent.serve(sigterm).await
+}
+
+/// The peer view writer, when the pod knows its own name and namespace.
+fn peer_view(
+    args: &AgentArgs,
+    client: &kube::Client,
+    store: &Store<FloatingIP>,
+    changed: Arc<Notify>,
+) -> anyhow::Result<Option<peer::Peers>> {
+    let (Some(ns), Some(pod)) = (&args.pod_namespace, &args.pod_name) else {
+        tracing::warn!("POD_NAME/POD_NAMESPACE unknown: no peer view is published, so the controller cannot ask this node how the others look");
+        return Ok(None);
+    };
+    let prober = peer::Prober::spawn(args.host.netns.clone())
+        .map_err(|e| anyhow::anyhow!("cannot start the peer probes: {e}"))?;
+    let pod = (ns.clone(), pod.clone());
+    Ok(Some(peer::Peers::new(
+        client.clone(),
+        store.clone(),
+        changed,
+        pod,
+        args,
+        prober,
+    )))
+}
+
+impl Agent {
+    /// Reconciles on every change, every resync, when a departing address is due and when a
+    /// failed reconcile is retried, until SIGTERM starts the handover.
+    async fn serve(&mut self, mut sigterm: tokio::signal::unix::Signal) -> anyhow::Result<()> {
+        let mut resync = tokio::time::interval(self.args.resync);
+        loop {
+            self.reconcile().await;
+            let wake = match (self.departing.next_wake(), self.retry_in()) {
+                (Some(k), Some(r)) => Some(k.min(Instant::now() + r)),
+                (k, r) => k.or_else(|| r.map(|r| Instant::now() + r)),
+            };
+            tokio::select! {
+                _ = self.changed.notified() => {}
+                _ = resync.tick() => {}
+                _ = sleep_until(wake) => {}
+                _ = sigterm.recv() => {
+                    let grace = self.args.grace_period;
+                    return handover::run(self, grace).await;
+                }
             }
         }
     }
@@ -401,7 +416,7 @@ mod tests {
     #[test]
     fn an_address_that_moved_away_is_kept_for_the_release_delay_only() {
         let t0 = Instant::now();
-        let mut k = Keeper::new(Duration::from_secs(2));
+        let mut k = Departing::new(Duration::from_secs(2));
         assert_eq!(
             addrs(&k.desired(&[fip("10.0.0.1", Some("me"))], "me", t0)),
             ["10.0.0.1"]
@@ -424,7 +439,7 @@ mod tests {
     #[test]
     fn an_address_nobody_holds_or_whose_floatingip_is_gone_goes_at_once() {
         let t0 = Instant::now();
-        let mut k = Keeper::new(Duration::from_secs(2));
+        let mut k = Departing::new(Duration::from_secs(2));
         k.desired(
             &[fip("10.0.0.1", Some("me")), fip("10.0.0.2", Some("me"))],
             "me",
@@ -437,7 +452,7 @@ mod tests {
     #[test]
     fn an_address_that_comes_back_is_held_not_kept() {
         let t0 = Instant::now();
-        let mut k = Keeper::new(Duration::from_secs(2));
+        let mut k = Departing::new(Duration::from_secs(2));
         k.desired(&[fip("10.0.0.1", Some("me"))], "me", t0);
         k.desired(&[fip("10.0.0.1", Some("other"))], "me", t0);
         assert_eq!(

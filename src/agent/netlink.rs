@@ -232,7 +232,7 @@ impl Netlink {
             .collect())
     }
 
-    /// Interfaces with what `want::plan` needs to know about them.
+    /// Interfaces with what `want::host_state` needs to know about them.
     pub async fn ifaces(&self) -> io::Result<(Vec<Link>, Vec<Addr>, Vec<Iface>)> {
         let links = self.links().await?;
         let addrs = self.addresses().await?;

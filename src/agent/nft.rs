@@ -20,9 +20,9 @@ use rtnetlink::sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 /// The name of floatip's tables.
 pub const TABLE: &str = "floatip";
 
-/// One interface whose connections are marked.
+/// One interface whose connections are marked, and its mark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Slot {
+pub struct MarkedIface {
     pub ifindex: u32,
     pub mark: u32,
 }
@@ -167,31 +167,35 @@ fn expressions(list: Vec<Attrs>) -> Attrs {
 }
 
 /// `iif i ct direction original ct mark set (ct mark & ~mask) | v`
-fn mark_rule(slot: Slot, mask: u32) -> Attrs {
+fn mark_rule(iface: MarkedIface, mask: u32) -> Attrs {
     expressions(vec![
         load_meta(NFT_META_IIF),
-        cmp_eq(&slot.ifindex.to_ne_bytes()),
+        cmp_eq(&iface.ifindex.to_ne_bytes()),
         load_ct(NFT_CT_DIRECTION),
         cmp_eq(&[IP_CT_DIR_ORIGINAL]),
         load_ct(NFT_CT_MARK),
-        bitwise(!mask, slot.mark),
+        bitwise(!mask, iface.mark),
         set_ct(NFT_CT_MARK),
     ])
 }
 
 /// `ct direction reply ct mark & mask == v meta mark set (meta mark & ~mask) | v`
-fn restore_rule(slot: Slot, mask: u32) -> Attrs {
+fn restore_rule(iface: MarkedIface, mask: u32) -> Attrs {
     expressions(vec![
         load_ct(NFT_CT_DIRECTION),
         cmp_eq(&[IP_CT_DIR_REPLY]),
         load_ct(NFT_CT_MARK),
         bitwise(mask, 0),
-        cmp_eq(&slot.mark.to_ne_bytes()),
+        cmp_eq(&iface.mark.to_ne_bytes()),
         load_meta(NFT_META_MARK),
-        bitwise(!mask, slot.mark),
+        bitwise(!mask, iface.mark),
         set_meta(NFT_META_MARK),
     ])
 }
+
+/// A finished batch: its bytes, the sequence numbers that asked for an acknowledgement, and
+/// the next sequence number.
+type Encoded = (Vec<u8>, Vec<u32>, u32);
 
 /// Netlink messages of one batch.
 struct Batch {
@@ -245,7 +249,7 @@ impl Batch {
         );
     }
 
-    fn finish(mut self) -> (Vec<u8>, Vec<u32>, u32) {
+    fn finish(mut self) -> Encoded {
         self.msg(
             NFNL_MSG_BATCH_END,
             NLM_F_REQUEST,
@@ -284,13 +288,13 @@ fn rule(chain: &str, exprs: Attrs) -> Attrs {
     a
 }
 
-/// The batch that replaces floatip's table of `family` with one for `slots`; no slots deletes
+/// The batch that replaces floatip's table of `family` with one marking `marked`; none deletes
 /// it. "Create, delete, create" is the atomic replace-or-create idiom of nf_tables.
-fn replace_batch(seq: u32, family: u8, slots: &[Slot], mask: u32) -> (Vec<u8>, Vec<u32>, u32) {
+fn replace_batch(seq: u32, family: u8, marked: &[MarkedIface], mask: u32) -> Encoded {
     let mut b = Batch::new(seq);
     b.nft(NFT_MSG_NEWTABLE, NLM_F_CREATE, family, &table_attrs());
     b.nft(NFT_MSG_DELTABLE, 0, family, &table_attrs());
-    if !slots.is_empty() {
+    if !marked.is_empty() {
         b.nft(NFT_MSG_NEWTABLE, NLM_F_CREATE, family, &table_attrs());
         b.nft(
             NFT_MSG_NEWCHAIN,
@@ -304,7 +308,7 @@ fn replace_batch(seq: u32, family: u8, slots: &[Slot], mask: u32) -> (Vec<u8>, V
             family,
             &chain("output", "route", NF_INET_LOCAL_OUT),
         );
-        for s in slots {
+        for s in marked {
             b.nft(
                 NFT_MSG_NEWRULE,
                 NLM_F_CREATE | NLM_F_APPEND,
@@ -343,9 +347,9 @@ impl Nft {
         Ok(Self { socket, seq: 1 })
     }
 
-    /// Makes floatip's table of `family` exactly `slots` (none: no table).
-    pub fn replace(&mut self, family: u8, slots: &[Slot], mask: u32) -> io::Result<()> {
-        let (buf, acked, next) = replace_batch(self.seq, family, slots, mask);
+    /// Makes floatip's table of `family` exactly `marked` (none: no table).
+    pub fn replace(&mut self, family: u8, marked: &[MarkedIface], mask: u32) -> io::Result<()> {
+        let (buf, acked, next) = replace_batch(self.seq, family, marked, mask);
         self.seq = next;
         self.socket.send(&buf, 0)?;
         self.wait_acks(&acked)
@@ -460,18 +464,18 @@ mod tests {
     }
 
     #[test]
-    fn each_slot_gets_a_mark_rule_and_two_restore_rules() {
-        let slots = [
-            Slot {
+    fn each_marked_interface_gets_a_mark_rule_and_two_restore_rules() {
+        let marked = [
+            MarkedIface {
                 ifindex: 3,
                 mark: 0x30000,
             },
-            Slot {
+            MarkedIface {
                 ifindex: 4,
                 mark: 0x40000,
             },
         ];
-        let (buf, acked, _) = replace_batch(1, NFPROTO_IPV6, &slots, 0xff0000);
+        let (buf, acked, _) = replace_batch(1, NFPROTO_IPV6, &marked, 0xff0000);
         let msgs = messages(&buf);
         let rules = msgs.iter().filter(|m| m.0 == 0xa06).count();
         assert_eq!(rules, 6);

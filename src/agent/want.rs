@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::api::{FloatingIP, Mode};
 
-use super::nft::Slot;
+use super::nft::MarkedIface;
 
 /// Marks routes, rules and addresses floatip added (RTPROT / IFA_PROTO value), so a restarted
 /// agent removes exactly those and nothing else. Outside the ranges iproute2 and routing
@@ -47,9 +47,10 @@ pub fn held_by(fips: &[FloatingIP], node: &str) -> Vec<Vip> {
     out
 }
 
-/// Tuning shared by the agent and `floatip attach`.
+/// Routing table numbers, rule priority and mark bits: the tuning of floatip's policy routing,
+/// shared by the agent and `floatip attach`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Numbers {
+pub struct RoutingTuning {
     /// Routing table of an interface: base + ifindex.
     pub table_base: u32,
     /// Priority of the fwmark rules; the from-address rules use the next one.
@@ -58,7 +59,7 @@ pub struct Numbers {
     pub mark_mask: u32,
 }
 
-impl Numbers {
+impl RoutingTuning {
     pub fn table(&self, ifindex: u32) -> u32 {
         self.table_base.saturating_add(ifindex)
     }
@@ -106,15 +107,15 @@ pub struct RuleSpec {
     pub fwmark: Option<(u32, u32)>,
 }
 
-/// Everything floatip should have on the node.
+/// The agent's desired host state: everything floatip should have on the node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Plan {
+pub struct HostState {
     /// (ifindex, address), as /32 or /128.
     pub addresses: BTreeSet<(u32, IpAddr)>,
     pub routes: BTreeSet<RouteSpec>,
     pub rules: BTreeSet<RuleSpec>,
-    pub slots_v4: Vec<Slot>,
-    pub slots_v6: Vec<Slot>,
+    pub marked_v4: Vec<MarkedIface>,
+    pub marked_v6: Vec<MarkedIface>,
     /// What could not be done, one sentence each.
     pub problems: Vec<String>,
 }
@@ -137,119 +138,145 @@ fn network_v4(address: Ipv4Addr, prefix: u8) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(address) & mask)
 }
 
-pub fn plan(vips: &[Vip], ifaces: &[Iface], n: &Numbers) -> Plan {
-    let mut p = Plan::default();
-    let by_mac: BTreeMap<&str, &Iface> = ifaces.iter().map(|i| (i.mac.as_str(), i)).collect();
-    let mut used: BTreeMap<u32, (bool, bool)> = BTreeMap::new();
-    for v in vips {
-        let Some(iface) = by_mac.get(v.mac.as_str()) else {
-            p.problems.push(format!(
-                "{} ({}): no interface has MAC {}; is the ENI attached and was floatip attach run?",
-                v.address, v.name, v.mac
-            ));
-            continue;
-        };
-        p.addresses.insert((iface.index, v.address));
-        let table = n.table(iface.index);
-        p.rules.insert(RuleSpec {
-            v6: v.address.is_ipv6(),
-            priority: n.rule_priority + 1,
-            table,
-            source: Some(v.address),
-            fwmark: None,
-        });
-        let fam = used.entry(iface.index).or_default();
-        if v.address.is_ipv4() {
-            fam.0 = true;
-        } else {
-            fam.1 = true;
-        }
-    }
-    for (index, (v4, v6)) in used {
+/// The host state that carries `vips` on `ifaces`: each address on the interface with its
+/// MAC, and for each such interface its table, rules and connection mark.
+pub fn host_state(vips: &[Vip], ifaces: &[Iface], n: &RoutingTuning) -> HostState {
+    let mut s = HostState::default();
+    for (index, families) in s.place_addresses(vips, ifaces, n) {
         let iface = ifaces
             .iter()
             .find(|i| i.index == index)
             .expect("used ifaces exist");
-        let table = n.table(index);
-        let mark = n.mark(index);
+        s.route_interface(iface, families, n);
+    }
+    s
+}
+
+/// Which address families an interface carries: (IPv4, IPv6).
+type Families = (bool, bool);
+
+impl HostState {
+    /// Puts each address on the interface with its MAC, with its from-address rule; returns
+    /// the families each interface that got one carries.
+    fn place_addresses(
+        &mut self,
+        vips: &[Vip],
+        ifaces: &[Iface],
+        n: &RoutingTuning,
+    ) -> BTreeMap<u32, Families> {
+        let by_mac: BTreeMap<&str, &Iface> = ifaces.iter().map(|i| (i.mac.as_str(), i)).collect();
+        let mut used: BTreeMap<u32, Families> = BTreeMap::new();
+        for v in vips {
+            let Some(iface) = by_mac.get(v.mac.as_str()) else {
+                self.problems.push(format!(
+                    "{} ({}): no interface has MAC {}; is the ENI attached and was floatip attach run?",
+                    v.address, v.name, v.mac
+                ));
+                continue;
+            };
+            self.addresses.insert((iface.index, v.address));
+            self.rules.insert(RuleSpec {
+                v6: v.address.is_ipv6(),
+                priority: n.rule_priority + 1,
+                table: n.table(iface.index),
+                source: Some(v.address),
+                fwmark: None,
+            });
+            let fam = used.entry(iface.index).or_default();
+            if v.address.is_ipv4() {
+                fam.0 = true;
+            } else {
+                fam.1 = true;
+            }
+        }
+        used
+    }
+
+    /// The table of an interface that carries addresses, per family: its routes, and the
+    /// fwmark rule and connection mark that steer forwarded replies to it.
+    fn route_interface(&mut self, iface: &Iface, (v4, v6): Families, n: &RoutingTuning) {
+        let mark = n.mark(iface.index);
         if mark.is_none() {
-            p.problems.push(format!(
-                "{}: ifindex {index} does not fit --fwmark-mask {:#x}; forwarded (DNAT) replies are not steered",
-                iface.name, n.mark_mask
+            self.problems.push(format!(
+                "{}: ifindex {} does not fit --fwmark-mask {:#x}; forwarded (DNAT) replies are not steered",
+                iface.name, iface.index, n.mark_mask
             ));
         }
         if v4 {
-            match iface.v4 {
-                Some((addr, prefix)) => {
-                    let gw = gateway_v4(addr, prefix);
-                    p.routes.insert(RouteSpec {
-                        table,
-                        dest: IpAddr::V4(network_v4(addr, prefix)),
-                        prefix,
-                        gateway: None,
-                        ifindex: index,
-                    });
-                    if let Some(gw) = gw {
-                        p.routes.insert(RouteSpec {
-                            table,
-                            dest: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                            prefix: 0,
-                            gateway: Some(IpAddr::V4(gw)),
-                            ifindex: index,
-                        });
-                    }
-                }
-                None => p.problems.push(format!(
-                    "{}: has no IPv4 address of its own, so its subnet gateway is unknown; replies follow the main table",
-                    iface.name
-                )),
-            }
+            self.route_v4(iface, n.table(iface.index));
             if let Some(mark) = mark {
-                p.rules.insert(RuleSpec {
-                    v6: false,
-                    priority: n.rule_priority,
-                    table,
-                    source: None,
-                    fwmark: Some((mark, n.mark_mask)),
-                });
-                p.slots_v4.push(Slot {
-                    ifindex: index,
-                    mark,
-                });
+                self.mark_replies(false, iface.index, mark, n);
             }
         }
         if v6 {
-            match iface.v6_gateway {
-                Some(gw) => {
-                    p.routes.insert(RouteSpec {
-                        table,
-                        dest: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-                        prefix: 0,
-                        gateway: Some(IpAddr::V6(gw)),
-                        ifindex: index,
-                    });
-                }
-                None => p.problems.push(format!(
-                    "{}: no IPv6 default route through it in the main table; IPv6 replies follow the main table",
-                    iface.name
-                )),
-            }
+            self.route_v6(iface, n.table(iface.index));
             if let Some(mark) = mark {
-                p.rules.insert(RuleSpec {
-                    v6: true,
-                    priority: n.rule_priority,
-                    table,
-                    source: None,
-                    fwmark: Some((mark, n.mark_mask)),
-                });
-                p.slots_v6.push(Slot {
-                    ifindex: index,
-                    mark,
-                });
+                self.mark_replies(true, iface.index, mark, n);
             }
         }
     }
-    p
+
+    /// The interface's subnet and a default route through its gateway, from its own address.
+    fn route_v4(&mut self, iface: &Iface, table: u32) {
+        let Some((addr, prefix)) = iface.v4 else {
+            self.problems.push(format!(
+                "{}: has no IPv4 address of its own, so its subnet gateway is unknown; replies follow the main table",
+                iface.name
+            ));
+            return;
+        };
+        self.routes.insert(RouteSpec {
+            table,
+            dest: IpAddr::V4(network_v4(addr, prefix)),
+            prefix,
+            gateway: None,
+            ifindex: iface.index,
+        });
+        if let Some(gw) = gateway_v4(addr, prefix) {
+            self.routes.insert(RouteSpec {
+                table,
+                dest: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                prefix: 0,
+                gateway: Some(IpAddr::V4(gw)),
+                ifindex: iface.index,
+            });
+        }
+    }
+
+    /// A default route through the IPv6 gateway the main table uses on the interface.
+    fn route_v6(&mut self, iface: &Iface, table: u32) {
+        let Some(gw) = iface.v6_gateway else {
+            self.problems.push(format!(
+                "{}: no IPv6 default route through it in the main table; IPv6 replies follow the main table",
+                iface.name
+            ));
+            return;
+        };
+        self.routes.insert(RouteSpec {
+            table,
+            dest: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            prefix: 0,
+            gateway: Some(IpAddr::V6(gw)),
+            ifindex: iface.index,
+        });
+    }
+
+    /// The fwmark rule to the interface's table, and its connection mark in nf_tables.
+    fn mark_replies(&mut self, v6: bool, ifindex: u32, mark: u32, n: &RoutingTuning) {
+        self.rules.insert(RuleSpec {
+            v6,
+            priority: n.rule_priority,
+            table: n.table(ifindex),
+            source: None,
+            fwmark: Some((mark, n.mark_mask)),
+        });
+        let marked = if v6 {
+            &mut self.marked_v6
+        } else {
+            &mut self.marked_v4
+        };
+        marked.push(MarkedIface { ifindex, mark });
+    }
 }
 
 /// Problems with interfaces addresses of this node were put on and that carry none now
@@ -280,7 +307,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const N: Numbers = Numbers {
+    const N: RoutingTuning = RoutingTuning {
         table_base: 10000,
         rule_priority: 100,
         mark_mask: 0x00ff_0000,
@@ -366,7 +393,7 @@ mod tests {
             mac: "02:aa:00:00:00:01".into(),
             name: "web".into(),
         }];
-        let p = plan(&vips, &[eth1()], &N);
+        let p = host_state(&vips, &[eth1()], &N);
         assert!(p.problems.is_empty(), "{:?}", p.problems);
         assert_eq!(
             p.addresses,
@@ -394,24 +421,24 @@ mod tests {
             ]
         );
         assert_eq!(
-            p.slots_v4,
-            [Slot {
+            p.marked_v4,
+            [MarkedIface {
                 ifindex: 3,
                 mark: 0x30000
             }]
         );
-        assert!(p.slots_v6.is_empty());
+        assert!(p.marked_v6.is_empty());
     }
 
     #[test]
     fn nothing_held_plans_nothing_and_a_missing_interface_is_a_problem() {
-        assert_eq!(plan(&[], &[eth1()], &N), Plan::default());
+        assert_eq!(host_state(&[], &[eth1()], &N), HostState::default());
         let vips = [Vip {
             address: "10.99.8.100".parse().unwrap(),
             mac: "02:bb:00:00:00:09".into(),
             name: "web".into(),
         }];
-        let p = plan(&vips, &[eth1()], &N);
+        let p = host_state(&vips, &[eth1()], &N);
         assert!(p.addresses.is_empty() && p.rules.is_empty());
         assert!(
             p.problems[0].contains("no interface has MAC 02:bb:00:00:00:09"),

@@ -10,7 +10,9 @@ mod validate;
 pub use peer::{PeerView, PeerViewError, PEER_VIEW_ANNOTATION};
 pub use spec::*;
 pub use status::*;
-pub use validate::{parse_address, validate_spec, validate_update, SpecError, SpecErrors};
+pub use validate::{
+    parse_address, validate_health_check, validate_spec, validate_update, SpecError, SpecErrors,
+};
 
 use kube::CustomResourceExt;
 

@@ -11,7 +11,7 @@ use kube::core::Selector;
 
 use super::messages as msg;
 use super::spec::bounds;
-use super::{FloatingIPSpec, HealthCheck, Mode, Protocol};
+use super::{FloatingIPSpec, HealthCheck, Mode, Protocol, UdpCheck};
 
 /// One thing wrong with a FloatingIP spec.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -344,7 +344,30 @@ fn check_tolerations(tolerations: &[Toleration], errs: &mut Vec<SpecError>) {
     }
 }
 
+/// Checks a health check on its own: the rules [`validate_spec`] applies to
+/// spec.healthCheck, and the only ones; the probe spec is built from a check that passes them
+/// (`ProbeSpec::from_health_check`).
+pub fn validate_health_check(hc: &HealthCheck) -> Result<(), SpecErrors> {
+    let mut errs = Vec::new();
+    check_health(hc, &mut errs);
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(SpecErrors(errs))
+    }
+}
+
 fn check_health(hc: &HealthCheck, errs: &mut Vec<SpecError>) {
+    check_timing(hc, errs);
+    let Some(udp) = &hc.udp else { return };
+    if hc.protocol != Protocol::UDP {
+        errs.push(SpecError::UdpNotForProtocol);
+    }
+    check_udp_payload(udp, errs);
+}
+
+/// The port, the probe timing and the thresholds.
+fn check_timing(hc: &HealthCheck, errs: &mut Vec<SpecError>) {
     range(errs, "spec.healthCheck.port", hc.port, 1, 65_535);
     range(
         errs,
@@ -377,10 +400,10 @@ fn check_health(hc: &HealthCheck, errs: &mut Vec<SpecError>) {
             bounds::THRESHOLD_MAX,
         );
     }
-    let Some(udp) = &hc.udp else { return };
-    if hc.protocol != Protocol::UDP {
-        errs.push(SpecError::UdpNotForProtocol);
-    }
+}
+
+/// One payload, as text or base64, no longer than a probe sends.
+fn check_udp_payload(udp: &UdpCheck, errs: &mut Vec<SpecError>) {
     if udp.payload.is_some() && udp.payload_base64.is_some() {
         errs.push(SpecError::UdpPayloadBoth);
     }

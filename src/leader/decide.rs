@@ -62,9 +62,9 @@ impl Observation {
     }
 }
 
-/// The next step of one election round.
+/// The lease's next step: what one election round does.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub enum LeaseStep {
     /// No Lease exists: create it naming ourselves (a 409 means another replica was faster).
     Create,
     /// We lead and the record is ours: write a new renewTime, resourceVersion-checked.
@@ -89,21 +89,21 @@ pub fn decide(
     leading: bool,
     fallback_duration: Duration,
     now: Instant,
-) -> Decision {
+) -> LeaseStep {
     let Some(obs) = observed else {
-        return Decision::Create;
+        return LeaseStep::Create;
     };
     let Some(holder) = obs.record.holder.as_deref() else {
-        return Decision::TakeOver;
+        return LeaseStep::TakeOver;
     };
     if leading && holder == identity {
-        return Decision::Renew;
+        return LeaseStep::Renew;
     }
     let expires_at = obs.expires_at(fallback_duration);
     if now >= expires_at {
-        Decision::TakeOver
+        LeaseStep::TakeOver
     } else {
-        Decision::Follow {
+        LeaseStep::Follow {
             holder: holder.to_string(),
             expires_in: expires_at - now,
         }
@@ -132,7 +132,7 @@ mod tests {
     #[test]
     fn absent_lease_is_created() {
         let now = Instant::now();
-        assert_eq!(decide(None, "a", false, FALLBACK, now), Decision::Create);
+        assert_eq!(decide(None, "a", false, FALLBACK, now), LeaseStep::Create);
     }
 
     #[test]
@@ -141,14 +141,14 @@ mod tests {
         let obs = seen(record("a", "1"), now);
         assert_eq!(
             decide(Some(&obs), "a", true, FALLBACK, now),
-            Decision::Renew
+            LeaseStep::Renew
         );
         // Even long after it was first seen: the leader's own term is bounded elsewhere, by its
         // renew deadline.
         let later = now + Duration::from_secs(60);
         assert_eq!(
             decide(Some(&obs), "a", true, FALLBACK, later),
-            Decision::Renew
+            LeaseStep::Renew
         );
     }
 
@@ -164,7 +164,7 @@ mod tests {
                 FALLBACK,
                 now + Duration::from_secs(1)
             ),
-            Decision::Follow {
+            LeaseStep::Follow {
                 holder: "a".into(),
                 expires_in: Duration::from_secs(3)
             }
@@ -177,7 +177,7 @@ mod tests {
                 FALLBACK,
                 now + Duration::from_secs(4)
             ),
-            Decision::TakeOver
+            LeaseStep::TakeOver
         );
     }
 
@@ -188,7 +188,7 @@ mod tests {
         let at = now + Duration::from_millis(3_900);
         assert_eq!(
             decide(Some(&obs), "a", false, FALLBACK, at),
-            Decision::Follow {
+            LeaseStep::Follow {
                 holder: "b".into(),
                 expires_in: Duration::from_millis(100)
             }
@@ -196,7 +196,7 @@ mod tests {
         // Leading does not entitle us to someone else's record.
         assert!(matches!(
             decide(Some(&obs), "a", true, FALLBACK, at),
-            Decision::Follow { .. }
+            LeaseStep::Follow { .. }
         ));
     }
 
@@ -212,7 +212,7 @@ mod tests {
                 FALLBACK,
                 first + Duration::from_secs(4)
             ),
-            Decision::TakeOver
+            LeaseStep::TakeOver
         );
     }
 
@@ -236,7 +236,7 @@ mod tests {
                 FALLBACK,
                 t0 + Duration::from_secs(5)
             ),
-            Decision::Follow {
+            LeaseStep::Follow {
                 holder: "b".into(),
                 expires_in: Duration::from_millis(2_500)
             }
@@ -256,7 +256,7 @@ mod tests {
         let obs = seen(released, now);
         assert_eq!(
             decide(Some(&obs), "a", false, FALLBACK, now),
-            Decision::TakeOver
+            LeaseStep::TakeOver
         );
     }
 
@@ -274,11 +274,11 @@ mod tests {
                 FALLBACK,
                 now + Duration::from_secs(3)
             ),
-            Decision::Follow { .. }
+            LeaseStep::Follow { .. }
         ));
         assert_eq!(
             decide(Some(&obs), "a", false, FALLBACK, now + FALLBACK),
-            Decision::TakeOver
+            LeaseStep::TakeOver
         );
     }
 

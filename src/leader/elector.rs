@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, timeout_at};
 use tracing::{debug, info, warn};
 
-use super::decide::{decide, Decision, Observation, Record};
+use super::decide::{decide, LeaseStep, Observation, Record};
 use super::{Command, LeaderConfig, LeaderError, Shared};
 
 /// How often release() tries when another write races it.
@@ -161,7 +161,7 @@ impl Elector {
             now,
         );
         let takeover = match decision {
-            Decision::Follow { holder, expires_in } => {
+            LeaseStep::Follow { holder, expires_in } => {
                 self.lease = None;
                 if leading {
                     self.lose("the Lease names another holder");
@@ -170,9 +170,9 @@ impl Elector {
                 self.shared.state().holder = Some(holder);
                 return Ok(());
             }
-            Decision::Create => return self.create().await,
-            Decision::Renew => false,
-            Decision::TakeOver => true,
+            LeaseStep::Create => return self.create().await,
+            LeaseStep::Renew => false,
+            LeaseStep::TakeOver => true,
         };
         match lease {
             Some(lease) => self.renew(lease, takeover).await,

@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-pub use decide::{decide, Decision, Observation, Record};
+pub use decide::{decide, LeaseStep, Observation, Record};
 
 /// Where the Lease lives, who we are, and the timing of the election.
 #[derive(Debug, Clone, PartialEq, Eq)]

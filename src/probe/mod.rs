@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use bytes::Bytes;
 
-use crate::api::{HealthCheck, Protocol};
+use crate::api::{validate_health_check, HealthCheck, Protocol};
 
 pub use check::Failure;
 pub use engine::ProbeEngine;
@@ -76,33 +76,21 @@ pub struct ProbeSpec {
 }
 
 impl ProbeSpec {
-    /// The spec a FloatingIP's health check asks for, defaults applied.
+    /// The spec a FloatingIP's health check asks for, defaults applied. A check spec
+    /// validation refuses ([`validate_health_check`], the one place its rules live) has none;
+    /// the error is that validation's message.
     pub fn from_health_check(check: &HealthCheck) -> Result<Self, String> {
-        let positive = |field: &str, v: i32| {
-            u32::try_from(v)
-                .ok()
-                .filter(|v| *v >= 1)
-                .ok_or_else(|| format!("spec.healthCheck.{field} must be at least 1, not {v}"))
-        };
-        let interval = positive("intervalMs", check.interval_ms)?;
-        let timeout = positive("timeoutMs", check.effective_timeout_ms())?;
-        let failure_threshold = positive("failureThreshold", check.failure_threshold)?;
-        let success_threshold = positive("successThreshold", check.success_threshold)?;
+        validate_health_check(check).map_err(|e| e.to_string())?;
+        // Validated: the timing and thresholds are at least 1, a base64 payload decodes.
+        let millis = |v: i32| Duration::from_millis(v.unsigned_abs().into());
         let (udp_payload, reply_required) = match (&check.protocol, &check.udp) {
             (Protocol::UDP, Some(udp)) => {
                 let payload = match (&udp.payload, &udp.payload_base64) {
-                    (Some(_), Some(_)) => {
-                        return Err(
-                            "spec.healthCheck.udp: set payload or payloadBase64, not both".into(),
-                        )
-                    }
-                    (Some(text), None) => Bytes::from(text.clone().into_bytes()),
+                    (Some(text), _) => Bytes::from(text.clone().into_bytes()),
                     (None, Some(b64)) => base64::engine::general_purpose::STANDARD
                         .decode(b64)
                         .map(Bytes::from)
-                        .map_err(|e| {
-                            format!("spec.healthCheck.udp.payloadBase64 is not base64: {e}")
-                        })?,
+                        .unwrap_or_default(),
                     (None, None) => Bytes::new(),
                 };
                 (payload, udp.reply_required)
@@ -110,10 +98,10 @@ impl ProbeSpec {
             _ => (Bytes::new(), false),
         };
         Ok(Self {
-            interval: Duration::from_millis(interval.into()),
-            timeout: Duration::from_millis(timeout.into()),
-            failure_threshold,
-            success_threshold,
+            interval: millis(check.interval_ms),
+            timeout: millis(check.effective_timeout_ms()),
+            failure_threshold: check.failure_threshold.unsigned_abs(),
+            success_threshold: check.success_threshold.unsigned_abs(),
             udp_payload,
             reply_required,
         })
@@ -305,6 +293,22 @@ mod tests {
         zero.failure_threshold = 0;
         let err = ProbeSpec::from_health_check(&zero).unwrap_err();
         assert!(err.contains("failureThreshold"), "{err}");
+    }
+
+    #[test]
+    fn a_check_spec_validation_refuses_has_no_probe_spec_and_the_same_message() {
+        let mut fast = check(Protocol::TCP, None);
+        fast.interval_ms = 50;
+        let mut udp_on_tcp = check(Protocol::TCP, None);
+        udp_on_tcp.udp = Some(UdpCheck {
+            payload: Some("ping".into()),
+            payload_base64: None,
+            reply_required: false,
+        });
+        for bad in [fast, udp_on_tcp] {
+            let refused = validate_health_check(&bad).unwrap_err().to_string();
+            assert_eq!(ProbeSpec::from_health_check(&bad), Err(refused));
+        }
     }
 
     #[test]

@@ -129,10 +129,10 @@ impl Peers {
                 }
             }
         }
-        let plan = view::plan(&holders, &self.ips);
-        self.prober.engine.set_targets(plan.targets);
+        let probes = view::peer_targets(&holders, &self.ips);
+        self.prober.engine.set_targets(probes.targets);
         let at = jiff::Timestamp::now();
-        let nodes = view::node_states(&plan.by_node, &self.prober.engine.snapshot());
+        let nodes = view::node_states(&probes.by_node, &self.prober.engine.snapshot());
         let now = Instant::now();
         if view::write_due(self.last.as_ref(), &nodes, now, self.interval) {
             self.write(PeerView { at, nodes }, now).await;

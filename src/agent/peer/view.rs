@@ -29,9 +29,9 @@ pub fn holders<'a>(
     out
 }
 
-/// What to probe, and which targets speak for which node.
+/// The peer probes: what to probe, and which targets speak for which node.
 #[derive(Debug, Default, PartialEq)]
-pub struct Plan {
+pub struct PeerTargets {
     /// For the probe engine: each target once, specs merged to the strictest.
     pub targets: HashMap<Target, ProbeSpec>,
     /// Every holder, with its targets; none when its InternalIP is not known.
@@ -40,10 +40,10 @@ pub struct Plan {
 
 /// Each holder's InternalIP (from `ips`; None or missing when not known) on each of its
 /// addresses' checks.
-pub fn plan(
+pub fn peer_targets(
     holders: &BTreeMap<String, Vec<&HealthCheck>>,
     ips: &BTreeMap<String, Option<IpAddr>>,
-) -> Plan {
+) -> PeerTargets {
     let mut pairs = Vec::new();
     let mut by_node = BTreeMap::new();
     for (node, checks) in holders {
@@ -58,7 +58,7 @@ pub fn plan(
         }
         by_node.insert(node.clone(), targets);
     }
-    Plan {
+    PeerTargets {
         targets: merge_targets(pairs),
         by_node,
     }
@@ -170,7 +170,7 @@ mod tests {
         ])
     }
 
-    fn targets(p: &Plan) -> Vec<String> {
+    fn targets(p: &PeerTargets) -> Vec<String> {
         let mut v: Vec<String> = p.targets.keys().map(Target::to_string).collect();
         v.sort();
         v
@@ -193,7 +193,7 @@ mod tests {
         ];
         let holders = holders(&fips, ME);
         assert_eq!(holders.keys().collect::<Vec<_>>(), ["node-1"]);
-        let p = plan(&holders, &ips());
+        let p = peer_targets(&holders, &ips());
         assert_eq!(targets(&p), ["TCP 10.0.8.11:30080", "TCP 10.0.8.11:30443"]);
         assert_eq!(p.by_node["node-1"].len(), 2);
         assert_eq!(
@@ -209,7 +209,7 @@ mod tests {
             fip("a", Some("node-4"), Some(30080)),
             fip("b", Some("node-5"), Some(30080)),
         ];
-        let p = plan(&holders(&fips, ME), &ips());
+        let p = peer_targets(&holders(&fips, ME), &ips());
         assert!(p.targets.is_empty());
         let none = BTreeMap::from([
             ("node-4".to_string(), vec![]),

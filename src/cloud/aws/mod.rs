@@ -8,11 +8,14 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::{Filter, NetworkInterface, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use aws_sdk_ec2::Client;
+
+mod convert;
 
 use super::{AddressMove, Cloud, CloudError, Eni, ErrorKind, Instance, Subnet};
 use crate::metrics::Metrics;
+use convert::{by_family, classify, to_eni, to_instance, to_subnet};
 
 /// EC2 through the AWS SDK, configured from the environment (region, credentials through IRSA
 /// or EKS Pod Identity, and AWS_ENDPOINT_URL for a test endpoint).
@@ -54,115 +57,6 @@ impl Ec2 {
             err
         })
     }
-}
-
-const THROTTLING_CODES: [&str; 5] = [
-    "RequestLimitExceeded",
-    "Throttling",
-    "ThrottlingException",
-    "RequestThrottled",
-    "PriorRequestNotComplete",
-];
-
-fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(
-    action: &'static str,
-    e: &SdkError<E>,
-) -> CloudError {
-    let (kind, code, message) = match e {
-        SdkError::ServiceError(ctx) => {
-            let code = ctx.err().code().unwrap_or("Unknown").to_string();
-            let message = ctx.err().message().unwrap_or_default().to_string();
-            let kind = if THROTTLING_CODES.contains(&code.as_str()) {
-                ErrorKind::Throttled
-            } else if ctx.raw().status().is_server_error() {
-                ErrorKind::Transient
-            } else {
-                ErrorKind::Permanent
-            };
-            (kind, code, message)
-        }
-        SdkError::TimeoutError(_) => (
-            ErrorKind::Transient,
-            "Timeout".into(),
-            "the request timed out".into(),
-        ),
-        SdkError::DispatchFailure(f) => (
-            ErrorKind::Transient,
-            "ConnectionError".into(),
-            format!("could not reach EC2: {f:?}"),
-        ),
-        SdkError::ResponseError(r) => (
-            ErrorKind::Transient,
-            "ResponseError".into(),
-            format!("unreadable response: {r:?}"),
-        ),
-        other => (
-            ErrorKind::Permanent,
-            "ClientError".into(),
-            format!("{other:?}"),
-        ),
-    };
-    CloudError {
-        action,
-        code,
-        message,
-        kind,
-    }
-}
-
-/// The addresses as EC2 takes them: IPv4 and IPv6 go to different actions.
-fn by_family(addresses: &[IpAddr]) -> (Vec<String>, Vec<String>) {
-    let (v4, v6): (Vec<&IpAddr>, Vec<&IpAddr>) = addresses.iter().partition(|a| a.is_ipv4());
-    let text = |list: Vec<&IpAddr>| list.into_iter().map(ToString::to_string).collect();
-    (text(v4), text(v6))
-}
-
-fn to_eni(ni: &NetworkInterface) -> Option<Eni> {
-    let attachment = ni.attachment();
-    let mut primary_ip = None;
-    let mut secondary = Vec::new();
-    for a in ni.private_ip_addresses() {
-        let Some(ip) = a
-            .private_ip_address()
-            .and_then(|s| s.parse::<IpAddr>().ok())
-        else {
-            continue;
-        };
-        if a.primary() == Some(true) {
-            primary_ip = Some(ip);
-        } else {
-            secondary.push(ip);
-        }
-    }
-    secondary.extend(
-        ni.ipv6_addresses()
-            .iter()
-            .filter_map(|a| a.ipv6_address()?.parse::<IpAddr>().ok()),
-    );
-    Some(Eni {
-        id: ni.network_interface_id()?.to_string(),
-        subnet_id: ni.subnet_id().unwrap_or_default().to_string(),
-        instance_id: attachment.and_then(|a| a.instance_id()).map(String::from),
-        device_index: attachment.and_then(|a| a.device_index()),
-        mac: ni.mac_address().map(String::from),
-        primary_ip,
-        secondary,
-        tags: ni
-            .tag_set()
-            .iter()
-            .filter_map(|t| {
-                Some((
-                    t.key()?.to_string(),
-                    t.value().unwrap_or_default().to_string(),
-                ))
-            })
-            .collect::<BTreeMap<_, _>>(),
-        security_groups: ni
-            .groups()
-            .iter()
-            .filter_map(|g| g.group_id().map(String::from))
-            .collect(),
-    })
 }
 
 impl Cloud for Ec2 {
@@ -350,32 +244,7 @@ impl Cloud for Ec2 {
                 kind: ErrorKind::Permanent,
             });
         };
-        // Interfaces on network card 0, where floating ENIs go.
-        let card0 = || {
-            i.network_interfaces().iter().filter(|n| {
-                n.attachment()
-                    .is_some_and(|a| a.network_card_index().unwrap_or(0) == 0)
-            })
-        };
-        let primary = card0().find(|n| n.attachment().and_then(|a| a.device_index()) == Some(0));
-        Ok(Instance {
-            id: id.to_string(),
-            instance_type: i
-                .instance_type()
-                .map(|t| t.as_str().to_string())
-                .unwrap_or_default(),
-            device_indexes: card0()
-                .filter_map(|n| n.attachment()?.device_index())
-                .collect(),
-            primary_security_groups: primary
-                .map(|n| {
-                    n.groups()
-                        .iter()
-                        .filter_map(|g| g.group_id().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        })
+        Ok(to_instance(id, i))
     }
 
     async fn max_interfaces(&self, instance_type: &str) -> Result<Option<u32>, CloudError> {
@@ -409,16 +278,7 @@ impl Cloud for Ec2 {
             message: format!("subnet {id} does not exist"),
             kind: ErrorKind::Permanent,
         })?;
-        Ok(Subnet {
-            id: id.to_string(),
-            cidr_v4: s.cidr_block().map(String::from),
-            cidrs_v6: s
-                .ipv6_cidr_block_association_set()
-                .iter()
-                .filter_map(|a| a.ipv6_cidr_block())
-                .map(String::from)
-                .collect(),
-        })
+        Ok(to_subnet(id, s))
     }
 
     async fn create_eni(
@@ -500,22 +360,5 @@ impl Cloud for Ec2 {
         )
         .await?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_split_by_family_in_order() {
-        let addrs: Vec<IpAddr> = ["10.0.8.1", "2600:1f14::10", "10.0.8.2"]
-            .iter()
-            .map(|a| a.parse().unwrap())
-            .collect();
-        let (v4, v6) = by_family(&addrs);
-        assert_eq!(v4, ["10.0.8.1", "10.0.8.2"]);
-        assert_eq!(v6, ["2600:1f14::10"]);
-        assert_eq!(by_family(&[]), (vec![], vec![]));
     }
 }
