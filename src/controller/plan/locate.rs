@@ -71,11 +71,16 @@ pub(super) fn locate<'a>(
     })
 }
 
-/// Being deleted: the address comes off every ENI holding it, unless floatip never acted on
-/// the FloatingIP (no finalizer).
+/// Being deleted: the address comes off every ENI of floatip's holding it, unless floatip never
+/// acted on the FloatingIP (no finalizer). An ENI floatip does not manage is never touched,
+/// whoever put the address there.
 fn release(fip: &FloatingIP, name: String, address: IpAddr, holding: &[Held<'_>]) -> Plan {
     let from = if has_finalizer(fip) {
-        holding.iter().map(|h| h.eni.id.clone()).collect()
+        holding
+            .iter()
+            .filter(|h| h.managed)
+            .map(|h| h.eni.id.clone())
+            .collect()
     } else {
         Vec::new()
     };

@@ -87,6 +87,30 @@ fn deletion_releases_from_every_holding_eni_but_a_conflict_loser_touches_nothing
 }
 
 #[test]
+fn deletion_never_takes_the_address_off_an_eni_floatip_does_not_manage() {
+    // The address sits on another workload's ENI (the primary ENI of n2, which a Dedicated
+    // FloatingIP never manages): deleting the FloatingIP must leave it there.
+    let mut deleting = (*fip("web", "10.0.8.100", 0, holder_status("n1"))).clone();
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::from_second(1_800_000_500).unwrap(),
+        ));
+    let plans = run(
+        &[Arc::new(deleting)],
+        &three_nodes(),
+        vec![primary_eni(2, &["10.0.8.100"]), eni(1, &["10.0.8.100"])],
+    );
+    assert_eq!(
+        plans[0],
+        Plan::Release {
+            name: "web".into(),
+            address: "10.0.8.100".parse().unwrap(),
+            from: vec![eni(1, &[]).id]
+        }
+    );
+}
+
+#[test]
 fn modes_not_carried_out_are_left_alone_with_a_reason() {
     for (mode, extra) in [
         (
