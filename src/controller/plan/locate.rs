@@ -60,7 +60,9 @@ pub(super) fn locate<'a>(
     let holder = first
         .filter(|h| h.managed)
         .and_then(|h| holder_on(picture, fip, h));
-    let foreign = first.filter(|_| holder.is_none()).map(|h| h.eni.id.clone());
+    // A managed ENI without an instance (left detached) holds the address for nobody: the
+    // address is free to place. Only an ENI floatip does not manage makes it foreign.
+    let foreign = first.filter(|h| !h.managed).map(|h| h.eni.id.clone());
     Ok(Located {
         fip,
         mode,

@@ -21,6 +21,28 @@ fn an_address_on_an_unmanaged_eni_is_never_taken() {
 }
 
 #[test]
+fn an_address_on_a_detached_eni_of_ours_is_taken_not_called_foreign() {
+    // A floating ENI of this cluster left detached (its instance stopped or replaced) still
+    // carries the address: floatip manages that ENI, so the address goes to a fit node instead
+    // of being reported as held by an ENI floatip does not manage.
+    let mut detached = eni(9, &["10.0.8.100"]);
+    detached.instance_id = None;
+    detached.device_index = None;
+    let plans = run(
+        &[fip("web", "10.0.8.100", 0, json!(null))],
+        &three_nodes(),
+        vec![detached, eni(1, &[])],
+    );
+    let a = act(&plans[0]);
+    assert_eq!(a.foreign, None);
+    assert!(
+        matches!(&a.decision, Decision::Move { to, .. } if to == "n1"),
+        "{:?}",
+        a.decision
+    );
+}
+
+#[test]
 fn the_older_of_two_same_address_floatingips_wins() {
     let older = fip("zeta", "10.0.8.100", 0, json!(null));
     let newer = fip("alpha", "10.0.8.100", 10, json!(null));
