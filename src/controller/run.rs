@@ -14,7 +14,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 use tokio::sync::Notify;
 
-use super::pass::Ctx;
+use super::execute::Ctx;
 use super::plan::{plan, Picture, Plan};
 use crate::admin::{self, Readiness};
 use crate::api::FloatingIP;
@@ -357,7 +357,7 @@ async fn pass<C: Cloud>(
     engine: &ProbeEngine,
     memory: &mut Memory,
     full_refresh: bool,
-) -> super::pass::Outcome {
+) -> super::execute::Outcome {
     let cache = &mut memory.cache;
     let fip_list = fips.state();
     let health = engine.snapshot();

@@ -14,7 +14,7 @@ use crate::cloud::CloudError;
 /// What was done to, or seen of, one FloatingIP.
 pub enum Observed<'a> {
     /// The address stays where EC2 has it: mirror EC2 and say why nothing moved.
-    Steady(Steady),
+    Steady(Box<Steady>),
     /// EC2 confirmed a move (or a first attach) onto `to`.
     Arrived(Arrival<'a>),
     /// Never acted on (an invalid spec, a conflict, a mode not carried out, EC2 not read yet,

@@ -26,7 +26,7 @@ fn seat(node: &str) -> Seat {
 /// Held by n1 since t(0), Ready and Assigned True, a claim to n2 pending, generation 1.
 fn held_by_n1() -> FloatingIPStatus {
     let mut s = FloatingIPStatus::default();
-    let steady = Observed::Steady(steady(Some("n1")));
+    let steady = Observed::Steady(Box::new(steady(Some("n1"))));
     s = next(&s, Some(1), &steady, &t(0)).unwrap();
     s.pending_move = Some(pending("n2", t(0)));
     s
@@ -147,7 +147,7 @@ fn status_table() {
     check(
         "steady, claim dropped",
         &old,
-        Observed::Steady(steady(Some("n1"))),
+        Observed::Steady(Box::new(steady(Some("n1")))),
         1,
         Some(same),
     );
@@ -159,7 +159,7 @@ fn status_table() {
     check(
         "steady, claim kept",
         &old,
-        Observed::Steady(held.clone()),
+        Observed::Steady(Box::new(held.clone())),
         1,
         None,
     );
@@ -171,7 +171,7 @@ fn status_table() {
     check(
         "steady, new generation",
         &old,
-        Observed::Steady(held),
+        Observed::Steady(Box::new(held)),
         2,
         Some(newer),
     );
@@ -187,7 +187,7 @@ fn status_table() {
     check(
         "steady, holder changed outside",
         &old,
-        Observed::Steady(on_n2),
+        Observed::Steady(Box::new(on_n2)),
         1,
         Some(moved_out),
     );
@@ -206,7 +206,7 @@ fn status_table() {
     check(
         "steady, no candidates",
         &old,
-        Observed::Steady(steady(None)),
+        Observed::Steady(Box::new(steady(None))),
         1,
         Some(stuck),
     );
@@ -230,7 +230,7 @@ fn status_table() {
     check(
         "steady, held in doubt",
         &old,
-        Observed::Steady(doubt),
+        Observed::Steady(Box::new(doubt)),
         1,
         Some(in_doubt),
     );
