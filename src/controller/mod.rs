@@ -5,11 +5,14 @@ pub mod backoff;
 pub mod doubt;
 pub mod events;
 pub mod execute;
+mod flags;
+mod observe;
 pub mod plan;
 pub mod run;
 pub mod usable;
 
-pub use run::{run, ControllerArgs};
+pub use flags::ControllerArgs;
+pub use run::run;
 
 /// The old path of `ready_condition`, for plan_tests.rs until the plan split moves it (that
 /// file belongs to the plan-side work); remove at merge.

@@ -54,6 +54,9 @@ struct Slot {
     machine: Machine,
     since: Instant,
     last_failure: Option<String>,
+    /// While Down: when the first failed probe of the run that made it Down started, so a
+    /// decision can be timed from the first sign of failure (the failover metric).
+    down_from: Option<Instant>,
     /// A probe is queued or running: the next tick skips rather than stacking a second one.
     busy: bool,
 }
@@ -132,6 +135,7 @@ impl ProbeEngine {
                             machine: Machine::new(),
                             since: now,
                             last_failure: None,
+                            down_from: None,
                             busy: false,
                         },
                     );
@@ -150,6 +154,12 @@ impl ProbeEngine {
     /// The health of one target, None when it is not in the set.
     pub fn state(&self, target: &Target) -> Option<TargetState> {
         self.shared.lock().slots.get(target).map(Slot::state)
+    }
+
+    /// While `target` is Down: when the first failed probe of the run that made it Down
+    /// started. None when it is not Down or not in the set.
+    pub fn down_from(&self, target: &Target) -> Option<Instant> {
+        self.shared.lock().slots.get(target)?.down_from
     }
 
     /// The health of every target.
@@ -339,6 +349,7 @@ impl Scheduler {
             return;
         };
         slot.since = done.finished;
+        slot.down_from = step.first_failure_at.filter(|_| step.to == Health::Down);
         drop(table);
         if let (Health::Up, Health::Down, Some(first)) = (step.from, step.to, step.first_failure_at)
         {
