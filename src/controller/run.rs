@@ -182,10 +182,8 @@ impl Controller {
                 _ = holder_check.tick() => self.check_holders().await,
                 _ = leader_changes.changed() => {
                     let leading = *leader_changes.borrow_and_update();
-                    self.metrics.set_leader(leading);
-                    tracing::info!(leading, "leadership changed");
                     // A new leader trusts nothing it read before.
-                    next.full_refresh |= leading;
+                    next.full_refresh |= self.leadership_changed(leading);
                 }
                 _ = sleep_until(next.retry_at) => next.retry_at = None,
                 _ = sleep_until(next.recheck_at) => next.recheck_at = None,
@@ -200,6 +198,13 @@ impl Controller {
             let outcome = self.pass(next.full_refresh).await;
             next.after(&outcome);
         }
+    }
+
+    /// Returns whether this replica now leads.
+    fn leadership_changed(&self, leading: bool) -> bool {
+        self.metrics.set_leader(leading);
+        tracing::info!(leading, "leadership changed");
+        leading
     }
 
     /// Keeps readiness and the probe targets current; true when this replica should run a pass

@@ -122,13 +122,9 @@ fn check(row: &str, old: &FloatingIPStatus, observed: Observed<'_>, g: i64, want
 const ASSIGNED: (&str, &str, &str) = (cond::ASSIGNED, "True", "Assigned");
 const READY: (&str, &str, &str) = (cond::READY, "True", "Assigned");
 
-#[test]
-fn status_table() {
-    let old = held_by_n1();
-    let n2 = seat("n2");
-    let denied = error("AssignPrivateIpAddresses");
-    let unread = error("DescribeNetworkInterfaces");
-    let base = || Want {
+/// What the rows start from: [`held_by_n1`] unchanged.
+fn base() -> Want {
+    Want {
         conditions: vec![ASSIGNED, READY],
         holder: Some("n1"),
         holder_since_now: false,
@@ -137,8 +133,13 @@ fn status_table() {
         move_count: 0,
         moved: vec![],
         generation: Some(1),
-    };
+    }
+}
 
+/// Steady: EC2 mirrored, the claim kept only while a move waits.
+#[test]
+fn table_steady() {
+    let old = held_by_n1();
     // Steady, nothing new but the claim: the claim goes, nothing else moves.
     let same = Want {
         pending_to: None,
@@ -191,6 +192,12 @@ fn status_table() {
         1,
         Some(moved_out),
     );
+}
+
+/// Steady with nothing to move to, or a move held in doubt: the conditions that say why.
+#[test]
+fn table_steady_why_nothing_moved() {
+    let old = held_by_n1();
     // Nobody holds it and no node is fit: Assigned, Ready flip; NoCandidates appears.
     let stuck = Want {
         conditions: vec![
@@ -234,7 +241,13 @@ fn status_table() {
         1,
         Some(in_doubt),
     );
+}
 
+/// Arrived: holder, lastMove, moveCount; the claim settled.
+#[test]
+fn table_arrived() {
+    let old = held_by_n1();
+    let n2 = seat("n2");
     // Arrived on n2: holder, lastMove, moveCount; the claim goes; Ready stays True.
     let arrival = Arrival {
         address: "10.0.8.100",
@@ -258,7 +271,12 @@ fn status_table() {
         1,
         Some(arrived),
     );
+}
 
+/// Not acted on: only the given conditions.
+#[test]
+fn table_not_acted_on() {
+    let old = held_by_n1();
     // Not acted on: the given conditions, nothing else touched.
     let why = vec![
         Desired::new(cond::CONFLICT, true, "DuplicateAddress", "older one"),
@@ -280,7 +298,14 @@ fn status_table() {
         1,
         Some(conflict),
     );
+}
 
+/// An EC2 call failed: CloudError, and what it makes unknown or not ready.
+#[test]
+fn table_cloud_failed() {
+    let old = held_by_n1();
+    let denied = error("AssignPrivateIpAddresses");
+    let unread = error("DescribeNetworkInterfaces");
     // A refused assign while held: CloudError and the extra BackingOff; Ready stays (a holder).
     let backing = Desired::new(cond::BACKING_OFF, true, "UnauthorizedOperation", "later");
     let refused = Want {
@@ -336,7 +361,12 @@ fn status_table() {
         extra: vec![],
     };
     check("cloud failed, unheld", &empty, failed, 1, Some(unheld));
+}
 
+/// A claim: pendingMove only.
+#[test]
+fn table_claimed() {
+    let old = held_by_n1();
     // A claim to a new target is written without touching observedGeneration...
     let to_n3 = Want {
         pending_to: Some("n3"),
