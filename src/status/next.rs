@@ -129,6 +129,12 @@ fn assigned(address: impl std::fmt::Display, holder: Option<&Seat>) -> Desired {
     }
 }
 
+/// Ready True: the address is assigned to a holder that works. The same words after a move as
+/// for an address that stays.
+pub fn held_by(node: &str) -> Desired {
+    Desired::new(cond::READY, true, "Assigned", format!("held by {node}"))
+}
+
 fn holder(seat: &Seat, since: Time) -> Holder {
     Holder {
         node: seat.node.clone(),
@@ -190,12 +196,7 @@ fn arrived(s: &mut FloatingIPStatus, a: &Arrival<'_>, g: Option<i64>, now: &Time
         duration_ms: a.took.as_millis() as i64,
     });
     s.move_count += 1;
-    let ready = Desired::new(
-        cond::READY,
-        true,
-        "Assigned",
-        format!("held by {}", a.to.node),
-    );
+    let ready = held_by(&a.to.node);
     set_all(s, &[assigned(a.address, Some(a.to)), ready], g, now);
     let resolved = [
         cond::CLOUD_ERROR,

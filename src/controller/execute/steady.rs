@@ -96,9 +96,7 @@ pub(crate) fn ready_condition(act: &Placement) -> Desired {
             "HolderUnhealthy",
             format!("{} holds the address but fails its health check", h.node),
         ),
-        (Some(h), Some(Ok(())), _) => {
-            Desired::new(cond::READY, true, "Assigned", format!("held by {}", h.node))
-        }
+        (Some(h), Some(Ok(())), _) => crate::status::held_by(&h.node),
         (Some(h), Some(Err(unfit)), _) => Desired::new(
             cond::READY,
             false,
