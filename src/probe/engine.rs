@@ -64,7 +64,9 @@ struct Slot {
 impl ProbeEngine {
     /// Starts the scheduler on the current tokio runtime; at most `max_concurrency` probes run
     /// at once (0 counts as 1). Transitions arrive on the returned receiver; when it is
-    /// dropped the engine keeps probing and [`ProbeEngine::state`] stays current.
+    /// dropped the engine keeps probing and [`ProbeEngine::state`] stays current. The state
+    /// ([`ProbeEngine::snapshot`], [`ProbeEngine::down_from`]) is the truth; a transition is
+    /// news that it changed (the controller's loop wakes on it).
     pub fn new(max_concurrency: usize, metrics: Metrics) -> (Self, mpsc::Receiver<Transition>) {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let (stop_tx, stop_rx) = oneshot::channel();
