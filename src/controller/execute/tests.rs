@@ -87,9 +87,10 @@ fn cloud() -> FakeCloud {
     cloud
 }
 
-/// Runs the executor on the plan against `cloud`, with `scenario` playing the API server.
+/// Runs the executor on `plan` against `cloud`, with `scenario` playing the API server.
 async fn execute<F>(
     cloud: FakeCloud,
+    plan: Plan,
     scenario: impl FnOnce(ApiServer, Arc<Ctx<FakeCloud>>) -> F,
 ) -> (Outcome, Arc<Ctx<FakeCloud>>)
 where
@@ -106,9 +107,7 @@ where
         backoffs: Default::default(),
     });
     let server = tokio::spawn(scenario(handle, ctx.clone()));
-    let out = ctx
-        .execute(&[fip()], vec![move_to_n2()], &BTreeMap::new())
-        .await;
+    let out = ctx.execute(&[fip()], vec![plan], &BTreeMap::new()).await;
     let wait = std::time::Duration::from_secs(5);
     tokio::time::timeout(wait, server)
         .await
@@ -190,7 +189,7 @@ async fn expect_event(api: &mut ApiServer) {
 
 #[tokio::test]
 async fn the_claim_is_written_with_its_resource_version_before_any_ec2_call() {
-    let (out, ctx) = execute(cloud(), |mut api, ctx| async move {
+    let (out, ctx) = execute(cloud(), move_to_n2(), |mut api, ctx| async move {
         expect_claim(&mut api, &ctx).await;
         let (_, _, body, respond) = next_request(&mut api).await;
         answer(respond, body, "9");
@@ -206,7 +205,7 @@ async fn the_claim_is_written_with_its_resource_version_before_any_ec2_call() {
 
 #[tokio::test]
 async fn a_move_ec2_confirmed_is_recorded() {
-    let (out, _) = execute(cloud(), |mut api, ctx| async move {
+    let (out, _) = execute(cloud(), move_to_n2(), |mut api, ctx| async move {
         expect_claim(&mut api, &ctx).await;
         let (method, path, body, respond) = next_request(&mut api).await;
         assert_eq!((method, path.as_str()), (Method::PUT, STATUS_PATH));
@@ -240,7 +239,7 @@ async fn a_move_ec2_confirmed_is_recorded() {
 
 #[tokio::test]
 async fn a_conflict_on_the_claim_makes_no_ec2_call_and_asks_for_a_retry() {
-    let (out, ctx) = execute(cloud(), |mut api, _| async move {
+    let (out, ctx) = execute(cloud(), move_to_n2(), |mut api, _| async move {
         let (method, path, body, respond) = next_request(&mut api).await;
         assert_eq!((method, path.as_str()), (Method::PUT, STATUS_PATH));
         assert_eq!(body["status"]["pendingMove"]["to"], "n2");
@@ -267,7 +266,7 @@ async fn an_ec2_failure_after_the_claim_is_written_and_leaves_the_claim() {
         message: "slow down".into(),
         kind: ErrorKind::Throttled,
     });
-    let (out, _) = execute(cloud, |mut api, ctx| async move {
+    let (out, _) = execute(cloud, move_to_n2(), |mut api, ctx| async move {
         expect_claim(&mut api, &ctx).await;
         let (method, path, body, respond) = next_request(&mut api).await;
         assert_eq!((method, path.as_str()), (Method::PUT, STATUS_PATH));
@@ -290,7 +289,7 @@ async fn an_ec2_failure_after_the_claim_is_written_and_leaves_the_claim() {
 async fn a_move_ec2_does_not_show_after_the_call_is_an_error_not_a_move() {
     let cloud = cloud();
     *cloud.also_shows.lock().unwrap() = Some(("eni-n1".into(), ADDRESS.parse().unwrap()));
-    let (out, _) = execute(cloud, |mut api, ctx| async move {
+    let (out, _) = execute(cloud, move_to_n2(), |mut api, ctx| async move {
         expect_claim(&mut api, &ctx).await;
         let (method, path, body, respond) = next_request(&mut api).await;
         assert_eq!((method, path.as_str()), (Method::PUT, STATUS_PATH));
@@ -312,4 +311,31 @@ async fn a_move_ec2_does_not_show_after_the_call_is_an_error_not_a_move() {
     })
     .await;
     assert_eq!((out.moved, out.retry), (0, true));
+}
+
+#[tokio::test]
+async fn a_deleted_floatingip_leaves_its_eni_before_its_finalizer_goes() {
+    let release = Plan::Release {
+        name: "a".into(),
+        address: ADDRESS.parse().unwrap(),
+        from: vec!["eni-n1".into()],
+    };
+    let (out, ctx) = execute(cloud(), release, |mut api, ctx| async move {
+        let (method, path, body, respond) = next_request(&mut api).await;
+        assert_eq!(
+            (method, path.as_str()),
+            (Method::PATCH, "/apis/floatip.io/v1alpha1/floatingips/a")
+        );
+        // Only once EC2 no longer has the address, and against what was read.
+        let calls = ctx.cloud.calls.lock().unwrap().clone();
+        assert_eq!(calls, vec![("Unassign", "eni-n1".to_string())]);
+        assert_eq!(body["metadata"]["resourceVersion"], "7");
+        assert_eq!(body["metadata"]["finalizers"], json!([]));
+        let mut released = serde_json::to_value(fip().as_ref()).unwrap();
+        released["metadata"]["finalizers"] = json!([]);
+        answer(respond, released, "8");
+    })
+    .await;
+    assert!(ctx.cloud.holder_of(ADDRESS.parse().unwrap()).is_empty());
+    assert_eq!((out.ec2_mutations, out.retry), (1, false));
 }
