@@ -13,6 +13,9 @@ pub struct FakeCloud {
     pub calls: Mutex<Vec<(&'static str, String)>>,
     /// When set, every mutating call fails with it.
     pub fail_with: Mutex<Option<CloudError>>,
+    /// (ENI, address): reads show the address on that ENI too, as EC2 can right after a
+    /// move (its reads are eventually consistent).
+    pub also_shows: Mutex<Option<(String, IpAddr)>>,
     pub instances: Mutex<Vec<Instance>>,
     pub subnets: Mutex<Vec<Subnet>>,
     /// Interface limits by instance type.
@@ -59,12 +62,12 @@ impl Cloud for FakeCloud {
     }
 
     async fn enis(&self, ids: &[String]) -> Result<Vec<Eni>, CloudError> {
-        let enis = self.enis.lock().unwrap();
-        Ok(enis
-            .iter()
-            .filter(|e| ids.contains(&e.id))
-            .cloned()
-            .collect())
+        let mut enis: Vec<Eni> = self.enis.lock().unwrap().clone();
+        if let Some((id, address)) = self.also_shows.lock().unwrap().clone() {
+            let shown = enis.iter_mut().filter(|e| e.id == id);
+            shown.for_each(|e| e.secondary.push(address));
+        }
+        Ok(enis.into_iter().filter(|e| ids.contains(&e.id)).collect())
     }
 
     async fn assign(&self, eni: &str, moves: &[AddressMove]) -> Result<(), CloudError> {

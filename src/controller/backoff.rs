@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
+use crate::api::condition as cond;
 use crate::cloud::CloudError;
 use crate::retry::jittered;
+use crate::status::conditions::Desired;
 
 /// First wait after a refusal; it doubles per refusal up to [`CAP`].
 pub const BASE: Duration = Duration::from_secs(2);
@@ -88,6 +90,22 @@ impl Backoffs {
     pub fn retain(&mut self, exists: impl Fn(&str) -> bool) {
         self.by_name.retain(|name, _| exists(name));
     }
+}
+
+/// The BackingOff condition: how often EC2 refused, and when the next attempt comes.
+pub fn condition(entry: &Entry) -> Desired {
+    let times = if entry.attempts == 1 {
+        "once".to_string()
+    } else {
+        format!("{} times in a row", entry.attempts)
+    };
+    let msg = format!(
+        "EC2 refused the address {times} ({}: {}); next attempt after {} (at once if the spec changes)",
+        entry.error.code,
+        entry.error.message,
+        entry.until_wall.round(jiff::Unit::Second).unwrap_or(entry.until_wall)
+    );
+    Desired::new(cond::BACKING_OFF, true, &entry.error.code_reason(), msg)
 }
 
 #[cfg(test)]

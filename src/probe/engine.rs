@@ -54,6 +54,9 @@ struct Slot {
     machine: Machine,
     since: Instant,
     last_failure: Option<String>,
+    /// While Down: when the first failed probe of the run that made it Down started, so a
+    /// decision can be timed from the first sign of failure (the failover metric).
+    down_from: Option<Instant>,
     /// A probe is queued or running: the next tick skips rather than stacking a second one.
     busy: bool,
 }
@@ -61,7 +64,9 @@ struct Slot {
 impl ProbeEngine {
     /// Starts the scheduler on the current tokio runtime; at most `max_concurrency` probes run
     /// at once (0 counts as 1). Transitions arrive on the returned receiver; when it is
-    /// dropped the engine keeps probing and [`ProbeEngine::state`] stays current.
+    /// dropped the engine keeps probing and [`ProbeEngine::state`] stays current. The state
+    /// ([`ProbeEngine::snapshot`], [`ProbeEngine::down_from`]) is the truth; a transition is
+    /// news that it changed (the controller's loop wakes on it).
     pub fn new(max_concurrency: usize, metrics: Metrics) -> (Self, mpsc::Receiver<Transition>) {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -132,6 +137,7 @@ impl ProbeEngine {
                             machine: Machine::new(),
                             since: now,
                             last_failure: None,
+                            down_from: None,
                             busy: false,
                         },
                     );
@@ -150,6 +156,12 @@ impl ProbeEngine {
     /// The health of one target, None when it is not in the set.
     pub fn state(&self, target: &Target) -> Option<TargetState> {
         self.shared.lock().slots.get(target).map(Slot::state)
+    }
+
+    /// While `target` is Down: when the first failed probe of the run that made it Down
+    /// started. None when it is not Down or not in the set.
+    pub fn down_from(&self, target: &Target) -> Option<Instant> {
+        self.shared.lock().slots.get(target)?.down_from
     }
 
     /// The health of every target.
@@ -339,6 +351,7 @@ impl Scheduler {
             return;
         };
         slot.since = done.finished;
+        slot.down_from = step.first_failure_at.filter(|_| step.to == Health::Down);
         drop(table);
         if let (Health::Up, Health::Down, Some(first)) = (step.from, step.to, step.first_failure_at)
         {

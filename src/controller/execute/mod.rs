@@ -1,0 +1,240 @@
+//! Carries out a pass's plans: finalizers, claims, one EC2 call per target ENI, verification,
+//! status and Events. Every write is gated on still holding the leader Lease.
+//!
+//! - mod.rs: [`Ctx`], [`Outcome`] and the dispatch of each plan.
+//! - writes.rs: the gated writes (status through [`crate::status::next`], finalizers).
+//! - ec2.rs: the three EC2 steps (move a batch onto a seat, verify it, release an address).
+//! - moves.rs: claim, one EC2 batch per target, verify, record.
+//! - steady.rs: an address that stays (and a re-ensure); release.rs: a FloatingIP going away.
+
+mod ec2;
+mod moves;
+mod release;
+mod steady;
+#[cfg(test)]
+mod tests;
+mod writes;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::api::Api;
+use kube::ResourceExt;
+
+use super::backoff::{Backoffs, Entry};
+use super::plan::{Placement, Plan};
+use crate::api::{condition as cond, FloatingIP};
+use crate::cloud::{Cloud, CloudError};
+use crate::leader::NotLeader;
+use crate::metrics::Metrics;
+use crate::placement::Decision;
+use crate::status::conditions::Desired;
+use crate::status::Observed;
+
+#[cfg(test)]
+pub(crate) use steady::ready_condition;
+
+/// What a pass needs to act.
+pub struct Ctx<C: Cloud> {
+    pub client: kube::Client,
+    pub cloud: C,
+    pub metrics: Metrics,
+    pub events: super::events::Events,
+    /// True while this replica may write: checked right before every mutation.
+    pub gate: Arc<dyn Fn() -> Result<(), NotLeader> + Send + Sync>,
+    /// FloatingIPs whose moves EC2 refused, held back for a while.
+    pub backoffs: std::sync::Mutex<Backoffs>,
+}
+
+/// How the pass went, for scheduling the next one.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Something transient failed: run again soon (with backoff).
+    pub retry: bool,
+    /// Addresses moved.
+    pub moved: usize,
+    /// Mutating EC2 calls made.
+    pub ec2_mutations: usize,
+    /// FloatingIPs whose assignment was re-ensured on their holder.
+    pub reensured: Vec<String>,
+    /// A decision waits on time alone (minHoldSeconds, the settle and re-ensure graces): plan
+    /// again after this long even if nothing else happens.
+    pub recheck: Option<Duration>,
+    /// A move was held back because its target did not answer right before it.
+    pub recheck_soon: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    NotLeader(#[from] NotLeader),
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+}
+
+impl StepError {
+    fn conflict(&self) -> bool {
+        matches!(self, StepError::Kube(kube::Error::Api(e)) if e.code == 409)
+    }
+}
+
+/// Moves gathered over a pass, by target ENI: each target gets one EC2 call.
+type Batches = BTreeMap<String, Vec<moves::Claimed>>;
+
+impl<C: Cloud> Ctx<C> {
+    fn api(&self) -> Api<FloatingIP> {
+        Api::all(self.client.clone())
+    }
+
+    fn check(&self) -> Result<(), StepError> {
+        Ok((self.gate)()?)
+    }
+
+    /// Acts on every plan. `fips` are the objects the plans were made from.
+    pub async fn execute(
+        &self,
+        fips: &[Arc<FloatingIP>],
+        plans: Vec<Plan>,
+        cloud_errors: &BTreeMap<String, CloudError>,
+    ) -> Outcome {
+        let by_name: BTreeMap<String, &Arc<FloatingIP>> =
+            fips.iter().map(|f| (f.name_any(), f)).collect();
+        let mut out = Outcome::default();
+        let mut batches = Batches::new();
+        for plan in plans {
+            let name = super::plan::plan_name(&plan).to_string();
+            let Some(fip) = by_name.get(&name) else {
+                continue;
+            };
+            let result = match plan {
+                Plan::Release { address, from, .. } => {
+                    self.release(fip, address, &from, &mut out).await
+                }
+                Plan::Place(act) => self.place(fip, *act, &mut batches, &mut out).await,
+                other => match not_acted_on(&other, fip, cloud_errors) {
+                    Some(observed) => self.write(fip, &observed).await.map(drop),
+                    None => Ok(()),
+                },
+            };
+            if let Err(e) = result {
+                self.note_error(&name, &e, &mut out);
+            }
+        }
+        for (eni, claimed) in batches {
+            self.move_batch(&eni, claimed, &mut out).await;
+        }
+        out
+    }
+
+    /// A live FloatingIP: its finalizer first, then a move (gathered into `batches`), a
+    /// re-ensure or a steady status.
+    async fn place(
+        &self,
+        fip: &Arc<FloatingIP>,
+        act: Placement,
+        batches: &mut Batches,
+        out: &mut Outcome,
+    ) -> Result<(), StepError> {
+        let fip = self.ensure_finalizer(fip).await?;
+        match (&act.decision, &act.target, self.waiting(&fip)) {
+            (Decision::Move { .. } | Decision::Reensure, _, Some(entry)) => {
+                let why = vec![super::backoff::condition(&entry)];
+                self.write(&fip, &Observed::NotActedOn(why)).await.map(drop)
+            }
+            (Decision::Move { reason, .. }, Some(to), _) => {
+                batches
+                    .entry(to.eni.clone())
+                    .or_default()
+                    .push(moves::Claimed {
+                        from: act.holder.clone(),
+                        to: to.clone(),
+                        reason: *reason,
+                        decided: Instant::now(),
+                        confirm: act.confirm_target,
+                        fip,
+                    });
+                Ok(())
+            }
+            (Decision::Reensure, _, _) => {
+                self.reensure(&fip, &act, out).await;
+                self.steady(&fip, &act).await
+            }
+            _ => self.steady(&fip, &act).await,
+        }
+    }
+
+    /// The backoff holding this FloatingIP back, if any.
+    fn waiting(&self, fip: &FloatingIP) -> Option<Entry> {
+        let backoffs = self.backoffs.lock().expect("backoffs lock");
+        backoffs
+            .waiting(&fip.name_any(), fip.metadata.generation)
+            .cloned()
+    }
+
+    /// The address moved: forget its refusals.
+    fn accepted(&self, name: &str) {
+        if self.backoffs.lock().expect("backoffs lock").clear(name) {
+            self.metrics.backoff(name, None);
+        }
+    }
+
+    fn note_error(&self, name: &str, e: &StepError, out: &mut Outcome) {
+        out.retry = true;
+        let label = match e {
+            StepError::NotLeader(_) => "not_leader",
+            _ if e.conflict() => "conflict",
+            _ => "kube",
+        };
+        self.metrics.reconcile_error(label);
+        if !e.conflict() {
+            tracing::warn!(floatingip = name, error = %e, "step failed");
+        }
+    }
+}
+
+/// The status of a FloatingIP that is not acted on this pass, and why; None for the plans
+/// that act (Place, Release).
+fn not_acted_on<'a>(
+    plan: &Plan,
+    fip: &FloatingIP,
+    cloud_errors: &'a BTreeMap<String, CloudError>,
+) -> Option<Observed<'a>> {
+    let not_ready = |reason: &str, msg: &str| Desired::new(cond::READY, false, reason, msg);
+    let why = match plan {
+        Plan::Invalid { errors, .. } => {
+            let msg = errors.to_string();
+            let why = Desired::new(cond::INVALID_SPEC, true, "InvalidSpec", msg);
+            let see = "the spec is invalid; see the InvalidSpec condition";
+            vec![why, not_ready("InvalidSpec", see)]
+        }
+        Plan::Conflict { winner, .. } => {
+            let msg = format!("FloatingIP {winner} is older and has the same address; this one is not acted on until that one is gone or the address changes");
+            let why = Desired::new(cond::CONFLICT, true, "DuplicateAddress", msg);
+            vec![
+                why,
+                not_ready("Conflict", "another FloatingIP owns the address"),
+            ]
+        }
+        Plan::Unusable { problem, .. } => {
+            let msg = problem.to_string();
+            let why = Desired::new(cond::INVALID_SPEC, true, problem.reason(), &msg);
+            vec![why, not_ready(problem.reason(), &msg)]
+        }
+        Plan::Unsupported { why, .. } => vec![not_ready("ModeNotSupported", why)],
+        Plan::Unknown { .. } => {
+            let subnet = fip.spec.subnet_id.clone().unwrap_or_default();
+            if let Some(error) = cloud_errors.get(&subnet) {
+                return Some(Observed::CloudFailed {
+                    error,
+                    extra: vec![],
+                });
+            }
+            // Neither read nor failed: say so rather than leave the object without a status.
+            let msg = format!("EC2 has not been read for subnet {subnet} yet");
+            vec![Desired::unknown(cond::READY, "Pending", msg)]
+        }
+        Plan::Release { .. } | Plan::Place(_) => return None,
+    };
+    Some(Observed::NotActedOn(why))
+}

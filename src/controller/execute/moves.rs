@@ -1,0 +1,207 @@
+//! Moves onto one target ENI: each is confirmed against its target's check, claimed in status
+//! (resourceVersion-checked) before EC2 is called, carried out in one EC2 call for the whole
+//! batch, read back, and only then recorded.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+
+use super::{ec2, Ctx, Outcome, StepError};
+use crate::api::{FloatingIP, MoveReason, PendingMove};
+use crate::cloud::{AddressMove, Cloud, CloudError};
+use crate::status::{Arrival, Observed, Seat};
+
+/// One address moving in a batch.
+pub(super) struct Claimed {
+    pub fip: FloatingIP,
+    pub from: Option<Seat>,
+    pub to: Seat,
+    pub reason: MoveReason,
+    pub decided: Instant,
+    /// Probed once more before the move (an unplanned one): the target must answer now.
+    pub confirm: Option<crate::probe::Target>,
+}
+
+impl Claimed {
+    fn address_move(&self) -> AddressMove {
+        AddressMove {
+            address: crate::api::parse_address(&self.fip.spec.address).expect("validated"),
+            from_eni: self.from.as_ref().map(|f| f.eni.clone()),
+        }
+    }
+}
+
+impl<C: Cloud> Ctx<C> {
+    /// Claims every move in the batch, moves all their addresses onto `eni` in one call,
+    /// verifies, then records each move.
+    pub(super) async fn move_batch(&self, eni: &str, batch: Vec<Claimed>, out: &mut Outcome) {
+        let batch = self.answering_now(batch, out).await;
+        let claimed = self.claim_all(batch, out).await;
+        let Some(seat) = claimed.first().map(|c| c.to.clone()) else {
+            return;
+        };
+        if (self.gate)().is_err() {
+            out.retry = true;
+            return;
+        }
+        for (c, r) in self.carry_out(eni, &seat, claimed, out).await {
+            let name = c.fip.name_any();
+            if let Err(e) = self.settle(&c, r, out).await {
+                self.note_error(&name, &e, out);
+            }
+        }
+    }
+
+    /// Writes each move's claim (pendingMove) with the resourceVersion it was planned from;
+    /// a move whose claim fails (409: someone wrote since) is left for the next pass.
+    async fn claim_all(&self, batch: Vec<Claimed>, out: &mut Outcome) -> Vec<Claimed> {
+        let now = Time(jiff::Timestamp::now());
+        let mut claimed = Vec::new();
+        for mut c in batch {
+            let pending = PendingMove {
+                from: c.from.as_ref().map(|f| f.node.clone()),
+                to: c.to.node.clone(),
+                reason: c.reason,
+                since: now.clone(),
+            };
+            match self.write(&c.fip, &Observed::Claimed(pending)).await {
+                Ok(Some(updated)) => c.fip = updated,
+                Ok(None) => {}
+                Err(e) => {
+                    self.note_error(&c.fip.name_any(), &e, out);
+                    continue;
+                }
+            }
+            claimed.push(c);
+        }
+        claimed
+    }
+
+    /// One EC2 call for the batch. EC2 refuses a whole call for one address it will not take:
+    /// then each address is tried once on its own, so the good ones still move and only the
+    /// bad one carries the error.
+    async fn carry_out(
+        &self,
+        eni: &str,
+        seat: &Seat,
+        claimed: Vec<Claimed>,
+        out: &mut Outcome,
+    ) -> Vec<(Claimed, Result<(), CloudError>)> {
+        let moves: Vec<AddressMove> = claimed.iter().map(Claimed::address_move).collect();
+        match self.assign_verified(seat, &moves, out).await {
+            Err(e) if !e.retryable() && claimed.len() > 1 => {
+                tracing::warn!(eni, error = %e, addresses = claimed.len(), "EC2 refused a batched move; trying each address on its own");
+                let mut each = Vec::new();
+                for (c, m) in claimed.into_iter().zip(moves) {
+                    let one = std::slice::from_ref(&m);
+                    let r = self.assign_verified(seat, one, out).await;
+                    each.push((c, r));
+                }
+                each
+            }
+            r => claimed.into_iter().map(|c| (c, r.clone())).collect(),
+        }
+    }
+
+    /// One assignment onto `seat`, read back. Gated by the caller.
+    async fn assign_verified(
+        &self,
+        seat: &Seat,
+        moves: &[AddressMove],
+        out: &mut Outcome,
+    ) -> Result<(), CloudError> {
+        out.ec2_mutations += 1;
+        ec2::move_to(&self.cloud, seat, moves).await?;
+        ec2::verify(&self.cloud, seat, moves).await
+    }
+
+    /// After EC2 answered: record the move, or write why it did not happen (the claim stays,
+    /// for the next pass or the next leader to see).
+    async fn settle(
+        &self,
+        c: &Claimed,
+        r: Result<(), CloudError>,
+        out: &mut Outcome,
+    ) -> Result<(), StepError> {
+        match r {
+            Ok(()) => {
+                self.accepted(&c.fip.name_any());
+                self.record_move(c).await.map(|()| out.moved += 1)
+            }
+            Err(e) if e.retryable() => {
+                out.retry = true;
+                self.cloud_error(&c.fip, &e, vec![]).await
+            }
+            Err(e) => self.refused(&c.fip, &e).await,
+        }
+    }
+
+    async fn record_move(&self, c: &Claimed) -> Result<(), StepError> {
+        let took = c.decided.elapsed();
+        let from = c.from.as_ref().map(|f| f.node.clone());
+        let arrival = Arrival {
+            address: &c.fip.spec.address,
+            from: from.clone(),
+            to: &c.to,
+            reason: c.reason,
+            took,
+        };
+        self.write(&c.fip, &Observed::Arrived(arrival)).await?;
+        self.metrics.moved(c.reason.as_str(), took.as_secs_f64());
+        let note = format!(
+            "moved {} from {} to {} ({}) in {} ms",
+            c.fip.spec.address,
+            from.as_deref().unwrap_or("nowhere"),
+            c.to.node,
+            c.reason.as_str(),
+            took.as_millis()
+        );
+        tracing::info!(floatingip = %c.fip.name_any(), %note);
+        // An Event is best effort: the move happened whether or not it is recorded.
+        if let Err(e) = self.events.normal(&c.fip, "Moved", "Move", note).await {
+            tracing::warn!(error = %e, "could not publish the Moved event");
+        }
+        Ok(())
+    }
+
+    /// Keeps the moves whose target answers its check now: each target of an unplanned move is
+    /// probed once more (in parallel, at most the check's timeout and never over 500 ms), so an
+    /// address never goes to a node on evidence that went stale since the decision. A move
+    /// left out is planned again shortly.
+    async fn answering_now(&self, batch: Vec<Claimed>, out: &mut Outcome) -> Vec<Claimed> {
+        let probes = batch.iter().map(confirm);
+        let verdicts = futures::future::join_all(probes).await;
+        let mut kept = Vec::new();
+        for (c, verdict) in batch.into_iter().zip(verdicts) {
+            match verdict {
+                Ok(None) | Err(_) => kept.push(c),
+                Ok(Some(why)) => {
+                    tracing::info!(floatingip = %c.fip.name_any(), to = %c.to.node, why,
+                        "the target did not answer right before the move; planning again");
+                    out.recheck_soon = true;
+                }
+            }
+        }
+        kept
+    }
+}
+
+/// Probes a move's target once: Some(why) when it does not answer.
+async fn confirm(c: &Claimed) -> Result<Option<String>, String> {
+    let (Some(target), Some(hc)) = (c.confirm, c.fip.spec.health_check.as_ref()) else {
+        return Ok(None);
+    };
+    let spec = crate::probe::ProbeSpec::from_health_check(hc)?;
+    let timeout = spec.timeout.min(Duration::from_millis(500));
+    let payload = &spec.udp_payload;
+    let answer = crate::probe::check::probe(
+        target.protocol,
+        target.addr,
+        timeout,
+        payload,
+        spec.reply_required,
+    )
+    .await;
+    Ok(answer.err().map(|failure| format!("{target}: {failure}")))
+}

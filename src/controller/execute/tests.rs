@@ -1,0 +1,341 @@
+//! The executor against a scripted API server and [`FakeCloud`], as kube-rs's controller-rs
+//! tests its reconciler: a tower-test mock service behind a real `kube::Client`, and a
+//! scenario task that checks each request the executor sends and answers it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode};
+use kube::client::Body;
+use serde_json::{json, Value};
+use tower_test::mock::{pair, Handle};
+
+use super::{Ctx, Outcome};
+use crate::api::{FloatingIP, MoveReason};
+use crate::cloud::fake::FakeCloud;
+use crate::cloud::{CloudError, Eni, ErrorKind};
+use crate::controller::plan::{Placement, Plan, FINALIZER};
+use crate::placement::Decision;
+use crate::probe::Health;
+use crate::status::Seat;
+
+type ApiServer = Handle<Request<Body>, Response<Body>>;
+
+const ADDRESS: &str = "10.0.8.100";
+
+fn seat(node: &str) -> Seat {
+    Seat {
+        node: node.into(),
+        instance_id: format!("i-{node}"),
+        eni: format!("eni-{node}"),
+        mac: None,
+    }
+}
+
+fn eni(node: &str, holds: &[&str]) -> Eni {
+    Eni {
+        id: format!("eni-{node}"),
+        subnet_id: "subnet-a".into(),
+        instance_id: Some(format!("i-{node}")),
+        device_index: Some(1),
+        mac: None,
+        primary_ip: None,
+        secondary: holds.iter().map(|a| a.parse().unwrap()).collect(),
+        tags: BTreeMap::new(),
+        security_groups: Vec::new(),
+    }
+}
+
+/// "a", held by n1 (status and EC2 agree), at resourceVersion 7.
+fn fip() -> Arc<FloatingIP> {
+    let f = serde_json::from_value(json!({
+        "apiVersion": "floatip.io/v1alpha1", "kind": "FloatingIP",
+        "metadata": {"name": "a", "resourceVersion": "7", "generation": 1,
+                     "finalizers": [FINALIZER]},
+        "spec": {"address": ADDRESS, "subnetId": "subnet-a"},
+        "status": {"observedGeneration": 1, "moveCount": 0,
+                   "holder": {"node": "n1", "instanceId": "i-n1",
+                              "networkInterfaceId": "eni-n1", "since": "2027-01-15T08:00:00Z"}},
+    }));
+    Arc::new(f.unwrap())
+}
+
+/// The plan: move the address from n1 to n2, its holder failing.
+fn move_to_n2() -> Plan {
+    Plan::Place(Box::new(Placement {
+        name: "a".into(),
+        address: ADDRESS.parse().unwrap(),
+        holder: Some(seat("n1")),
+        foreign: None,
+        decision: Decision::Move {
+            to: "n2".into(),
+            reason: MoveReason::HolderUnhealthy,
+        },
+        target: Some(seat("n2")),
+        confirm_target: None,
+        holder_fit: Some(Ok(())),
+        holder_health: Health::Down,
+        doubt: None,
+        candidates: 1,
+        vip: None,
+    }))
+}
+
+fn cloud() -> FakeCloud {
+    let cloud = FakeCloud::default();
+    *cloud.enis.lock().unwrap() = vec![eni("n1", &[ADDRESS]), eni("n2", &[])];
+    cloud
+}
+
+/// Runs the executor on `plan` against `cloud`, with `scenario` playing the API server.
+async fn execute<F>(
+    cloud: FakeCloud,
+    plan: Plan,
+    scenario: impl FnOnce(ApiServer, Arc<Ctx<FakeCloud>>) -> F,
+) -> (Outcome, Arc<Ctx<FakeCloud>>)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (service, handle) = pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    let ctx = Arc::new(Ctx {
+        events: crate::controller::events::Events::new(client.clone(), "test"),
+        client,
+        cloud,
+        metrics: crate::metrics::Metrics::new(),
+        gate: Arc::new(|| Ok(())),
+        backoffs: Default::default(),
+    });
+    let server = tokio::spawn(scenario(handle, ctx.clone()));
+    let out = ctx.execute(&[fip()], vec![plan], &BTreeMap::new()).await;
+    let wait = std::time::Duration::from_secs(5);
+    tokio::time::timeout(wait, server)
+        .await
+        .expect("scenario done")
+        .expect("scenario passed");
+    (out, ctx)
+}
+
+/// The next request: its method, path and JSON body.
+async fn next_request(
+    api: &mut ApiServer,
+) -> (
+    Method,
+    String,
+    Value,
+    tower_test::mock::SendResponse<Response<Body>>,
+) {
+    let (request, respond) = api.next_request().await.expect("a request");
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let bytes = request.into_body().collect_bytes().await.unwrap();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (method, path, body, respond)
+}
+
+/// Answers with `body`, at `resource_version` when it is an object.
+fn answer(respond: tower_test::mock::SendResponse<Response<Body>>, mut body: Value, rv: &str) {
+    body["metadata"]["resourceVersion"] = json!(rv);
+    let bytes = serde_json::to_vec(&body).unwrap();
+    respond.send_response(Response::builder().body(Body::from(bytes)).unwrap());
+}
+
+fn conflict(respond: tower_test::mock::SendResponse<Response<Body>>) {
+    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "the object has been modified", "reason": "Conflict", "code": 409});
+    let bytes = serde_json::to_vec(&status).unwrap();
+    let response = Response::builder().status(StatusCode::CONFLICT);
+    respond.send_response(response.body(Body::from(bytes)).unwrap());
+}
+
+fn condition<'a>(body: &'a Value, type_: &str) -> Option<&'a Value> {
+    let all = body["status"]["conditions"].as_array()?;
+    all.iter().find(|c| c["type"] == type_)
+}
+
+const STATUS_PATH: &str = "/apis/floatip.io/v1alpha1/floatingips/a/status";
+
+/// The claim: pendingMove written with the resourceVersion the plan was made from, before EC2.
+async fn expect_claim(api: &mut ApiServer, ctx: &Ctx<FakeCloud>) -> Value {
+    let (method, path, body, respond) = next_request(api).await;
+    assert_eq!((method, path.as_str()), (Method::PUT, STATUS_PATH));
+    assert_eq!(
+        body["metadata"]["resourceVersion"], "7",
+        "claim checked against what was read"
+    );
+    assert_eq!(body["status"]["pendingMove"]["to"], "n2");
+    assert_eq!(body["status"]["holder"]["node"], "n1", "a claim is no move");
+    let calls = ctx.cloud.calls.lock().unwrap().clone();
+    assert!(
+        calls.is_empty(),
+        "EC2 called before the claim was written: {calls:?}"
+    );
+    answer(respond, body.clone(), "8");
+    body
+}
+
+/// The Moved Event, accepted.
+async fn expect_event(api: &mut ApiServer) {
+    let (method, path, body, respond) = next_request(api).await;
+    assert_eq!(
+        (method, path.as_str()),
+        (
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/default/events"
+        )
+    );
+    assert_eq!(body["reason"], "Moved");
+    answer(respond, body, "1");
+}
+
+#[tokio::test]
+async fn the_claim_is_written_with_its_resource_version_before_any_ec2_call() {
+    let (out, ctx) = execute(cloud(), move_to_n2(), |mut api, ctx| async move {
+        expect_claim(&mut api, &ctx).await;
+        let (_, _, body, respond) = next_request(&mut api).await;
+        answer(respond, body, "9");
+        expect_event(&mut api).await;
+    })
+    .await;
+    assert_eq!(out.moved, 1);
+    assert_eq!(
+        *ctx.cloud.calls.lock().unwrap(),
+        vec![("Assign", "eni-n2".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn a_move_ec2_confirmed_is_recorded() {
+    let (out, _) = execute(cloud(), move_to_n2(), |mut api, ctx| async move {
+        expect_claim(&mut api, &ctx).await;
+        let (method, path, body, respond) = next_request(&mut api).await;
+        assert_eq!((method, path.as_str()), (Method::PUT, STATUS_PATH));
+        // Written over the claim's own write, and only once EC2 has the address on n2.
+        assert_eq!(body["metadata"]["resourceVersion"], "8");
+        assert_eq!(
+            ctx.cloud.holder_of(ADDRESS.parse().unwrap()),
+            vec!["eni-n2"]
+        );
+        let s = &body["status"];
+        assert_eq!(s["holder"]["node"], "n2");
+        assert_eq!(s["holder"]["networkInterfaceId"], "eni-n2");
+        assert_eq!(
+            (&s["lastMove"]["from"], &s["lastMove"]["to"]),
+            (&json!("n1"), &json!("n2"))
+        );
+        assert_eq!(s["lastMove"]["reason"], "HolderUnhealthy");
+        assert_eq!(s["moveCount"], 1);
+        assert_eq!(s.get("pendingMove"), None, "the claim is settled");
+        let ready = condition(&body, "Ready").expect("Ready");
+        assert_eq!(
+            (&ready["status"], &ready["reason"]),
+            (&json!("True"), &json!("Assigned"))
+        );
+        answer(respond, body, "9");
+        expect_event(&mut api).await;
+    })
+    .await;
+    assert_eq!((out.moved, out.retry), (1, false));
+}
+
+#[tokio::test]
+async fn a_conflict_on_the_claim_makes_no_ec2_call_and_asks_for_a_retry() {
+    let (out, ctx) = execute(cloud(), move_to_n2(), |mut api, _| async move {
+        let (method, path, body, respond) = next_request(&mut api).await;
+        assert_eq!((method, path.as_str()), (Method::PUT, STATUS_PATH));
+        assert_eq!(body["status"]["pendingMove"]["to"], "n2");
+        conflict(respond);
+        // Nothing more: the next pass reads the object again and decides again.
+        let wait = std::time::Duration::from_millis(200);
+        let more = tokio::time::timeout(wait, api.next_request()).await;
+        assert!(matches!(more, Err(_) | Ok(None)), "a request after the 409");
+    })
+    .await;
+    assert!(
+        ctx.cloud.calls.lock().unwrap().is_empty(),
+        "EC2 called after a lost claim"
+    );
+    assert_eq!((out.moved, out.ec2_mutations, out.retry), (0, 0, true));
+}
+
+#[tokio::test]
+async fn an_ec2_failure_after_the_claim_is_written_and_leaves_the_claim() {
+    let cloud = cloud();
+    *cloud.fail_with.lock().unwrap() = Some(CloudError {
+        action: "AssignPrivateIpAddresses",
+        code: "RequestLimitExceeded".into(),
+        message: "slow down".into(),
+        kind: ErrorKind::Throttled,
+    });
+    let (out, _) = execute(cloud, move_to_n2(), |mut api, ctx| async move {
+        expect_claim(&mut api, &ctx).await;
+        let (method, path, body, respond) = next_request(&mut api).await;
+        assert_eq!((method, path.as_str()), (Method::PUT, STATUS_PATH));
+        let error = condition(&body, "CloudError").expect("CloudError");
+        assert_eq!(
+            (&error["status"], &error["reason"]),
+            (&json!("True"), &json!("RequestLimitExceeded"))
+        );
+        // The claim stays for the next pass, or the next leader, to see.
+        assert_eq!(body["status"]["pendingMove"]["to"], "n2");
+        assert_eq!(body["status"]["holder"]["node"], "n1");
+        assert_eq!(body["status"]["moveCount"], 0);
+        answer(respond, body, "9");
+    })
+    .await;
+    assert_eq!((out.moved, out.retry), (0, true));
+}
+
+#[tokio::test]
+async fn a_move_ec2_does_not_show_after_the_call_is_an_error_not_a_move() {
+    let cloud = cloud();
+    *cloud.also_shows.lock().unwrap() = Some(("eni-n1".into(), ADDRESS.parse().unwrap()));
+    let (out, _) = execute(cloud, move_to_n2(), |mut api, ctx| async move {
+        expect_claim(&mut api, &ctx).await;
+        let (method, path, body, respond) = next_request(&mut api).await;
+        assert_eq!((method, path.as_str()), (Method::PUT, STATUS_PATH));
+        let error = condition(&body, "CloudError").expect("CloudError");
+        assert_eq!(error["reason"], "MoveNotVisible");
+        assert_eq!(
+            body["status"]["holder"]["node"], "n1",
+            "not recorded as a move"
+        );
+        assert_eq!(body["status"]["moveCount"], 0);
+        answer(respond, body, "9");
+        // No Moved Event either.
+        let wait = std::time::Duration::from_millis(200);
+        let more = tokio::time::timeout(wait, api.next_request()).await;
+        assert!(
+            matches!(more, Err(_) | Ok(None)),
+            "a request after the error"
+        );
+    })
+    .await;
+    assert_eq!((out.moved, out.retry), (0, true));
+}
+
+#[tokio::test]
+async fn a_deleted_floatingip_leaves_its_eni_before_its_finalizer_goes() {
+    let release = Plan::Release {
+        name: "a".into(),
+        address: ADDRESS.parse().unwrap(),
+        from: vec!["eni-n1".into()],
+    };
+    let (out, ctx) = execute(cloud(), release, |mut api, ctx| async move {
+        let (method, path, body, respond) = next_request(&mut api).await;
+        assert_eq!(
+            (method, path.as_str()),
+            (Method::PATCH, "/apis/floatip.io/v1alpha1/floatingips/a")
+        );
+        // Only once EC2 no longer has the address, and against what was read.
+        let calls = ctx.cloud.calls.lock().unwrap().clone();
+        assert_eq!(calls, vec![("Unassign", "eni-n1".to_string())]);
+        assert_eq!(body["metadata"]["resourceVersion"], "7");
+        assert_eq!(body["metadata"]["finalizers"], json!([]));
+        let mut released = serde_json::to_value(fip().as_ref()).unwrap();
+        released["metadata"]["finalizers"] = json!([]);
+        answer(respond, released, "8");
+    })
+    .await;
+    assert!(ctx.cloud.holder_of(ADDRESS.parse().unwrap()).is_empty());
+    assert_eq!((out.ec2_mutations, out.retry), (1, false));
+}

@@ -1,0 +1,104 @@
+//! The executor's writes to the API server: status (built by [`crate::status::next`]) and the
+//! finalizer. Each is resourceVersion-checked and gated on the Lease right before it is sent.
+
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+use serde_json::json;
+
+use super::{Ctx, StepError};
+use crate::api::FloatingIP;
+use crate::cloud::{Cloud, CloudError};
+use crate::controller::plan::{has_finalizer, FINALIZER};
+use crate::status::{next, Observed};
+
+impl<C: Cloud> Ctx<C> {
+    /// Writes the status `observed` calls for, when it differs from the object's; the
+    /// replace carries the object's resourceVersion, so a write since it was read is a 409.
+    /// Returns the object as written, None when no write was due.
+    pub(super) async fn write(
+        &self,
+        fip: &FloatingIP,
+        observed: &Observed<'_>,
+    ) -> Result<Option<FloatingIP>, StepError> {
+        let now = Time(jiff::Timestamp::now());
+        let old = fip.status.clone().unwrap_or_default();
+        let Some(status) = next(&old, fip.metadata.generation, observed, &now) else {
+            return Ok(None);
+        };
+        let mut obj = fip.clone();
+        obj.status = Some(status);
+        self.check()?;
+        let written = self
+            .api()
+            .replace_status(&fip.name_any(), &PostParams::default(), &obj)
+            .await?;
+        Ok(Some(written))
+    }
+
+    /// The CloudError condition (and `extra` ones) for a failed EC2 call.
+    pub(super) async fn cloud_error(
+        &self,
+        fip: &FloatingIP,
+        error: &CloudError,
+        extra: Vec<crate::status::conditions::Desired>,
+    ) -> Result<(), StepError> {
+        let observed = Observed::CloudFailed { error, extra };
+        self.write(fip, &observed).await.map(drop)
+    }
+
+    /// EC2 refused this FloatingIP's address: hold it back (jittered exponential), and say so
+    /// on its status beside the error.
+    pub(super) async fn refused(&self, fip: &FloatingIP, e: &CloudError) -> Result<(), StepError> {
+        let entry = {
+            let mut backoffs = self.backoffs.lock().expect("backoffs lock");
+            let g = fip.metadata.generation;
+            backoffs.refused(&fip.name_any(), g, e).clone()
+        };
+        let until = entry.until_wall.as_second();
+        self.metrics.backoff(&fip.name_any(), Some(until));
+        tracing::warn!(floatingip = %fip.name_any(), error = %e, attempts = entry.attempts,
+            until = %entry.until_wall, "EC2 refused the address; backing off");
+        let backing_off = crate::controller::backoff::condition(&entry);
+        self.cloud_error(fip, e, vec![backing_off]).await
+    }
+
+    pub(super) async fn ensure_finalizer(
+        &self,
+        fip: &Arc<FloatingIP>,
+    ) -> Result<FloatingIP, StepError> {
+        if has_finalizer(fip) {
+            return Ok((**fip).clone());
+        }
+        let mut finalizers = fip.finalizers().to_vec();
+        finalizers.push(FINALIZER.to_string());
+        self.set_finalizers(fip, finalizers).await
+    }
+
+    pub(super) async fn drop_finalizer(&self, fip: &FloatingIP) -> Result<(), StepError> {
+        let rest: Vec<String> = fip
+            .finalizers()
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect();
+        self.set_finalizers(fip, rest).await.map(drop)
+    }
+
+    async fn set_finalizers(
+        &self,
+        fip: &FloatingIP,
+        finalizers: Vec<String>,
+    ) -> Result<FloatingIP, StepError> {
+        self.check()?;
+        let rv = fip.resource_version();
+        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": rv}});
+        let params = PatchParams::default();
+        Ok(self
+            .api()
+            .patch(&fip.name_any(), &params, &Patch::Merge(patch))
+            .await?)
+    }
+}

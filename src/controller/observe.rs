@@ -1,0 +1,376 @@
+//! Observe: the watches, the probe engine's snapshot, EC2 (subnets, ENIs, holder checks) and the
+//! agents' pods and peer views, read into one [`Seen`], from which plan() takes its
+//! [`Picture`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use tokio::sync::Notify;
+
+use super::doubt::PeerReport;
+use super::execute::Ctx;
+use super::plan::Picture;
+use super::ControllerArgs;
+use crate::api::FloatingIP;
+use crate::cloud::{Cloud, CloudError, Eni, Subnet};
+use crate::nodes::NodeView;
+use crate::probe::{
+    health_check_targets, merge_targets, ProbeEngine, ProbeSpec, Target, TargetState,
+};
+
+/// The three watches the controller decides from, each a reflector store.
+#[derive(Clone)]
+pub struct Watches {
+    pub fips: Store<FloatingIP>,
+    pub nodes: Store<Node>,
+    pub agents: Store<Pod>,
+}
+
+impl Watches {
+    /// Starts the watches; each change pokes `trigger`.
+    pub fn start(client: &kube::Client, args: &ControllerArgs, trigger: &Arc<Notify>) -> Self {
+        let agents = Api::<Pod>::namespaced(client.clone(), &args.agent_namespace);
+        Self {
+            fips: watch_store(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                trigger,
+            ),
+            nodes: watch_store(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                trigger,
+            ),
+            agents: watch_store(
+                agents,
+                watcher::Config::default().labels(&args.agent_selector),
+                trigger,
+            ),
+        }
+    }
+
+    /// Waits until every watch has listed once.
+    pub async fn synced(&self) {
+        let _ = tokio::join!(
+            self.fips.wait_until_ready(),
+            self.nodes.wait_until_ready(),
+            self.agents.wait_until_ready()
+        );
+    }
+
+    /// What to probe: each health-checked address, and each node's own address on the same
+    /// check (so the controller knows which nodes could take over). Shared targets merge to
+    /// the strictest.
+    pub fn probe_targets(&self) -> HashMap<Target, ProbeSpec> {
+        let node_ips: Vec<IpAddr> = (self.nodes.state().iter())
+            .filter_map(|n| NodeView::from_node(n).internal_ip)
+            .collect();
+        let mut pairs = Vec::new();
+        for fip in self.fips.state() {
+            let (Some(hc), Some(address)) = (
+                &fip.spec.health_check,
+                crate::api::parse_address(&fip.spec.address),
+            ) else {
+                continue;
+            };
+            let ips = std::iter::once(address).chain(node_ips.iter().copied());
+            pairs.extend(health_check_targets(hc, ips));
+        }
+        merge_targets(pairs)
+    }
+}
+
+/// A reflector store fed by a watch that pokes `trigger` on every change.
+fn watch_store<K>(api: Api<K>, config: watcher::Config, trigger: &Arc<Notify>) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, config).backoff(crate::watch::backoff()),
+    );
+    let trigger = trigger.clone();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(_) => trigger.notify_one(),
+                Err(e) => tracing::warn!(error = %e, "watch error; retrying with backoff"),
+            }
+        }
+    });
+    store
+}
+
+/// One subnet as EC2 last reported it.
+struct SubnetRead {
+    at: Instant,
+    subnet: Subnet,
+    enis: Vec<Eni>,
+}
+
+/// Each subnet in use and its ENIs, reused until the next resync or a change of ours.
+#[derive(Default)]
+pub struct SubnetCache {
+    by_id: HashMap<String, SubnetRead>,
+}
+
+impl SubnetCache {
+    /// What we changed is no longer what the cache says: read everything again next pass.
+    pub fn forget(&mut self) {
+        self.by_id.clear();
+    }
+}
+
+/// Everything one pass saw, owned; [`Seen::picture`] lends it to plan().
+pub struct Seen {
+    pub fips: Vec<Arc<FloatingIP>>,
+    nodes: Vec<NodeView>,
+    agents_ready: HashSet<String>,
+    agents_leaving: HashSet<String>,
+    enis: HashMap<String, Vec<Eni>>,
+    subnets: HashMap<String, Subnet>,
+    health: HashMap<Target, TargetState>,
+    reensured: HashMap<String, Duration>,
+    peers: HashMap<String, PeerReport>,
+    /// Subnets EC2 could not be read for this pass, and why.
+    pub cloud_errors: BTreeMap<String, CloudError>,
+    /// A read failed in a way worth retrying soon.
+    pub retry: bool,
+}
+
+impl Seen {
+    pub fn picture<'a>(&'a self, args: &'a ControllerArgs) -> Picture<'a> {
+        Picture {
+            fips: &self.fips,
+            nodes: &self.nodes,
+            agents_ready: args.require_agent.then_some(&self.agents_ready),
+            agents_leaving: &self.agents_leaving,
+            enis: &self.enis,
+            subnets: &self.subnets,
+            cluster: &args.cluster_name,
+            now: jiff::Timestamp::now(),
+            health: &self.health,
+            reensured: &self.reensured,
+            peers: &self.peers,
+        }
+    }
+}
+
+/// Reads the cluster, the probes and EC2 into one [`Seen`]. A full refresh reads every subnet
+/// again and cleans up the floating ENIs of nodes that no longer exist.
+pub async fn observe<C: Cloud>(
+    ctx: &Ctx<C>,
+    args: &ControllerArgs,
+    watches: &Watches,
+    engine: &ProbeEngine,
+    cache: &mut SubnetCache,
+    reensured_at: &HashMap<String, Instant>,
+    full_refresh: bool,
+) -> Seen {
+    let fips = watches.fips.state();
+    let health = engine.snapshot();
+    let nodes: Vec<NodeView> = (watches.nodes.state().iter())
+        .map(|n| NodeView::from_node(n))
+        .collect();
+    let pods = watches.agents.state();
+    let agents_ready: HashSet<String> = pods
+        .iter()
+        .filter(|p| pod_ready(p))
+        .filter_map(on_node)
+        .collect();
+    let agents_leaving: HashSet<String> = pods
+        .iter()
+        .filter(|p| agent_leaving(p))
+        .filter_map(on_node)
+        .collect();
+    let reensured = (reensured_at.iter())
+        .map(|(n, at)| (n.clone(), at.elapsed()))
+        .collect();
+    let (cloud_errors, retry) = read_subnets(&ctx.cloud, cache, &fips, args, full_refresh).await;
+    if full_refresh && (ctx.gate)().is_ok() {
+        cleanup_orphans(ctx, &args.cluster_name, &nodes).await;
+    }
+    let by_id = cache.by_id.iter();
+    Seen {
+        agents_ready,
+        agents_leaving,
+        enis: by_id
+            .clone()
+            .map(|(s, r)| (s.clone(), r.enis.clone()))
+            .collect(),
+        subnets: by_id.map(|(s, r)| (s.clone(), r.subnet.clone())).collect(),
+        reensured,
+        peers: peer_reports(&pods),
+        fips,
+        nodes,
+        health,
+        cloud_errors,
+        retry,
+    }
+}
+
+/// EC2 truth: one describe per subnet in use, reused until the next resync or move. Returns
+/// the subnets that could not be read, and whether a retry may help.
+async fn read_subnets<C: Cloud>(
+    cloud: &C,
+    cache: &mut SubnetCache,
+    fips: &[Arc<FloatingIP>],
+    args: &ControllerArgs,
+    full_refresh: bool,
+) -> (BTreeMap<String, CloudError>, bool) {
+    let subnets: BTreeSet<String> = fips
+        .iter()
+        .filter(|f| f.spec.mode.not_supported().is_none())
+        .filter_map(|f| f.spec.subnet_id.clone())
+        .collect();
+    let mut cloud_errors = BTreeMap::new();
+    let mut retry = false;
+    for subnet in &subnets {
+        let read = cache.by_id.get(subnet);
+        if read.is_some_and(|r| r.at.elapsed() < args.resync) && !full_refresh {
+            continue;
+        }
+        // The subnet first: a subnet that does not exist has no ENIs either, and its
+        // FloatingIPs must say so rather than "no node is fit".
+        let read = match cloud.subnet(subnet).await {
+            Ok(info) => cloud.subnet_enis(subnet).await.map(|enis| (info, enis)),
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok((subnet_info, enis)) => {
+                let at = Instant::now();
+                let read = SubnetRead {
+                    at,
+                    subnet: subnet_info,
+                    enis,
+                };
+                cache.by_id.insert(subnet.clone(), read);
+            }
+            Err(e) => {
+                retry |= e.retryable();
+                cache.by_id.remove(subnet);
+                cloud_errors.insert(subnet.clone(), e);
+            }
+        }
+    }
+    cache.by_id.retain(|s, _| subnets.contains(s));
+    (cloud_errors, retry)
+}
+
+/// Reads back the ENIs the cache says hold a FloatingIP's address; a subnet where EC2 no longer
+/// agrees (an address unassigned or moved outside floatip) is dropped from the cache, so the
+/// pass that follows reads it again and repairs it, seconds after the change instead of at the
+/// next resync. A failed read changes nothing: the resync still comes.
+pub async fn check_holders<C: Cloud>(cloud: &C, cache: &mut SubnetCache, fips: &[Arc<FloatingIP>]) {
+    let addresses: HashSet<IpAddr> = fips
+        .iter()
+        .filter_map(|f| crate::api::parse_address(&f.spec.address))
+        .collect();
+    // (ENI, subnet, an address the cache has on it)
+    let held: Vec<(String, String, IpAddr)> = (cache.by_id.iter())
+        .flat_map(|(subnet, read)| {
+            read.enis.iter().flat_map(move |e| {
+                (e.secondary.iter()).map(move |a| (e.id.clone(), subnet.clone(), *a))
+            })
+        })
+        .filter(|(_, _, a)| addresses.contains(a))
+        .collect();
+    let ids: BTreeSet<String> = held.iter().map(|(id, _, _)| id.clone()).collect();
+    let ids: Vec<String> = ids.into_iter().collect();
+    let mut fresh: HashMap<String, Eni> = HashMap::new();
+    for chunk in ids.chunks(200) {
+        match cloud.enis(chunk).await {
+            Ok(enis) => fresh.extend(enis.into_iter().map(|e| (e.id.clone(), e))),
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read the holding ENIs back; the resync will");
+                return;
+            }
+        }
+    }
+    let stale: BTreeSet<String> = held
+        .into_iter()
+        .filter(|(id, _, a)| !fresh.get(id).is_some_and(|e| e.holds(*a)))
+        .map(|(_, subnet, _)| subnet)
+        .collect();
+    for subnet in stale {
+        tracing::info!(
+            subnet,
+            "an address is no longer where floatip saw it in EC2: reading the subnet again"
+        );
+        cache.by_id.remove(&subnet);
+    }
+}
+
+/// What each agent published of the holders it probes (annotation
+/// [`crate::api::PEER_VIEW_ANNOTATION`] on its pod), by its node. A pod without a readable view
+/// contributes nothing.
+fn peer_reports(pods: &[Arc<Pod>]) -> HashMap<String, PeerReport> {
+    let now = jiff::Timestamp::now();
+    pods.iter()
+        .filter_map(|p| {
+            let node = p.spec.as_ref()?.node_name.clone()?;
+            let text = p
+                .metadata
+                .annotations
+                .as_ref()?
+                .get(crate::api::PEER_VIEW_ANNOTATION)?;
+            let view = crate::api::PeerView::parse(text).ok()?;
+            let age = now.duration_since(view.at).unsigned_abs();
+            let nodes = view.nodes.into_iter().collect();
+            Some((node, PeerReport { age, nodes }))
+        })
+        .collect()
+}
+
+/// The node an agent pod runs on.
+fn on_node(pod: &Arc<Pod>) -> Option<String> {
+    pod.spec.as_ref()?.node_name.clone()
+}
+
+/// An agent pod being deleted, or one that asked for a handover.
+fn agent_leaving(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+        || pod.metadata.annotations.as_ref().is_some_and(|a| {
+            a.get(crate::api::HANDOVER_ANNOTATION)
+                .is_some_and(|v| v == crate::api::HANDOVER_REQUESTED)
+        })
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Deletes the floating ENIs of nodes that no longer exist (tag-scoped, detached only).
+/// Best effort: a failure is logged and tried again at the next resync.
+async fn cleanup_orphans<C: Cloud>(ctx: &Ctx<C>, cluster: &str, nodes: &[NodeView]) {
+    let names: BTreeSet<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    match crate::cloud::delete_orphaned_floating_enis(&ctx.cloud, cluster, &names).await {
+        Ok(c) if !c.deleted.is_empty() || !c.attached.is_empty() => tracing::info!(
+            deleted = ?c.deleted,
+            still_attached = ?c.attached,
+            "floating ENIs of nodes that no longer exist"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not clean up floating ENIs of deleted nodes"),
+    }
+}

@@ -1,0 +1,259 @@
+//! The status a FloatingIP should have: one pure function of what was done (or seen), the old
+//! status and the time. Every status writer (the executor, `floatip attach` through
+//! [`super::record_arrival`]) builds it here, so the same fact reads the same everywhere.
+
+use std::net::IpAddr;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::conditions::{self, Desired};
+use super::{Arrival, Seat};
+use crate::api::{condition as cond, FloatingIPStatus, Holder, Move, PendingMove};
+use crate::cloud::CloudError;
+
+/// What was done to, or seen of, one FloatingIP.
+pub enum Observed<'a> {
+    /// The address stays where EC2 has it: mirror EC2 and say why nothing moved.
+    Steady(Box<Steady>),
+    /// EC2 confirmed a move (or a first attach) onto `to`.
+    Arrived(Arrival<'a>),
+    /// Never acted on (an invalid spec, a conflict, a mode not carried out, EC2 not read yet,
+    /// a backoff): these conditions say why.
+    NotActedOn(Vec<Desired>),
+    /// An EC2 call failed; `extra` conditions go in the same write, since a second write from
+    /// the same read would conflict (409).
+    CloudFailed {
+        error: &'a CloudError,
+        extra: Vec<Desired>,
+    },
+    /// A move about to be carried out, claimed before EC2 is called.
+    Claimed(PendingMove),
+}
+
+/// An address that stays where it is, as the plan found it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Steady {
+    pub address: IpAddr,
+    /// Who holds the address in EC2 now.
+    pub holder: Option<Seat>,
+    pub ready: Desired,
+    /// Why no node can take the address, when none can.
+    pub no_candidates: Option<String>,
+    /// The address's own health check, when it has one.
+    pub healthy: Option<Desired>,
+    /// Why a move the checks call for is held back (the controller doubts its probes).
+    pub held_in_doubt: Option<String>,
+    /// A claimed move is kept only while the move waits (minHoldSeconds); otherwise its target
+    /// can no longer take the address and the claim is dropped.
+    pub keep_claim: bool,
+}
+
+/// The status after `observed`, or None when it is `old` unchanged (no write is due).
+///
+/// | observed    | holder               | pendingMove     | conditions set                        | conditions removed |
+/// |-------------|----------------------|-----------------|---------------------------------------|--------------------|
+/// | Steady      | EC2's, `since` kept while the node is the same | kept only with keep_claim | Assigned, Ready, NoCandidates?, Healthy?, HeldInDoubt? | CloudError, InvalidSpec, Conflict, BackingOff, and NoCandidates/Healthy/HeldInDoubt when absent |
+/// | Arrived     | the target, since now | dropped        | Assigned, Ready True; lastMove, moveCount+1 | CloudError, NoCandidates, InvalidSpec, Conflict, BackingOff, HeldInDoubt |
+/// | NotActedOn  | kept                 | kept            | the given ones                        | none |
+/// | CloudFailed | kept                 | kept            | extra, CloudError; Assigned Unknown after a failed read; Ready False without a holder | none |
+/// | Claimed     | kept                 | the claim (None when the same target and reason are claimed already) | none | none |
+///
+/// observedGeneration becomes `generation` for every case but Claimed: a claim says what is
+/// about to happen, not that the spec was looked at. lastTransitionTime moves only when a
+/// condition's status does ([`conditions::set`]).
+pub fn next(
+    old: &FloatingIPStatus,
+    generation: Option<i64>,
+    observed: &Observed<'_>,
+    now: &Time,
+) -> Option<FloatingIPStatus> {
+    let mut s = old.clone();
+    let changed = match observed {
+        Observed::Steady(steady) => steady_status(&mut s, steady, generation, now),
+        Observed::Arrived(a) => arrived(&mut s, a, generation, now),
+        Observed::NotActedOn(why) => set_all(&mut s, why, generation, now),
+        Observed::CloudFailed { error, extra } => {
+            cloud_failed(&mut s, error, extra, generation, now)
+        }
+        Observed::Claimed(pending) => return claimed(s, pending),
+    };
+    let seen = s.observed_generation != generation;
+    s.observed_generation = generation;
+    (changed || seen).then_some(s)
+}
+
+fn set_all(s: &mut FloatingIPStatus, all: &[Desired], g: Option<i64>, now: &Time) -> bool {
+    let mut changed = false;
+    for d in all {
+        changed |= conditions::set(&mut s.conditions, d, g, now);
+    }
+    changed
+}
+
+fn remove_all(s: &mut FloatingIPStatus, types: &[&str]) -> bool {
+    let mut changed = false;
+    for t in types {
+        changed |= conditions::remove(&mut s.conditions, t);
+    }
+    changed
+}
+
+/// Sets `d` when there is one, removes the type otherwise.
+fn set_or_remove(
+    s: &mut FloatingIPStatus,
+    type_: &str,
+    d: Option<&Desired>,
+    g: Option<i64>,
+    now: &Time,
+) -> bool {
+    match d {
+        Some(d) => conditions::set(&mut s.conditions, d, g, now),
+        None => conditions::remove(&mut s.conditions, type_),
+    }
+}
+
+fn assigned(address: impl std::fmt::Display, holder: Option<&Seat>) -> Desired {
+    match holder {
+        Some(h) => Desired::new(
+            cond::ASSIGNED,
+            true,
+            "Assigned",
+            format!("EC2 has {address} on {} of {}", h.eni, h.node),
+        ),
+        None => Desired::new(
+            cond::ASSIGNED,
+            false,
+            "NotAssigned",
+            format!("no node holds {address}"),
+        ),
+    }
+}
+
+/// Ready True: the address is assigned to a holder that works. The same words after a move as
+/// for an address that stays.
+pub fn held_by(node: &str) -> Desired {
+    Desired::new(cond::READY, true, "Assigned", format!("held by {node}"))
+}
+
+fn holder(seat: &Seat, since: Time) -> Holder {
+    Holder {
+        node: seat.node.clone(),
+        instance_id: seat.instance_id.clone(),
+        network_interface_id: Some(seat.eni.clone()),
+        mac_address: seat.mac.clone(),
+        since,
+    }
+}
+
+fn steady_status(s: &mut FloatingIPStatus, st: &Steady, g: Option<i64>, now: &Time) -> bool {
+    let mut changed = false;
+    let new_holder = st.holder.as_ref().map(|h| {
+        let since = s.holder.as_ref().filter(|old| old.node == h.node);
+        holder(
+            h,
+            since.map_or_else(|| now.clone(), |old| old.since.clone()),
+        )
+    });
+    if s.holder != new_holder {
+        s.holder = new_holder;
+        changed = true;
+    }
+    if s.pending_move.is_some() && !st.keep_claim {
+        s.pending_move = None;
+        changed = true;
+    }
+    let assigned = assigned(st.address, st.holder.as_ref());
+    changed |= set_all(s, &[assigned, st.ready.clone()], g, now);
+    let stuck = st
+        .no_candidates
+        .as_ref()
+        .map(|why| Desired::new(cond::NO_CANDIDATES, true, "NoCandidates", why.clone()));
+    changed |= set_or_remove(s, cond::NO_CANDIDATES, stuck.as_ref(), g, now);
+    let stale = [
+        cond::CLOUD_ERROR,
+        cond::INVALID_SPEC,
+        cond::CONFLICT,
+        cond::BACKING_OFF,
+    ];
+    changed |= remove_all(s, &stale);
+    changed |= set_or_remove(s, cond::HEALTHY, st.healthy.as_ref(), g, now);
+    let doubt = st
+        .held_in_doubt
+        .as_ref()
+        .map(|why| Desired::new(cond::HELD_IN_DOUBT, true, "ControllerInDoubt", why));
+    changed |= set_or_remove(s, cond::HELD_IN_DOUBT, doubt.as_ref(), g, now);
+    changed
+}
+
+fn arrived(s: &mut FloatingIPStatus, a: &Arrival<'_>, g: Option<i64>, now: &Time) -> bool {
+    s.pending_move = None;
+    s.holder = Some(holder(a.to, now.clone()));
+    s.last_move = Some(Move {
+        from: a.from.clone(),
+        to: a.to.node.clone(),
+        reason: a.reason,
+        at: now.clone(),
+        duration_ms: a.took.as_millis() as i64,
+    });
+    s.move_count += 1;
+    let ready = held_by(&a.to.node);
+    set_all(s, &[assigned(a.address, Some(a.to)), ready], g, now);
+    let resolved = [
+        cond::CLOUD_ERROR,
+        cond::NO_CANDIDATES,
+        cond::INVALID_SPEC,
+        cond::CONFLICT,
+        cond::BACKING_OFF,
+        cond::HELD_IN_DOUBT,
+    ];
+    remove_all(s, &resolved);
+    true
+}
+
+fn cloud_failed(
+    s: &mut FloatingIPStatus,
+    e: &CloudError,
+    extra: &[Desired],
+    g: Option<i64>,
+    now: &Time,
+) -> bool {
+    let msg = e.to_string();
+    let mut changed = set_all(s, extra, g, now);
+    let error = Desired::new(cond::CLOUD_ERROR, true, &e.code_reason(), &msg);
+    changed |= conditions::set(&mut s.conditions, &error, g, now);
+    // EC2 could not be read: what status said about EC2 is no longer known to be true.
+    if e.action.starts_with("Describe") {
+        let last = s
+            .holder
+            .as_ref()
+            .and_then(|h| h.network_interface_id.as_deref())
+            .map(|eni| format!("; last seen on {eni}"))
+            .unwrap_or_default();
+        let unknown = Desired::unknown(
+            cond::ASSIGNED,
+            "EC2Unreadable",
+            format!("EC2 could not be read ({msg}){last}"),
+        );
+        changed |= conditions::set(&mut s.conditions, &unknown, g, now);
+    }
+    // With nobody holding the address, the error is why it is not ready.
+    if s.holder.is_none() {
+        let why = format!("the address is not assigned: {msg}");
+        let ready = Desired::new(cond::READY, false, "CloudError", why);
+        changed |= conditions::set(&mut s.conditions, &ready, g, now);
+    }
+    changed
+}
+
+fn claimed(mut s: FloatingIPStatus, pending: &PendingMove) -> Option<FloatingIPStatus> {
+    let same = |p: &PendingMove| p.to == pending.to && p.reason == pending.reason;
+    if s.pending_move.as_ref().is_some_and(same) {
+        return None;
+    }
+    s.pending_move = Some(pending.clone());
+    Some(s)
+}
+
+#[cfg(test)]
+#[path = "next_tests.rs"]
+mod tests;

@@ -1,0 +1,411 @@
+//! The status table: one row per kind of observation, from an old status written at t(0) to
+//! the status at t(10).
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::*;
+use crate::api::{condition as cond, FloatingIPStatus, MoveReason, PendingMove};
+use crate::cloud::{CloudError, ErrorKind};
+use crate::status::record_arrival;
+
+fn t(s: i64) -> Time {
+    Time(jiff::Timestamp::from_second(1_800_000_000 + s).unwrap())
+}
+
+fn seat(node: &str) -> Seat {
+    Seat {
+        node: node.into(),
+        instance_id: format!("i-{node}"),
+        eni: format!("eni-{node}"),
+        mac: None,
+    }
+}
+
+/// Held by n1 since t(0), Ready and Assigned True, a claim to n2 pending, generation 1.
+fn held_by_n1() -> FloatingIPStatus {
+    let mut s = FloatingIPStatus::default();
+    let steady = Observed::Steady(Box::new(steady(Some("n1"))));
+    s = next(&s, Some(1), &steady, &t(0)).unwrap();
+    s.pending_move = Some(pending("n2", t(0)));
+    s
+}
+
+fn pending(to: &str, since: Time) -> PendingMove {
+    PendingMove {
+        from: Some("n1".into()),
+        to: to.into(),
+        reason: MoveReason::HolderUnhealthy,
+        since,
+    }
+}
+
+fn steady(node: Option<&str>) -> Steady {
+    let ready = match node {
+        Some(n) => Desired::new(cond::READY, true, "Assigned", format!("held by {n}")),
+        None => Desired::new(cond::READY, false, "NoCandidates", "no node is fit"),
+    };
+    Steady {
+        address: "10.0.8.100".parse().unwrap(),
+        holder: node.map(seat),
+        ready,
+        no_candidates: node.is_none().then(|| "no node is fit".to_string()),
+        healthy: None,
+        held_in_doubt: None,
+        keep_claim: false,
+    }
+}
+
+fn error(action: &'static str) -> CloudError {
+    CloudError {
+        action,
+        code: "UnauthorizedOperation".into(),
+        message: "no".into(),
+        kind: ErrorKind::Permanent,
+    }
+}
+
+/// What a row expects of the new status; None in `after` means no write is due.
+struct Want {
+    /// (type, status, reason) of every condition, in order.
+    conditions: Vec<(&'static str, &'static str, &'static str)>,
+    holder: Option<&'static str>,
+    /// The holder's `since` is t(10) rather than t(0).
+    holder_since_now: bool,
+    pending_to: Option<&'static str>,
+    last_move_to: Option<&'static str>,
+    move_count: i64,
+    /// Condition types whose lastTransitionTime is t(10).
+    moved: Vec<&'static str>,
+    generation: Option<i64>,
+}
+
+fn check(row: &str, old: &FloatingIPStatus, observed: Observed<'_>, g: i64, want: Option<Want>) {
+    let after = next(old, Some(g), &observed, &t(10));
+    let Some(want) = want else {
+        assert_eq!(after, None, "{row}: no write expected");
+        return;
+    };
+    let s = after.unwrap_or_else(|| panic!("{row}: a write expected"));
+    let got: Vec<_> = s
+        .conditions
+        .iter()
+        .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
+        .collect();
+    assert_eq!(got, want.conditions, "{row}: conditions");
+    assert_eq!(
+        s.holder.as_ref().map(|h| h.node.as_str()),
+        want.holder,
+        "{row}: holder"
+    );
+    let since_now = s.holder.as_ref().is_some_and(|h| h.since == t(10));
+    assert_eq!(since_now, want.holder_since_now, "{row}: holder.since");
+    let pending = s.pending_move.as_ref().map(|p| p.to.as_str());
+    assert_eq!(pending, want.pending_to, "{row}: pendingMove");
+    let last = s.last_move.as_ref().map(|m| m.to.as_str());
+    assert_eq!(last, want.last_move_to, "{row}: lastMove");
+    assert_eq!(s.move_count, want.move_count, "{row}: moveCount");
+    let moved: Vec<_> = s
+        .conditions
+        .iter()
+        .filter(|c| c.last_transition_time == t(10))
+        .map(|c| c.type_.as_str())
+        .collect();
+    assert_eq!(moved, want.moved, "{row}: lastTransitionTime");
+    assert_eq!(
+        s.observed_generation, want.generation,
+        "{row}: observedGeneration"
+    );
+}
+
+const ASSIGNED: (&str, &str, &str) = (cond::ASSIGNED, "True", "Assigned");
+const READY: (&str, &str, &str) = (cond::READY, "True", "Assigned");
+
+/// What the rows start from: [`held_by_n1`] unchanged.
+fn base() -> Want {
+    Want {
+        conditions: vec![ASSIGNED, READY],
+        holder: Some("n1"),
+        holder_since_now: false,
+        pending_to: Some("n2"),
+        last_move_to: None,
+        move_count: 0,
+        moved: vec![],
+        generation: Some(1),
+    }
+}
+
+/// Steady: EC2 mirrored, the claim kept only while a move waits.
+#[test]
+fn table_steady() {
+    let old = held_by_n1();
+    // Steady, nothing new but the claim: the claim goes, nothing else moves.
+    let same = Want {
+        pending_to: None,
+        ..base()
+    };
+    check(
+        "steady, claim dropped",
+        &old,
+        Observed::Steady(Box::new(steady(Some("n1")))),
+        1,
+        Some(same),
+    );
+    // Steady while a held move waits: the claim stays and nothing is written.
+    let held = Steady {
+        keep_claim: true,
+        ..steady(Some("n1"))
+    };
+    check(
+        "steady, claim kept",
+        &old,
+        Observed::Steady(Box::new(held.clone())),
+        1,
+        None,
+    );
+    // ...unless the spec changed: observedGeneration is news.
+    let newer = Want {
+        generation: Some(2),
+        ..base()
+    };
+    check(
+        "steady, new generation",
+        &old,
+        Observed::Steady(Box::new(held)),
+        2,
+        Some(newer),
+    );
+    // EC2 shows another holder: a new holder since now, Ready and Assigned keep their time.
+    let moved_out = Want {
+        holder: Some("n2"),
+        holder_since_now: true,
+        pending_to: None,
+        ..base()
+    };
+    let mut on_n2 = steady(Some("n2"));
+    on_n2.ready.message = "held by n2".into();
+    check(
+        "steady, holder changed outside",
+        &old,
+        Observed::Steady(Box::new(on_n2)),
+        1,
+        Some(moved_out),
+    );
+}
+
+/// Steady with nothing to move to, or a move held in doubt: the conditions that say why.
+#[test]
+fn table_steady_why_nothing_moved() {
+    let old = held_by_n1();
+    // Nobody holds it and no node is fit: Assigned, Ready flip; NoCandidates appears.
+    let stuck = Want {
+        conditions: vec![
+            (cond::ASSIGNED, "False", "NotAssigned"),
+            (cond::READY, "False", "NoCandidates"),
+            (cond::NO_CANDIDATES, "True", "NoCandidates"),
+        ],
+        holder: None,
+        pending_to: None,
+        moved: vec![cond::ASSIGNED, cond::READY, cond::NO_CANDIDATES],
+        ..base()
+    };
+    check(
+        "steady, no candidates",
+        &old,
+        Observed::Steady(Box::new(steady(None))),
+        1,
+        Some(stuck),
+    );
+    // Held in doubt, with a health check: both conditions appear.
+    let doubt = Steady {
+        held_in_doubt: Some("most targets fail".into()),
+        healthy: Some(Desired::new(cond::HEALTHY, false, "ProbeFailing", "fails")),
+        ..steady(Some("n1"))
+    };
+    let in_doubt = Want {
+        conditions: vec![
+            ASSIGNED,
+            READY,
+            (cond::HEALTHY, "False", "ProbeFailing"),
+            (cond::HELD_IN_DOUBT, "True", "ControllerInDoubt"),
+        ],
+        pending_to: None,
+        moved: vec![cond::HEALTHY, cond::HELD_IN_DOUBT],
+        ..base()
+    };
+    check(
+        "steady, held in doubt",
+        &old,
+        Observed::Steady(Box::new(doubt)),
+        1,
+        Some(in_doubt),
+    );
+}
+
+/// Arrived: holder, lastMove, moveCount; the claim settled.
+#[test]
+fn table_arrived() {
+    let old = held_by_n1();
+    let n2 = seat("n2");
+    // Arrived on n2: holder, lastMove, moveCount; the claim goes; Ready stays True.
+    let arrival = Arrival {
+        address: "10.0.8.100",
+        from: Some("n1".into()),
+        to: &n2,
+        reason: MoveReason::HolderUnhealthy,
+        took: Duration::from_millis(80),
+    };
+    let arrived = Want {
+        holder: Some("n2"),
+        holder_since_now: true,
+        pending_to: None,
+        last_move_to: Some("n2"),
+        move_count: 1,
+        ..base()
+    };
+    check(
+        "arrived",
+        &old,
+        Observed::Arrived(arrival.clone()),
+        1,
+        Some(arrived),
+    );
+}
+
+/// Not acted on: only the given conditions.
+#[test]
+fn table_not_acted_on() {
+    let old = held_by_n1();
+    // Not acted on: the given conditions, nothing else touched.
+    let why = vec![
+        Desired::new(cond::CONFLICT, true, "DuplicateAddress", "older one"),
+        Desired::new(cond::READY, false, "Conflict", "another owns it"),
+    ];
+    let conflict = Want {
+        conditions: vec![
+            ASSIGNED,
+            (cond::READY, "False", "Conflict"),
+            (cond::CONFLICT, "True", "DuplicateAddress"),
+        ],
+        moved: vec![cond::READY, cond::CONFLICT],
+        ..base()
+    };
+    check(
+        "not acted on",
+        &old,
+        Observed::NotActedOn(why.clone()),
+        1,
+        Some(conflict),
+    );
+}
+
+/// An EC2 call failed: CloudError, and what it makes unknown or not ready.
+#[test]
+fn table_cloud_failed() {
+    let old = held_by_n1();
+    let denied = error("AssignPrivateIpAddresses");
+    let unread = error("DescribeNetworkInterfaces");
+    // A refused assign while held: CloudError and the extra BackingOff; Ready stays (a holder).
+    let backing = Desired::new(cond::BACKING_OFF, true, "UnauthorizedOperation", "later");
+    let refused = Want {
+        conditions: vec![
+            ASSIGNED,
+            READY,
+            (cond::BACKING_OFF, "True", "UnauthorizedOperation"),
+            (cond::CLOUD_ERROR, "True", "UnauthorizedOperation"),
+        ],
+        moved: vec![cond::BACKING_OFF, cond::CLOUD_ERROR],
+        ..base()
+    };
+    let failed = Observed::CloudFailed {
+        error: &denied,
+        extra: vec![backing],
+    };
+    check("cloud failed, held", &old, failed, 1, Some(refused));
+    // A failed read: Assigned becomes Unknown, naming where the address was last seen.
+    let unknown = Want {
+        conditions: vec![
+            (cond::ASSIGNED, "Unknown", "EC2Unreadable"),
+            READY,
+            (cond::CLOUD_ERROR, "True", "UnauthorizedOperation"),
+        ],
+        moved: vec![cond::ASSIGNED, cond::CLOUD_ERROR],
+        ..base()
+    };
+    let unreadable = Observed::CloudFailed {
+        error: &unread,
+        extra: vec![],
+    };
+    check(
+        "cloud failed, unreadable",
+        &old,
+        unreadable,
+        1,
+        Some(unknown),
+    );
+    // Nobody holds the address: the error is why it is not Ready.
+    let empty = FloatingIPStatus::default();
+    let unheld = Want {
+        conditions: vec![
+            (cond::CLOUD_ERROR, "True", "UnauthorizedOperation"),
+            (cond::READY, "False", "CloudError"),
+        ],
+        holder: None,
+        pending_to: None,
+        moved: vec![cond::CLOUD_ERROR, cond::READY],
+        ..base()
+    };
+    let failed = Observed::CloudFailed {
+        error: &denied,
+        extra: vec![],
+    };
+    check("cloud failed, unheld", &empty, failed, 1, Some(unheld));
+}
+
+/// A claim: pendingMove only.
+#[test]
+fn table_claimed() {
+    let old = held_by_n1();
+    // A claim to a new target is written without touching observedGeneration...
+    let to_n3 = Want {
+        pending_to: Some("n3"),
+        generation: Some(1),
+        ..base()
+    };
+    check(
+        "claimed",
+        &old,
+        Observed::Claimed(pending("n3", t(10))),
+        2,
+        Some(to_n3),
+    );
+    // ...and the same claim again is no write.
+    check(
+        "claimed again",
+        &old,
+        Observed::Claimed(pending("n2", t(10))),
+        1,
+        None,
+    );
+}
+
+/// `record_arrival` (used by `floatip attach`) is the Arrived row.
+#[test]
+fn record_arrival_is_the_arrived_row() {
+    let old = held_by_n1();
+    let n2 = seat("n2");
+    let arrival = Arrival {
+        address: "10.0.8.100",
+        from: None,
+        to: &n2,
+        reason: MoveReason::Initial,
+        took: Duration::ZERO,
+    };
+    let mut recorded = old.clone();
+    record_arrival(&mut recorded, &arrival, Some(3), &t(10));
+    assert_eq!(
+        Some(recorded),
+        next(&old, Some(3), &Observed::Arrived(arrival), &t(10))
+    );
+}
