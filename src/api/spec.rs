@@ -135,7 +135,18 @@ pub struct FloatingIPSpec {
 
 /// How a floating address is carried in AWS.
 #[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, schemars::JsonSchema,
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    schemars::JsonSchema,
 )]
 pub enum Mode {
     /// A secondary private IP on an ENI of the holder, moved with AssignPrivateIpAddresses.

@@ -16,14 +16,13 @@ use tokio::sync::Notify;
 
 use super::doubt::PeerReport;
 use super::execute::Ctx;
+use super::plan::checks_of;
 use super::plan::Picture;
 use super::ControllerArgs;
 use crate::api::FloatingIP;
 use crate::cloud::{Cloud, CloudError, Eni, Subnet};
 use crate::nodes::NodeView;
-use crate::probe::{
-    health_check_targets, merge_targets, ProbeEngine, ProbeSpec, Target, TargetState,
-};
+use crate::probe::{merge_targets, ProbeEngine, ProbeSpec, Target, TargetState};
 
 /// The three watches the controller decides from, each a reflector store.
 #[derive(Clone)]
@@ -72,18 +71,8 @@ impl Watches {
         let node_ips: Vec<IpAddr> = (self.nodes.state().iter())
             .filter_map(|n| NodeView::from_node(n).internal_ip)
             .collect();
-        let mut pairs = Vec::new();
-        for fip in self.fips.state() {
-            let (Some(hc), Some(address)) = (
-                &fip.spec.health_check,
-                crate::api::parse_address(&fip.spec.address),
-            ) else {
-                continue;
-            };
-            let ips = std::iter::once(address).chain(node_ips.iter().copied());
-            pairs.extend(health_check_targets(hc, ips));
-        }
-        merge_targets(pairs)
+        let fips = self.fips.state();
+        merge_targets(fips.iter().flat_map(|f| checks_of(f, &node_ips)))
     }
 }
 
@@ -235,8 +224,8 @@ async fn read_subnets<C: Cloud>(
 ) -> (BTreeMap<String, CloudError>, bool) {
     let subnets: BTreeSet<String> = fips
         .iter()
-        .filter(|f| f.spec.mode.not_supported().is_none())
-        .filter_map(|f| f.spec.subnet_id.clone())
+        .filter_map(|f| Some(crate::mode::port(f.spec.mode)?.subnets(&f.spec)))
+        .flatten()
         .collect();
     let mut cloud_errors = BTreeMap::new();
     let mut retry = false;

@@ -24,7 +24,7 @@ use kube::ResourceExt;
 
 use super::backoff::{Backoffs, Entry};
 use super::plan::{Placement, Plan};
-use crate::api::{condition as cond, FloatingIP};
+use crate::api::{condition as cond, FloatingIP, Mode};
 use crate::cloud::{Cloud, CloudError};
 use crate::leader::NotLeader;
 use crate::metrics::Metrics;
@@ -80,7 +80,9 @@ impl StepError {
 }
 
 /// Moves gathered over a pass, by target ENI: each target gets one EC2 call.
-type Batches = BTreeMap<String, Vec<moves::Claimed>>;
+/// Moves by address mode and target ENI: each batch is carried out in as few calls as its
+/// mode allows.
+type Batches = BTreeMap<(Mode, String), Vec<moves::Claimed>>;
 
 impl<C: Cloud> Ctx<C> {
     fn api(&self) -> Api<FloatingIP> {
@@ -121,8 +123,8 @@ impl<C: Cloud> Ctx<C> {
                 self.note_error(&name, &e, &mut out);
             }
         }
-        for (eni, claimed) in batches {
-            self.move_batch(&eni, claimed, &mut out).await;
+        for ((mode, eni), claimed) in batches {
+            self.move_batch(mode, &eni, claimed, &mut out).await;
         }
         out
     }
@@ -144,7 +146,7 @@ impl<C: Cloud> Ctx<C> {
             }
             (Decision::Move { reason, .. }, Some(to), _) => {
                 batches
-                    .entry(to.eni.clone())
+                    .entry((fip.spec.mode, to.eni.clone()))
                     .or_default()
                     .push(moves::Claimed {
                         from: act.holder.clone(),

@@ -1,4 +1,4 @@
-//! Moves onto one target ENI: each is confirmed against its target's check, claimed in status
+//! Moves onto one target ENI (of one address mode): each is confirmed against its target's check, claimed in status
 //! (resourceVersion-checked) before EC2 is called, carried out in one EC2 call for the whole
 //! batch, read back, and only then recorded.
 
@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 use super::{ec2, Ctx, Outcome, StepError};
-use crate::api::{FloatingIP, MoveReason, PendingMove};
+use crate::api::{FloatingIP, Mode, MoveReason, PendingMove};
 use crate::cloud::{AddressMove, Cloud, CloudError};
 use crate::status::{Arrival, Observed, Seat};
 
@@ -35,7 +35,13 @@ impl Claimed {
 impl<C: Cloud> Ctx<C> {
     /// Claims every move in the batch, moves all their addresses onto `eni` in one call,
     /// verifies, then records each move.
-    pub(super) async fn move_batch(&self, eni: &str, batch: Vec<Claimed>, out: &mut Outcome) {
+    pub(super) async fn move_batch(
+        &self,
+        mode: Mode,
+        eni: &str,
+        batch: Vec<Claimed>,
+        out: &mut Outcome,
+    ) {
         let batch = self.answering_now(batch, out).await;
         let claimed = self.claim_all(batch, out).await;
         let Some(seat) = claimed.first().map(|c| c.to.clone()) else {
@@ -45,7 +51,7 @@ impl<C: Cloud> Ctx<C> {
             out.retry = true;
             return;
         }
-        for (c, r) in self.carry_out(eni, &seat, claimed, out).await {
+        for (c, r) in self.carry_out(mode, eni, &seat, claimed, out).await {
             let name = c.fip.name_any();
             if let Err(e) = self.settle(&c, r, out).await {
                 self.note_error(&name, &e, out);
@@ -83,19 +89,20 @@ impl<C: Cloud> Ctx<C> {
     /// bad one carries the error.
     async fn carry_out(
         &self,
+        mode: Mode,
         eni: &str,
         seat: &Seat,
         claimed: Vec<Claimed>,
         out: &mut Outcome,
     ) -> Vec<(Claimed, Result<(), CloudError>)> {
         let moves: Vec<AddressMove> = claimed.iter().map(Claimed::address_move).collect();
-        match self.assign_verified(seat, &moves, out).await {
+        match self.assign_verified(mode, seat, &moves, out).await {
             Err(e) if !e.retryable() && claimed.len() > 1 => {
                 tracing::warn!(eni, error = %e, addresses = claimed.len(), "EC2 refused a batched move; trying each address on its own");
                 let mut each = Vec::new();
                 for (c, m) in claimed.into_iter().zip(moves) {
                     let one = std::slice::from_ref(&m);
-                    let r = self.assign_verified(seat, one, out).await;
+                    let r = self.assign_verified(mode, seat, one, out).await;
                     each.push((c, r));
                 }
                 each
@@ -107,13 +114,14 @@ impl<C: Cloud> Ctx<C> {
     /// One assignment onto `seat`, read back. Gated by the caller.
     async fn assign_verified(
         &self,
+        mode: Mode,
         seat: &Seat,
         moves: &[AddressMove],
         out: &mut Outcome,
     ) -> Result<(), CloudError> {
         out.ec2_mutations += 1;
-        ec2::move_to(&self.cloud, seat, moves).await?;
-        ec2::verify(&self.cloud, seat, moves).await
+        ec2::move_to(&self.cloud, mode, seat, moves).await?;
+        ec2::verify(&self.cloud, mode, seat, moves).await
     }
 
     /// After EC2 answered: record the move, or write why it did not happen (the claim stays,

@@ -45,7 +45,7 @@ impl<C: Cloud> Ctx<C> {
             address: act.address,
             from_eni: None,
         }];
-        match ec2::move_to(&self.cloud, holder, &moves).await {
+        match ec2::move_to(&self.cloud, fip.spec.mode, holder, &moves).await {
             Ok(()) => {
                 tracing::info!(floatingip = %fip.name_any(), node = %holder.node, "address fails its check while its holder passes: assigned it again");
                 out.reensured.push(fip.name_any());

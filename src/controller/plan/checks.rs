@@ -19,7 +19,8 @@ pub fn node_check(hc: &HealthCheck, ip: IpAddr) -> Option<Target> {
 }
 
 /// Everything to probe for `fip`: its address and each node's address on its check, with how
-/// to probe them. None without a check, an address or a check the prober can use.
+/// to probe them (through [`crate::probe::health_check_targets`], as the agents' peer view
+/// does). None without a check, an address or a check the prober can use.
 pub fn checks_of(fip: &FloatingIP, node_ips: &[IpAddr]) -> Vec<(Target, ProbeSpec)> {
     let (Some(hc), Some(address)) = (
         fip.spec.health_check.as_ref(),
@@ -27,13 +28,6 @@ pub fn checks_of(fip: &FloatingIP, node_ips: &[IpAddr]) -> Vec<(Target, ProbeSpe
     ) else {
         return Vec::new();
     };
-    let Ok(spec) = ProbeSpec::from_health_check(hc) else {
-        return Vec::new();
-    };
-    let nodes = node_ips.iter().filter_map(|ip| node_check(hc, *ip));
-    vip_check(hc, address)
-        .into_iter()
-        .chain(nodes)
-        .map(|t| (t, spec.clone()))
-        .collect()
+    let ips = std::iter::once(address).chain(node_ips.iter().copied());
+    crate::probe::health_check_targets(hc, ips)
 }

@@ -265,7 +265,7 @@ fn a_controller_cut_off_from_every_node_holds_in_doubt() {
     let a = &decide_among(3, health(&states), None, &HashMap::new());
     assert_eq!(a.decision, Decision::Stay);
     assert!(a.doubt.as_ref().unwrap().contains("3 of 3 nodes"), "{a:?}");
-    let ready = crate::controller::pass::ready_condition(a);
+    let ready = crate::controller::execute::ready_condition(a);
     assert_eq!(
         (ready.status, ready.reason.as_str()),
         ("Unknown", "HeldInDoubt")
@@ -291,7 +291,7 @@ fn a_dead_holder_is_not_ready_even_with_nowhere_to_go() {
     let a = decide_with_health(health(&states), None, &confirmed);
     assert!(matches!(a.decision, Decision::Stuck { .. }), "{a:?}");
     assert_eq!(a.holder_health, Health::Down);
-    let ready = crate::controller::pass::ready_condition(&a);
+    let ready = crate::controller::execute::ready_condition(&a);
     assert_eq!(
         (ready.status, ready.reason.as_str()),
         ("False", "HolderUnhealthy"),
@@ -300,7 +300,7 @@ fn a_dead_holder_is_not_ready_even_with_nowhere_to_go() {
     // A holder whose own check passes stays Ready.
     let fine = decide_with(&[("10.0.8.100", P::Up), ("10.0.8.11", P::Up)], None);
     assert_eq!(
-        crate::controller::pass::ready_condition(&fine).status,
+        crate::controller::execute::ready_condition(&fine).status,
         "True"
     );
 }
