@@ -2,7 +2,6 @@
 //! one subnet, instances with floating ENIs, Nodes and ready agent pods, and real
 //! `floatip controller` processes configured as in production (flags, env, kubeconfig).
 
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,6 +9,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use floatip::api::FloatingIP;
+use floatip_lab::process::{spawn_ready, READY_TIMEOUT};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::CustomResourceExt;
@@ -28,22 +28,11 @@ pub struct Ec2Lab {
 
 impl Ec2Lab {
     pub fn start() -> Self {
-        let mut child = Command::new(lab_binary())
-            .args(["ec2", "--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting floatip-lab ec2");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the EC2 lab's ready line");
-        let endpoint = line
-            .trim()
-            .strip_prefix("AWS_ENDPOINT_URL=")
-            .unwrap_or_else(|| panic!("unexpected first line from the EC2 lab: {line:?}"))
-            .to_string();
+        let mut cmd = Command::new(lab_binary());
+        cmd.args(["ec2", "--listen", "127.0.0.1:0"]);
+        let (child, endpoint) =
+            spawn_ready(cmd, "floatip-lab ec2", "AWS_ENDPOINT_URL", READY_TIMEOUT)
+                .expect("the lab's EC2 endpoint");
         Self { child, endpoint }
     }
 

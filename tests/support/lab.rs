@@ -5,9 +5,11 @@
 //! tests: it is looked up next to the test binary (`target/<profile>/floatip-lab`) and must have
 //! been built first with `cargo build -p floatip-lab`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
+
+use floatip_lab::process::{spawn_ready, READY_TIMEOUT};
 
 pub struct Lab {
     child: Child,
@@ -19,22 +21,11 @@ impl Lab {
     pub fn start() -> Self {
         let bin = lab_binary();
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(&bin)
-            .args(["kube", "--listen", "127.0.0.1:0", "--kubeconfig"])
-            .arg(dir.path().join("kubeconfig"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the lab's ready line");
-        let url = line
-            .trim()
-            .strip_prefix("KUBE_URL=")
-            .unwrap_or_else(|| panic!("unexpected first line from the lab: {line:?}"))
-            .to_string();
+        let mut cmd = Command::new(&bin);
+        cmd.args(["kube", "--listen", "127.0.0.1:0", "--kubeconfig"])
+            .arg(dir.path().join("kubeconfig"));
+        let (child, url) = spawn_ready(cmd, "floatip-lab kube", "KUBE_URL", READY_TIMEOUT)
+            .expect("the lab's API server");
         Self {
             child,
             url,

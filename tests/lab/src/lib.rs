@@ -5,5 +5,6 @@
 pub mod chart;
 pub mod ec2;
 pub mod kube;
+pub mod process;
 pub mod sim;
 pub mod venv;

@@ -1,18 +1,15 @@
 //! Starts `floatip-lab ec2` on a free loopback port for one test and stops it on drop, checking
 //! that neither the lab nor its moto process is left running.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::config::retry::RetryConfig;
 use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
+use floatip_lab::process::{spawn_ready, READY_TIMEOUT};
 
-/// The first lab on a fresh machine installs moto into a virtualenv first (about a minute,
-/// longer while other tests wait on the same install).
-const START_TIMEOUT: Duration = Duration::from_secs(600);
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct Lab {
@@ -24,38 +21,14 @@ pub struct Lab {
 
 impl Lab {
     pub fn start() -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_floatip-lab"))
-            .args(["ec2", "--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawning floatip-lab");
-        let stdout = child.stdout.take().expect("lab stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut first = String::new();
-            let _ = reader.read_line(&mut first);
-            let _ = tx.send(first);
-            // Drain the rest so the lab never blocks on a full pipe.
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
-        let first = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(line) => line,
-            Err(err) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("floatip-lab ec2 printed no first line: {err}");
-            }
-        };
-        let Some(endpoint) = first.trim().strip_prefix("AWS_ENDPOINT_URL=") else {
-            let status = child.wait();
-            panic!("unexpected first line {first:?} (lab exited: {status:?})");
-        };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_floatip-lab"));
+        cmd.args(["ec2", "--listen", "127.0.0.1:0"]);
+        let (child, endpoint) =
+            spawn_ready(cmd, "floatip-lab ec2", "AWS_ENDPOINT_URL", READY_TIMEOUT)
+                .expect("the lab's EC2 endpoint");
         let mut lab = Self {
             child,
-            endpoint: endpoint.to_owned(),
+            endpoint,
             moto_pid: 0,
         };
         let info = lab.control_json("GET", "/_lab/info", "");

@@ -2,9 +2,10 @@
 
 #![allow(dead_code)] // each test crate uses its own share of these helpers
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+
+use floatip_lab::process::{spawn_ready, READY_TIMEOUT};
 
 pub struct LabKube {
     child: Child,
@@ -20,23 +21,12 @@ impl LabKube {
     pub fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let kubeconfig = dir.path().join("kubeconfig");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_floatip-lab"))
-            .args(["kube", "--listen", "127.0.0.1:0", "--kubeconfig"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_floatip-lab"));
+        cmd.args(["kube", "--listen", "127.0.0.1:0", "--kubeconfig"])
             .arg(&kubeconfig)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("floatip-lab starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("ready line");
-        let url = line
-            .trim()
-            .strip_prefix("KUBE_URL=")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+            .args(extra);
+        let (child, url) = spawn_ready(cmd, "floatip-lab kube", "KUBE_URL", READY_TIMEOUT)
+            .expect("the lab's API server");
         Self { child, url, dir }
     }
 
