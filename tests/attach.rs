@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
+use floatip_lab::sim::net::can_netns;
 use serde_json::json;
 use support::cluster::{holder_of, is_ready, security_group, Cluster, CLUSTER};
-use support::net::can_netns;
 use support::vpc::{self, Vpc};
 
 const VIP: &str = "10.99.8.100";
@@ -56,7 +56,7 @@ async fn floating_enis(c: &Cluster) -> Vec<(String, String, Option<String>)> {
 
 fn has_vip(vpc: &Vpc, i: usize) -> bool {
     vpc.node(i)
-        .try_ip("-o addr show")
+        .ip("-o addr show")
         .unwrap_or_default()
         .contains(&format!("{VIP}/32"))
 }
@@ -185,7 +185,7 @@ async fn attach_after_reboot_reuses_the_eni() {
         has_vip(&net, 1),
         "the held address is configured again before the agent starts"
     );
-    let link = net.node(1).ip("-o link show eth1");
+    let link = net.node(1).ip("-o link show eth1").unwrap();
     assert!(link.contains("UP"), "the floating interface is up: {link}");
 }
 

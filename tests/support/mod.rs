@@ -5,5 +5,4 @@
 
 pub mod cluster;
 pub mod lab;
-pub mod net;
 pub mod vpc;
