@@ -2,12 +2,13 @@
 //! the lab's API server. Root only (skipped with a printed reason otherwise). Timings are
 //! printed, never asserted beyond generous bounds.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use floatip::api::FloatingIP;
+use floatip_lab::cluster::vpc::{self, AgentProc, Vpc};
+use floatip_lab::cluster::{condition, holder_of, Cluster, NAMESPACE};
+use floatip_lab::process::KubeLab as Lab;
 use floatip_lab::sim::kubelet::{self, Kubelet};
 use floatip_lab::sim::net::{self, can_netns, veth, veth_with_mac, Netns};
 use floatip_lab::sim::service::Responder;
@@ -17,9 +18,6 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::CustomResourceExt;
 use serde_json::json;
-use support::cluster::{condition, holder_of, Cluster, NAMESPACE};
-use support::lab::Lab;
-use support::vpc::{self, AgentProc, Vpc};
 
 const VIP: &str = "10.99.8.100";
 const ETH1_MAC: &str = "02:99:00:00:01:01";

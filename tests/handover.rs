@@ -3,12 +3,12 @@
 //! checking VPC router (following EC2 after a 300 ms convergence delay) and a client as network
 //! namespaces. Client traffic runs throughout; no request may fail. Root only.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use floatip_lab::cluster::vpc::{self, AgentProc, Vpc};
+use floatip_lab::cluster::{holder_of, Cluster, NAMESPACE};
 use floatip_lab::sim::net::can_netns;
 use floatip_lab::sim::service::Responder;
 use floatip_lab::sim::traffic::{request_once, Proto, Traffic};
@@ -16,8 +16,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::ResourceExt;
 use serde_json::json;
-use support::cluster::{holder_of, Cluster, NAMESPACE};
-use support::vpc::{self, AgentProc, Vpc};
 
 const VIP: &str = "10.99.8.100";
 

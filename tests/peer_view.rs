@@ -3,13 +3,14 @@
 //! sees on its Pod, read back through the lab's API server. Root only (skipped with a printed
 //! reason otherwise). Timings are printed, never asserted beyond generous bounds.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use floatip::api::{FloatingIP, PeerView, PEER_VIEW_ANNOTATION};
 use floatip::probe::Health;
+use floatip_lab::cluster::vpc::AgentProc;
+use floatip_lab::cluster::NAMESPACE;
+use floatip_lab::process::KubeLab as Lab;
 use floatip_lab::sim::net::{can_netns, veth, Netns};
 use floatip_lab::sim::service::Responder;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
@@ -17,9 +18,6 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::CustomResourceExt;
 use serde_json::json;
-use support::cluster::NAMESPACE;
-use support::lab::Lab;
-use support::vpc::AgentProc;
 
 const NODE_1_IP: &str = "10.99.8.11";
 const NODE_2_IP: &str = "10.99.8.12";

@@ -230,7 +230,7 @@ pub struct Sim {
     infra: PathBuf,
 }
 
-fn ec2_client(endpoint: &str) -> aws_sdk_ec2::Client {
+pub(crate) fn ec2_client(endpoint: &str) -> aws_sdk_ec2::Client {
     let config = aws_sdk_ec2::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(endpoint)

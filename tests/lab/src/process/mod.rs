@@ -1,8 +1,16 @@
-//! Starting a lab server (`floatip-lab kube` or `floatip-lab ec2`) as a child process of a test
-//! and waiting until it is ready: the one way the tests of both packages do it.
+//! The lab's servers as child processes of a test (`floatip-lab kube` and `floatip-lab ec2`, each
+//! on a free loopback port and stopped on drop), and the one way the tests of both packages start
+//! such a process and wait until it is ready.
+
+mod ec2;
+mod kube;
+
+pub use ec2::Ec2Lab;
+pub use kube::KubeLab;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -16,6 +24,26 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How many of the child's last stderr lines an error quotes.
 const STDERR_TAIL: usize = 40;
+
+/// `target/<profile>/<name>`, a binary of the workspace built beside the running test (which
+/// sits in `target/<profile>/deps/`). Cargo builds a package's own binaries before its
+/// integration tests, but not another package's: the floatip package's tests need
+/// `cargo build --workspace --bins` first for `floatip-lab`, and this panics saying so.
+pub fn beside_test_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test binary");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test binary sits in target/<profile>/deps");
+    let bin = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first (same profile and target dir \
+         as the tests)",
+        bin.display()
+    );
+    bin
+}
 
 /// Starts `cmd` and waits for the first line of its stdout, which must be `<key>=<value>` (the
 /// lab servers print `KUBE_URL=...` and `AWS_ENDPOINT_URL=...` once they listen); returns the

@@ -1,41 +1,71 @@
-//! Starts `floatip-lab kube` on a free loopback port for one test and stops it on drop.
+//! `floatip-lab kube`, the Kubernetes API stand-in, for one test.
 
-#![allow(dead_code)] // each test crate uses its own share of these helpers
-
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use floatip_lab::process::{spawn_ready, READY_TIMEOUT};
+use super::{beside_test_binary, spawn_ready, READY_TIMEOUT};
 
-pub struct LabKube {
+/// `floatip-lab kube` on a free loopback port with a kubeconfig of its own in a temporary
+/// folder; killed on drop.
+pub struct KubeLab {
     child: Child,
+    /// `http://127.0.0.1:PORT`.
     pub url: String,
     dir: tempfile::TempDir,
 }
 
-impl LabKube {
+impl KubeLab {
     pub fn start() -> Self {
         Self::start_with(&[])
     }
 
+    /// With extra flags, e.g. `--bookmark-interval-ms 200`.
     pub fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let kubeconfig = dir.path().join("kubeconfig");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_floatip-lab"));
+        let mut cmd = Command::new(beside_test_binary("floatip-lab"));
         cmd.args(["kube", "--listen", "127.0.0.1:0", "--kubeconfig"])
-            .arg(&kubeconfig)
+            .arg(dir.path().join("kubeconfig"))
             .args(extra);
         let (child, url) = spawn_ready(cmd, "floatip-lab kube", "KUBE_URL", READY_TIMEOUT)
             .expect("the lab's API server");
         Self { child, url, dir }
     }
 
+    /// The kubeconfig the server wrote for itself.
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.path().join("kubeconfig")
     }
 
+    /// The server's temporary folder (removed on drop).
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A kube-rs client for this server. Call it inside a Tokio runtime.
+    pub fn client(&self) -> kube::Client {
+        let config = kube::Config::new(self.url.parse().expect("lab URL"));
+        kube::Client::try_from(config).expect("kube client")
+    }
+
+    /// Installs faults (`POST /_lab/faults`), e.g. `{"outageSeconds": 3}`.
+    pub fn faults(&self, body: &str) {
+        self.control("POST", "/_lab/faults", body);
+    }
+
+    /// Clears every fault (`DELETE /_lab/faults`).
+    pub fn clear_faults(&self) {
+        self.control("DELETE", "/_lab/faults", "");
+    }
+
+    /// One request to the control endpoint (`/_lab/...`), which must answer 2xx; its body.
+    pub fn control(&self, method: &str, path: &str, body: &str) -> String {
+        crate::sim::http(self.url.trim_start_matches("http://"), method, path, body)
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// Runs kubectl against this server with its own discovery cache.
@@ -58,7 +88,6 @@ impl LabKube {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("kubectl runs");
         if let Some(input) = stdin {
-            use std::io::Write;
             child
                 .stdin
                 .take()
@@ -80,44 +109,11 @@ impl LabKube {
         );
         String::from_utf8(out.stdout).expect("utf-8")
     }
-
-    /// A kube-rs client for this server.
-    pub async fn client(&self) -> kube::Client {
-        let config = kube::Config::new(self.url.parse().expect("url"));
-        kube::Client::try_from(config).expect("client")
-    }
-
-    /// Calls the lab's control endpoint (`/_lab/...`); returns the response body.
-    pub fn control(&self, method: &str, path: &str, body: &str) -> String {
-        use std::io::{Read, Write};
-        let addr = self.url.trim_start_matches("http://");
-        let mut stream = std::net::TcpStream::connect(addr).expect("connect to the lab");
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .expect("send");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).expect("read");
-        let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
-        assert!(head.starts_with("HTTP/1.1 200"), "{method} {path}: {head}");
-        body.to_string()
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
 }
 
-impl Drop for LabKube {
+impl Drop for KubeLab {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The repository root (for crds/).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

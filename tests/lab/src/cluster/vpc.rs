@@ -1,5 +1,5 @@
 //! A VPC made of network namespaces that follows EC2 (moto), for the agent, attach and
-//! handover tests: the lab's router ([`floatip_lab::sim::vpc::Follower`]: hot-plugged ENI
+//! handover tests: the lab's router ([`crate::sim::vpc::Follower`]: hot-plugged ENI
 //! interfaces, routes after a convergence delay, the source/dest check) with nodes and a
 //! client built by these tests.
 //!
@@ -10,11 +10,10 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use floatip_lab::sim::net::{self, Netns};
-use floatip_lab::sim::vpc::Follower;
-
-use super::cluster::{Cluster, Layout, CLUSTER, NAMESPACE};
-use super::lab::Lab;
+use super::{Cluster, Layout, CLUSTER, NAMESPACE};
+use crate::process::{beside_test_binary, KubeLab};
+use crate::sim::net::{self, Netns};
+use crate::sim::vpc::Follower;
 
 pub const CLIENT: &str = "10.99.100.2";
 
@@ -94,7 +93,7 @@ impl Vpc {
 }
 
 fn floatip(cluster: &Cluster) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_floatip"));
+    let mut c = Command::new(beside_test_binary("floatip"));
     c.env("KUBECONFIG", cluster.kube.kubeconfig())
         .env("AWS_ENDPOINT_URL", &cluster.ec2.endpoint)
         .env("AWS_REGION", "us-west-2")
@@ -147,9 +146,9 @@ pub struct AgentProc {
 }
 
 impl AgentProc {
-    pub fn start(kube: &Lab, node: &str, ns: &Netns, env: &[(&str, &str)]) -> Self {
-        let admin = super::cluster::free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_floatip"))
+    pub fn start(kube: &KubeLab, node: &str, ns: &Netns, env: &[(&str, &str)]) -> Self {
+        let admin = super::free_port();
+        let child = Command::new(beside_test_binary("floatip"))
             .arg("agent")
             .env("KUBECONFIG", kube.kubeconfig())
             .env("POD_NAMESPACE", NAMESPACE)
@@ -172,7 +171,7 @@ impl AgentProc {
 
     /// GET `path` on its admin server: (status code, body); None while it does not answer.
     pub async fn admin_get(&self, path: &str) -> Option<(u16, String)> {
-        floatip_lab::sim::kubelet::http_get(self.admin, path, Duration::from_secs(2))
+        crate::sim::kubelet::http_get(self.admin, path, Duration::from_secs(2))
             .await
             .ok()
     }
