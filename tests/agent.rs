@@ -2,22 +2,22 @@
 //! the lab's API server. Root only (skipped with a printed reason otherwise). Timings are
 //! printed, never asserted beyond generous bounds.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use floatip::api::FloatingIP;
+use floatip_lab::cluster::vpc::{self, AgentProc, Vpc};
+use floatip_lab::cluster::{condition, holder_of, Cluster, NAMESPACE};
+use floatip_lab::process::KubeLab as Lab;
 use floatip_lab::sim::kubelet::{self, Kubelet};
+use floatip_lab::sim::net::{self, can_netns, veth, veth_with_mac, Netns};
+use floatip_lab::sim::service::Responder;
+use floatip_lab::sim::traffic::request_once;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::CustomResourceExt;
 use serde_json::json;
-use support::cluster::{condition, holder_of, Cluster, NAMESPACE};
-use support::lab::Lab;
-use support::net::{can_netns, request, veth, Netns, Server};
-use support::vpc::{self, AgentProc, Vpc};
 
 const VIP: &str = "10.99.8.100";
 const ETH1_MAC: &str = "02:99:00:00:01:01";
@@ -70,10 +70,11 @@ fn wait_for(what: &str, timeout: Duration, check: impl Fn() -> bool) -> Duration
 /// A node namespace with eth1 standing in for the floating ENI (a veth whose other end is in
 /// a second namespace): its own address, no prefix route (as `floatip attach` leaves it).
 fn node_ns() -> (Netns, Netns) {
-    let n = Netns::new("node");
-    let wire = Netns::new("wire");
-    veth(&n, "eth1", Some(ETH1_MAC), &wire, "w1");
-    n.ip("addr add 10.99.8.21/22 dev eth1 noprefixroute");
+    let n = Netns::new("node").unwrap();
+    let wire = Netns::new("wire").unwrap();
+    veth_with_mac(&n, "eth1", ETH1_MAC, &wire, "w1").unwrap();
+    n.ip("addr add 10.99.8.21/22 dev eth1 noprefixroute")
+        .unwrap();
     (n, wire)
 }
 
@@ -82,7 +83,7 @@ fn has_vip(n: &Netns) -> bool {
 }
 
 fn ifindex(n: &Netns, dev: &str) -> u32 {
-    let out = n.ip(&format!("-o link show {dev}"));
+    let out = n.ip(&format!("-o link show {dev}")).unwrap();
     out.split(':').next().unwrap().trim().parse().unwrap()
 }
 
@@ -98,7 +99,7 @@ async fn agent_adds_and_removes_the_address_and_routing() {
     let (lab, fips) = lab_with_fip().await;
     let (n, _wire) = node_ns();
     // Not floatip's: must survive everything below.
-    n.ip("addr add 10.99.8.50/32 dev eth1");
+    n.ip("addr add 10.99.8.50/32 dev eth1").unwrap();
     let table = 20000 + ifindex(&n, "eth1");
     let env = [("FLOATIP_RELEASE_DELAY", "300ms")];
     let mut agent = AgentProc::start(&lab, "node-1", &n, &env);
@@ -107,9 +108,9 @@ async fn agent_adds_and_removes_the_address_and_routing() {
     set_holder(&fips, "node-1", ETH1_MAC).await;
     let took = wait_for("address added", T, || has_vip(&n));
     println!("status write -> address present: {} ms", took.as_millis());
-    let shown = n.ip("-d -o addr show dev eth1");
+    let shown = n.ip("-d -o addr show dev eth1").unwrap();
     assert!(shown.contains("eth1:fip"), "marked as floatip's: {shown}");
-    let rules = n.ip("rule show");
+    let rules = n.ip("rule show").unwrap();
     assert!(
         rules.contains(&format!("from {VIP} lookup {table}")),
         "{rules}"
@@ -118,7 +119,7 @@ async fn agent_adds_and_removes_the_address_and_routing() {
         rules.contains(&format!("lookup {table}")) && rules.contains("fwmark"),
         "{rules}"
     );
-    let routes = n.ip(&format!("route show table {table}"));
+    let routes = n.ip(&format!("route show table {table}")).unwrap();
     assert!(
         routes.contains("default via 10.99.8.1 dev eth1"),
         "{routes}"
@@ -139,8 +140,10 @@ async fn agent_adds_and_removes_the_address_and_routing() {
     );
     assert!(moved.elapsed() >= Duration::from_millis(250));
     wait_for("routing removed", T, || {
-        !n.ip("rule show").contains(&format!("lookup {table}"))
-            && n.try_ip(&format!("route show table {table}"))
+        !n.ip("rule show")
+            .unwrap()
+            .contains(&format!("lookup {table}"))
+            && n.ip(&format!("route show table {table}"))
                 .unwrap_or_default()
                 .is_empty()
     });
@@ -154,13 +157,15 @@ async fn agent_adds_and_removes_the_address_and_routing() {
     agent.child.kill().unwrap();
     agent.child.wait().unwrap();
     set_holder(&fips, "node-2", "02:99:00:00:02:01").await;
-    n.ip("addr add 10.99.8.51/32 dev eth1");
+    n.ip("addr add 10.99.8.51/32 dev eth1").unwrap();
     assert!(has_vip(&n), "SIGKILL left the address behind");
     let _agent = AgentProc::start(&lab, "node-1", &n, &env);
     let took = wait_for("stale address removed after restart", T, || !has_vip(&n));
     println!("restart -> stale address removed: {} ms", took.as_millis());
     wait_for("stale routing removed after restart", T, || {
-        !n.ip("rule show").contains(&format!("lookup {table}"))
+        !n.ip("rule show")
+            .unwrap()
+            .contains(&format!("lookup {table}"))
     });
     let left = n.addresses("eth1");
     assert!(
@@ -181,41 +186,48 @@ struct Topology {
 }
 
 fn topology() -> Topology {
-    let router = Netns::new("router");
-    router.sysctl("net.ipv4.ip_forward", "1");
-    let client = Netns::new("client");
-    let node = Netns::new("node");
-    node.sysctl("net.ipv4.ip_forward", "1");
-    let pod = Netns::new("pod");
+    let router = Netns::new("router").unwrap();
+    router.sysctl("net.ipv4.ip_forward", "1").unwrap();
+    let client = Netns::new("client").unwrap();
+    let node = Netns::new("node").unwrap();
+    node.sysctl("net.ipv4.ip_forward", "1").unwrap();
+    let pod = Netns::new("pod").unwrap();
 
-    veth(&client, "c0", None, &router, "rc");
-    client.ip("addr add 10.99.100.2/24 dev c0");
-    client.ip("route add default via 10.99.100.1");
-    router.ip("addr add 10.99.100.1/24 dev rc");
+    veth(&client, "c0", &router, "rc").unwrap();
+    client.ip("addr add 10.99.100.2/24 dev c0").unwrap();
+    client.ip("route add default via 10.99.100.1").unwrap();
+    router.ip("addr add 10.99.100.1/24 dev rc").unwrap();
 
-    veth(&node, "eth0", Some("02:99:00:00:01:00"), &router, "r1e0");
-    veth(&node, "eth1", Some(ETH1_MAC), &router, "r1e1");
-    node.ip("addr add 10.99.8.11/22 dev eth0");
-    node.ip("addr add 10.99.8.21/22 dev eth1 noprefixroute");
-    node.ip("route add default via 10.99.8.1 dev eth0");
+    veth_with_mac(&node, "eth0", "02:99:00:00:01:00", &router, "r1e0").unwrap();
+    veth_with_mac(&node, "eth1", ETH1_MAC, &router, "r1e1").unwrap();
+    node.ip("addr add 10.99.8.11/22 dev eth0").unwrap();
+    node.ip("addr add 10.99.8.21/22 dev eth1 noprefixroute")
+        .unwrap();
+    node.ip("route add default via 10.99.8.1 dev eth0").unwrap();
     for (dev, owned) in [
         ("r1e0", vec!["10.99.8.11"]),
         ("r1e1", vec!["10.99.8.21", VIP]),
     ] {
-        router.ip(&format!("addr add 10.99.8.1/32 dev {dev}"));
+        router
+            .ip(&format!("addr add 10.99.8.1/32 dev {dev}"))
+            .unwrap();
         for a in owned {
-            router.ip(&format!("route add {a}/32 dev {dev}"));
-            router.ip(&format!(
-                "rule add iif {dev} from {a} lookup main pref 1000"
-            ));
+            router.ip(&format!("route add {a}/32 dev {dev}")).unwrap();
+            router
+                .ip(&format!(
+                    "rule add iif {dev} from {a} lookup main pref 1000"
+                ))
+                .unwrap();
         }
-        router.ip(&format!("rule add iif {dev} blackhole pref 30000"));
+        router
+            .ip(&format!("rule add iif {dev} blackhole pref 30000"))
+            .unwrap();
     }
 
-    veth(&pod, "p0", None, &node, "vp1");
-    pod.ip("addr add 10.99.200.2/24 dev p0");
-    pod.ip("route add default via 10.99.200.1");
-    node.ip("addr add 10.99.200.1/24 dev vp1");
+    veth(&pod, "p0", &node, "vp1").unwrap();
+    pod.ip("addr add 10.99.200.2/24 dev p0").unwrap();
+    pod.ip("route add default via 10.99.200.1").unwrap();
+    node.ip("addr add 10.99.200.1/24 dev vp1").unwrap();
     // kube-proxy's NodePort, in miniature: VIP:30080 -> pod:8080, no SNAT (externalTrafficPolicy Local).
     node.exec(&["nft", "add table ip kp"])
         .expect("nft (package nftables)");
@@ -242,22 +254,32 @@ async fn replies_leave_through_the_eni_that_owns_the_vip() {
     if !can_netns("replies_leave_through_the_eni_that_owns_the_vip") {
         return;
     }
-    if support::net::try_run("nft", &["--version"]).is_err() {
+    if net::run("nft", &["--version"]).is_err() {
         eprintln!("SKIP replies_leave_through_the_eni_that_owns_the_vip: needs `nft` (package nftables) to stand in for kube-proxy");
         return;
     }
     let (lab, fips) = lab_with_fip().await;
     let t = topology();
-    let _local = Server::start(&t.node, "0.0.0.0:8080".parse().unwrap(), "node-local\n");
-    let _pod = Server::start(&t.pod, "0.0.0.0:8080".parse().unwrap(), "pod\n");
+    let _local = Responder::start(
+        t.node.path(),
+        "0.0.0.0:8080".parse().unwrap(),
+        "node-local\n".into(),
+    )
+    .unwrap();
+    let _pod = Responder::start(
+        t.pod.path(),
+        "0.0.0.0:8080".parse().unwrap(),
+        "pod\n".into(),
+    )
+    .unwrap();
     let local: SocketAddr = format!("{VIP}:8080").parse().unwrap();
     let nodeport: SocketAddr = format!("{VIP}:30080").parse().unwrap();
     let short = Duration::from_millis(1500);
 
     // The address alone is not enough: replies leave through eth0, whose ENI does not own it.
-    t.node.ip(&format!("addr add {VIP}/32 dev eth1"));
-    let l = request(&t.client, local, short);
-    let f = request(&t.client, nodeport, short);
+    t.node.ip(&format!("addr add {VIP}/32 dev eth1")).unwrap();
+    let l = request_once(t.client.path(), local, short).await;
+    let f = request_once(t.client.path(), nodeport, short).await;
     println!("without floatip's routing: local {l:?}, forwarded {f:?}");
     assert!(
         l.is_err(),
@@ -267,20 +289,21 @@ async fn replies_leave_through_the_eni_that_owns_the_vip() {
         f.is_err(),
         "the router must drop the forwarded reply leaving eth0: {f:?}"
     );
-    t.node.ip(&format!("addr del {VIP}/32 dev eth1"));
+    t.node.ip(&format!("addr del {VIP}/32 dev eth1")).unwrap();
 
     set_holder(&fips, "node-1", ETH1_MAC).await;
     let _agent = AgentProc::start(&lab, "node-1", &t.node, &[]);
     wait_for("address added", T, || has_vip(&t.node));
-    let l = request(&t.client, local, Duration::from_secs(5));
-    let f = request(&t.client, nodeport, Duration::from_secs(5));
+    let l = request_once(t.client.path(), local, Duration::from_secs(5)).await;
+    let f = request_once(t.client.path(), nodeport, Duration::from_secs(5)).await;
     println!("with the agent: local {l:?}, forwarded {f:?}");
-    assert_eq!(l.as_deref(), Ok("node-local\n"));
-    assert_eq!(f.as_deref(), Ok("pod\n"));
+    assert_eq!(l.as_deref(), Ok("node-local"));
+    assert_eq!(f.as_deref(), Ok("pod"));
     // Many connections, both paths: none is lost.
     for i in 0..50 {
         let to = if i % 2 == 0 { local } else { nodeport };
-        request(&t.client, to, Duration::from_secs(5))
+        request_once(t.client.path(), to, Duration::from_secs(5))
+            .await
             .unwrap_or_else(|e| panic!("request {i} to {to}: {e}"));
     }
     let _ = &t.router;
@@ -294,20 +317,21 @@ async fn garp_announces_an_added_address_when_asked() {
     let (lab, fips) = lab_with_fip().await;
     let (n, wire) = node_ns();
     // The other end learns neighbours from gratuitous ARP (arp_accept), as a switch would.
-    wire.sysctl("net.ipv4.conf.all.arp_accept", "1");
-    wire.sysctl("net.ipv4.conf.w1.arp_accept", "1");
-    wire.ip("addr add 10.99.8.1/22 dev w1");
+    wire.sysctl("net.ipv4.conf.all.arp_accept", "1").unwrap();
+    wire.sysctl("net.ipv4.conf.w1.arp_accept", "1").unwrap();
+    wire.ip("addr add 10.99.8.1/22 dev w1").unwrap();
     let _agent = AgentProc::start(&lab, "node-1", &n, &[("FLOATIP_GARP", "true")]);
     set_holder(&fips, "node-1", ETH1_MAC).await;
     wait_for("address added", T, || has_vip(&n));
     let learned = wait_for("the wire learned the VIP's MAC", T, || {
         wire.ip(&format!("neigh show {VIP} dev w1"))
+            .unwrap()
             .contains(ETH1_MAC)
     });
     println!(
         "gratuitous ARP seen {} ms after the address: {}",
         learned.as_millis(),
-        wire.ip(&format!("neigh show {VIP} dev w1")).trim()
+        wire.ip(&format!("neigh show {VIP} dev w1")).unwrap().trim()
     );
 }
 
@@ -407,7 +431,7 @@ async fn an_agent_that_cannot_configure_its_node_is_not_ready_and_not_chosen() {
 
     // node-1's floating interface goes (its ENI detached and hot-plugged back bare).
     let broke = Instant::now();
-    net.node(1).ip("link del eth1");
+    net.node(1).ip("link del eth1").unwrap();
     until("node-1's /readyz failing", T, async || {
         agent1
             .admin_get("/readyz")

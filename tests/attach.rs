@@ -1,16 +1,14 @@
 //! `floatip attach` as real processes against the lab's API server and EC2 endpoint, each
 //! configuring a node namespace; the namespaces follow EC2 like hot-plugged ENIs do. Root only.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
+use floatip_lab::cluster::vpc::{self, Vpc};
+use floatip_lab::cluster::{condition, holder_of, is_ready, security_group, Cluster, CLUSTER};
+use floatip_lab::sim::net::can_netns;
 use serde_json::json;
-use support::cluster::{holder_of, is_ready, security_group, Cluster, CLUSTER};
-use support::net::can_netns;
-use support::vpc::{self, Vpc};
 
 const VIP: &str = "10.99.8.100";
 
@@ -56,7 +54,7 @@ async fn floating_enis(c: &Cluster) -> Vec<(String, String, Option<String>)> {
 
 fn has_vip(vpc: &Vpc, i: usize) -> bool {
     vpc.node(i)
-        .try_ip("-o addr show")
+        .ip("-o addr show")
         .unwrap_or_default()
         .contains(&format!("{VIP}/32"))
 }
@@ -185,7 +183,7 @@ async fn attach_after_reboot_reuses_the_eni() {
         has_vip(&net, 1),
         "the held address is configured again before the agent starts"
     );
-    let link = net.node(1).ip("-o link show eth1");
+    let link = net.node(1).ip("-o link show eth1").unwrap();
     assert!(link.contains("UP"), "the floating interface is up: {link}");
 }
 
@@ -215,8 +213,7 @@ async fn a_subnet_attach_cannot_use_fails_only_its_floatingips() {
     );
     assert!(has_vip(&net, 1));
     let ghost = c.fips().get("ghost").await.unwrap();
-    let (status, reason, msg) =
-        support::cluster::condition(&ghost, "AttachFailed").expect("AttachFailed on ghost");
+    let (status, reason, msg) = condition(&ghost, "AttachFailed").expect("AttachFailed on ghost");
     println!("ghost: AttachFailed {reason}: {msg}");
     assert_eq!(status, "True");
     assert!(reason.starts_with("InvalidSubnetID"), "{reason}");
@@ -227,7 +224,7 @@ async fn a_subnet_attach_cannot_use_fails_only_its_floatingips() {
         "{msg}"
     );
     let web = c.fips().get("web").await.unwrap();
-    assert!(support::cluster::condition(&web, "AttachFailed").is_none());
+    assert!(condition(&web, "AttachFailed").is_none());
 }
 
 /// EC2 unreachable is no reason to skip anything: attach fails with one line and the init

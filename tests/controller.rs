@@ -1,16 +1,14 @@
 //! `floatip controller` as a real process against the lab's API server and EC2 endpoint.
 //! Timings are printed, never asserted beyond generous "within N seconds" bounds.
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use floatip_lab::cluster::{condition, holder_of, is_ready, Cluster, CLUSTER, NAMESPACE};
 use kube::api::DeleteParams;
 use kube::ResourceExt;
 use serde_json::json;
-use support::cluster::{condition, holder_of, is_ready, Cluster};
 
 const T: Duration = Duration::from_secs(30);
 /// For the 100-address test: its first pass writes 300 objects, slow on a loaded machine.
@@ -497,7 +495,7 @@ async fn an_agent_asking_for_handover_loses_its_addresses_first() {
     c.start_controller("controller-a");
     let holder = assigned(&c, "web", "10.0.11.70").await;
     let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
-        kube::Api::namespaced(c.client.clone(), support::cluster::NAMESPACE);
+        kube::Api::namespaced(c.client.clone(), NAMESPACE);
     let patch = json!({"metadata": {"annotations": {"floatip.io/handover": "requested"}}});
     pods.patch(
         &format!("floatip-agent-{holder}"),
@@ -581,7 +579,7 @@ async fn floating_enis_of_deleted_nodes_are_cleaned_up_and_nothing_else() {
             .build()
     };
     let mut enis = Vec::new();
-    for cluster in [support::cluster::CLUSTER, "another-cluster"] {
+    for cluster in [CLUSTER, "another-cluster"] {
         let out = c
             .aws
             .create_network_interface()

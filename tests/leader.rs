@@ -4,14 +4,12 @@
 //! Timing is never asserted tightly: only generous upper bounds, and orderings that the design
 //! guarantees (a follower cannot lead while the old leader still does).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use floatip::leader::{spawn, ConfigError, LeaderConfig, LeaderError, Leadership};
+use floatip_lab::process::KubeLab as Lab;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
-use support::lab::Lab;
 use tokio::task::JoinHandle;
 
 const NS: &str = "default";

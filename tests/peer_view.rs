@@ -3,22 +3,21 @@
 //! sees on its Pod, read back through the lab's API server. Root only (skipped with a printed
 //! reason otherwise). Timings are printed, never asserted beyond generous bounds.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use floatip::api::{FloatingIP, PeerView, PEER_VIEW_ANNOTATION};
 use floatip::probe::Health;
+use floatip_lab::cluster::vpc::AgentProc;
+use floatip_lab::cluster::NAMESPACE;
+use floatip_lab::process::KubeLab as Lab;
+use floatip_lab::sim::net::{can_netns, veth, Netns};
+use floatip_lab::sim::service::Responder;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::CustomResourceExt;
 use serde_json::json;
-use support::cluster::NAMESPACE;
-use support::lab::Lab;
-use support::net::{can_netns, veth, Netns, Server};
-use support::vpc::AgentProc;
 
 const NODE_1_IP: &str = "10.99.8.11";
 const NODE_2_IP: &str = "10.99.8.12";
@@ -115,13 +114,13 @@ async fn an_agent_publishes_what_it_sees_of_the_holder_from_its_own_node() {
     let pods: Api<Pod> = Api::namespaced(client, NAMESPACE);
     // The two nodes on one wire; node-1 is reachable only from node-2's namespace, not from
     // the test's (where the agent process itself runs).
-    let n1 = Netns::new("n1");
-    let n2 = Netns::new("n2");
-    veth(&n1, "eth0", None, &n2, "eth0");
-    n1.ip(&format!("addr add {NODE_1_IP}/22 dev eth0"));
-    n2.ip(&format!("addr add {NODE_2_IP}/22 dev eth0"));
+    let n1 = Netns::new("n1").unwrap();
+    let n2 = Netns::new("n2").unwrap();
+    veth(&n1, "eth0", &n2, "eth0").unwrap();
+    n1.ip(&format!("addr add {NODE_1_IP}/22 dev eth0")).unwrap();
+    n2.ip(&format!("addr add {NODE_2_IP}/22 dev eth0")).unwrap();
     let service = format!("{NODE_1_IP}:{PORT}").parse().unwrap();
-    let server = Server::start(&n1, service, "ok\n");
+    let server = Responder::start(n1.path(), service, "ok\n".into()).unwrap();
 
     let interval = Duration::from_secs(1);
     let started = Instant::now();
@@ -162,7 +161,7 @@ async fn an_agent_publishes_what_it_sees_of_the_holder_from_its_own_node() {
         "node-1's service stopped -> Down in the view: {} ms (3 failures 200 ms apart)",
         down.as_millis()
     );
-    let _server = Server::start(&n1, service, "ok\n");
+    let _server = Responder::start(n1.path(), service, "ok\n".into()).unwrap();
     let up = until_node_1(&pods, Health::Up).await;
     println!(
         "node-1's service back -> Up in the view: {} ms",

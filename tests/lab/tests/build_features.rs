@@ -5,12 +5,11 @@
 //! lab dependency floatip does not share, shows up here as the crate and the two feature lists.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 
 /// Crate (`name version`) to its features, as `cargo tree` resolves them for `args`.
 fn features(args: &[&str]) -> BTreeMap<String, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = floatip_lab::repo_root();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(&root)

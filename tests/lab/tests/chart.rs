@@ -4,13 +4,12 @@
 //! oldest and newest supported versions (kubernetes-validate), applied with kubectl to the
 //! lab's API server, and deploy/floatip.yaml must equal what the chart renders now.
 
-mod kube_support;
-
 use std::path::{Path, PathBuf};
 
 use floatip_lab::chart::{self, Rendered, Request};
+use floatip_lab::process::KubeLab;
+use floatip_lab::repo_root;
 use floatip_lab::sim::kubelet;
-use kube_support::{repo_root, LabKube};
 use serde_json::{json, Value};
 
 fn chart_dir() -> PathBuf {
@@ -483,7 +482,7 @@ fn refused_values_name_what_to_change() {
     assert!(err.contains("the VPC CNI's (aws-node)"), "{err}");
 }
 
-fn apply(lab: &LabKube, manifest: &str) -> Vec<String> {
+fn apply(lab: &KubeLab, manifest: &str) -> Vec<String> {
     let out = lab.kubectl_stdin(&["apply", "-f", "-"], Some(manifest));
     assert!(
         out.status.success(),
@@ -498,7 +497,7 @@ fn apply(lab: &LabKube, manifest: &str) -> Vec<String> {
 }
 
 /// Applies a rendered chart as the plain manifests and reads every object back with kubectl.
-fn applies_and_reads_back(lab: &LabKube, r: &Rendered) {
+fn applies_and_reads_back(lab: &KubeLab, r: &Rendered) {
     let manifest = chart::manifest(r, chart::NAMESPACE, "test");
     let created = apply(lab, &manifest);
     // The namespace, the CRD and every template object.
@@ -520,7 +519,7 @@ fn applies_and_reads_back(lab: &LabKube, r: &Rendered) {
 
 /// Every template object as the server has it, checked against what was applied; returns
 /// their resourceVersions.
-fn read_back(lab: &LabKube, r: &Rendered) -> Vec<String> {
+fn read_back(lab: &KubeLab, r: &Rendered) -> Vec<String> {
     let mut versions = Vec::new();
     for d in &r.documents {
         let ns = d.object["metadata"]["namespace"].as_str();
@@ -552,11 +551,11 @@ fn read_back(lab: &LabKube, r: &Rendered) -> Vec<String> {
 
 #[test]
 fn rendered_manifests_apply_to_the_lab_api_with_kubectl() {
-    let lab = LabKube::start();
+    let lab = KubeLab::start();
     applies_and_reads_back(&lab, &render_defaults());
 
     // The ServiceMonitor needs prometheus-operator's CRD; a minimal stand-in of it comes first.
-    let lab = LabKube::start();
+    let lab = KubeLab::start();
     let crd = repo_root().join("tests/lab/chart/servicemonitor-crd.yaml");
     lab.kubectl_ok(&["apply", "-f", crd.to_str().unwrap()]);
     lab.kubectl_ok(&[

@@ -235,24 +235,7 @@ fn a_lab_that_stays_up_is_driven_with_ctl() {
         let metrics = in_namespace(&infra, move || http(&admin, "GET", "/metrics", ""));
         assert!(metrics.is_ok(), "controller {i}: {metrics:?}");
     }
-    let uid = |v: &BTreeMap<String, String>| {
-        kubectl(
-            v,
-            &[
-                "-n",
-                "floatip-system",
-                "get",
-                "pod",
-                "floatip-agent-node-1",
-                "-o",
-                "jsonpath={.metadata.uid}",
-            ],
-        )
-    };
-    let before = uid(&vars);
-    assert!(ctl_ok(&env, &["restart", "agent", "1"]).contains("node-1's agent restarted"));
-    assert_ne!(uid(&vars), before, "a new pod");
-    let ready = || {
+    let agent_pod = |jsonpath: &str| {
         kubectl(
             &vars,
             &[
@@ -262,10 +245,15 @@ fn a_lab_that_stays_up_is_driven_with_ctl() {
                 "pod",
                 "floatip-agent-node-1",
                 "-o",
-                r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
+                &format!("jsonpath={jsonpath}"),
             ],
         )
     };
+    let uid = || agent_pod("{.metadata.uid}");
+    let before = uid();
+    assert!(ctl_ok(&env, &["restart", "agent", "1"]).contains("node-1's agent restarted"));
+    assert_ne!(uid(), before, "a new pod");
+    let ready = || agent_pod(r#"{.status.conditions[?(@.type=="Ready")].status}"#);
     let deadline = Instant::now() + Duration::from_secs(15);
     while ready() != "True" {
         assert!(

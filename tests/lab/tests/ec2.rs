@@ -1,7 +1,6 @@
 //! The EC2 lab against the real AWS SDK: every call floatip makes, the AWS behaviours moto needed
 //! patching for, and each fault as the SDK sees it. Each test runs its own lab on 127.0.0.1.
 
-mod common;
 // Under ec2/ so cargo does not build it as a test binary of its own.
 #[path = "ec2/faults.rs"]
 mod faults;
@@ -11,7 +10,7 @@ use aws_sdk_ec2::types::{
     AttributeBooleanValue, DomainType, Filter, InstanceType, NetworkInterfaceAttribute, Tag,
 };
 use aws_sdk_ec2::Client;
-use common::Lab;
+use floatip_lab::process::Ec2Lab;
 
 const VIP: &str = "10.0.1.200";
 
@@ -149,8 +148,8 @@ async fn assign(ec2: &Client, eni: &str, ip: &str, reassign: bool) -> Result<(),
 
 #[tokio::test]
 async fn describes_instances_and_enis_with_filters() {
-    let lab = Lab::start();
-    let ec2 = lab.ec2();
+    let lab = Ec2Lab::start();
+    let ec2 = lab.client();
     let w = world(&ec2).await;
 
     let out = ec2
@@ -188,8 +187,8 @@ async fn describes_instances_and_enis_with_filters() {
 
 #[tokio::test]
 async fn reassignment_moves_the_address_and_filters_follow_it() {
-    let lab = Lab::start();
-    let ec2 = lab.ec2();
+    let lab = Ec2Lab::start();
+    let ec2 = lab.client();
     let w = world(&ec2).await;
 
     assign(&ec2, &w.enis[0], VIP, false).await.unwrap();
@@ -212,8 +211,8 @@ async fn reassignment_moves_the_address_and_filters_follow_it() {
 
 #[tokio::test]
 async fn assignment_without_reassignment_is_refused_while_another_eni_holds_it() {
-    let lab = Lab::start();
-    let ec2 = lab.ec2();
+    let lab = Ec2Lab::start();
+    let ec2 = lab.client();
     let w = world(&ec2).await;
 
     assign(&ec2, &w.enis[0], VIP, false).await.unwrap();
@@ -230,8 +229,8 @@ async fn assignment_without_reassignment_is_refused_while_another_eni_holds_it()
 
 #[tokio::test]
 async fn addresses_outside_the_subnet_are_refused() {
-    let lab = Lab::start();
-    let ec2 = lab.ec2();
+    let lab = Ec2Lab::start();
+    let ec2 = lab.client();
     let w = world(&ec2).await;
     for ip in ["10.0.2.10", "192.168.50.10"] {
         assert_eq!(
@@ -248,8 +247,8 @@ async fn addresses_outside_the_subnet_are_refused() {
 
 #[tokio::test]
 async fn unassign_removes_the_address_and_refuses_one_not_held() {
-    let lab = Lab::start();
-    let ec2 = lab.ec2();
+    let lab = Ec2Lab::start();
+    let ec2 = lab.client();
     let w = world(&ec2).await;
     assign(&ec2, &w.enis[0], VIP, false).await.unwrap();
     let unassign = |eni: &str| {
@@ -267,8 +266,8 @@ async fn unassign_removes_the_address_and_refuses_one_not_held() {
 
 #[tokio::test]
 async fn network_interface_lifecycle_and_source_dest_check() {
-    let lab = Lab::start();
-    let ec2 = lab.ec2();
+    let lab = Ec2Lab::start();
+    let ec2 = lab.client();
     let w = world(&ec2).await;
 
     let created = ec2
@@ -381,8 +380,8 @@ async fn groups_of(ec2: &Client, eni: &str) -> Vec<String> {
 /// ModifyNetworkInterfaceAttribute replaces them. A group that does not exist is refused.
 #[tokio::test]
 async fn security_groups_belong_to_each_network_interface() {
-    let lab = Lab::start();
-    let ec2 = lab.ec2();
+    let lab = Ec2Lab::start();
+    let ec2 = lab.client();
     let w = world(&ec2).await;
     let nodes = security_group(&ec2, &w.vpc, "nodes").await;
     let vip = security_group(&ec2, &w.vpc, "vip").await;
@@ -490,8 +489,8 @@ async fn security_groups_belong_to_each_network_interface() {
 
 #[tokio::test]
 async fn tags_are_created_and_filtered_on() {
-    let lab = Lab::start();
-    let ec2 = lab.ec2();
+    let lab = Ec2Lab::start();
+    let ec2 = lab.client();
     let w = world(&ec2).await;
     let tag = Tag::builder()
         .key("floatip.io/holder")
@@ -526,8 +525,8 @@ async fn tags_are_created_and_filtered_on() {
 
 #[tokio::test]
 async fn elastic_ip_follows_associations_and_the_private_address() {
-    let lab = Lab::start();
-    let ec2 = lab.ec2();
+    let lab = Ec2Lab::start();
+    let ec2 = lab.client();
     let w = world(&ec2).await;
     let eip = ec2
         .allocate_address()
@@ -599,8 +598,8 @@ async fn elastic_ip_follows_associations_and_the_private_address() {
 
 #[tokio::test]
 async fn routes_to_an_eni_are_created_and_replaced() {
-    let lab = Lab::start();
-    let ec2 = lab.ec2();
+    let lab = Ec2Lab::start();
+    let ec2 = lab.client();
     let w = world(&ec2).await;
     let table = ec2
         .create_route_table()

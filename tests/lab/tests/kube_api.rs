@@ -1,22 +1,20 @@
 //! kube-rs against the lab's API server: watch semantics (resume, 410, bookmarks), optimistic
 //! concurrency, the status subresource, finalizers and injected faults.
 
-mod kube_support;
-
 use std::time::Duration;
 
 use floatip::api::{FloatingIP, FloatingIPSpec};
+use floatip_lab::process::KubeLab;
 use futures::{Stream, StreamExt};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, Event};
 use kube::{CustomResourceExt, ResourceExt};
-use kube_support::LabKube;
 use serde_json::json;
 
-async fn setup() -> (LabKube, Api<FloatingIP>) {
-    let lab = LabKube::start();
-    let client = lab.client().await;
+async fn setup() -> (KubeLab, Api<FloatingIP>) {
+    let lab = KubeLab::start();
+    let client = lab.client();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     crds.create(&PostParams::default(), &FloatingIP::crd())
         .await
@@ -102,8 +100,8 @@ async fn watcher_sees_every_event_across_drops_and_relists_after_410() {
 
 #[tokio::test]
 async fn raw_watch_gets_410_bookmarks_and_honours_timeout() {
-    let lab = LabKube::start_with(&["--bookmark-interval-ms", "200"]);
-    let client = lab.client().await;
+    let lab = KubeLab::start_with(&["--bookmark-interval-ms", "200"]);
+    let client = lab.client();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     crds.create(&PostParams::default(), &FloatingIP::crd())
         .await
@@ -308,7 +306,7 @@ async fn injected_faults_reach_the_client() {
 #[tokio::test]
 async fn leases_nodes_and_events_are_stored() {
     let (lab, _) = setup().await;
-    let client = lab.client().await;
+    let client = lab.client();
     use k8s_openapi::api::coordination::v1::Lease;
     use k8s_openapi::api::core::v1::Node;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
@@ -358,8 +356,8 @@ async fn leases_nodes_and_events_are_stored() {
 
 #[test]
 fn server_uses_a_free_loopback_port_and_leaves_no_process() {
-    let a = LabKube::start();
-    let b = LabKube::start();
+    let a = KubeLab::start();
+    let b = KubeLab::start();
     assert!(a.url.starts_with("http://127.0.0.1:") && b.url.starts_with("http://127.0.0.1:"));
     assert_ne!(a.url, b.url, "each server picks its own free port");
     let pids = [a.pid(), b.pid()];

@@ -1,9 +1,8 @@
 //! kubectl, a client nobody here wrote, against the lab's API server: the FloatingIP life cycle
 //! as a user drives it.
 
-mod kube_support;
-
-use kube_support::{repo_root, LabKube};
+use floatip_lab::process::KubeLab;
+use floatip_lab::repo_root;
 
 const WEB: &str = r#"
 apiVersion: floatip.io/v1alpha1
@@ -21,8 +20,8 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn setup() -> LabKube {
-    let lab = LabKube::start();
+fn setup() -> KubeLab {
+    let lab = KubeLab::start();
     let crds = repo_root().join("crds");
     let out = lab.kubectl_ok(&["apply", "-f", crds.to_str().unwrap()]);
     assert_eq!(

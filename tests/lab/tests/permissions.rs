@@ -24,15 +24,12 @@ use floatip::api::FloatingIP;
 use floatip_lab::chart::iam::Policy;
 use floatip_lab::chart::rbac::{self, Rbac};
 use floatip_lab::chart::{self, Request};
+use floatip_lab::repo_root;
 use floatip_lab::sim::{http, identity, isolated, net, Binaries, Options, Sim, NAMESPACE};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, DeleteParams};
 use kube::ResourceExt;
 use serde_json::{json, Value};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn binaries() -> Binaries {
     let lab = PathBuf::from(env!("CARGO_BIN_EXE_floatip-lab"));

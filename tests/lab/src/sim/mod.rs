@@ -40,6 +40,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
+use aws_sdk_ec2::config::retry::RetryConfig;
 use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_ec2::types::Filter;
 use floatip::api::FloatingIP;
@@ -231,12 +232,17 @@ pub struct Sim {
 }
 
 fn ec2_client(endpoint: &str) -> aws_sdk_ec2::Client {
+    ec2_client_with(endpoint, RetryConfig::disabled())
+}
+
+/// An SDK client for a lab EC2 endpoint (or moto itself) with the lab's region and credentials.
+pub fn ec2_client_with(endpoint: &str, retry: RetryConfig) -> aws_sdk_ec2::Client {
     let config = aws_sdk_ec2::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new(REGION))
         .credentials_provider(Credentials::new("lab", "lab", None, None, "lab"))
-        .retry_config(aws_sdk_ec2::config::retry::RetryConfig::disabled())
+        .retry_config(retry)
         .build();
     aws_sdk_ec2::Client::from_conf(config)
 }
@@ -1024,6 +1030,26 @@ fn free_port() -> Result<SocketAddr> {
 
 /// One HTTP/1.1 request to a lab server; the body of a 2xx answer.
 pub fn http(addr: &str, method: &str, path: &str, body: &str) -> Result<String> {
+    let (status, body, reason) = http_exchange(addr, method, path, body)?;
+    if !(200..300).contains(&status) {
+        bail!("{method} {path}: {reason}");
+    }
+    Ok(body)
+}
+
+/// One HTTP/1.1 request to a lab server; the status code and body, whatever the status.
+pub fn http_status(addr: &str, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
+    let (status, body, _) = http_exchange(addr, method, path, body)?;
+    Ok((status, body))
+}
+
+/// The status code, the body and the status line of one request.
+fn http_exchange(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<(u16, String, String)> {
     use std::io::{Read, Write};
     let mut stream =
         std::net::TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
@@ -1038,12 +1064,12 @@ pub fn http(addr: &str, method: &str, path: &str, body: &str) -> Result<String> 
     let (head, body) = response
         .split_once("\r\n\r\n")
         .context("not an HTTP response")?;
-    if !head.starts_with("HTTP/1.1 2") {
-        bail!(
-            "{method} {path}: {}",
-            head.lines().next().unwrap_or_default()
-        );
-    }
+    let status_line = head.lines().next().unwrap_or_default().to_string();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("{method} {path}: no status code in {status_line:?}"))?;
     if head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
@@ -1058,7 +1084,7 @@ pub fn http(addr: &str, method: &str, path: &str, body: &str) -> Result<String> 
             out.push_str(&tail[..n]);
             rest = tail[n..].trim_start_matches("\r\n");
         }
-        return Ok(out);
+        return Ok((status, out, status_line));
     }
-    Ok(body.to_string())
+    Ok((status, body.to_string(), status_line))
 }

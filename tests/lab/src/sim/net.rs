@@ -17,6 +17,22 @@ pub fn unavailable() -> Option<String> {
     (!super::prepare::is_root()).then(|| "needs root, for network namespaces".into())
 }
 
+/// Whether a test that builds namespaces can run here (root, and `ip` from iproute2, which the
+/// tests of the floatip package do not install); prints `SKIP <test>: <why>` when it cannot.
+pub fn can_netns(test: &str) -> bool {
+    let why = unavailable().or_else(|| {
+        Command::new("ip")
+            .arg("-V")
+            .output()
+            .is_err()
+            .then(|| "`ip` (iproute2) is not installed".to_string())
+    });
+    if let Some(why) = &why {
+        eprintln!("SKIP {test}: {why}");
+    }
+    why.is_none()
+}
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A network namespace, deleted on drop.
@@ -79,6 +95,12 @@ impl Netns {
             );
         }
         Ok(())
+    }
+
+    /// The addresses on `dev`, as `ip -o addr` prints them; empty when there is no `dev`.
+    pub fn addresses(&self, dev: &str) -> String {
+        self.ip(&format!("-o addr show dev {dev}"))
+            .unwrap_or_default()
     }
 
     pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
@@ -165,8 +187,18 @@ pub fn run(cmd: &str, args: &[&str]) -> Result<String> {
 
 /// A veth pair: `a_name` in `a`, `b_name` in `b`; both up.
 pub fn veth(a: &Netns, a_name: &str, b: &Netns, b_name: &str) -> Result<()> {
+    veth_pair(a, a_name, "", b, b_name)
+}
+
+/// A veth pair whose end in `a` has the MAC address `a_mac` (an ENI's, for tests that check
+/// which interface a packet left through); both up.
+pub fn veth_with_mac(a: &Netns, a_name: &str, a_mac: &str, b: &Netns, b_name: &str) -> Result<()> {
+    veth_pair(a, a_name, &format!("address {a_mac} "), b, b_name)
+}
+
+fn veth_pair(a: &Netns, a_name: &str, a_options: &str, b: &Netns, b_name: &str) -> Result<()> {
     a.ip(&format!(
-        "link add {a_name} type veth peer name {b_name} netns {}",
+        "link add {a_name} {a_options}type veth peer name {b_name} netns {}",
         b.name
     ))?;
     a.ip(&format!("link set {a_name} up"))?;

@@ -8,8 +8,8 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::operation::describe_vpcs::DescribeVpcsError;
 use serde_json::json;
 
-use super::common::{self, Lab};
 use super::{assign, world, VIP};
+use floatip_lab::process::{self, Ec2Lab};
 
 type DescribeVpcsResult = Result<(), SdkError<DescribeVpcsError>>;
 
@@ -30,9 +30,9 @@ fn service_error(result: DescribeVpcsResult) -> (String, u16) {
 
 #[tokio::test]
 async fn throttling_reaches_the_sdk_as_request_limit_exceeded() {
-    let lab = Lab::start();
-    let ec2 = lab.ec2();
-    lab.arm(json!({"kind": "throttle", "count": 2}));
+    let lab = Ec2Lab::start();
+    let ec2 = lab.client();
+    lab.faults(&json!({"kind": "throttle", "count": 2}).to_string());
     for _ in 0..2 {
         let (code, status) = service_error(describe_vpcs(&ec2).await);
         assert_eq!((code.as_str(), status), ("RequestLimitExceeded", 503));
@@ -45,11 +45,11 @@ async fn throttling_reaches_the_sdk_as_request_limit_exceeded() {
 
     // With the SDK's standard retries, two throttled attempts are absorbed by the third.
     lab.control_json("DELETE", "/_lab/calls", "");
-    lab.arm(json!({"kind": "throttle", "count": 2}));
+    lab.faults(&json!({"kind": "throttle", "count": 2}).to_string());
     let retrying = RetryConfig::standard()
         .with_max_attempts(3)
         .with_initial_backoff(Duration::from_millis(10));
-    describe_vpcs(&lab.ec2_with(retrying))
+    describe_vpcs(&lab.client_with(retrying))
         .await
         .expect("retried past throttling");
     let calls = lab.control_json("GET", "/_lab/calls", "");
@@ -59,10 +59,10 @@ async fn throttling_reaches_the_sdk_as_request_limit_exceeded() {
 
 #[tokio::test]
 async fn server_errors_reach_the_sdk_as_5xx() {
-    let lab = Lab::start();
-    let ec2 = lab.ec2();
-    lab.arm(json!({"kind": "internal_error", "count": 1}));
-    lab.arm(json!({"kind": "unavailable", "count": 1}));
+    let lab = Ec2Lab::start();
+    let ec2 = lab.client();
+    lab.faults(&json!({"kind": "internal_error", "count": 1}).to_string());
+    lab.faults(&json!({"kind": "unavailable", "count": 1}).to_string());
     let first = service_error(describe_vpcs(&ec2).await);
     assert_eq!(first, ("InternalError".to_owned(), 500));
     let second = service_error(describe_vpcs(&ec2).await);
@@ -72,10 +72,10 @@ async fn server_errors_reach_the_sdk_as_5xx() {
 
 #[tokio::test]
 async fn outage_is_a_connection_error_until_it_ends() {
-    let lab = Lab::start();
-    let ec2 = lab.ec2();
+    let lab = Ec2Lab::start();
+    let ec2 = lab.client();
     describe_vpcs(&ec2).await.unwrap();
-    lab.arm(json!({"kind": "outage", "seconds": 2.0}));
+    lab.faults(&json!({"kind": "outage", "seconds": 2.0}).to_string());
     let started = Instant::now();
     for _ in 0..2 {
         match describe_vpcs(&ec2).await {
@@ -95,16 +95,16 @@ async fn outage_is_a_connection_error_until_it_ends() {
     describe_vpcs(&ec2).await.expect("the outage is over");
 
     // An outage with no end can be ended through the control endpoint, which stays up.
-    lab.arm(json!({"kind": "outage"}));
+    lab.faults(&json!({"kind": "outage"}).to_string());
     assert!(describe_vpcs(&ec2).await.is_err());
     assert_eq!(lab.control_json("DELETE", "/_lab/faults", "")["cleared"], 1);
     describe_vpcs(&ec2).await.expect("cleared");
 
     // The SDK's standard retries treat a dropped connection as transient and try again.
     lab.control_json("DELETE", "/_lab/calls", "");
-    lab.arm(json!({"kind": "outage", "count": 1}));
+    lab.faults(&json!({"kind": "outage", "count": 1}).to_string());
     let retrying = RetryConfig::standard().with_initial_backoff(Duration::from_millis(10));
-    describe_vpcs(&lab.ec2_with(retrying))
+    describe_vpcs(&lab.client_with(retrying))
         .await
         .expect("retried past the outage");
     let calls = lab.control_json("GET", "/_lab/calls", "");
@@ -113,10 +113,10 @@ async fn outage_is_a_connection_error_until_it_ends() {
 
 #[tokio::test]
 async fn latency_is_added_to_every_request() {
-    let lab = Lab::start();
-    let ec2 = lab.ec2();
+    let lab = Ec2Lab::start();
+    let ec2 = lab.client();
     describe_vpcs(&ec2).await.unwrap();
-    lab.arm(json!({"kind": "latency", "ms": 600}));
+    lab.faults(&json!({"kind": "latency", "ms": 600}).to_string());
     for _ in 0..2 {
         let started = Instant::now();
         describe_vpcs(&ec2).await.unwrap();
@@ -138,10 +138,10 @@ async fn latency_is_added_to_every_request() {
 
 #[tokio::test]
 async fn a_fault_can_target_one_action() {
-    let lab = Lab::start();
-    let ec2 = lab.ec2();
+    let lab = Ec2Lab::start();
+    let ec2 = lab.client();
     let w = world(&ec2).await;
-    lab.arm(json!({"kind": "throttle", "action": "AssignPrivateIpAddresses"}));
+    lab.faults(&json!({"kind": "throttle", "action": "AssignPrivateIpAddresses"}).to_string());
     describe_vpcs(&ec2).await.expect("other actions pass");
     let refused = assign(&ec2, &w.enis[0], VIP, true).await;
     assert_eq!(refused, Err("RequestLimitExceeded".to_owned()));
@@ -156,11 +156,14 @@ async fn a_fault_can_target_one_action() {
 
 #[tokio::test]
 async fn calls_are_counted_per_action_and_split_by_mutation() {
-    let lab = Lab::start();
-    let ec2 = lab.ec2();
+    let lab = Ec2Lab::start();
+    let ec2 = lab.client();
     let w = world(&ec2).await;
     lab.control_json("DELETE", "/_lab/calls", "");
-    lab.arm(json!({"kind": "unavailable", "count": 1, "action": "AssignPrivateIpAddresses"}));
+    lab.faults(
+        &json!({"kind": "unavailable", "count": 1, "action": "AssignPrivateIpAddresses"})
+            .to_string(),
+    );
     assert!(assign(&ec2, &w.enis[0], VIP, true).await.is_err());
     assign(&ec2, &w.enis[0], VIP, true).await.unwrap();
     for _ in 0..2 {
@@ -185,7 +188,7 @@ async fn calls_are_counted_per_action_and_split_by_mutation() {
 
 #[tokio::test]
 async fn the_control_endpoint_refuses_what_it_cannot_do() {
-    let lab = Lab::start();
+    let lab = Ec2Lab::start();
     let bad = [
         ("POST", "/_lab/faults", r#"{"kind": "latency"}"#),
         ("POST", "/_lab/faults", r#"{"kind": "meteor"}"#),
@@ -206,20 +209,20 @@ async fn the_control_endpoint_refuses_what_it_cannot_do() {
 
 #[test]
 fn killing_the_lab_outright_still_stops_moto() {
-    let lab = Lab::start();
+    let lab = Ec2Lab::start();
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", lab.moto_pid)).unwrap();
     assert!(
         String::from_utf8_lossy(&cmdline).contains("launch.py"),
         "moto_pid is moto"
     );
-    assert!(common::is_running(lab.moto_pid));
+    assert!(process::is_running(lab.moto_pid));
     let killed = std::process::Command::new("kill")
         .args(["-KILL", &lab.pid().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     // The lab had no chance to clean up; moto notices its stdin closing.
-    assert!(common::wait_until_gone(
+    assert!(process::wait_until_gone(
         lab.moto_pid,
         Duration::from_secs(20)
     ));
@@ -228,13 +231,13 @@ fn killing_the_lab_outright_still_stops_moto() {
 #[tokio::test]
 async fn two_labs_start_side_by_side() {
     let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(Lab::start);
-        let b = s.spawn(Lab::start);
+        let a = s.spawn(Ec2Lab::start);
+        let b = s.spawn(Ec2Lab::start);
         (a.join().unwrap(), b.join().unwrap())
     });
     assert_ne!(a.endpoint, b.endpoint);
     assert_ne!(a.moto_pid, b.moto_pid);
-    let (ec2_a, ec2_b) = (a.ec2(), b.ec2());
+    let (ec2_a, ec2_b) = (a.client(), b.client());
     ec2_a
         .create_vpc()
         .cidr_block("10.0.0.0/16")

@@ -1,5 +1,5 @@
 //! A VPC made of network namespaces that follows EC2 (moto), for the agent, attach and
-//! handover tests: the lab's router ([`floatip_lab::sim::vpc::Follower`]: hot-plugged ENI
+//! handover tests: the lab's router ([`crate::sim::vpc::Follower`]: hot-plugged ENI
 //! interfaces, routes after a convergence delay, the source/dest check) with nodes and a
 //! client built by these tests.
 //!
@@ -10,11 +10,10 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use floatip_lab::sim::vpc::Follower;
-
-use super::cluster::{Cluster, Layout, CLUSTER, NAMESPACE};
-use super::lab::Lab;
-use super::net::Netns;
+use super::{Cluster, Layout, CLUSTER, NAMESPACE};
+use crate::process::{beside_test_binary, KubeLab};
+use crate::sim::net::{self, Netns};
+use crate::sim::vpc::Follower;
 
 pub const CLIENT: &str = "10.99.100.2";
 
@@ -38,17 +37,17 @@ impl Vpc {
     /// Namespaces for every node of `cluster`, a router and a client; starts following EC2
     /// with `delay` between an ownership change in EC2 and the router acting on it.
     pub fn start(cluster: &Cluster, delay: Duration) -> Self {
-        let router = Netns::new("router");
-        router.sysctl("net.ipv4.ip_forward", "1");
-        let client = Netns::new("client");
-        super::net::veth(&client, "c0", None, &router, "rc");
-        client.ip(&format!("addr add {CLIENT}/24 dev c0"));
-        client.ip("route add default via 10.99.100.1");
-        router.ip("addr add 10.99.100.1/24 dev rc");
+        let router = Netns::new("router").unwrap();
+        router.sysctl("net.ipv4.ip_forward", "1").unwrap();
+        let client = Netns::new("client").unwrap();
+        net::veth(&client, "c0", &router, "rc").unwrap();
+        client.ip(&format!("addr add {CLIENT}/24 dev c0")).unwrap();
+        client.ip("route add default via 10.99.100.1").unwrap();
+        router.ip("addr add 10.99.100.1/24 dev rc").unwrap();
         let mut map = BTreeMap::new();
         let mut nodes = Vec::new();
         for (i, n) in cluster.nodes.iter().enumerate() {
-            let ns = Netns::new(&format!("n{}", i + 1));
+            let ns = Netns::new(&format!("n{}", i + 1)).unwrap();
             map.insert(i + 1, (n.instance.clone(), ns.name.clone()));
             nodes.push(Some(ns));
         }
@@ -76,7 +75,7 @@ impl Vpc {
     /// plugs the still-attached ENIs in again.
     pub fn recreate_node(&mut self, i: usize) {
         self.nodes[i - 1] = None;
-        let ns = Netns::new(&format!("n{i}r"));
+        let ns = Netns::new(&format!("n{i}r")).unwrap();
         if let Some(entry) = self.follower.seen.lock().unwrap().nodes.get_mut(&i) {
             entry.1 = ns.name.clone();
         }
@@ -86,7 +85,7 @@ impl Vpc {
     /// Waits until node `i` has an interface named `dev`.
     pub fn wait_link(&self, i: usize, dev: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while self.node(i).try_ip(&format!("link show {dev}")).is_err() {
+        while self.node(i).ip(&format!("link show {dev}")).is_err() {
             assert!(Instant::now() < deadline, "node {i}: {dev} did not appear");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -94,7 +93,7 @@ impl Vpc {
 }
 
 fn floatip(cluster: &Cluster) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_floatip"));
+    let mut c = Command::new(beside_test_binary("floatip"));
     c.env("KUBECONFIG", cluster.kube.kubeconfig())
         .env("AWS_ENDPOINT_URL", &cluster.ec2.endpoint)
         .env("AWS_REGION", "us-west-2")
@@ -147,9 +146,9 @@ pub struct AgentProc {
 }
 
 impl AgentProc {
-    pub fn start(kube: &Lab, node: &str, ns: &Netns, env: &[(&str, &str)]) -> Self {
-        let admin = super::cluster::free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_floatip"))
+    pub fn start(kube: &KubeLab, node: &str, ns: &Netns, env: &[(&str, &str)]) -> Self {
+        let admin = super::free_port();
+        let child = Command::new(beside_test_binary("floatip"))
             .arg("agent")
             .env("KUBECONFIG", kube.kubeconfig())
             .env("POD_NAMESPACE", NAMESPACE)
@@ -172,13 +171,13 @@ impl AgentProc {
 
     /// GET `path` on its admin server: (status code, body); None while it does not answer.
     pub async fn admin_get(&self, path: &str) -> Option<(u16, String)> {
-        floatip_lab::sim::kubelet::http_get(self.admin, path, Duration::from_secs(2))
+        crate::sim::kubelet::http_get(self.admin, path, Duration::from_secs(2))
             .await
             .ok()
     }
 
     pub fn sigterm(&self) {
-        super::net::run("kill", &["-TERM", &self.child.id().to_string()]);
+        net::run("kill", &["-TERM", &self.child.id().to_string()]).expect("kill -TERM");
     }
 
     /// Waits for the process to exit; returns its exit code.

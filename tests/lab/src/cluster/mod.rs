@@ -1,13 +1,16 @@
-//! A simulated cluster for controller tests: the lab's API server and EC2 endpoint, a VPC with
-//! one subnet, instances with floating ENIs, Nodes and ready agent pods, and real
-//! `floatip controller` processes configured as in production (flags, env, kubeconfig).
+//! A simulated cluster for the floatip package's integration tests: the lab's API server and EC2
+//! endpoint, a VPC with one subnet, instances with floating ENIs, Nodes and ready agent pods, and
+//! real `floatip controller` processes configured as in production (flags, env, kubeconfig),
+//! which each test starts and stops itself. It runs in the test's own network namespace; [`vpc`]
+//! adds namespaces for the data-plane tests. (The [`crate::sim`] cluster instead runs a whole
+//! failover scenario inside namespaces of its own.)
 
-use std::io::{BufRead, BufReader};
+pub mod vpc;
+
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use floatip::api::FloatingIP;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
@@ -15,127 +18,30 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::CustomResourceExt;
 use serde_json::json;
 
-use super::lab::{lab_binary, Lab};
+use crate::process::{beside_test_binary, Ec2Lab, KubeLab};
 
 pub const CLUSTER: &str = "lab";
 pub const NAMESPACE: &str = "floatip-system";
 
-/// `floatip-lab ec2`: moto behind the fault proxy.
-pub struct Ec2Lab {
-    child: Child,
-    pub endpoint: String,
-}
-
-impl Ec2Lab {
-    pub fn start() -> Self {
-        let mut child = Command::new(lab_binary())
-            .args(["ec2", "--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting floatip-lab ec2");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the EC2 lab's ready line");
-        let endpoint = line
-            .trim()
-            .strip_prefix("AWS_ENDPOINT_URL=")
-            .unwrap_or_else(|| panic!("unexpected first line from the EC2 lab: {line:?}"))
-            .to_string();
-        Self { child, endpoint }
-    }
-
-    /// An SDK client with retries off, so tests see EC2 as it is.
-    pub fn client(&self) -> aws_sdk_ec2::Client {
-        self.client_at(&self.endpoint)
-    }
-
-    fn client_at(&self, endpoint: &str) -> aws_sdk_ec2::Client {
-        let config = aws_sdk_ec2::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(Region::new("us-west-2"))
-            .credentials_provider(Credentials::new("lab", "lab", None, None, "lab"))
-            .retry_config(aws_sdk_ec2::config::retry::RetryConfig::disabled())
-            .build();
-        aws_sdk_ec2::Client::from_conf(config)
-    }
-
-    /// A client that talks to moto directly, past the fault proxy: for watching EC2's state
-    /// while faults are on.
-    pub fn direct_client(&self) -> aws_sdk_ec2::Client {
-        let info: serde_json::Value =
-            serde_json::from_str(&self.control("GET", "/_lab/info", "")).expect("info JSON");
-        let moto = info["moto_addr"].as_str().expect("moto_addr in /_lab/info");
-        self.client_at(&format!("http://{moto}"))
-    }
-
-    pub fn faults(&self, body: &str) {
-        self.control("POST", "/_lab/faults", body);
-    }
-
-    pub fn clear_faults(&self) {
-        self.control("DELETE", "/_lab/faults", "");
-    }
-
-    /// `{"total", "mutating", "actions": {Action: {"calls", "faulted", "mutating"}}}`
-    pub fn calls(&self) -> serde_json::Value {
-        serde_json::from_str(&self.control("GET", "/_lab/calls", "")).expect("calls JSON")
-    }
-
-    pub fn reset_calls(&self) {
-        self.control("DELETE", "/_lab/calls", "");
-    }
-
-    fn control(&self, method: &str, path: &str, body: &str) -> String {
-        http(&self.endpoint, method, path, body)
-    }
-}
-
-impl Drop for Ec2Lab {
-    fn drop(&mut self) {
-        // SIGTERM lets the lab stop moto; moto also exits when its stdin closes.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One HTTP/1.1 request to a lab server; returns the body of a 2xx answer.
-pub fn http(base: &str, method: &str, path: &str, body: &str) -> String {
-    floatip_lab::sim::http(base.trim_start_matches("http://"), method, path, body)
-        .unwrap_or_else(|e| panic!("{e:#}"))
-}
-
 /// A node of the simulated cluster.
 #[derive(Debug, Clone)]
-pub struct SimNode {
+pub struct ClusterNode {
     pub name: String,
     pub instance: String,
     pub eni: String,
 }
 
 /// A running `floatip controller`.
-pub struct Controller {
+pub struct ControllerProc {
     child: Child,
     pub identity: String,
     pub admin: SocketAddr,
 }
 
-impl Controller {
+impl ControllerProc {
     pub fn metrics(&self) -> String {
-        http(&format!("http://{}", self.admin), "GET", "/metrics", "")
+        crate::sim::http(&self.admin.to_string(), "GET", "/metrics", "")
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     pub fn try_metrics(&self) -> Option<String> {
@@ -154,7 +60,7 @@ impl Controller {
     }
 }
 
-impl Drop for Controller {
+impl Drop for ControllerProc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -162,7 +68,7 @@ impl Drop for Controller {
 }
 
 pub struct Cluster {
-    pub kube: Lab,
+    pub kube: KubeLab,
     pub ec2: Ec2Lab,
     pub client: kube::Client,
     pub aws: aws_sdk_ec2::Client,
@@ -170,8 +76,8 @@ pub struct Cluster {
     pub subnet: String,
     /// The security group every node's primary ENI has: not the VPC's default, as on EKS.
     pub node_security_group: String,
-    pub nodes: Vec<SimNode>,
-    pub controllers: Vec<Controller>,
+    pub nodes: Vec<ClusterNode>,
+    pub controllers: Vec<ControllerProc>,
     /// The next primary address handed to an instance or floating ENI. moto would pick random
     /// ones anywhere in the subnet, which can be a test's floating address.
     next_ip: u32,
@@ -212,7 +118,7 @@ impl Cluster {
     }
 
     pub async fn with_layout(n: usize, layout: Layout) -> Self {
-        let kube = Lab::start();
+        let kube = KubeLab::start();
         let ec2 = Ec2Lab::start();
         let client = kube.client();
         let aws = ec2.client();
@@ -271,13 +177,13 @@ impl Cluster {
         cluster
     }
 
-    pub async fn add_node(&mut self, name: &str) -> SimNode {
+    pub async fn add_node(&mut self, name: &str) -> ClusterNode {
         self.add_node_with(name, true).await
     }
 
     /// A node; with `floating`, its floating ENI is created and attached at device index 1
     /// (`eni` is then that ENI, else empty).
-    pub async fn add_node_with(&mut self, name: &str, floating: bool) -> SimNode {
+    pub async fn add_node_with(&mut self, name: &str, floating: bool) -> ClusterNode {
         let run = self
             .aws
             .run_instances()
@@ -360,7 +266,7 @@ impl Cluster {
         pods.create(&PostParams::default(), &pod)
             .await
             .expect("agent pod");
-        let sim = SimNode {
+        let sim = ClusterNode {
             name: name.to_string(),
             instance,
             eni,
@@ -377,7 +283,7 @@ impl Cluster {
     /// Starts a controller with extra environment (flags by their env names).
     pub fn start_controller_with(&mut self, identity: &str, env: &[(&str, &str)]) -> usize {
         let admin = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_floatip"))
+        let child = Command::new(beside_test_binary("floatip"))
             .arg("controller")
             .envs(env.iter().copied())
             .env("KUBECONFIG", self.kube.kubeconfig())
@@ -401,7 +307,7 @@ impl Cluster {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("starting floatip controller");
-        self.controllers.push(Controller {
+        self.controllers.push(ControllerProc {
             child,
             identity: identity.to_string(),
             admin,
@@ -488,7 +394,7 @@ impl Cluster {
             .collect()
     }
 
-    pub fn node(&self, name: &str) -> &SimNode {
+    pub fn node(&self, name: &str) -> &ClusterNode {
         self.nodes
             .iter()
             .find(|n| n.name == name)
