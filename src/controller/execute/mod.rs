@@ -8,6 +8,8 @@
 //! - steady.rs: an address that stays (and a re-ensure); release.rs: a FloatingIP going away.
 
 mod ec2;
+#[cfg(test)]
+mod mock_api;
 mod moves;
 mod release;
 mod steady;

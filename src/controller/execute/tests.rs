@@ -1,14 +1,15 @@
 //! The executor against a scripted API server and [`FakeCloud`], as kube-rs's controller-rs
-//! tests its reconciler: a tower-test mock service behind a real `kube::Client`, and a
-//! scenario task that checks each request the executor sends and answers it.
+//! tests its reconciler: a mock API service ([`super::mock_api`], as tower-test's) behind a
+//! real `kube::Client`, and a scenario task that checks each request the executor sends and
+//! answers it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use http::{Method, Request, Response, StatusCode};
+use super::mock_api::{pair, Handle, SendResponse};
+use http::{Method, Response, StatusCode};
 use kube::client::Body;
 use serde_json::{json, Value};
-use tower_test::mock::{pair, Handle};
 
 use super::{Ctx, Outcome};
 use crate::api::{FloatingIP, MoveReason};
@@ -19,7 +20,7 @@ use crate::placement::Decision;
 use crate::probe::Health;
 use crate::status::Seat;
 
-type ApiServer = Handle<Request<Body>, Response<Body>>;
+type ApiServer = Handle;
 
 const ADDRESS: &str = "10.0.8.100";
 
@@ -96,7 +97,7 @@ async fn execute<F>(
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
-    let (service, handle) = pair::<Request<Body>, Response<Body>>();
+    let (service, handle) = pair();
     let client = kube::Client::new(service, "default");
     let ctx = Arc::new(Ctx {
         events: crate::controller::events::Events::new(client.clone(), "test"),
@@ -117,14 +118,7 @@ where
 }
 
 /// The next request: its method, path and JSON body.
-async fn next_request(
-    api: &mut ApiServer,
-) -> (
-    Method,
-    String,
-    Value,
-    tower_test::mock::SendResponse<Response<Body>>,
-) {
+async fn next_request(api: &mut ApiServer) -> (Method, String, Value, SendResponse) {
     let (request, respond) = api.next_request().await.expect("a request");
     let (method, path) = (request.method().clone(), request.uri().path().to_string());
     let bytes = request.into_body().collect_bytes().await.unwrap();
@@ -133,13 +127,13 @@ async fn next_request(
 }
 
 /// Answers with `body`, at `resource_version` when it is an object.
-fn answer(respond: tower_test::mock::SendResponse<Response<Body>>, mut body: Value, rv: &str) {
+fn answer(respond: SendResponse, mut body: Value, rv: &str) {
     body["metadata"]["resourceVersion"] = json!(rv);
     let bytes = serde_json::to_vec(&body).unwrap();
     respond.send_response(Response::builder().body(Body::from(bytes)).unwrap());
 }
 
-fn conflict(respond: tower_test::mock::SendResponse<Response<Body>>) {
+fn conflict(respond: SendResponse) {
     let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": "the object has been modified", "reason": "Conflict", "code": 409});
     let bytes = serde_json::to_vec(&status).unwrap();
