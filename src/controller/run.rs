@@ -1,6 +1,6 @@
 //! `floatip controller`: the loop. It waits for something to change (a watch event, a health
 //! transition, a resync, a holder check, a leadership change, a retry or recheck falling due),
-//! then runs a pass: observe (observe.rs), plan (plan.rs), execute (execute/), and schedules
+//! then runs a pass: observe (observe.rs), plan (plan/), execute (execute/), and schedules
 //! the next.
 
 use std::collections::HashMap;
