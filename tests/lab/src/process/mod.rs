@@ -209,7 +209,9 @@ mod tests {
     #[test]
     fn another_first_line_is_an_error() {
         let err = spawn_ready(
-            sh("echo hello; echo why >&2; sleep 5"),
+            // stderr first: the child is killed as soon as its first stdout line is read, so
+            // what it writes to stderr after that line may never be written.
+            sh("echo why >&2; echo hello; sleep 5"),
             "server",
             "KUBE_URL",
             Duration::from_secs(10),
