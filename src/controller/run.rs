@@ -342,6 +342,7 @@ mod tests {
                 last_failure: None,
                 failing_for: Duration::ZERO,
                 suspect: false,
+                recovering: false,
             }),
         }))
     }

@@ -174,6 +174,15 @@ pub struct TargetState {
     pub failing_since: Option<Instant>,
 }
 
+impl TargetState {
+    /// Down, but its latest probe passed: it answers again and waits for enough passes to be
+    /// Up. Its Down is no longer evidence that it fails now (after a partition heals, targets
+    /// come back out of phase, and the last one probed still shows Down for an interval).
+    pub fn recovering(&self) -> bool {
+        self.state == Health::Down && self.failing_since.is_none()
+    }
+}
+
 /// A change of a target's health.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {

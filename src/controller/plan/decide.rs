@@ -214,12 +214,14 @@ fn place(
 /// The holder as placement weighs it.
 fn incumbent(view: &View<'_, '_>, l: &Located<'_>, vip: Option<&VipHealth>) -> Option<Incumbent> {
     let h = l.holder.as_ref()?;
-    let health = view.node_health(&h.node);
+    let health = view.holder_health(&h.node);
     // A holder failing its own check takes along every address whose check has started
     // failing too, in this pass: their probes run out of phase, and waiting for each to go
-    // Down split one failover into several calls.
+    // Down split one failover into several calls. An address answering again (recovering)
+    // has no verdict, like its holder.
     let vip_health = match vip {
         Some(v) if v.suspect && health == Health::Down => Health::Unknown,
+        Some(v) if v.recovering => Health::Unknown,
         Some(v) => v.health,
         None => Health::Unknown,
     };

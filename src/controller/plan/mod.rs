@@ -118,6 +118,8 @@ pub struct VipHealth {
     pub failing_for: Duration,
     /// Still Up, but its latest probe failed.
     pub suspect: bool,
+    /// Still Down, but its latest probe passed.
+    pub recovering: bool,
 }
 
 /// How long a first-attach claim by `floatip attach` is left alone while its node's agent starts.

@@ -95,6 +95,16 @@ impl<'a, 'w> View<'a, 'w> {
             .unwrap_or(Health::Unknown)
     }
 
+    /// The holder's own check as an unplanned move weighs it: a holder that is Down but
+    /// answered its latest probe (recovering) has no verdict, so it is not moved on the
+    /// strength of failures it has stopped having.
+    pub fn holder_health(&self, name: &str) -> Health {
+        match self.node_state(name) {
+            Some(s) if s.recovering() => Health::Unknown,
+            _ => self.node_health(name),
+        }
+    }
+
     /// How long the node's check has been failing (zero when it passes).
     pub fn node_failing_for(&self, name: &str) -> Duration {
         match self.node_state(name) {
@@ -127,6 +137,7 @@ impl<'a, 'w> View<'a, 'w> {
                 .map(|s| s.since.elapsed())
                 .unwrap_or_default(),
             suspect: health == Health::Up && state.is_some_and(|s| s.failing_since.is_some()),
+            recovering: state.is_some_and(TargetState::recovering),
             target,
         })
     }

@@ -34,7 +34,13 @@ fn health(states: &[(&str, P)]) -> HashMap<Target, TargetState> {
                     since: Instant::now()
                         .checked_sub(Duration::from_secs(10))
                         .unwrap_or_else(Instant::now),
-                    failing_since: None,
+                    // A Down target's latest probe failed, in a run that began before it
+                    // went Down.
+                    failing_since: (*st == P::Down).then(|| {
+                        Instant::now()
+                            .checked_sub(Duration::from_secs(11))
+                            .unwrap_or_else(Instant::now)
+                    }),
                 },
             )
         })
@@ -358,4 +364,28 @@ fn the_plan_reads_the_targets_the_probes_are_given() {
     unusable.spec.health_check =
         Some(serde_json::from_value(json!({"port": 80, "intervalMs": 0})).unwrap());
     assert_eq!(checks_of(&unusable, &node_ips), []);
+}
+
+#[test]
+fn a_holder_answering_again_is_not_moved_for_failures_it_stopped_having() {
+    // After the controller's own network heals, targets come back out of phase: the other
+    // nodes are Up again while the holder and its address are still Down, though their latest
+    // probes passed. Moving then would be a false move, the doubt having just ended.
+    let mut states = health(&[
+        ("10.0.8.100", P::Down),
+        ("10.0.8.11", P::Down),
+        ("10.0.8.12", P::Up),
+    ]);
+    let failing = decide_with_health(states.clone(), None, &HashMap::new());
+    assert!(
+        matches!(failing.decision, Decision::Move { .. }),
+        "{:?}",
+        failing.decision
+    );
+    for s in states.values_mut() {
+        s.failing_since = None;
+    }
+    let recovering = decide_with_health(states, None, &HashMap::new());
+    assert_eq!(recovering.decision, Decision::Stay);
+    assert!(recovering.vip.as_ref().is_some_and(|v| v.recovering));
 }
