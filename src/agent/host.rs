@@ -207,7 +207,8 @@ impl Worker {
         let mut changes = 0;
         let routes = self.nl.routes().await?;
         let have: BTreeSet<_> = routes.iter().map(|(s, _)| s.clone()).collect();
-        for r in state.routes.iter().filter(|r| !have.contains(*r)) {
+        let missing = state.routes.iter().filter(|r| !have.contains(*r));
+        for r in want::in_add_order(missing) {
             self.nl.add_route(r).await?;
             changes += 1;
         }

@@ -97,6 +97,16 @@ pub struct RouteSpec {
     pub ifindex: u32,
 }
 
+/// The order to add routes in: on-link routes (no gateway) first. The kernel looks a gateway up
+/// in the route's own table, then in main: with the subnet route in floatip's table first, the
+/// default route is valid whatever main holds (added first, it failed with "Nexthop has invalid
+/// gateway", EINVAL, whenever main had no connected route on that interface).
+pub fn in_add_order<'a>(routes: impl IntoIterator<Item = &'a RouteSpec>) -> Vec<&'a RouteSpec> {
+    let mut routes: Vec<&RouteSpec> = routes.into_iter().collect();
+    routes.sort_by_key(|r| r.gateway.is_some());
+    routes
+}
+
 /// A policy rule: `from <source> lookup <table>` or `fwmark <mark>/<mask> lookup <table>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RuleSpec {
@@ -470,5 +480,25 @@ mod tests {
             ..eth1()
         };
         assert!(idle_problems(&known, &[v6_only]).is_empty());
+    }
+
+    #[test]
+    fn the_subnet_route_is_added_before_the_default_route_through_its_gateway() {
+        let route = |dest: &str, prefix, gateway: Option<&str>| RouteSpec {
+            table: 10004,
+            dest: dest.parse().unwrap(),
+            prefix,
+            gateway: gateway.map(|g| g.parse().unwrap()),
+            ifindex: 4,
+        };
+        let default = route("0.0.0.0", 0, Some("10.99.8.1"));
+        let subnet = route("10.99.8.0", 22, None);
+        let set = BTreeSet::from([default.clone(), subnet.clone()]);
+        assert_eq!(
+            set.first(),
+            Some(&default),
+            "the set alone would add the default first"
+        );
+        assert_eq!(in_add_order(&set), vec![&subnet, &default]);
     }
 }
