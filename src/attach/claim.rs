@@ -15,7 +15,7 @@ use crate::api::{FloatingIP, MoveReason, PendingMove};
 use crate::cloud::{Cloud, CloudError};
 use crate::nodes::{node_fitness, NodeView};
 use crate::retry;
-use crate::status::{record_arrival, Arrival, Seat};
+use crate::status::{next, record_arrival, Arrival, Observed, Seat};
 
 use super::eni::EniBySubnet;
 use super::{unclaimed, AttachError};
@@ -93,13 +93,19 @@ async fn write_claim(
     me: &str,
 ) -> Result<Option<FloatingIP>, AttachError> {
     let name = fip.name_any();
-    let mut obj = fip.clone();
-    obj.status.get_or_insert_with(Default::default).pending_move = Some(PendingMove {
+    let now = Time(jiff::Timestamp::now());
+    let claim = Observed::Claimed(PendingMove {
         from: None,
         to: me.to_string(),
         reason: MoveReason::Initial,
-        since: Time(jiff::Timestamp::now()),
+        since: now.clone(),
     });
+    // Built as the controller builds its claims; written even when unchanged (the same claim
+    // left by an earlier run), since the resourceVersion check is what makes it a claim.
+    let old = fip.status.clone().unwrap_or_default();
+    let status = next(&old, fip.metadata.generation, &claim, &now).unwrap_or(old);
+    let mut obj = fip.clone();
+    obj.status = Some(status);
     match api
         .replace_status(&name, &PostParams::default(), &obj)
         .await
