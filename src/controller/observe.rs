@@ -21,6 +21,7 @@ use super::plan::Picture;
 use super::ControllerArgs;
 use crate::api::FloatingIP;
 use crate::cloud::{Cloud, CloudError, Eni, Subnet};
+use crate::mode::Snapshot;
 use crate::nodes::NodeView;
 use crate::probe::{merge_targets, ProbeEngine, ProbeSpec, Target, TargetState};
 
@@ -105,23 +106,36 @@ where
     store
 }
 
-/// One subnet as EC2 last reported it.
-struct SubnetRead {
-    at: Instant,
-    subnet: Subnet,
-    enis: Vec<Eni>,
-}
-
-/// Each subnet in use and its ENIs, reused until the next resync or a change of ours.
+/// Each subnet in use and its ENIs, reused until the next resync or a change of ours; kept as
+/// the maps a [`Snapshot`] borrows.
 #[derive(Default)]
 pub struct SubnetCache {
-    by_id: HashMap<String, SubnetRead>,
+    /// When each subnet was read.
+    read_at: HashMap<String, Instant>,
+    subnets: HashMap<String, Subnet>,
+    enis: HashMap<String, Vec<Eni>>,
 }
 
 impl SubnetCache {
     /// What we changed is no longer what the cache says: read everything again next pass.
     pub fn forget(&mut self) {
-        self.by_id.clear();
+        self.read_at.clear();
+        self.subnets.clear();
+        self.enis.clear();
+    }
+
+    fn remove(&mut self, subnet: &str) {
+        self.read_at.remove(subnet);
+        self.subnets.remove(subnet);
+        self.enis.remove(subnet);
+    }
+
+    fn snapshot<'a>(&'a self, cluster: &'a str) -> Snapshot<'a> {
+        Snapshot {
+            enis: &self.enis,
+            subnets: &self.subnets,
+            cluster,
+        }
     }
 }
 
@@ -194,15 +208,11 @@ pub async fn observe<C: Cloud>(
     if full_refresh && (ctx.gate)().is_ok() {
         cleanup_orphans(ctx, &args.cluster_name, &nodes).await;
     }
-    let by_id = cache.by_id.iter();
     Seen {
         agents_ready,
         agents_leaving,
-        enis: by_id
-            .clone()
-            .map(|(s, r)| (s.clone(), r.enis.clone()))
-            .collect(),
-        subnets: by_id.map(|(s, r)| (s.clone(), r.subnet.clone())).collect(),
+        enis: cache.enis.clone(),
+        subnets: cache.subnets.clone(),
         reensured,
         peers: peer_reports(&pods),
         fips,
@@ -230,8 +240,8 @@ async fn read_subnets<C: Cloud>(
     let mut cloud_errors = BTreeMap::new();
     let mut retry = false;
     for subnet in &subnets {
-        let read = cache.by_id.get(subnet);
-        if read.is_some_and(|r| r.at.elapsed() < args.resync) && !full_refresh {
+        let read_at = cache.read_at.get(subnet);
+        if read_at.is_some_and(|at| at.elapsed() < args.resync) && !full_refresh {
             continue;
         }
         // The subnet first: a subnet that does not exist has no ENIs either, and its
@@ -242,66 +252,78 @@ async fn read_subnets<C: Cloud>(
         };
         match read {
             Ok((subnet_info, enis)) => {
-                let at = Instant::now();
-                let read = SubnetRead {
-                    at,
-                    subnet: subnet_info,
-                    enis,
-                };
-                cache.by_id.insert(subnet.clone(), read);
+                cache.read_at.insert(subnet.clone(), Instant::now());
+                cache.subnets.insert(subnet.clone(), subnet_info);
+                cache.enis.insert(subnet.clone(), enis);
             }
             Err(e) => {
                 retry |= e.retryable();
-                cache.by_id.remove(subnet);
+                cache.remove(subnet);
                 cloud_errors.insert(subnet.clone(), e);
             }
         }
     }
-    cache.by_id.retain(|s, _| subnets.contains(s));
+    cache.read_at.retain(|s, _| subnets.contains(s));
+    cache.subnets.retain(|s, _| subnets.contains(s));
+    cache.enis.retain(|s, _| subnets.contains(s));
     (cloud_errors, retry)
 }
 
-/// Reads back the ENIs the cache says hold a FloatingIP's address; a subnet where EC2 no longer
-/// agrees (an address unassigned or moved outside floatip) is dropped from the cache, so the
-/// pass that follows reads it again and repairs it, seconds after the change instead of at the
-/// next resync. A failed read changes nothing: the resync still comes.
-pub async fn check_holders<C: Cloud>(cloud: &C, cache: &mut SubnetCache, fips: &[Arc<FloatingIP>]) {
-    let addresses: HashSet<IpAddr> = fips
-        .iter()
-        .filter_map(|f| crate::api::parse_address(&f.spec.address))
-        .collect();
-    // (ENI, subnet, an address the cache has on it)
-    let held: Vec<(String, String, IpAddr)> = (cache.by_id.iter())
-        .flat_map(|(subnet, read)| {
-            read.enis.iter().flat_map(move |e| {
-                (e.secondary.iter()).map(move |a| (e.id.clone(), subnet.clone(), *a))
-            })
-        })
-        .filter(|(_, _, a)| addresses.contains(a))
-        .collect();
-    let ids: BTreeSet<String> = held.iter().map(|(id, _, _)| id.clone()).collect();
+/// Reads back the ENIs the cache says hold a FloatingIP's address (as each FloatingIP's mode
+/// reads EC2); a subnet where EC2 no longer agrees (an address unassigned or moved outside
+/// floatip) is dropped from the cache, so the pass that follows reads it again and repairs it,
+/// seconds after the change instead of at the next resync. A failed read changes nothing: the
+/// resync still comes.
+pub async fn check_holders<C: Cloud>(
+    cloud: &C,
+    cache: &mut SubnetCache,
+    fips: &[Arc<FloatingIP>],
+    cluster: &str,
+) {
+    let cached = cache.snapshot(cluster);
+    // (FloatingIP, its mode, its address, a holding ENI, that ENI's subnet)
+    let mut held = Vec::new();
+    for f in fips {
+        let mode = crate::mode::port(f.spec.mode);
+        let (Some(mode), Some(a)) = (mode, crate::api::parse_address(&f.spec.address)) else {
+            continue;
+        };
+        for h in mode.holding(&f.spec, a, &cached) {
+            held.push((f, mode, a, h.eni.id.clone(), h.eni.subnet_id.clone()));
+        }
+    }
+    let ids: BTreeSet<String> = held.iter().map(|(.., id, _)| id.clone()).collect();
     let ids: Vec<String> = ids.into_iter().collect();
-    let mut fresh: HashMap<String, Eni> = HashMap::new();
+    // The ENIs read back, by subnet, as a snapshot of their own.
+    let mut fresh: HashMap<String, Vec<Eni>> = HashMap::new();
     for chunk in ids.chunks(200) {
         match cloud.enis(chunk).await {
-            Ok(enis) => fresh.extend(enis.into_iter().map(|e| (e.id.clone(), e))),
+            Ok(enis) => enis
+                .into_iter()
+                .for_each(|e| fresh.entry(e.subnet_id.clone()).or_default().push(e)),
             Err(e) => {
                 tracing::debug!(error = %e, "could not read the holding ENIs back; the resync will");
                 return;
             }
         }
     }
+    let now = Snapshot {
+        enis: &fresh,
+        ..cached
+    };
     let stale: BTreeSet<String> = held
         .into_iter()
-        .filter(|(id, _, a)| !fresh.get(id).is_some_and(|e| e.holds(*a)))
-        .map(|(_, subnet, _)| subnet)
+        .filter(|(f, mode, a, id, _)| {
+            !(mode.holding(&f.spec, *a, &now).iter()).any(|h| h.eni.id == *id)
+        })
+        .map(|(.., subnet)| subnet)
         .collect();
     for subnet in stale {
         tracing::info!(
             subnet,
             "an address is no longer where floatip saw it in EC2: reading the subnet again"
         );
-        cache.by_id.remove(&subnet);
+        cache.remove(&subnet);
     }
 }
 

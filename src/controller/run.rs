@@ -223,7 +223,8 @@ impl Controller {
         let synced = self.readiness.watches_synced.load(Ordering::Relaxed);
         if self.leadership.is_leader() && synced {
             let fips = self.watches.fips.state();
-            check_holders(&self.ctx.cloud, &mut self.subnets, &fips).await;
+            let cluster = &self.args.cluster_name;
+            check_holders(&self.ctx.cloud, &mut self.subnets, &fips, cluster).await;
         }
     }
 
