@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use super::{AddressMove, Cloud, CloudError, Eni, ErrorKind, Instance, Subnet};
+use super::{
+    AddressMove, Allocation, Association, Cloud, CloudError, Eni, ErrorKind, Instance, Subnet,
+};
 
 #[derive(Default)]
 pub struct FakeCloud {
@@ -20,6 +22,12 @@ pub struct FakeCloud {
     pub subnets: Mutex<Vec<Subnet>>,
     /// Interface limits by instance type.
     pub max_interfaces: Mutex<BTreeMap<String, u32>>,
+    /// Elastic IPs. An association follows its private address when `assign` moves it and
+    /// ends when `unassign` takes the address off, as on AWS.
+    pub allocations: Mutex<Vec<Allocation>>,
+    /// Zone -> network border group. `associate` refuses an ENI whose subnet's zone is in
+    /// another group than the allocation's; a subnet without a zone here is not checked.
+    pub border_groups: Mutex<BTreeMap<String, String>>,
 }
 
 fn not_found(action: &'static str, code: &str, what: &str) -> CloudError {
@@ -40,6 +48,29 @@ impl FakeCloud {
             .filter(|e| e.holds(address))
             .map(|e| e.id.clone())
             .collect()
+    }
+
+    /// The association bound to `private_ip` on `eni`, wherever it is in `allocations`.
+    fn bound_to<'a>(
+        allocations: &'a mut [Allocation],
+        eni: &'a str,
+        private_ip: IpAddr,
+    ) -> impl Iterator<Item = &'a mut Association> + 'a {
+        allocations
+            .iter_mut()
+            .filter_map(|a| a.association.as_mut())
+            .filter(move |b| b.eni.as_deref() == Some(eni) && b.private_ip == Some(private_ip))
+    }
+
+    /// The network border group of the zone `eni`'s subnet is in, when the fake knows it.
+    fn border_group_of(&self, eni: &Eni) -> Option<String> {
+        let subnets = self.subnets.lock().unwrap();
+        let zone = subnets
+            .iter()
+            .find(|s| s.id == eni.subnet_id)?
+            .zone
+            .clone()?;
+        self.border_groups.lock().unwrap().get(&zone).cloned()
     }
 
     fn mutate(&self, action: &'static str, eni: &str) -> Result<(), CloudError> {
@@ -73,13 +104,34 @@ impl Cloud for FakeCloud {
     async fn assign(&self, eni: &str, moves: &[AddressMove]) -> Result<(), CloudError> {
         self.mutate("Assign", eni)?;
         let mut enis = self.enis.lock().unwrap();
+        // (ENI, address) pairs that lose an address: whatever EC2 holds, not what the caller
+        // believed in `from_eni`.
+        let mut taken = Vec::new();
         for m in moves {
-            for e in enis.iter_mut() {
+            for e in enis
+                .iter_mut()
+                .filter(|e| e.id != eni && e.holds(m.address))
+            {
                 e.secondary.retain(|a| *a != m.address);
+                taken.push((e.id.clone(), m.address));
             }
         }
-        if let Some(target) = enis.iter_mut().find(|e| e.id == eni) {
-            target.secondary.extend(moves.iter().map(|m| m.address));
+        let Some(target) = enis.iter_mut().find(|e| e.id == eni) else {
+            return Ok(());
+        };
+        let new = moves
+            .iter()
+            .map(|m| m.address)
+            .filter(|a| !target.holds(*a));
+        target.secondary.extend(new.collect::<Vec<_>>());
+        // An Elastic IP bound to a moved secondary address moves along with it.
+        let instance = target.instance_id.clone();
+        let mut allocations = self.allocations.lock().unwrap();
+        for (from, address) in &taken {
+            for b in Self::bound_to(&mut allocations, from, *address) {
+                b.eni = Some(eni.to_string());
+                b.instance_id = instance.clone();
+            }
         }
         Ok(())
     }
@@ -89,6 +141,16 @@ impl Cloud for FakeCloud {
         let mut enis = self.enis.lock().unwrap();
         if let Some(e) = enis.iter_mut().find(|e| e.id == eni) {
             e.secondary.retain(|a| !addresses.contains(a));
+        }
+        // An address taken off its ENI loses its Elastic IP.
+        for a in self.allocations.lock().unwrap().iter_mut() {
+            let bound = a.association.as_ref().is_some_and(|b| {
+                b.eni.as_deref() == Some(eni)
+                    && b.private_ip.is_some_and(|p| addresses.contains(&p))
+            });
+            if bound {
+                a.association = None;
+            }
         }
         Ok(())
     }
@@ -230,4 +292,108 @@ impl Cloud for FakeCloud {
         self.enis.lock().unwrap().retain(|e| e.id != eni);
         Ok(())
     }
+
+    async fn allocations(&self, ids: &[String]) -> Result<Vec<Allocation>, CloudError> {
+        let allocations = self.allocations.lock().unwrap();
+        Ok(allocations
+            .iter()
+            .filter(|a| ids.contains(&a.allocation_id))
+            .cloned()
+            .collect())
+    }
+
+    async fn associate(
+        &self,
+        allocation_id: &str,
+        eni: &str,
+        private_ip: IpAddr,
+        allow_reassociation: bool,
+    ) -> Result<(), CloudError> {
+        self.mutate("AssociateAddress", eni)?;
+        let refuse = |code: &str, message: String| CloudError {
+            action: "AssociateAddress",
+            code: code.into(),
+            message,
+            kind: ErrorKind::Permanent,
+        };
+        let target = self
+            .enis
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|e| e.id == eni)
+            .cloned();
+        let target = target.ok_or_else(|| {
+            not_found(
+                "AssociateAddress",
+                "InvalidNetworkInterfaceID.NotFound",
+                eni,
+            )
+        })?;
+        if target.primary_ip != Some(private_ip) && !target.holds(private_ip) {
+            let message = format!("{private_ip} is not an address of {eni}");
+            return Err(refuse("InvalidParameterValue", message));
+        }
+        let eni_group = self.border_group_of(&target);
+        let mut allocations = self.allocations.lock().unwrap();
+        let index = allocations
+            .iter()
+            .position(|a| a.allocation_id == allocation_id)
+            .ok_or_else(|| {
+                not_found(
+                    "AssociateAddress",
+                    "InvalidAllocationID.NotFound",
+                    allocation_id,
+                )
+            })?;
+        let wanted = &allocations[index];
+        if let (Some(theirs), Some(ours)) = (&wanted.network_border_group, &eni_group) {
+            if theirs != ours {
+                let message = format!("{allocation_id} is in {theirs}, {eni} in {ours}");
+                return Err(refuse("InvalidParameterCombination", message));
+            }
+        }
+        // Bound elsewhere, or another allocation bound here: both need reassociation.
+        let elsewhere = wanted.association.is_some() && !wanted.is_bound_to(eni, private_ip);
+        let occupied = allocations
+            .iter()
+            .any(|a| a.allocation_id != allocation_id && a.is_bound_to(eni, private_ip));
+        if (elsewhere || occupied) && !allow_reassociation {
+            let message = format!("{allocation_id} or {eni}/{private_ip} is already associated");
+            return Err(refuse("Resource.AlreadyAssociated", message));
+        }
+        for other in allocations.iter_mut() {
+            if other.allocation_id != allocation_id && other.is_bound_to(eni, private_ip) {
+                other.association = None;
+            }
+        }
+        let calls = self.calls.lock().unwrap().len();
+        allocations[index].association = Some(Association {
+            id: format!("eipassoc-fake{calls}"),
+            eni: Some(eni.to_string()),
+            private_ip: Some(private_ip),
+            instance_id: target.instance_id,
+        });
+        Ok(())
+    }
+
+    async fn disassociate(&self, association_id: &str) -> Result<(), CloudError> {
+        self.mutate("DisassociateAddress", association_id)?;
+        for a in self.allocations.lock().unwrap().iter_mut() {
+            if a.association
+                .as_ref()
+                .is_some_and(|b| b.id == association_id)
+            {
+                a.association = None;
+            }
+        }
+        Ok(())
+    }
+
+    async fn border_groups(&self) -> Result<BTreeMap<String, String>, CloudError> {
+        Ok(self.border_groups.lock().unwrap().clone())
+    }
 }
+
+#[path = "fake_tests.rs"]
+mod tests;

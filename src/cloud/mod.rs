@@ -3,10 +3,12 @@
 
 pub mod aws;
 pub mod cidr;
+mod eip;
 #[cfg(test)]
 pub mod fake;
 mod orphans;
 
+pub use eip::{Allocation, Association};
 pub use orphans::{delete_orphaned_floating_enis, orphaned_floating_enis};
 
 use std::collections::BTreeMap;
@@ -72,6 +74,8 @@ pub struct Subnet {
     pub cidr_v4: Option<String>,
     /// The IPv6 blocks associated with it, if any.
     pub cidrs_v6: Vec<String>,
+    /// Its Availability Zone (or Local Zone): which network border group its ENIs are in.
+    pub zone: Option<String>,
 }
 
 impl Subnet {
@@ -225,6 +229,36 @@ pub trait Cloud: Send + Sync + 'static {
 
     /// Deletes a detached ENI.
     fn delete_eni(&self, eni: &str) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// The allocations among `ids` that exist: DescribeAddresses with an allocation-id filter,
+    /// so a missing one is left out rather than failing the call.
+    fn allocations(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<Allocation>, CloudError>> + Send;
+
+    /// AssociateAddress(AllocationId, NetworkInterfaceId, PrivateIpAddress, AllowReassociation).
+    /// Without reassociation EC2 refuses (Resource.AlreadyAssociated) an allocation bound
+    /// elsewhere; it always refuses an ENI outside the allocation's network border group.
+    fn associate(
+        &self,
+        allocation_id: &str,
+        eni: &str,
+        private_ip: IpAddr,
+        allow_reassociation: bool,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// DisassociateAddress(AssociationId). An association already gone is not an error.
+    fn disassociate(
+        &self,
+        association_id: &str,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Zone name -> network border group for every zone of the Region, Local Zones included
+    /// (DescribeAvailabilityZones AllAvailabilityZones=true).
+    fn border_groups(
+        &self,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, CloudError>> + Send;
 }
 
 /// Whether two lists name the same security groups: EC2 keeps them as a set.

@@ -220,6 +220,7 @@ fn it_reads_its_subnet_and_checks_the_address_against_it() {
             id: SUBNET.into(),
             cidr_v4: Some("10.0.8.0/22".into()),
             cidrs_v6: vec![],
+            zone: None,
         },
     )]);
     let ec2 = Snapshot {

@@ -86,6 +86,7 @@ mod tests {
             id: "subnet-0a".into(),
             cidr_v4: Some("10.0.8.0/22".into()),
             cidrs_v6: vec!["2600:1f14::/64".into()],
+            zone: None,
         }
     }
 

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::NetworkInterface;
+use aws_sdk_ec2::types::{Address, AvailabilityZone, NetworkInterface};
 
-use crate::cloud::{CloudError, Eni, ErrorKind, Instance, Subnet};
+use crate::cloud::{Allocation, Association, CloudError, Eni, ErrorKind, Instance, Subnet};
 
 const THROTTLING_CODES: [&str; 5] = [
     "RequestLimitExceeded",
@@ -157,7 +157,44 @@ pub(super) fn to_subnet(id: &str, s: &aws_sdk_ec2::types::Subnet) -> Subnet {
             .filter_map(|a| a.ipv6_cidr_block())
             .map(String::from)
             .collect(),
+        zone: s.availability_zone().map(String::from),
     }
+}
+
+fn ip(text: Option<&str>) -> Option<IpAddr> {
+    text.and_then(|t| t.parse().ok())
+}
+
+/// An allocation from its DescribeAddresses record; None without an allocation ID (an
+/// EC2-Classic address, which floatip cannot use).
+pub(super) fn to_allocation(a: &Address) -> Option<Allocation> {
+    let association = a.association_id().map(|id| Association {
+        id: id.to_string(),
+        eni: a.network_interface_id().map(String::from),
+        private_ip: ip(a.private_ip_address()),
+        instance_id: a.instance_id().map(String::from),
+    });
+    Some(Allocation {
+        allocation_id: a.allocation_id()?.to_string(),
+        public_ip: ip(a.public_ip()),
+        customer_owned_ip: ip(a.customer_owned_ip()),
+        customer_owned_pool: a.customer_owned_ipv4_pool().map(String::from),
+        network_border_group: a.network_border_group().map(String::from),
+        association,
+    })
+}
+
+/// Zone name -> network border group. A zone EC2 lists without a group is left out: nothing
+/// can be said about what may be associated there.
+pub(super) fn to_border_groups(zones: &[AvailabilityZone]) -> BTreeMap<String, String> {
+    zones
+        .iter()
+        .filter_map(|z| {
+            let name = z.zone_name()?;
+            let group = z.network_border_group()?;
+            Some((name.to_string(), group.to_string()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -174,5 +211,60 @@ mod tests {
         assert_eq!(v4, ["10.0.8.1", "10.0.8.2"]);
         assert_eq!(v6, ["2600:1f14::10"]);
         assert_eq!(by_family(&[]), (vec![], vec![]));
+    }
+
+    #[test]
+    fn an_allocation_keeps_what_describe_addresses_says() {
+        let free = Address::builder()
+            .allocation_id("eipalloc-1")
+            .public_ip("198.51.100.7")
+            .network_border_group("us-west-2-lax-1")
+            .build();
+        let a = to_allocation(&free).unwrap();
+        assert_eq!(a.address(), Some("198.51.100.7".parse().unwrap()));
+        assert_eq!(a.network_border_group.as_deref(), Some("us-west-2-lax-1"));
+        assert_eq!(a.association, None, "no association ID, no association");
+
+        let coip = Address::builder()
+            .allocation_id("eipalloc-2")
+            .customer_owned_ip("203.0.113.9")
+            .customer_owned_ipv4_pool("ipv4pool-coip-1")
+            .association_id("eipassoc-2")
+            .network_interface_id("eni-2")
+            .private_ip_address("10.0.1.200")
+            .build();
+        let a = to_allocation(&coip).unwrap();
+        assert!(a.is_customer_owned());
+        assert_eq!(a.address(), Some("203.0.113.9".parse().unwrap()));
+        let bound = a.association.unwrap();
+        assert_eq!(bound.id, "eipassoc-2");
+        assert_eq!(bound.eni.as_deref(), Some("eni-2"));
+        assert_eq!(bound.private_ip, Some("10.0.1.200".parse().unwrap()));
+        assert_eq!(bound.instance_id, None);
+
+        let classic = Address::builder().public_ip("198.51.100.8").build();
+        assert_eq!(to_allocation(&classic), None);
+    }
+
+    #[test]
+    fn border_groups_map_each_listed_zone() {
+        let zone = |name: &str, group: Option<&str>| {
+            AvailabilityZone::builder()
+                .zone_name(name)
+                .set_network_border_group(group.map(String::from))
+                .build()
+        };
+        let groups = to_border_groups(&[
+            zone("us-west-2a", Some("us-west-2")),
+            zone("us-west-2-lax-1a", Some("us-west-2-lax-1")),
+            zone("us-west-2-den-1a", None),
+        ]);
+        assert_eq!(
+            groups,
+            BTreeMap::from([
+                ("us-west-2-lax-1a".into(), "us-west-2-lax-1".into()),
+                ("us-west-2a".into(), "us-west-2".into()),
+            ])
+        );
     }
 }

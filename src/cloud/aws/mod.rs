@@ -13,9 +13,14 @@ use aws_sdk_ec2::Client;
 
 mod convert;
 
-use super::{AddressMove, Cloud, CloudError, Eni, ErrorKind, Instance, Subnet};
+use super::{AddressMove, Allocation, Cloud, CloudError, Eni, ErrorKind, Instance, Subnet};
 use crate::metrics::Metrics;
-use convert::{by_family, classify, to_eni, to_instance, to_subnet};
+use convert::{
+    by_family, classify, to_allocation, to_border_groups, to_eni, to_instance, to_subnet,
+};
+
+/// What EC2 answers DisassociateAddress for an association that no longer exists.
+const ASSOCIATION_GONE: &str = "InvalidAssociationID.NotFound";
 
 /// EC2 through the AWS SDK, configured from the environment (region, credentials through IRSA
 /// or EKS Pod Identity, and AWS_ENDPOINT_URL for a test endpoint).
@@ -360,5 +365,69 @@ impl Cloud for Ec2 {
         )
         .await?;
         Ok(())
+    }
+
+    async fn allocations(&self, ids: &[String]) -> Result<Vec<Allocation>, CloudError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A filter, not AllocationIds: EC2 fails the whole call when one of those is missing.
+        let ids = Filter::builder()
+            .name("allocation-id")
+            .set_values(Some(ids.to_vec()))
+            .build();
+        let out = self
+            .call(
+                "DescribeAddresses",
+                self.client.describe_addresses().filters(ids).send(),
+            )
+            .await?;
+        Ok(out.addresses().iter().filter_map(to_allocation).collect())
+    }
+
+    async fn associate(
+        &self,
+        allocation_id: &str,
+        eni: &str,
+        private_ip: IpAddr,
+        allow_reassociation: bool,
+    ) -> Result<(), CloudError> {
+        self.call(
+            "AssociateAddress",
+            self.client
+                .associate_address()
+                .allocation_id(allocation_id)
+                .network_interface_id(eni)
+                .private_ip_address(private_ip.to_string())
+                .allow_reassociation(allow_reassociation)
+                .send(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn disassociate(&self, association_id: &str) -> Result<(), CloudError> {
+        let call = self
+            .client
+            .disassociate_address()
+            .association_id(association_id)
+            .send();
+        match self.call("DisassociateAddress", call).await {
+            Err(e) if e.code == ASSOCIATION_GONE => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    async fn border_groups(&self) -> Result<BTreeMap<String, String>, CloudError> {
+        let out = self
+            .call(
+                "DescribeAvailabilityZones",
+                self.client
+                    .describe_availability_zones()
+                    .all_availability_zones(true)
+                    .send(),
+            )
+            .await?;
+        Ok(to_border_groups(out.availability_zones()))
     }
 }

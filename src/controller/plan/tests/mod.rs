@@ -16,6 +16,7 @@ fn subnets() -> HashMap<String, Subnet> {
             id: SUBNET.into(),
             cidr_v4: Some("10.0.8.0/22".into()),
             cidrs_v6: vec![],
+            zone: None,
         },
     )])
 }
