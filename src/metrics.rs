@@ -73,6 +73,7 @@ fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str
 struct ControlMetrics {
     moves: Family<ReasonLabel, Counter>,
     move_duration: Histogram,
+    unassigned_window: Histogram,
     ec2_calls: Family<ActionLabel, Counter>,
     ec2_errors: Family<ActionErrorLabel, Counter>,
     leader: Gauge,
@@ -90,6 +91,13 @@ impl ControlMetrics {
                 "move_duration_seconds",
                 "From the decision to move to EC2 confirming the new holder",
                 Histogram::new(exponential_buckets(0.01, 2.0, 13)),
+            ),
+            // 1 ms to ~4 s: one EC2 round trip between the two calls of an IPv6 move.
+            unassigned_window: registered(
+                r,
+                "ipv6_unassigned_window_seconds",
+                "IPv6 moves: how long EC2 had the address on no ENI, between UnassignIpv6Addresses and AssignIpv6Addresses",
+                Histogram::new(exponential_buckets(0.001, 2.0, 13)),
             ),
             ec2_calls: registered(r, "ec2_calls", "EC2 API calls, by action", Family::default()),
             ec2_errors: registered(
@@ -217,6 +225,10 @@ impl Metrics {
             })
             .inc();
         self.0.control.move_duration.observe(seconds);
+    }
+
+    pub fn unassigned_window(&self, seconds: f64) {
+        self.0.control.unassigned_window.observe(seconds);
     }
 
     pub fn ec2_call(&self, action: &str) {

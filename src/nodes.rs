@@ -26,7 +26,15 @@ pub struct NodeView {
     pub internal_ip: Option<std::net::IpAddr>,
 }
 
+/// The well-known label with the node's Availability Zone or Local Zone.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
 impl NodeView {
+    /// The node's zone, from its well-known label.
+    pub fn zone(&self) -> Option<&str> {
+        self.labels.get(ZONE_LABEL).map(String::as_str)
+    }
+
     pub fn from_node(node: &Node) -> Self {
         let spec = node.spec.clone().unwrap_or_default();
         let ready = node

@@ -22,23 +22,33 @@ pub struct Vip {
     pub mac: String,
     /// The FloatingIP it belongs to, for logs.
     pub name: String,
+    /// The interface's own address (ElasticIP mode: the private address the VPC NATs the
+    /// Elastic IP to): routed like a floating address, but never added or removed.
+    pub own: bool,
 }
 
-/// The addresses whose holder, per status, is `node`. ElasticIP addresses are NATed by the VPC
-/// to the holder's own private IP and are never put on an interface.
+/// The addresses whose holder, per status, is `node`. An ElasticIP address is NATed by the VPC
+/// to the holder's own private address, which is only routed: replies from it must leave
+/// through the ENI that owns it.
 pub fn held_by(fips: &[FloatingIP], node: &str) -> Vec<Vip> {
     let mut out: Vec<Vip> = fips
         .iter()
-        .filter(|f| f.spec.mode != Mode::ElasticIP)
         .filter_map(|f| {
             let holder = f.status.as_ref()?.holder.as_ref()?;
             if holder.node != node {
                 return None;
             }
+            let own = f.spec.mode == Mode::ElasticIP;
+            let address = if own {
+                holder.private_address.as_deref()?.parse().ok()?
+            } else {
+                crate::api::parse_address(&f.spec.address)?
+            };
             Some(Vip {
-                address: crate::api::parse_address(&f.spec.address)?,
+                address,
                 mac: holder.mac_address.as_deref()?.to_ascii_lowercase(),
                 name: f.metadata.name.clone().unwrap_or_default(),
+                own,
             })
         })
         .collect();
@@ -184,7 +194,9 @@ impl HostState {
                 ));
                 continue;
             };
-            self.addresses.insert((iface.index, v.address));
+            if !v.own {
+                self.addresses.insert((iface.index, v.address));
+            }
             self.rules.insert(RuleSpec {
                 v6: v.address.is_ipv6(),
                 priority: n.rule_priority + 1,
@@ -384,6 +396,36 @@ mod tests {
     }
 
     #[test]
+    fn an_elastic_ip_holder_routes_its_own_private_address_and_adds_nothing() {
+        let mut public = fip(
+            "public",
+            "198.51.100.7",
+            "ElasticIP",
+            Some(("n1", "02:aa:00:00:00:01")),
+        );
+        let h = public.status.as_mut().unwrap().holder.as_mut().unwrap();
+        h.private_address = Some("10.99.8.21".into());
+        let mut unplaced = fip(
+            "unknown-private",
+            "198.51.100.8",
+            "ElasticIP",
+            Some(("n1", "02:aa:00:00:00:01")),
+        );
+        unplaced.status.as_mut().unwrap().holder.as_mut().unwrap().private_address = None;
+        let vips = held_by(&[public, unplaced], "n1");
+        assert_eq!(vips.len(), 1, "{vips:?}");
+        assert_eq!(vips[0].address.to_string(), "10.99.8.21");
+        assert!(vips[0].own);
+        let p = host_state(&vips, &[eth1()], &N);
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
+        assert!(p.addresses.is_empty(), "{:?}", p.addresses);
+        let sources: Vec<Option<IpAddr>> = p.rules.iter().map(|r| r.source).collect();
+        assert!(sources.contains(&Some("10.99.8.21".parse().unwrap())), "{sources:?}");
+        assert_eq!(p.marked_v4.len(), 1);
+        assert_eq!(p.routes.len(), 2, "{:?}", p.routes);
+    }
+
+    #[test]
     fn marks_fit_the_mask_or_are_refused() {
         assert_eq!(N.mark(3), Some(0x0003_0000));
         assert_eq!(N.mark(255), Some(0x00ff_0000));
@@ -402,6 +444,7 @@ mod tests {
             address: "10.99.8.100".parse().unwrap(),
             mac: "02:aa:00:00:00:01".into(),
             name: "web".into(),
+            own: false,
         }];
         let p = host_state(&vips, &[eth1()], &N);
         assert!(p.problems.is_empty(), "{:?}", p.problems);
@@ -447,6 +490,7 @@ mod tests {
             address: "10.99.8.100".parse().unwrap(),
             mac: "02:bb:00:00:00:09".into(),
             name: "web".into(),
+            own: false,
         }];
         let p = host_state(&vips, &[eth1()], &N);
         assert!(p.addresses.is_empty() && p.rules.is_empty());

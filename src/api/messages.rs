@@ -13,12 +13,15 @@ pub const ELASTIC_IP_REQUIRED: &str =
     "spec.elasticIP.allocationId is required when mode is ElasticIP";
 pub const ROUTE_TABLES_REQUIRED: &str =
     "spec.routeTableIds needs at least one route table when mode is RouteTable";
+pub const SUBNET_REQUIRED_ELASTIC: &str = "spec.subnetId is required when mode is ElasticIP with interface Dedicated (the default): name the subnet of the floating ENIs, or set interface: Primary to use the nodes' primary ENIs in any subnet";
 pub const ELASTIC_IP_NOT_FOR_MODE: &str =
-    "spec.elasticIP is only used when mode is ElasticIP; remove it or change the mode";
+    "spec.elasticIP is only used when mode is ElasticIP or SecondaryIP; remove it or change the mode";
+pub const ELASTIC_IP_IPV4_ONLY: &str =
+    "spec.elasticIP needs an IPv4 spec.address: Elastic IPs map to IPv4 private addresses only";
 pub const ROUTE_TABLES_NOT_FOR_MODE: &str =
     "spec.routeTableIds is only used when mode is RouteTable; remove it or change the mode";
 pub const INTERFACE_NOT_FOR_MODE: &str =
-    "spec.interface is only used when mode is SecondaryIP; remove it or change the mode";
+    "spec.interface is only used when mode is SecondaryIP or ElasticIP; remove it or change the mode";
 pub const IPV4_REQUIRED: &str = "spec.address must be IPv4 when mode is ElasticIP or Interface: Elastic IPs and ENI primary addresses are IPv4 only";
 pub const TIMEOUT_ABOVE_INTERVAL: &str = "spec.healthCheck.timeoutMs must not exceed intervalMs: a probe must finish before the next one starts";
 pub const UDP_NOT_FOR_PROTOCOL: &str = "spec.healthCheck.udp is only used when protocol is UDP";

@@ -29,6 +29,11 @@ use super::FloatingIPStatus;
     doc = "A floating IP address kept on one healthy node at a time.",
     printcolumn(name = "Address", type_ = "string", json_path = ".spec.address"),
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
+    printcolumn(
+        name = "Public",
+        type_ = "string",
+        json_path = ".status.publicAddress.address"
+    ),
     printcolumn(name = "Holder", type_ = "string", json_path = ".status.holder.node"),
     printcolumn(
         name = "Ready",
@@ -48,13 +53,17 @@ use super::FloatingIPStatus;
         .message(msg::SUBNET_REQUIRED_INTERFACE),
     validation = Rule::new("self.mode != 'ElasticIP' || has(self.elasticIP)")
         .message(msg::ELASTIC_IP_REQUIRED),
+    validation = Rule::new("self.mode != 'ElasticIP' || has(self.subnetId) || (has(self.interface) && self.interface == 'Primary')")
+        .message(msg::SUBNET_REQUIRED_ELASTIC),
     validation = Rule::new("self.mode != 'RouteTable' || (has(self.routeTableIds) && size(self.routeTableIds) > 0)")
         .message(msg::ROUTE_TABLES_REQUIRED),
-    validation = Rule::new("self.mode == 'ElasticIP' || !has(self.elasticIP)")
+    validation = Rule::new("self.mode == 'ElasticIP' || self.mode == 'SecondaryIP' || !has(self.elasticIP)")
         .message(msg::ELASTIC_IP_NOT_FOR_MODE),
+    validation = Rule::new("self.mode != 'SecondaryIP' || !has(self.elasticIP) || !isIP(self.address) || ip(self.address).family() == 4")
+        .message(msg::ELASTIC_IP_IPV4_ONLY),
     validation = Rule::new("self.mode == 'RouteTable' || !has(self.routeTableIds) || size(self.routeTableIds) == 0")
         .message(msg::ROUTE_TABLES_NOT_FOR_MODE),
-    validation = Rule::new("self.mode == 'SecondaryIP' || !has(self.interface)")
+    validation = Rule::new("self.mode == 'SecondaryIP' || self.mode == 'ElasticIP' || !has(self.interface)")
         .message(msg::INTERFACE_NOT_FOR_MODE),
     validation = Rule::new("!(self.mode == 'ElasticIP' || self.mode == 'Interface') || !isIP(self.address) || ip(self.address).family() == 4")
         .message(msg::IPV4_REQUIRED)
@@ -62,8 +71,8 @@ use super::FloatingIPStatus;
 #[serde(rename_all = "camelCase")]
 pub struct FloatingIPSpec {
     /// The floating address, IPv4 or IPv6, e.g. 10.0.8.100. In SecondaryIP mode it must lie in
-    /// spec.subnetId; in ElasticIP mode it is the Elastic IP itself; in RouteTable mode it lies
-    /// outside the VPC CIDR. Immutable.
+    /// spec.subnetId; in ElasticIP mode it is the allocation's Elastic IP (or customer-owned
+    /// IP) itself; in RouteTable mode it lies outside the VPC CIDR. Immutable.
     #[schemars(length(max = bounds::ADDRESS_MAX_LEN))]
     #[x_kube(
         validation = Rule::new("isIP(self)")
@@ -81,17 +90,24 @@ pub struct FloatingIPSpec {
         .message(msg::MODE_IMMUTABLE))]
     pub mode: Mode,
 
-    /// The subnet that holds the address (SecondaryIP) or the floating ENI (Interface),
-    /// e.g. subnet-0a1b2c3d4e5f67890.
+    /// The subnet that holds the address (SecondaryIP), the floating ENI (Interface), or the
+    /// ENIs the Elastic IP is associated with (ElasticIP; optional with interface Primary, where
+    /// it limits candidates to nodes whose primary ENI is in it), e.g. subnet-0a1b2c3d4e5f67890.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$"))]
     pub subnet_id: Option<String>,
 
-    /// SecondaryIP only: which ENI of the node carries the address. Defaults to Dedicated.
+    /// SecondaryIP and ElasticIP: which ENI of the node carries the address (SecondaryIP) or
+    /// whose primary private address the Elastic IP is associated with (ElasticIP). Defaults
+    /// to Dedicated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<InterfaceChoice>,
 
-    /// ElasticIP only: the Elastic IP allocation to associate with the holder.
+    /// The Elastic IP (or Outposts customer-owned IP) allocation that carries the address to
+    /// clients outside the VPC. Required in ElasticIP mode, where the allocation is associated
+    /// with the holder's own private address at every move. Optional in SecondaryIP mode
+    /// (IPv4): associated once with the floating private address, whose moves EC2 makes the
+    /// Elastic IP follow.
     #[serde(default, rename = "elasticIP", skip_serializing_if = "Option::is_none")]
     pub elastic_ip: Option<ElasticIpSource>,
 
@@ -165,7 +181,7 @@ impl Mode {
     /// an implementation for (that lookup decides; a test beside it proves this list agrees).
     /// The CRD accepts every mode so that objects written for a later release are stored; the
     /// others get Ready=False, ModeNotSupported.
-    pub const CARRIED_OUT: &'static [Mode] = &[Mode::SecondaryIP];
+    pub const CARRIED_OUT: &'static [Mode] = &[Mode::SecondaryIP, Mode::ElasticIP];
 
     /// Why the controller leaves a FloatingIP of this mode alone, or None when it carries it out.
     pub fn not_supported(self) -> Option<String> {
@@ -198,13 +214,19 @@ pub enum InterfaceChoice {
     Primary,
 }
 
-/// The Elastic IP to move.
+/// The Elastic IP allocation that carries the address.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ElasticIpSource {
     /// The allocation ID, e.g. eipalloc-0a1b2c3d4e5f67890.
     #[schemars(regex(pattern = r"^eipalloc-([0-9a-f]{8}|[0-9a-f]{17})$"))]
     pub allocation_id: String,
+
+    /// Whether floatip may take the allocation from an association it did not make (another
+    /// instance, ENI or private address). Without it, an allocation associated elsewhere gets
+    /// the Conflict condition and is left where it is.
+    #[serde(default)]
+    pub allow_reassociation: bool,
 }
 
 /// Whether an address returns to a more preferred node.

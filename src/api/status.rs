@@ -36,6 +36,37 @@ pub struct FloatingIPStatus {
     /// How many times the address has moved since the FloatingIP was created.
     #[serde(default)]
     pub move_count: i64,
+
+    /// The Elastic IP (or customer-owned IP) of `spec.elasticIP`, as EC2 last described it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_address: Option<PublicAddress>,
+}
+
+/// The allocation that carries the address outside the VPC.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicAddress {
+    /// The public or customer-owned address clients use.
+    pub address: String,
+    /// ElasticIP for an Amazon public address, CustomerOwnedIP for an Outposts CoIP.
+    pub kind: PublicAddressKind,
+    pub allocation_id: String,
+    /// Where the allocation can be used: the Region, or a Local Zone's group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_border_group: Option<String>,
+    /// The private address it is associated with now, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub associated_with: Option<String>,
+}
+
+/// Which kind of address an allocation is.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum PublicAddressKind {
+    /// An Amazon-owned (or BYOIP) public IPv4 address.
+    ElasticIP,
+    /// An Outposts customer-owned address from a CoIP pool, reachable from the on-premises
+    /// network through the Outpost's local gateway.
+    CustomerOwnedIP,
 }
 
 /// Where the address lives now.
@@ -52,6 +83,10 @@ pub struct Holder {
     /// The ENI's MAC address: how the node's agent finds the interface to configure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac_address: Option<String>,
+    /// ElasticIP mode: the ENI's own private address the Elastic IP is associated with. The
+    /// agent routes replies from it through that ENI; it neither adds nor removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_address: Option<String>,
     /// When the address arrived on this node.
     pub since: Time,
 }
@@ -86,6 +121,10 @@ pub struct Move {
     pub at: Time,
     /// From the decision to EC2 confirming the new holder, in milliseconds.
     pub duration_ms: i64,
+    /// IPv6 moves take two calls (UnassignIpv6Addresses, then AssignIpv6Addresses): how long,
+    /// in milliseconds, EC2 had the address on no ENI between them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unassigned_ms: Option<i64>,
 }
 
 /// Why an address moved. Kept as a plain string in the schema so a newer controller can add

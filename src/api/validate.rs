@@ -11,7 +11,7 @@ use kube::core::Selector;
 
 use super::messages as msg;
 use super::spec::bounds;
-use super::{FloatingIPSpec, HealthCheck, Mode, Protocol, UdpCheck};
+use super::{FloatingIPSpec, HealthCheck, InterfaceChoice, Mode, Protocol, UdpCheck};
 
 /// One thing wrong with a FloatingIP spec.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,8 +32,12 @@ pub enum SpecError {
     ElasticIpRequired,
     #[error("{}", msg::ROUTE_TABLES_REQUIRED)]
     RouteTablesRequired,
+    #[error("{}", msg::SUBNET_REQUIRED_ELASTIC)]
+    SubnetRequiredForElasticIp,
     #[error("{}", msg::ELASTIC_IP_NOT_FOR_MODE)]
     ElasticIpNotForMode,
+    #[error("{}", msg::ELASTIC_IP_IPV4_ONLY)]
+    ElasticIpIpv4Only,
     #[error("{}", msg::ROUTE_TABLES_NOT_FOR_MODE)]
     RouteTablesNotForMode,
     #[error("{}", msg::INTERFACE_NOT_FOR_MODE)]
@@ -205,16 +209,28 @@ fn check_mode_fields(spec: &FloatingIPSpec, address: Option<IpAddr>, errs: &mut 
     if mode == Mode::ElasticIP && spec.elastic_ip.is_none() {
         errs.push(SpecError::ElasticIpRequired);
     }
+    if mode == Mode::ElasticIP
+        && spec.subnet_id.is_none()
+        && spec.interface != Some(InterfaceChoice::Primary)
+    {
+        errs.push(SpecError::SubnetRequiredForElasticIp);
+    }
     if mode == Mode::RouteTable && spec.route_table_ids.is_empty() {
         errs.push(SpecError::RouteTablesRequired);
     }
-    if mode != Mode::ElasticIP && spec.elastic_ip.is_some() {
+    if !matches!(mode, Mode::ElasticIP | Mode::SecondaryIP) && spec.elastic_ip.is_some() {
         errs.push(SpecError::ElasticIpNotForMode);
+    }
+    if mode == Mode::SecondaryIP
+        && spec.elastic_ip.is_some()
+        && matches!(address, Some(IpAddr::V6(_)))
+    {
+        errs.push(SpecError::ElasticIpIpv4Only);
     }
     if mode != Mode::RouteTable && !spec.route_table_ids.is_empty() {
         errs.push(SpecError::RouteTablesNotForMode);
     }
-    if mode != Mode::SecondaryIP && spec.interface.is_some() {
+    if !matches!(mode, Mode::SecondaryIP | Mode::ElasticIP) && spec.interface.is_some() {
         errs.push(SpecError::InterfaceNotForMode);
     }
     if matches!(mode, Mode::ElasticIP | Mode::Interface) && matches!(address, Some(IpAddr::V6(_))) {

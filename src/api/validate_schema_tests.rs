@@ -105,7 +105,7 @@ fn id_and_name_formats_match_the_schema() {
     }
     let eip = schema_pattern(&["elasticIP", "allocationId"]);
     for id in ["eipalloc-0123abcd", "eipalloc-12", "eipassoc-0123abcd"] {
-        let spec = json!({"address": "203.0.113.1", "mode": "ElasticIP", "elasticIP": {"allocationId": id}});
+        let spec = json!({"address": "203.0.113.1", "mode": "ElasticIP", "interface": "Primary", "elasticIP": {"allocationId": id}});
         let errs = rust_messages(validate_spec(&parse(&spec)));
         assert_eq!(eip.is_match(id), errs.is_empty(), "{id}: {errs:?}");
     }

@@ -144,7 +144,7 @@ fn valid_specs_pass_both() {
         secondary("10.0.8.100"),
         secondary("2600:1f14:abc:de00::10"),
         full,
-        json!({"address": "203.0.113.10", "mode": "ElasticIP", "elasticIP": {"allocationId": "eipalloc-0123456789abcdef0"}}),
+        json!({"address": "203.0.113.10", "mode": "ElasticIP", "interface": "Primary", "elasticIP": {"allocationId": "eipalloc-0123456789abcdef0"}}),
         json!({"address": "100.64.10.10", "mode": "RouteTable", "routeTableIds": ["rtb-0123abcd", "rtb-0123456789abcdef0"]}),
         json!({"address": "2600:1f14::10", "mode": "RouteTable", "routeTableIds": ["rtb-0123abcd"]}),
         json!({"address": "10.0.8.100", "mode": "Interface", "subnetId": SUBNET}),
@@ -218,7 +218,12 @@ fn each_mode_requires_its_fields() {
     );
     assert_both(
         json!({"address": "10.0.8.100", "mode": "ElasticIP"}),
-        &[msg::ELASTIC_IP_REQUIRED],
+        &[msg::ELASTIC_IP_REQUIRED, msg::SUBNET_REQUIRED_ELASTIC],
+    );
+    let eip = json!({"allocationId": "eipalloc-0123abcd"});
+    assert_both(
+        json!({"address": "198.51.100.7", "mode": "ElasticIP", "elasticIP": eip, "interface": "Dedicated"}),
+        &[msg::SUBNET_REQUIRED_ELASTIC],
     );
     assert_both(
         json!({"address": "100.64.0.1", "mode": "RouteTable"}),
@@ -230,14 +235,28 @@ fn each_mode_requires_its_fields() {
     );
 }
 
+/// An Elastic IP rides on a SecondaryIP address or is the ElasticIP mode's address; both may
+/// choose the interface, and ElasticIP with the primary interface needs no subnet.
+#[test]
+fn elastic_ips_go_with_secondary_and_elastic_ip_modes() {
+    let eip = json!({"allocationId": "eipalloc-0123abcd", "allowReassociation": true});
+    assert_both(with(secondary("10.0.8.100"), "elasticIP", eip.clone()), &[]);
+    assert_both(
+        json!({"address": "198.51.100.7", "mode": "ElasticIP", "elasticIP": eip, "interface": "Primary"}),
+        &[],
+    );
+    assert_both(
+        json!({"address": "198.51.100.7", "mode": "ElasticIP", "subnetId": SUBNET,
+               "elasticIP": {"allocationId": "eipalloc-0123abcd"}}),
+        &[],
+    );
+}
+
 #[test]
 fn fields_of_other_modes_are_refused() {
     assert_both(
-        with(
-            secondary("10.0.8.100"),
-            "elasticIP",
-            json!({"allocationId": "eipalloc-0123abcd"}),
-        ),
+        json!({"address": "100.64.0.1", "mode": "RouteTable", "routeTableIds": ["rtb-0123abcd"],
+               "elasticIP": {"allocationId": "eipalloc-0123abcd"}}),
         &[msg::ELASTIC_IP_NOT_FOR_MODE],
     );
     assert_both(
@@ -257,8 +276,16 @@ fn fields_of_other_modes_are_refused() {
 #[test]
 fn elastic_ip_and_interface_modes_are_ipv4_only() {
     assert_both(
-        json!({"address": "2600:1f14::10", "mode": "ElasticIP", "elasticIP": {"allocationId": "eipalloc-0123abcd"}}),
+        json!({"address": "2600:1f14::10", "mode": "ElasticIP", "subnetId": SUBNET, "elasticIP": {"allocationId": "eipalloc-0123abcd"}}),
         &[msg::IPV4_REQUIRED],
+    );
+    assert_both(
+        with(
+            secondary("2600:1f14::10"),
+            "elasticIP",
+            json!({"allocationId": "eipalloc-0123abcd"}),
+        ),
+        &[msg::ELASTIC_IP_IPV4_ONLY],
     );
     assert_both(
         json!({"address": "2600:1f14::10", "mode": "Interface", "subnetId": SUBNET}),
@@ -292,6 +319,7 @@ fn every_problem_is_reported_at_once() {
         &[
             msg::ADDRESS_NOT_UNICAST,
             msg::ELASTIC_IP_REQUIRED,
+            msg::SUBNET_REQUIRED_ELASTIC,
             msg::ROUTE_TABLES_NOT_FOR_MODE,
         ],
     );

@@ -36,6 +36,7 @@ pub(super) async fn claim_unheld<C: Cloud>(
     let mut claimed = Vec::new();
     for f in mine
         .iter()
+        .filter(|f| super::claimable_mode(f))
         .filter(|f| unclaimed(f) && node_fitness(view, &f.spec).is_ok())
     {
         let key = (
@@ -51,6 +52,7 @@ pub(super) async fn claim_unheld<C: Cloud>(
             instance_id: instance_id.to_string(),
             eni: eni.id.clone(),
             mac: eni.mac.clone(),
+            private_ip: None,
         };
         if claim(api, cloud, f, &seat).await? {
             claimed.push(f.name_any());
@@ -183,6 +185,7 @@ async fn record_holder(
             to: seat,
             reason: MoveReason::Initial,
             took: started.elapsed(),
+            unassigned_for: None,
         };
         let now = Time(jiff::Timestamp::now());
         record_arrival(

@@ -81,6 +81,13 @@ fn claimable_mode(f: &FloatingIP) -> bool {
     f.spec.mode == Mode::SecondaryIP
 }
 
+/// Whether attach prepares this node's ENI for the FloatingIP: SecondaryIP, and ElasticIP in
+/// a subnet (whose floating ENI's primary address the Elastic IP is associated with; the
+/// controller makes the first association).
+fn prepared_mode(f: &FloatingIP) -> bool {
+    claimable_mode(f) || (f.spec.mode == Mode::ElasticIP && f.spec.subnet_id.is_some())
+}
+
 fn dedicated(f: &FloatingIP) -> bool {
     f.spec.interface.unwrap_or_default() == InterfaceChoice::Dedicated
 }
@@ -149,7 +156,7 @@ pub async fn attach<C: Cloud>(
 fn mine<'a>(fips: &'a [FloatingIP], view: &NodeView, me: &str) -> Vec<&'a FloatingIP> {
     fips.iter()
         .filter(|f| f.metadata.deletion_timestamp.is_none() && validate_spec(&f.spec).is_ok())
-        .filter(|f| claimable_mode(f))
+        .filter(|f| prepared_mode(f))
         .filter(|f| held_here(f, me) || selected(view, f))
         .collect()
 }

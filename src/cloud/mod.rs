@@ -71,6 +71,8 @@ pub struct Instance {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subnet {
     pub id: String,
+    /// Its Availability Zone (or Local Zone), e.g. us-west-2-lax-1a.
+    pub zone: Option<String>,
     pub cidr_v4: Option<String>,
     /// The IPv6 blocks associated with it, if any.
     pub cidrs_v6: Vec<String>,
@@ -87,6 +89,39 @@ impl Subnet {
             self.cidrs_v6.iter().collect()
         };
         texts.into_iter().filter_map(|t| t.parse().ok()).collect()
+    }
+}
+
+/// An Elastic IP allocation (public or customer-owned), as DescribeAddresses shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    pub allocation_id: String,
+    pub public_ip: Option<IpAddr>,
+    /// Outposts customer-owned address (CoIP), when the allocation comes from a CoIP pool.
+    pub customer_owned_ip: Option<IpAddr>,
+    pub customer_owned_pool: Option<String>,
+    /// The Region or Local Zone group the address may be used in.
+    pub network_border_group: Option<String>,
+    pub association: Option<Association>,
+}
+
+/// Where an allocation is associated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Association {
+    pub id: String,
+    pub eni: Option<String>,
+    pub private_ip: Option<IpAddr>,
+    pub instance_id: Option<String>,
+}
+
+impl Allocation {
+    /// The address clients use: the customer-owned one if any, else the public one.
+    pub fn address(&self) -> Option<IpAddr> {
+        self.customer_owned_ip.or(self.public_ip)
+    }
+
+    pub fn is_customer_owned(&self) -> bool {
+        self.customer_owned_ip.is_some()
     }
 }
 
@@ -148,6 +183,8 @@ pub struct AddressMove {
     /// The ENI holding it now, if any. IPv6 addresses cannot be reassigned in one call, so
     /// they are taken off here first.
     pub from_eni: Option<String>,
+    /// The Elastic IP allocation that carries the address (ElasticIP mode).
+    pub allocation_id: Option<String>,
 }
 
 /// What floatip asks of EC2 in SecondaryIP mode.

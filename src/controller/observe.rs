@@ -21,7 +21,7 @@ use super::plan::Picture;
 use super::ControllerArgs;
 use crate::api::FloatingIP;
 use crate::cloud::{Cloud, CloudError, Eni, Subnet};
-use crate::mode::Snapshot;
+use crate::mode::{Reads, Snapshot};
 use crate::nodes::NodeView;
 use crate::probe::{merge_targets, ProbeEngine, ProbeSpec, Target, TargetState};
 
@@ -114,7 +114,19 @@ pub struct SubnetCache {
     read_at: HashMap<String, Instant>,
     subnets: HashMap<String, Subnet>,
     enis: HashMap<String, Vec<Eni>>,
+    /// Elastic IPs, zones and the nodes' ENIs, with when each was read.
+    reads: Reads,
+    reads_at: HashMap<&'static str, Instant>,
 }
+
+/// The keys of [`SubnetCache::reads_at`], also used as the keys of their read errors.
+pub const READ_ALLOCATIONS: &str = "Elastic IP allocations";
+pub const READ_NODE_ENIS: &str = "the nodes' ENIs";
+const READ_BORDER_GROUPS: &str = "zones";
+
+/// How long the zones' border groups are trusted: they change only when a Local Zone is
+/// opted in.
+const BORDER_GROUPS_TTL: Duration = Duration::from_secs(3600);
 
 impl SubnetCache {
     /// What we changed is no longer what the cache says: read everything again next pass.
@@ -122,6 +134,13 @@ impl SubnetCache {
         self.read_at.clear();
         self.subnets.clear();
         self.enis.clear();
+        self.reads_at.remove(READ_ALLOCATIONS);
+        self.reads_at.remove(READ_NODE_ENIS);
+    }
+
+    /// Whether `key` was read less than `ttl` ago.
+    fn fresh(&self, key: &str, ttl: Duration) -> bool {
+        self.reads_at.get(key).is_some_and(|at| at.elapsed() < ttl)
     }
 
     fn remove(&mut self, subnet: &str) {
@@ -131,11 +150,7 @@ impl SubnetCache {
     }
 
     fn snapshot<'a>(&'a self, cluster: &'a str) -> Snapshot<'a> {
-        Snapshot {
-            enis: &self.enis,
-            subnets: &self.subnets,
-            cluster,
-        }
+        Snapshot::new(&self.enis, &self.subnets, cluster, &self.reads)
     }
 }
 
@@ -147,6 +162,7 @@ pub struct Seen {
     agents_leaving: HashSet<String>,
     enis: HashMap<String, Vec<Eni>>,
     subnets: HashMap<String, Subnet>,
+    reads: Reads,
     health: HashMap<Target, TargetState>,
     reensured: HashMap<String, Duration>,
     peers: HashMap<String, PeerReport>,
@@ -165,6 +181,7 @@ impl Seen {
             agents_leaving: &self.agents_leaving,
             enis: &self.enis,
             subnets: &self.subnets,
+            reads: &self.reads,
             cluster: &args.cluster_name,
             now: jiff::Timestamp::now(),
             health: &self.health,
@@ -204,7 +221,14 @@ pub async fn observe<C: Cloud>(
     let reensured = (reensured_at.iter())
         .map(|(n, at)| (n.clone(), at.elapsed()))
         .collect();
-    let (cloud_errors, retry) = read_subnets(&ctx.cloud, cache, &fips, args, full_refresh).await;
+    let (mut cloud_errors, mut retry) =
+        read_subnets(&ctx.cloud, cache, &fips, args, full_refresh).await;
+    let instances = nodes.iter().filter_map(|n| n.instance_id.clone()).collect();
+    let needs = Needs::of(&fips, instances);
+    for (key, e) in read_beyond_subnets(&ctx.cloud, cache, &needs, args, full_refresh).await {
+        retry |= e.retryable();
+        cloud_errors.insert(key.to_string(), e);
+    }
     if full_refresh && (ctx.gate)().is_ok() {
         cleanup_orphans(ctx, &args.cluster_name, &nodes).await;
     }
@@ -213,6 +237,7 @@ pub async fn observe<C: Cloud>(
         agents_leaving,
         enis: cache.enis.clone(),
         subnets: cache.subnets.clone(),
+        reads: cache.reads.clone(),
         reensured,
         peers: peer_reports(&pods),
         fips,
@@ -267,6 +292,87 @@ async fn read_subnets<C: Cloud>(
     cache.subnets.retain(|s, _| subnets.contains(s));
     cache.enis.retain(|s, _| subnets.contains(s));
     (cloud_errors, retry)
+}
+
+/// What the FloatingIPs need read of EC2 besides their subnets.
+struct Needs {
+    allocations: Vec<String>,
+    node_enis: bool,
+    instances: HashSet<String>,
+}
+
+impl Needs {
+    fn of(fips: &[Arc<FloatingIP>], instances: HashSet<String>) -> Self {
+        let mut allocations: BTreeSet<String> = BTreeSet::new();
+        let mut node_enis = false;
+        for f in fips {
+            let Some(mode) = crate::mode::port(f.spec.mode) else {
+                continue;
+            };
+            allocations.extend(f.spec.elastic_ip.iter().map(|e| e.allocation_id.clone()));
+            node_enis |= mode.needs_node_enis(&f.spec);
+        }
+        Self {
+            allocations: allocations.into_iter().collect(),
+            node_enis,
+            instances,
+        }
+    }
+}
+
+/// The Elastic IP allocations, the zones' border groups and the nodes' ENIs, each only when a
+/// FloatingIP needs it, reused until the next resync or move as subnets are. Returns what
+/// could not be read; a zone read that fails only logs (EC2 checks the group itself).
+async fn read_beyond_subnets<C: Cloud>(
+    cloud: &C,
+    cache: &mut SubnetCache,
+    needs: &Needs,
+    args: &ControllerArgs,
+    full_refresh: bool,
+) -> Vec<(&'static str, CloudError)> {
+    let mut errors = Vec::new();
+    let stale = |c: &SubnetCache, key| full_refresh || !c.fresh(key, args.resync);
+    cache.reads.node_instances = needs.instances.clone();
+    if needs.allocations.is_empty() {
+        cache.reads.allocations = None;
+    } else if stale(cache, READ_ALLOCATIONS) {
+        match cloud.allocations(&needs.allocations).await {
+            Ok(all) => {
+                let by_id = all.into_iter().map(|a| (a.allocation_id.clone(), a));
+                cache.reads.allocations = Some(by_id.collect());
+                cache.reads_at.insert(READ_ALLOCATIONS, Instant::now());
+            }
+            Err(e) => {
+                cache.reads.allocations = None;
+                errors.push((READ_ALLOCATIONS, e));
+            }
+        }
+        if !cache.fresh(READ_BORDER_GROUPS, BORDER_GROUPS_TTL) {
+            match cloud.border_groups().await {
+                Ok(groups) => {
+                    cache.reads.border_groups = groups;
+                    cache.reads_at.insert(READ_BORDER_GROUPS, Instant::now());
+                }
+                Err(e) => tracing::warn!(error = %e, "could not read the zones' network border groups; EC2 will refuse a mismatch itself"),
+            }
+        }
+    }
+    if !needs.node_enis {
+        cache.reads.node_enis = None;
+    } else if stale(cache, READ_NODE_ENIS) {
+        let instances: Vec<String> = needs.instances.iter().cloned().collect();
+        match cloud.instance_enis(&instances).await {
+            Ok(enis) => {
+                cache.reads.node_enis = Some(enis);
+                cache.reads_at.insert(READ_NODE_ENIS, Instant::now());
+            }
+            Err(e) => {
+                cache.reads.node_enis = None;
+                errors.push((READ_NODE_ENIS, e));
+            }
+        }
+    }
+    errors
 }
 
 /// Reads back the ENIs the cache says hold a FloatingIP's address (as each FloatingIP's mode

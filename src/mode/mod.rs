@@ -27,21 +27,27 @@
 //!   [`AddressMode::subnets`] is today; and the [`Cloud`] calls it makes, added to the cloud
 //!   port and its AWS adapter.
 
+mod elastic_ip;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod public;
 mod secondary_ip;
 pub mod usable;
 
+pub use elastic_ip::ElasticIp;
+pub use public::Associate;
 pub use secondary_ip::SecondaryIp;
 pub use usable::Unusable;
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 
 use crate::api::{FloatingIPSpec, Mode};
-use crate::cloud::{AddressMove, Cloud, CloudError, Eni, Subnet};
+use crate::cloud::{AddressMove, Allocation, Cloud, CloudError, Eni, Subnet};
 use crate::nodes::{NodeView, Unfit};
 use crate::status::Seat;
 
@@ -53,14 +59,73 @@ pub struct Snapshot<'a> {
     /// The subnets themselves (their address blocks), read with the ENIs.
     pub subnets: &'a HashMap<String, Subnet>,
     pub cluster: &'a str,
+    /// The Elastic IP allocations the FloatingIPs name, by allocation ID; None while unread.
+    /// An allocation missing from a read map does not exist.
+    pub allocations: Option<&'a HashMap<String, Allocation>>,
+    /// Network border group by zone (Region zones and Local Zones); empty while unread.
+    pub border_groups: &'a BTreeMap<String, String>,
+    /// Every ENI attached to a node's instance, in any subnet; None while unread (read only
+    /// when a FloatingIP's mode asks, [`AddressMode::needs_node_enis`]).
+    pub node_enis: Option<&'a [Eni]>,
+    /// The instances of the cluster's nodes.
+    pub node_instances: &'a HashSet<String>,
+}
+
+/// What a pass read of EC2 besides subnets, owned: the maps a [`Snapshot`] borrows.
+#[derive(Debug, Clone, Default)]
+pub struct Reads {
+    /// None while unread.
+    pub allocations: Option<HashMap<String, Allocation>>,
+    pub border_groups: BTreeMap<String, String>,
+    /// None while unread.
+    pub node_enis: Option<Vec<Eni>>,
+    pub node_instances: HashSet<String>,
+}
+
+impl<'a> Snapshot<'a> {
+    /// A snapshot of the subnets' ENIs and blocks and of `reads`.
+    pub fn new(
+        enis: &'a HashMap<String, Vec<Eni>>,
+        subnets: &'a HashMap<String, Subnet>,
+        cluster: &'a str,
+        reads: &'a Reads,
+    ) -> Self {
+        Self {
+            enis,
+            subnets,
+            cluster,
+            allocations: reads.allocations.as_ref(),
+            border_groups: &reads.border_groups,
+            node_enis: reads.node_enis.as_deref(),
+            node_instances: &reads.node_instances,
+        }
+    }
+
+    /// Whether everything `spec` is planned from has been read.
+    pub fn has_read(&self, mode: &dyn AddressMode, spec: &FloatingIPSpec) -> bool {
+        mode.subnets(spec).iter().all(|s| self.enis.contains_key(s))
+            && (spec.elastic_ip.is_none() || self.allocations.is_some())
+            && (!mode.needs_node_enis(spec) || self.node_enis.is_some())
+    }
 }
 
 /// An ENI holding an address, according to EC2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held<'e> {
-    pub eni: &'e Eni,
+    /// The ENI, as EC2 described it (or as an association names it, when the ENI was not read).
+    pub eni: Cow<'e, Eni>,
     /// Whether floatip may put this FloatingIP's address on it or take it off.
     pub managed: bool,
+    /// ElasticIP mode: the private address the Elastic IP is associated with.
+    pub private_ip: Option<IpAddr>,
+}
+
+/// A move's EC2 calls, as the mode made them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Moved {
+    /// IPv6: the longest time an address of the batch was on no ENI, between the
+    /// UnassignIpv6Addresses and AssignIpv6Addresses calls.
+    pub unassigned_for: Option<Duration>,
 }
 
 /// One mode's reading of EC2 and the nodes. Pure: no I/O.
@@ -94,6 +159,35 @@ pub trait AddressMode: Send + Sync {
         node: &NodeView,
         ec2: &Snapshot<'_>,
     ) -> Result<Seat, Unfit>;
+
+    /// Whether the FloatingIP is planned from the ENIs of every node ([`Snapshot::node_enis`]).
+    fn needs_node_enis(&self, _spec: &FloatingIPSpec) -> bool {
+        false
+    }
+
+    /// The address the FloatingIP's own health check probes, if any: the address clients use,
+    /// unless the controller may have no route to it.
+    /// `holder_private_ip` is the private address status or EC2 gives the holder, if any.
+    fn probed_address(
+        &self,
+        _spec: &FloatingIPSpec,
+        address: IpAddr,
+        _holder_private_ip: Option<IpAddr>,
+    ) -> Option<IpAddr> {
+        Some(address)
+    }
+
+    /// An association of the FloatingIP's Elastic IP that is missing where the address is
+    /// held, to be made without a move; None when it is in place or the mode has none.
+    fn associate(
+        &self,
+        spec: &FloatingIPSpec,
+        address: IpAddr,
+        holder: &Seat,
+        ec2: &Snapshot<'_>,
+    ) -> Option<Associate> {
+        public::missing_association(spec, address, holder, ec2)
+    }
 }
 
 /// One mode's EC2 calls, through the cloud port `C`.
@@ -105,7 +199,7 @@ pub trait Carrier<C: Cloud>: AddressMode {
         cloud: &'a C,
         to: &'a Seat,
         moves: &'a [AddressMove],
-    ) -> BoxFuture<'a, Result<(), CloudError>>;
+    ) -> BoxFuture<'a, Result<Moved, CloudError>>;
 
     /// Reads the batch back: Ok only when EC2 shows every address on `to` and nowhere else it
     /// was taken from.
@@ -121,6 +215,7 @@ pub trait Carrier<C: Cloud>: AddressMode {
     fn release<'a>(
         &'a self,
         cloud: &'a C,
+        spec: &'a FloatingIPSpec,
         eni: &'a str,
         address: IpAddr,
     ) -> BoxFuture<'a, Result<(), CloudError>>;
@@ -130,6 +225,7 @@ pub trait Carrier<C: Cloud>: AddressMode {
 #[derive(Debug, Clone, Copy)]
 enum Implementation {
     SecondaryIp,
+    ElasticIp,
 }
 
 /// Which implementation carries out `mode`: the one place that says which modes this version
@@ -137,7 +233,8 @@ enum Implementation {
 fn implementation(mode: Mode) -> Option<Implementation> {
     match mode {
         Mode::SecondaryIP => Some(Implementation::SecondaryIp),
-        Mode::ElasticIP | Mode::RouteTable | Mode::Interface => None,
+        Mode::ElasticIP => Some(Implementation::ElasticIp),
+        Mode::RouteTable | Mode::Interface => None,
     }
 }
 
@@ -145,6 +242,7 @@ fn implementation(mode: Mode) -> Option<Implementation> {
 pub fn port(mode: Mode) -> Option<&'static dyn AddressMode> {
     Some(match implementation(mode)? {
         Implementation::SecondaryIp => &SecondaryIp,
+        Implementation::ElasticIp => &ElasticIp,
     })
 }
 
@@ -153,6 +251,7 @@ pub fn port(mode: Mode) -> Option<&'static dyn AddressMode> {
 pub fn carrier<C: Cloud>(mode: Mode) -> Option<&'static dyn Carrier<C>> {
     Some(match implementation(mode)? {
         Implementation::SecondaryIp => &SecondaryIp,
+        Implementation::ElasticIp => &ElasticIp,
     })
 }
 

@@ -4,11 +4,13 @@
 //! AssignPrivateIpAddresses with AllowReassignment: EC2 takes each address off its old ENI in
 //! the same call.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
+use std::time::Instant;
 
 use futures::future::BoxFuture;
 
-use super::{usable, AddressMode, Carrier, Held, Snapshot, Unusable};
+use super::{public, usable, AddressMode, Carrier, Held, Moved, Snapshot, Unusable};
 use crate::api::{FloatingIPSpec, InterfaceChoice};
 use crate::cloud::{AddressMove, Cloud, CloudError, Eni, ErrorKind};
 use crate::nodes::{NodeView, Unfit};
@@ -60,10 +62,12 @@ impl AddressMode for SecondaryIp {
         address: IpAddr,
         ec2: &Snapshot<'_>,
     ) -> Result<(), Unusable> {
-        match ec2.subnets.get(subnet(spec)) {
-            Some(s) => usable::check(address, s, enis(spec, ec2)),
-            None => Ok(()),
+        if let Some(s) = ec2.subnets.get(subnet(spec)) {
+            usable::check(address, s, enis(spec, ec2))?;
         }
+        // The Elastic IP is floatip's where it is associated with the floating address, on
+        // whichever ENI: EC2 moves it along with the address.
+        public::check(spec, ec2, |assoc| assoc.private_ip == Some(address))
     }
 
     fn holding<'e>(
@@ -76,8 +80,9 @@ impl AddressMode for SecondaryIp {
             .iter()
             .filter(|e| e.holds(address))
             .map(|eni| Held {
-                eni,
+                eni: Cow::Borrowed(eni),
                 managed: manages(eni, spec, ec2.cluster),
+                private_ip: None,
             })
             .collect()
     }
@@ -100,6 +105,7 @@ impl AddressMode for SecondaryIp {
             instance_id: instance,
             eni: eni.id.clone(),
             mac: eni.mac.clone(),
+            private_ip: None,
         })
     }
 }
@@ -110,8 +116,8 @@ impl<C: Cloud> Carrier<C> for SecondaryIp {
         cloud: &'a C,
         to: &'a Seat,
         moves: &'a [AddressMove],
-    ) -> BoxFuture<'a, Result<(), CloudError>> {
-        Box::pin(cloud.assign(&to.eni, moves))
+    ) -> BoxFuture<'a, Result<Moved, CloudError>> {
+        Box::pin(move_to(cloud, &to.eni, moves))
     }
 
     fn verify<'a>(
@@ -126,11 +132,48 @@ impl<C: Cloud> Carrier<C> for SecondaryIp {
     fn release<'a>(
         &'a self,
         cloud: &'a C,
+        _spec: &'a FloatingIPSpec,
         eni: &'a str,
         address: IpAddr,
     ) -> BoxFuture<'a, Result<(), CloudError>> {
         Box::pin(async move { cloud.unassign(eni, &[address]).await })
     }
+}
+
+/// IPv4 addresses in ONE AssignPrivateIpAddresses with AllowReassignment. IPv6 has no
+/// reassignment: UnassignIpv6Addresses on each ENI they leave (one call per ENI), then ONE
+/// AssignIpv6Addresses on the target; the time between is reported, as the address answers
+/// nowhere in it.
+async fn move_to<C: Cloud>(cloud: &C, eni: &str, moves: &[AddressMove]) -> Result<Moved, CloudError> {
+    let (v6, v4): (Vec<&AddressMove>, Vec<&AddressMove>) =
+        moves.iter().partition(|m| m.address.is_ipv6());
+    if !v4.is_empty() {
+        let v4: Vec<AddressMove> = v4.into_iter().cloned().collect();
+        cloud.assign(eni, &v4).await?;
+    }
+    if v6.is_empty() {
+        return Ok(Moved::default());
+    }
+    let mut sources: std::collections::BTreeMap<&str, Vec<IpAddr>> = Default::default();
+    for m in v6.iter().filter(|m| m.from_eni.as_deref().is_some_and(|f| f != eni)) {
+        let from = m.from_eni.as_deref().unwrap_or_default();
+        sources.entry(from).or_default().push(m.address);
+    }
+    let mut first_off: Option<Instant> = None;
+    for (from, addresses) in &sources {
+        cloud.unassign(from, addresses).await?;
+        first_off.get_or_insert_with(Instant::now);
+    }
+    let on: Vec<AddressMove> = (v6.iter())
+        .map(|m| AddressMove {
+            from_eni: None,
+            ..(*m).clone()
+        })
+        .collect();
+    cloud.assign(eni, &on).await?;
+    Ok(Moved {
+        unassigned_for: first_off.map(|t| t.elapsed()),
+    })
 }
 
 /// Reads the target and source ENIs back: every address on the target and on no source.

@@ -160,11 +160,8 @@ fn the_interface_choice_decides_which_eni_is_managed_and_where_the_address_sits(
         ],
     )]);
     let subnets = HashMap::new();
-    let ec2 = Snapshot {
-        enis: &enis,
-        subnets: &subnets,
-        cluster: CLUSTER,
-    };
+    let reads = Reads::default();
+    let ec2 = Snapshot::new(&enis, &subnets, CLUSTER, &reads);
     let managed = |s: &FloatingIPSpec| -> Vec<(String, bool)> {
         SecondaryIp
             .holding(s, ip("10.0.8.100"), &ec2)
@@ -218,16 +215,14 @@ fn it_reads_its_subnet_and_checks_the_address_against_it() {
         SUBNET.to_string(),
         Subnet {
             id: SUBNET.into(),
+            zone: None,
             cidr_v4: Some("10.0.8.0/22".into()),
             cidrs_v6: vec![],
             zone: None,
         },
     )]);
-    let ec2 = Snapshot {
-        enis: &enis,
-        subnets: &subnets,
-        cluster: CLUSTER,
-    };
+    let reads = Reads::default();
+    let ec2 = Snapshot::new(&enis, &subnets, CLUSTER, &reads);
     let s = spec(None);
     assert_eq!(SecondaryIp.usable(&s, ip("10.0.8.100"), &ec2), Ok(()));
     let primary = SecondaryIp.usable(&s, ip("10.0.8.211"), &ec2).unwrap_err();

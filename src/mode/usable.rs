@@ -28,6 +28,23 @@ pub enum Unusable {
         /// ", attached to i-..." when attached.
         owner: String,
     },
+    #[error("Elastic IP allocation {allocation} does not exist in this account and Region: check spec.elasticIP.allocationId (aws ec2 describe-addresses --allocation-ids {allocation})")]
+    AllocationNotFound { allocation: String },
+    #[error("Elastic IP allocation {allocation} belongs to network border group {allocation_group}, but zone {zone} is in group {zone_group}; EC2 associates an address only within its group: allocate one in {zone_group} (AllocateAddress --network-border-group {zone_group}) or use nodes in {allocation_group}")]
+    BorderGroupMismatch {
+        allocation: String,
+        allocation_group: String,
+        zone: String,
+        zone_group: String,
+    },
+    #[error("Elastic IP allocation {allocation} is associated with {target}, which floatip did not do; it is left there: disassociate it, or set spec.elasticIP.allowReassociation to let floatip take it")]
+    AllocationInUse { allocation: String, target: String },
+    #[error("Elastic IP allocation {allocation} has address {has}, not {address}: set spec.address to the allocation's address, or name the allocation of {address}")]
+    AllocationAddressMismatch {
+        allocation: String,
+        has: String,
+        address: IpAddr,
+    },
 }
 
 impl Unusable {
@@ -37,6 +54,19 @@ impl Unusable {
             Unusable::OutsideSubnet { .. } => "AddressOutsideSubnet",
             Unusable::Reserved { .. } => "AddressReserved",
             Unusable::PrimaryAddress { .. } => "AddressIsPrimary",
+            Unusable::AllocationNotFound { .. } => "AllocationNotFound",
+            Unusable::BorderGroupMismatch { .. } => "BorderGroupMismatch",
+            Unusable::AllocationInUse { .. } => "AllocationInUse",
+            Unusable::AllocationAddressMismatch { .. } => "AllocationAddressMismatch",
+        }
+    }
+
+    /// The condition set True for it: Conflict when something else holds what the FloatingIP
+    /// names, InvalidSpec when the spec names something EC2 cannot carry.
+    pub fn condition(&self) -> &'static str {
+        match self {
+            Unusable::AllocationInUse { .. } => crate::api::condition::CONFLICT,
+            _ => crate::api::condition::INVALID_SPEC,
         }
     }
 }
@@ -84,6 +114,7 @@ mod tests {
     fn subnet() -> Subnet {
         Subnet {
             id: "subnet-0a".into(),
+            zone: None,
             cidr_v4: Some("10.0.8.0/22".into()),
             cidrs_v6: vec!["2600:1f14::/64".into()],
             zone: None,

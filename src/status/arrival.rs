@@ -17,6 +17,8 @@ pub struct Arrival<'a> {
     pub reason: MoveReason,
     /// From the decision (or claim) to EC2's confirmation.
     pub took: Duration,
+    /// IPv6: how long the address was on no ENI between the move's two calls.
+    pub unassigned_for: Option<Duration>,
 }
 
 /// Writes a confirmed move into status: the holder, lastMove, moveCount, Assigned and Ready;

@@ -15,4 +15,6 @@ pub struct Seat {
     pub instance_id: String,
     pub eni: String,
     pub mac: Option<String>,
+    /// ElasticIP mode: the ENI's own private address the Elastic IP is associated with.
+    pub private_ip: Option<std::net::IpAddr>,
 }

@@ -46,6 +46,8 @@ pub struct Steady {
     /// A claimed move is kept only while the move waits (minHoldSeconds); otherwise its target
     /// can no longer take the address and the claim is dropped.
     pub keep_claim: bool,
+    /// The Elastic IP as EC2 described it this pass.
+    pub public: Option<crate::api::PublicAddress>,
 }
 
 /// The status after `observed`, or None when it is `old` unchanged (no write is due).
@@ -141,6 +143,7 @@ fn holder(seat: &Seat, since: Time) -> Holder {
         instance_id: seat.instance_id.clone(),
         network_interface_id: Some(seat.eni.clone()),
         mac_address: seat.mac.clone(),
+        private_address: seat.private_ip.map(|i| i.to_string()),
         since,
     }
 }
@@ -156,6 +159,10 @@ fn steady_status(s: &mut FloatingIPStatus, st: &Steady, g: Option<i64>, now: &Ti
     });
     if s.holder != new_holder {
         s.holder = new_holder;
+        changed = true;
+    }
+    if s.public_address != st.public {
+        s.public_address = st.public.clone();
         changed = true;
     }
     if s.pending_move.is_some() && !st.keep_claim {
@@ -194,6 +201,7 @@ fn arrived(s: &mut FloatingIPStatus, a: &Arrival<'_>, g: Option<i64>, now: &Time
         reason: a.reason,
         at: now.clone(),
         duration_ms: a.took.as_millis() as i64,
+        unassigned_ms: a.unassigned_for.map(|d| d.as_millis() as i64),
     });
     s.move_count += 1;
     let ready = held_by(&a.to.node);

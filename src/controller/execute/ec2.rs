@@ -6,7 +6,8 @@ use std::net::IpAddr;
 
 use crate::api::Mode;
 use crate::cloud::{AddressMove, Cloud, CloudError, ErrorKind};
-use crate::mode::Carrier;
+use crate::api::FloatingIPSpec;
+use crate::mode::{Carrier, Moved};
 use crate::status::Seat;
 
 /// The calls of `mode`. The plan places only modes this version carries out, so the error is
@@ -27,7 +28,7 @@ pub(super) async fn move_to<C: Cloud>(
     mode: Mode,
     seat: &Seat,
     moves: &[AddressMove],
-) -> Result<(), CloudError> {
+) -> Result<Moved, CloudError> {
     carrier(mode)?.move_to(cloud, seat, moves).await
 }
 
@@ -44,9 +45,17 @@ pub(super) async fn verify<C: Cloud>(
 /// Takes `address` off `eni`.
 pub(super) async fn release<C: Cloud>(
     cloud: &C,
-    mode: Mode,
+    spec: &FloatingIPSpec,
     eni: &str,
     address: IpAddr,
 ) -> Result<(), CloudError> {
-    carrier(mode)?.release(cloud, eni, address).await
+    carrier(spec.mode)?.release(cloud, spec, eni, address).await
+}
+
+/// Associates an Elastic IP where the address already is.
+pub(super) async fn associate<C: Cloud>(
+    cloud: &C,
+    a: &crate::mode::Associate,
+) -> Result<(), CloudError> {
+    (cloud.associate(&a.allocation_id, &a.eni, a.private_ip, a.allow_reassociation)).await
 }

@@ -27,6 +27,7 @@ use kube::ResourceExt;
 use super::backoff::{Backoffs, Entry};
 use super::plan::{Placement, Plan};
 use crate::api::{condition as cond, FloatingIP, Mode};
+use super::observe::{READ_ALLOCATIONS, READ_NODE_ENIS};
 use crate::cloud::{Cloud, CloudError};
 use crate::leader::NotLeader;
 use crate::metrics::Metrics;
@@ -164,7 +165,10 @@ impl<C: Cloud> Ctx<C> {
                 self.reensure(&fip, &act, out).await;
                 self.steady(&fip, &act).await
             }
-            _ => self.steady(&fip, &act).await,
+            _ => {
+                self.associate(&fip, &act, out).await;
+                self.steady(&fip, &act).await
+            }
         }
     }
 
@@ -222,20 +226,24 @@ fn not_acted_on<'a>(
         }
         Plan::Unusable { problem, .. } => {
             let msg = problem.to_string();
-            let why = Desired::new(cond::INVALID_SPEC, true, problem.reason(), &msg);
+            let why = Desired::new(problem.condition(), true, problem.reason(), &msg);
             vec![why, not_ready(problem.reason(), &msg)]
         }
         Plan::Unsupported { why, .. } => vec![not_ready("ModeNotSupported", why)],
         Plan::Unknown { .. } => {
             let subnet = fip.spec.subnet_id.clone().unwrap_or_default();
-            if let Some(error) = cloud_errors.get(&subnet) {
+            let reads = [subnet.as_str(), READ_ALLOCATIONS, READ_NODE_ENIS];
+            if let Some(error) = reads.iter().find_map(|k| cloud_errors.get(*k)) {
                 return Some(Observed::CloudFailed {
                     error,
                     extra: vec![],
                 });
             }
             // Neither read nor failed: say so rather than leave the object without a status.
-            let msg = format!("EC2 has not been read for subnet {subnet} yet");
+            let msg = match subnet.as_str() {
+                "" => "EC2 has not been read for this FloatingIP yet".to_string(),
+                s => format!("EC2 has not been read for subnet {s} yet"),
+            };
             vec![Desired::unknown(cond::READY, "Pending", msg)]
         }
         Plan::Release { .. } | Plan::Place(_) => return None,

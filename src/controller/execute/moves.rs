@@ -10,6 +10,7 @@ use kube::ResourceExt;
 use super::{ec2, Ctx, Outcome, StepError};
 use crate::api::{FloatingIP, Mode, MoveReason, PendingMove};
 use crate::cloud::{AddressMove, Cloud, CloudError};
+use crate::mode::Moved;
 use crate::status::{Arrival, Observed, Seat};
 
 /// One address moving in a batch.
@@ -28,6 +29,7 @@ impl Claimed {
         AddressMove {
             address: crate::api::parse_address(&self.fip.spec.address).expect("validated"),
             from_eni: self.from.as_ref().map(|f| f.eni.clone()),
+            allocation_id: (self.fip.spec.elastic_ip.as_ref()).map(|e| e.allocation_id.clone()),
         }
     }
 }
@@ -94,7 +96,7 @@ impl<C: Cloud> Ctx<C> {
         seat: &Seat,
         claimed: Vec<Claimed>,
         out: &mut Outcome,
-    ) -> Vec<(Claimed, Result<(), CloudError>)> {
+    ) -> Vec<(Claimed, Result<Moved, CloudError>)> {
         let moves: Vec<AddressMove> = claimed.iter().map(Claimed::address_move).collect();
         match self.assign_verified(mode, seat, &moves, out).await {
             Err(e) if !e.retryable() && claimed.len() > 1 => {
@@ -118,10 +120,14 @@ impl<C: Cloud> Ctx<C> {
         seat: &Seat,
         moves: &[AddressMove],
         out: &mut Outcome,
-    ) -> Result<(), CloudError> {
+    ) -> Result<Moved, CloudError> {
         out.ec2_mutations += 1;
-        ec2::move_to(&self.cloud, mode, seat, moves).await?;
-        ec2::verify(&self.cloud, mode, seat, moves).await
+        let moved = ec2::move_to(&self.cloud, mode, seat, moves).await?;
+        if let Some(window) = moved.unassigned_for {
+            self.metrics.unassigned_window(window.as_secs_f64());
+        }
+        ec2::verify(&self.cloud, mode, seat, moves).await?;
+        Ok(moved)
     }
 
     /// After EC2 answered: record the move, or write why it did not happen (the claim stays,
@@ -129,13 +135,13 @@ impl<C: Cloud> Ctx<C> {
     async fn settle(
         &self,
         c: &Claimed,
-        r: Result<(), CloudError>,
+        r: Result<Moved, CloudError>,
         out: &mut Outcome,
     ) -> Result<(), StepError> {
         match r {
-            Ok(()) => {
+            Ok(moved) => {
                 self.accepted(&c.fip.name_any());
-                self.record_move(c).await.map(|()| out.moved += 1)
+                self.record_move(c, moved).await.map(|()| out.moved += 1)
             }
             Err(e) if e.retryable() => {
                 out.retry = true;
@@ -145,7 +151,7 @@ impl<C: Cloud> Ctx<C> {
         }
     }
 
-    async fn record_move(&self, c: &Claimed) -> Result<(), StepError> {
+    async fn record_move(&self, c: &Claimed, moved: Moved) -> Result<(), StepError> {
         let took = c.decided.elapsed();
         let from = c.from.as_ref().map(|f| f.node.clone());
         let arrival = Arrival {
@@ -154,11 +160,18 @@ impl<C: Cloud> Ctx<C> {
             to: &c.to,
             reason: c.reason,
             took,
+            unassigned_for: moved.unassigned_for,
         };
         self.write(&c.fip, &Observed::Arrived(arrival)).await?;
         self.metrics.moved(c.reason.as_str(), took.as_secs_f64());
+        let two_steps = moved.unassigned_for.map_or(String::new(), |w| {
+            format!(
+                " in two steps (UnassignIpv6Addresses, then AssignIpv6Addresses: on no ENI for {} ms)",
+                w.as_millis()
+            )
+        });
         let note = format!(
-            "moved {} from {} to {} ({}) in {} ms",
+            "moved {} from {} to {} ({}) in {} ms{two_steps}",
             c.fip.spec.address,
             from.as_deref().unwrap_or("nowhere"),
             c.to.node,

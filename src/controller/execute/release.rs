@@ -23,7 +23,7 @@ impl<C: Cloud> Ctx<C> {
         for eni in from {
             self.check()?;
             out.ec2_mutations += 1;
-            if let Err(e) = ec2::release(&self.cloud, fip.spec.mode, eni, address).await {
+            if let Err(e) = ec2::release(&self.cloud, &fip.spec, eni, address).await {
                 out.retry |= e.retryable();
                 return self.cloud_error(fip, &e, vec![]).await;
             }

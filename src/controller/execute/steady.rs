@@ -44,11 +44,36 @@ impl<C: Cloud> Ctx<C> {
         let moves = [AddressMove {
             address: act.address,
             from_eni: None,
+            allocation_id: (fip.spec.elastic_ip.as_ref()).map(|e| e.allocation_id.clone()),
         }];
         match ec2::move_to(&self.cloud, fip.spec.mode, holder, &moves).await {
-            Ok(()) => {
+            Ok(_) => {
                 tracing::info!(floatingip = %fip.name_any(), node = %holder.node, "address fails its check while its holder passes: assigned it again");
                 out.reensured.push(fip.name_any());
+            }
+            Err(e) if e.retryable() => out.retry = true,
+            Err(e) => {
+                if let Err(err) = self.refused(fip, &e).await {
+                    self.note_error(&fip.name_any(), &err, out);
+                }
+            }
+        }
+    }
+}
+
+impl<C: Cloud> Ctx<C> {
+    /// The address stays, but its Elastic IP is not associated with it: associate it (never
+    /// taken from elsewhere unless the spec allows; the plan has checked).
+    pub(super) async fn associate(&self, fip: &FloatingIP, act: &Placement, out: &mut Outcome) {
+        let Some(a) = &act.associate else { return };
+        if (self.gate)().is_err() {
+            return;
+        }
+        out.ec2_mutations += 1;
+        match ec2::associate(&self.cloud, a).await {
+            Ok(()) => {
+                tracing::info!(floatingip = %fip.name_any(), allocation = %a.allocation_id, eni = %a.eni, private_ip = %a.private_ip, "associated the Elastic IP with the address");
+                out.recheck_soon = true;
             }
             Err(e) if e.retryable() => out.retry = true,
             Err(e) => {
@@ -72,6 +97,7 @@ fn steady(act: &Placement) -> Steady {
         },
         healthy: act.vip.as_ref().map(healthy),
         held_in_doubt: act.doubt.clone(),
+        public: act.public.clone(),
         keep_claim: matches!(act.decision, Decision::Hold { .. }),
     }
 }

@@ -22,12 +22,18 @@ pub fn node_check(hc: &HealthCheck, ip: IpAddr) -> Option<Target> {
 /// to probe them (through [`crate::probe::health_check_targets`], as the agents' peer view
 /// does). None without a check, an address or a check the prober can use.
 pub fn checks_of(fip: &FloatingIP, node_ips: &[IpAddr]) -> Vec<(Target, ProbeSpec)> {
-    let (Some(hc), Some(address)) = (
+    let (Some(hc), Some(address), Some(mode)) = (
         fip.spec.health_check.as_ref(),
         crate::api::parse_address(&fip.spec.address),
+        crate::mode::port(fip.spec.mode),
     ) else {
         return Vec::new();
     };
-    let ips = std::iter::once(address).chain(node_ips.iter().copied());
+    let holder_private = (fip.status.as_ref())
+        .and_then(|s| s.holder.as_ref())
+        .and_then(|h| h.private_address.as_deref())
+        .and_then(|a| a.parse().ok());
+    let probed = mode.probed_address(&fip.spec, address, holder_private);
+    let ips = probed.into_iter().chain(node_ips.iter().copied());
     crate::probe::health_check_targets(hc, ips)
 }

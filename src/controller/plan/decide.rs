@@ -20,11 +20,17 @@ pub(super) fn act(
     self_doubt: Option<&str>,
 ) -> Plan {
     let view = View::new(picture, l.fip, l.mode);
-    let vip = view.vip(l.address);
+    let holder_private = l.holder.as_ref().and_then(|h| h.private_ip);
+    let probed = (l.mode).probed_address(&l.fip.spec, l.address, holder_private);
+    let vip = probed.and_then(|a| view.vip(a));
+    let ec2 = picture.ec2();
+    let public = crate::mode::public::public_address(&l.fip.spec, &ec2);
     let (fit, no_fit_node) = view.fit_nodes();
     let candidates = candidates(&view, &fit, load);
     if let Some(decision) = waiting(&view, &l) {
-        return Plan::Place(Box::new(unplaced(l, decision, candidates.len(), vip)));
+        let mut p = unplaced(l, decision, candidates.len(), vip);
+        p.public = public;
+        return Plan::Place(Box::new(p));
     }
     let decision = repair(&l, &fit)
         .unwrap_or_else(|| place(&view, &l, &candidates, &no_fit_node, vip.as_ref()));
@@ -42,6 +48,10 @@ pub(super) fn act(
         count_move(load, l.holder.as_ref(), t);
     }
     let holder = l.holder.as_ref();
+    let associate = match (&decision, holder) {
+        (Decision::Move { .. }, _) | (_, None) => None,
+        (_, Some(h)) => l.mode.associate(&l.fip.spec, l.address, h, &ec2),
+    };
     Plan::Place(Box::new(Placement {
         holder_fit: holder.map(|h| view.fit_of(&h.node)),
         holder_health: holder.map_or(Health::Unknown, |h| view.node_health(&h.node)),
@@ -55,6 +65,8 @@ pub(super) fn act(
         candidates: candidates.len(),
         vip,
         doubt,
+        associate,
+        public,
     }))
 }
 
@@ -79,6 +91,8 @@ fn unplaced(
         candidates,
         vip,
         doubt: None,
+        associate: None,
+        public: None,
     }
 }
 

@@ -45,8 +45,7 @@ pub(super) fn locate<'a>(
         return Err(release_or(fip, Plan::Unsupported { name, why }));
     };
     let ec2 = picture.ec2();
-    let unread = |subnet: &String| !picture.enis.contains_key(subnet);
-    if mode.subnets(&fip.spec).iter().any(unread) {
+    if !ec2.has_read(mode, &fip.spec) {
         return Err(Plan::Unknown { name });
     }
     if let Err(problem) = mode.usable(&fip.spec, address, &ec2) {
@@ -97,7 +96,7 @@ fn release(fip: &FloatingIP, name: String, address: IpAddr, holding: &[Held<'_>]
 /// claims any more still holds the address: its node is gone (named as status last recorded
 /// it, else by the instance).
 fn holder_on(picture: &Picture<'_>, fip: &FloatingIP, held: &Held<'_>) -> Option<Seat> {
-    let e = held.eni;
+    let e = &held.eni;
     let instance = e.instance_id.as_deref()?;
     let node = match picture
         .nodes
@@ -118,6 +117,7 @@ fn holder_on(picture: &Picture<'_>, fip: &FloatingIP, held: &Held<'_>) -> Option
         instance_id: instance.to_string(),
         eni: e.id.clone(),
         mac: e.mac.clone(),
+        private_ip: held.private_ip,
     })
 }
 

@@ -25,7 +25,8 @@ use kube::ResourceExt;
 use super::doubt::{self, PeerReport};
 use crate::api::{FloatingIP, SpecErrors};
 use crate::cloud::{Eni, Subnet};
-use crate::mode::{Snapshot, Unusable};
+use crate::mode::{Associate, Reads, Snapshot, Unusable};
+use crate::api::PublicAddress;
 use crate::nodes::{NodeView, Unfit};
 use crate::placement::Decision;
 use crate::probe::{Health, Target, TargetState};
@@ -44,6 +45,8 @@ pub struct Picture<'a> {
     pub enis: &'a HashMap<String, Vec<Eni>>,
     /// The subnets themselves (their address blocks), read with the ENIs.
     pub subnets: &'a HashMap<String, Subnet>,
+    /// EC2 read beyond the subnets: Elastic IPs, zones, the nodes' ENIs.
+    pub reads: &'a Reads,
     pub cluster: &'a str,
     pub now: Timestamp,
     /// Health-check results by target (the probe engine's snapshot).
@@ -106,6 +109,10 @@ pub struct Placement {
     /// Why a move its checks call for is held: the controller doubts its own probes and no
     /// agent confirms the holder is down.
     pub doubt: Option<String>,
+    /// An Elastic IP association missing where the address stays, to make this pass.
+    pub associate: Option<Associate>,
+    /// The FloatingIP's Elastic IP as EC2 described it, for status.
+    pub public: Option<PublicAddress>,
 }
 
 /// What the address's health check says, for the Healthy condition.
@@ -167,11 +174,7 @@ type Load = BTreeMap<String, usize>;
 impl<'a> Picture<'a> {
     /// What EC2 last described, as a mode reads it.
     fn ec2(&self) -> Snapshot<'a> {
-        Snapshot {
-            enis: self.enis,
-            subnets: self.subnets,
-            cluster: self.cluster,
-        }
+        Snapshot::new(self.enis, self.subnets, self.cluster, self.reads)
     }
 }
 

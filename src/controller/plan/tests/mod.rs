@@ -15,7 +15,7 @@ fn subnets() -> HashMap<String, Subnet> {
         Subnet {
             id: SUBNET.into(),
             cidr_v4: Some("10.0.8.0/22".into()),
-            cidrs_v6: vec![],
+            cidrs_v6: vec!["2600:1f14:abc:de00::/64".into()],
             zone: None,
         },
     )])
@@ -68,6 +68,7 @@ fn run(fips: &[Arc<FloatingIP>], nodes: &[NodeView], enis: Vec<Eni>) -> Vec<Plan
         agents_leaving: &HashSet::new(),
         enis: &enis,
         subnets: &subnets(),
+        reads: &Reads::default(),
         cluster: CLUSTER,
         now: Timestamp::from_second(1_800_001_000).unwrap(),
         health: &HashMap::new(),
@@ -95,6 +96,7 @@ fn holder_status(node: &str) -> serde_json::Value {
     json!({"holder": {"node": node, "instanceId": "i-x", "since": "2026-01-01T00:00:00Z"}})
 }
 
+mod families;
 mod placing;
 mod settled;
 mod with_health_checks;

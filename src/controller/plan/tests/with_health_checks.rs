@@ -87,6 +87,7 @@ fn decide_among(
         agents_leaving: &HashSet::new(),
         enis: &enis,
         subnets: &subnets(),
+        reads: &Reads::default(),
         cluster: CLUSTER,
         now: Timestamp::from_second(1_800_001_000).unwrap(),
         health: &health,
