@@ -411,7 +411,14 @@ mod tests {
             "ElasticIP",
             Some(("n1", "02:aa:00:00:00:01")),
         );
-        unplaced.status.as_mut().unwrap().holder.as_mut().unwrap().private_address = None;
+        unplaced
+            .status
+            .as_mut()
+            .unwrap()
+            .holder
+            .as_mut()
+            .unwrap()
+            .private_address = None;
         let vips = held_by(&[public, unplaced], "n1");
         assert_eq!(vips.len(), 1, "{vips:?}");
         assert_eq!(vips[0].address.to_string(), "10.99.8.21");
@@ -420,7 +427,10 @@ mod tests {
         assert!(p.problems.is_empty(), "{:?}", p.problems);
         assert!(p.addresses.is_empty(), "{:?}", p.addresses);
         let sources: Vec<Option<IpAddr>> = p.rules.iter().map(|r| r.source).collect();
-        assert!(sources.contains(&Some("10.99.8.21".parse().unwrap())), "{sources:?}");
+        assert!(
+            sources.contains(&Some("10.99.8.21".parse().unwrap())),
+            "{sources:?}"
+        );
         assert_eq!(p.marked_v4.len(), 1);
         assert_eq!(p.routes.len(), 2, "{:?}", p.routes);
     }
