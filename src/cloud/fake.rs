@@ -177,6 +177,19 @@ impl Cloud for FakeCloud {
         Ok(())
     }
 
+    async fn instance_enis(&self, instances: &[String]) -> Result<Vec<Eni>, CloudError> {
+        let enis = self.enis.lock().unwrap();
+        Ok(enis
+            .iter()
+            .filter(|e| {
+                e.instance_id
+                    .as_ref()
+                    .is_some_and(|i| instances.contains(i))
+            })
+            .cloned()
+            .collect())
+    }
+
     async fn cluster_enis(&self, cluster: &str) -> Result<Vec<Eni>, CloudError> {
         let enis = self.enis.lock().unwrap();
         Ok(enis

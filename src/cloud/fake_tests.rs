@@ -114,6 +114,7 @@ async fn reassociation_needs_the_flag_and_the_eip_follows_its_secondary_address(
     let to_eni2 = AddressMove {
         address: ip(VIP),
         from_eni: None,
+        allocation_id: None,
     };
     c.assign("eni-2", &[to_eni2]).await.unwrap();
     assert_eq!(c.holder_of(ip(VIP)), ["eni-2"]);

@@ -71,8 +71,6 @@ pub struct Instance {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subnet {
     pub id: String,
-    /// Its Availability Zone (or Local Zone), e.g. us-west-2-lax-1a.
-    pub zone: Option<String>,
     pub cidr_v4: Option<String>,
     /// The IPv6 blocks associated with it, if any.
     pub cidrs_v6: Vec<String>,
@@ -89,39 +87,6 @@ impl Subnet {
             self.cidrs_v6.iter().collect()
         };
         texts.into_iter().filter_map(|t| t.parse().ok()).collect()
-    }
-}
-
-/// An Elastic IP allocation (public or customer-owned), as DescribeAddresses shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Allocation {
-    pub allocation_id: String,
-    pub public_ip: Option<IpAddr>,
-    /// Outposts customer-owned address (CoIP), when the allocation comes from a CoIP pool.
-    pub customer_owned_ip: Option<IpAddr>,
-    pub customer_owned_pool: Option<String>,
-    /// The Region or Local Zone group the address may be used in.
-    pub network_border_group: Option<String>,
-    pub association: Option<Association>,
-}
-
-/// Where an allocation is associated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Association {
-    pub id: String,
-    pub eni: Option<String>,
-    pub private_ip: Option<IpAddr>,
-    pub instance_id: Option<String>,
-}
-
-impl Allocation {
-    /// The address clients use: the customer-owned one if any, else the public one.
-    pub fn address(&self) -> Option<IpAddr> {
-        self.customer_owned_ip.or(self.public_ip)
-    }
-
-    pub fn is_customer_owned(&self) -> bool {
-        self.customer_owned_ip.is_some()
     }
 }
 
@@ -221,6 +186,13 @@ pub trait Cloud: Send + Sync + 'static {
         eni: &str,
         addresses: &[IpAddr],
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Every ENI attached to one of `instances`, in any subnet: one paginated
+    /// DescribeNetworkInterfaces per 200 instances (attachment.instance-id filter).
+    fn instance_enis(
+        &self,
+        instances: &[String],
+    ) -> impl Future<Output = Result<Vec<Eni>, CloudError>> + Send;
 
     /// Every ENI carrying `floatip.io/cluster=<cluster>`, in any subnet.
     fn cluster_enis(

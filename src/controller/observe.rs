@@ -353,7 +353,9 @@ async fn read_beyond_subnets<C: Cloud>(
                     cache.reads.border_groups = groups;
                     cache.reads_at.insert(READ_BORDER_GROUPS, Instant::now());
                 }
-                Err(e) => tracing::warn!(error = %e, "could not read the zones' network border groups; EC2 will refuse a mismatch itself"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the zones' network border groups; EC2 will refuse a mismatch itself")
+                }
             }
         }
     }

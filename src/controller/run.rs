@@ -333,6 +333,8 @@ mod tests {
             holder_fit: None,
             holder_health: Health::Unknown,
             doubt: None,
+            associate: None,
+            public: None,
             candidates: 2,
             vip: vip.map(|health| super::super::plan::VipHealth {
                 target: crate::probe::Target::new(

@@ -144,7 +144,11 @@ impl<C: Cloud> Carrier<C> for SecondaryIp {
 /// reassignment: UnassignIpv6Addresses on each ENI they leave (one call per ENI), then ONE
 /// AssignIpv6Addresses on the target; the time between is reported, as the address answers
 /// nowhere in it.
-async fn move_to<C: Cloud>(cloud: &C, eni: &str, moves: &[AddressMove]) -> Result<Moved, CloudError> {
+async fn move_to<C: Cloud>(
+    cloud: &C,
+    eni: &str,
+    moves: &[AddressMove],
+) -> Result<Moved, CloudError> {
     let (v6, v4): (Vec<&AddressMove>, Vec<&AddressMove>) =
         moves.iter().partition(|m| m.address.is_ipv6());
     if !v4.is_empty() {
@@ -155,7 +159,10 @@ async fn move_to<C: Cloud>(cloud: &C, eni: &str, moves: &[AddressMove]) -> Resul
         return Ok(Moved::default());
     }
     let mut sources: std::collections::BTreeMap<&str, Vec<IpAddr>> = Default::default();
-    for m in v6.iter().filter(|m| m.from_eni.as_deref().is_some_and(|f| f != eni)) {
+    for m in v6
+        .iter()
+        .filter(|m| m.from_eni.as_deref().is_some_and(|f| f != eni))
+    {
         let from = m.from_eni.as_deref().unwrap_or_default();
         sources.entry(from).or_default().push(m.address);
     }

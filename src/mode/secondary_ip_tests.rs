@@ -5,6 +5,7 @@ use serde_json::json;
 use super::*;
 use crate::cloud::fake::FakeCloud;
 use crate::cloud::{floating_tags, Subnet};
+use crate::mode::Reads;
 
 const SUBNET: &str = "subnet-0a1b2c3d";
 const CLUSTER: &str = "lab";
@@ -41,6 +42,7 @@ fn seat(e: &Eni) -> Seat {
         instance_id: e.instance_id.clone().unwrap(),
         eni: e.id.clone(),
         mac: e.mac.clone(),
+        private_ip: None,
     }
 }
 
@@ -70,6 +72,7 @@ fn mv(address: &str, from: Option<&Eni>) -> AddressMove {
     AddressMove {
         address: ip(address),
         from_eni: from.map(|e| e.id.clone()),
+        allocation_id: None,
     }
 }
 
@@ -133,15 +136,19 @@ async fn release_takes_the_address_off_and_an_address_already_gone_is_no_error()
     let e = eni(1, 1, &["10.0.8.100", "10.0.8.101"]);
     let c = cloud(vec![e.clone()]);
     let port: &dyn Carrier<FakeCloud> = &SecondaryIp;
-    port.release(&c, &e.id, ip("10.0.8.100")).await.unwrap();
+    port.release(&c, &spec(None), &e.id, ip("10.0.8.100"))
+        .await
+        .unwrap();
     assert!(c.holder_of(ip("10.0.8.100")).is_empty());
     assert_eq!(
         c.holder_of(ip("10.0.8.101")),
         vec![e.id.clone()],
         "only that one"
     );
-    port.release(&c, &e.id, ip("10.0.8.100")).await.unwrap();
-    port.release(&c, "eni-gone", ip("10.0.8.100"))
+    port.release(&c, &spec(None), &e.id, ip("10.0.8.100"))
+        .await
+        .unwrap();
+    port.release(&c, &spec(None), "eni-gone", ip("10.0.8.100"))
         .await
         .unwrap();
     assert_eq!(c.calls.lock().unwrap().len(), 3, "one call each");
@@ -215,7 +222,6 @@ fn it_reads_its_subnet_and_checks_the_address_against_it() {
         SUBNET.to_string(),
         Subnet {
             id: SUBNET.into(),
-            zone: None,
             cidr_v4: Some("10.0.8.0/22".into()),
             cidrs_v6: vec![],
             zone: None,

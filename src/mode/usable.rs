@@ -114,7 +114,6 @@ mod tests {
     fn subnet() -> Subnet {
         Subnet {
             id: "subnet-0a".into(),
-            zone: None,
             cidr_v4: Some("10.0.8.0/22".into()),
             cidrs_v6: vec!["2600:1f14::/64".into()],
             zone: None,

@@ -20,6 +20,7 @@ fn seat(node: &str) -> Seat {
         instance_id: format!("i-{node}"),
         eni: format!("eni-{node}"),
         mac: None,
+        private_ip: None,
     }
 }
 
@@ -54,6 +55,7 @@ fn steady(node: Option<&str>) -> Steady {
         healthy: None,
         held_in_doubt: None,
         keep_claim: false,
+        public: None,
     }
 }
 
@@ -255,6 +257,7 @@ fn table_arrived() {
         to: &n2,
         reason: MoveReason::HolderUnhealthy,
         took: Duration::from_millis(80),
+        unassigned_for: None,
     };
     let arrived = Want {
         holder: Some("n2"),
@@ -401,6 +404,7 @@ fn record_arrival_is_the_arrived_row() {
         to: &n2,
         reason: MoveReason::Initial,
         took: Duration::ZERO,
+        unassigned_for: None,
     };
     let mut recorded = old.clone();
     record_arrival(&mut recorded, &arrival, Some(3), &t(10));

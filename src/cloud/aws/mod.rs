@@ -78,6 +78,28 @@ impl Cloud for Ec2 {
         Ok(items.iter().filter_map(to_eni).collect())
     }
 
+    async fn instance_enis(&self, instances: &[String]) -> Result<Vec<Eni>, CloudError> {
+        let mut enis = Vec::new();
+        // EC2 takes at most 200 values in one filter.
+        for chunk in instances.chunks(200) {
+            let filter = Filter::builder()
+                .name("attachment.instance-id")
+                .set_values(Some(chunk.to_vec()))
+                .build();
+            let pages = self
+                .client
+                .describe_network_interfaces()
+                .filters(filter)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect();
+            let items = self.call("DescribeNetworkInterfaces", pages).await?;
+            enis.extend(items.iter().filter_map(to_eni));
+        }
+        Ok(enis)
+    }
+
     async fn enis(&self, ids: &[String]) -> Result<Vec<Eni>, CloudError> {
         if ids.is_empty() {
             return Ok(Vec::new());

@@ -4,9 +4,9 @@
 
 use std::net::IpAddr;
 
+use crate::api::FloatingIPSpec;
 use crate::api::Mode;
 use crate::cloud::{AddressMove, Cloud, CloudError, ErrorKind};
-use crate::api::FloatingIPSpec;
 use crate::mode::{Carrier, Moved};
 use crate::status::Seat;
 
@@ -57,5 +57,11 @@ pub(super) async fn associate<C: Cloud>(
     cloud: &C,
     a: &crate::mode::Associate,
 ) -> Result<(), CloudError> {
-    (cloud.associate(&a.allocation_id, &a.eni, a.private_ip, a.allow_reassociation)).await
+    (cloud.associate(
+        &a.allocation_id,
+        &a.eni,
+        a.private_ip,
+        a.allow_reassociation,
+    ))
+    .await
 }

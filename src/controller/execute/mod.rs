@@ -25,9 +25,9 @@ use kube::api::Api;
 use kube::ResourceExt;
 
 use super::backoff::{Backoffs, Entry};
+use super::observe::{READ_ALLOCATIONS, READ_NODE_ENIS};
 use super::plan::{Placement, Plan};
 use crate::api::{condition as cond, FloatingIP, Mode};
-use super::observe::{READ_ALLOCATIONS, READ_NODE_ENIS};
 use crate::cloud::{Cloud, CloudError};
 use crate::leader::NotLeader;
 use crate::metrics::Metrics;

@@ -30,6 +30,7 @@ fn seat(node: &str) -> Seat {
         instance_id: format!("i-{node}"),
         eni: format!("eni-{node}"),
         mac: None,
+        private_ip: None,
     }
 }
 
@@ -79,6 +80,8 @@ fn move_to_n2() -> Plan {
         doubt: None,
         candidates: 1,
         vip: None,
+        associate: None,
+        public: None,
     }))
 }
 

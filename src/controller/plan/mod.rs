@@ -23,10 +23,10 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::doubt::{self, PeerReport};
+use crate::api::PublicAddress;
 use crate::api::{FloatingIP, SpecErrors};
 use crate::cloud::{Eni, Subnet};
 use crate::mode::{Associate, Reads, Snapshot, Unusable};
-use crate::api::PublicAddress;
 use crate::nodes::{NodeView, Unfit};
 use crate::placement::Decision;
 use crate::probe::{Health, Target, TargetState};
