@@ -1,7 +1,9 @@
 //! The EC2 lab against the real AWS SDK: every call floatip makes, the AWS behaviours moto needed
 //! patching for, and each fault as the SDK sees it. Each test runs its own lab on 127.0.0.1.
 
-// Under ec2/ so cargo does not build it as a test binary of its own.
+// Under ec2/ so cargo does not build them as test binaries of their own.
+#[path = "ec2/addresses.rs"]
+mod addresses;
 #[path = "ec2/faults.rs"]
 mod faults;
 
