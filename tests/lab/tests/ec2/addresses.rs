@@ -386,7 +386,7 @@ async fn ipv6_assignment_refuses_what_aws_refuses_and_filters_find_the_holder() 
     let out = assign6(&d.enis[0], &vip).await.unwrap();
     assert_eq!(
         out.assigned_ipv6_addresses(),
-        [vip.clone()],
+        [vip.as_str()],
         "the reply lists what was assigned"
     );
     assert_eq!(v6_holders(&ec2, &vip).await, [d.enis[0].clone()]);
@@ -434,7 +434,7 @@ async fn the_adapter_moves_ipv6_by_unassigning_first() {
         v6_holders(&ec2, &vip.to_string()).await,
         [d.enis[1].clone()]
     );
-    let enis = floatip.enis(&d.enis.to_vec()).await.unwrap();
+    let enis = floatip.enis(&d.enis).await.unwrap();
     let holding: Vec<_> = enis
         .iter()
         .filter(|e| e.holds(vip))
