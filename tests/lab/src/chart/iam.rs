@@ -163,6 +163,35 @@ mod tests {
         assert!(!action_matches("iam:*", "ec2:CreateTags"));
     }
 
+    /// Issue 15's Elastic IP, border group and IPv6 calls: the controller's role allows each,
+    /// through one statement that taking the action out of disables. The agent's role does not
+    /// bind Elastic IPs: a node must not be able to pull an address to itself.
+    #[test]
+    fn the_controller_may_bind_elastic_ips_and_the_agent_may_not() {
+        let read = |file: &str| {
+            let text = std::fs::read_to_string(crate::repo_root().join(file)).expect(file);
+            Policy::parse(&text).unwrap_or_else(|e| panic!("{file}: {e:#}"))
+        };
+        let controller = read("deploy/iam-policy-controller.json");
+        let agent = read("deploy/iam-policy-agent.json");
+        for action in [
+            "ec2:DescribeAddresses",
+            "ec2:DescribeAvailabilityZones",
+            "ec2:AssociateAddress",
+            "ec2:DisassociateAddress",
+            "ec2:AssignIpv6Addresses",
+            "ec2:UnassignIpv6Addresses",
+        ] {
+            assert!(controller.allows(action).is_some(), "controller: {action}");
+            assert_eq!(controller.without(action).allows(action), None, "{action}");
+        }
+        assert_eq!(controller.allows("ec2:AllocateAddress"), None);
+        assert_eq!(controller.allows("ec2:ReleaseAddress"), None);
+        for action in ["ec2:AssociateAddress", "ec2:DisassociateAddress"] {
+            assert_eq!(agent.allows(action), None, "agent: {action}");
+        }
+    }
+
     #[test]
     fn unsupported_forms_are_refused() {
         let not = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}]}"#;
