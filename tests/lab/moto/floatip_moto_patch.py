@@ -45,7 +45,7 @@ Each was checked against moto itself before patching (see the lab's tests/ec2.rs
   Local Zone group for a Local Zone) and no Local Zones. Here us-west-2 has us-west-2-lax-1a
   (opted in, subnets can be created in it) and us-west-2-lax-1b (not opted in: listed only with
   AllAvailabilityZones, as AWS lists zones regardless of opt-in only then), both of group
-  us-west-2-lax-1, ZoneType local-zone.
+  us-west-2-lax-1, ZoneType local-zone. A subnet created without a zone never lands in one.
 - IPv6 (AssignIpv6Addresses has no reassignment on AWS): moto accepted an address outside the
   subnet's IPv6 blocks, an address another ENI holds (it then showed on both), and unassigning
   an address the ENI does not hold; it listed every address of the ENI as assigned; and the
@@ -338,8 +338,14 @@ _original_allocate_response = ElasticIPAddresses.allocate_address
 _original_describe_zones = RegionsAndZonesBackend.describe_availability_zones
 
 
-def describe_availability_zones(self, filters=None, zone_names=None, zone_ids=None, all_zones=False):
+def describe_availability_zones(
+    self, filters=None, zone_names=None, zone_ids=None, all_zones=False, local_zones=False
+):
+    """`local_zones` only from DescribeAvailabilityZones itself: moto's own callers pick a
+    zone for a subnet created without one, which on AWS is never a Local Zone."""
     zones = _original_describe_zones(self, filters, zone_names=zone_names, zone_ids=zone_ids)
+    if not local_zones:
+        return [z for z in zones if z.zone_type == "availability-zone"]
     return [z for z in zones if all_zones or z.opt_in_status != "not-opted-in"]
 
 
@@ -350,6 +356,7 @@ def describe_availability_zones_response(self):
         zone_names=self._get_param("ZoneNames", []),
         zone_ids=self._get_param("ZoneIds", []),
         all_zones=self._get_bool_param("AllAvailabilityZones", False),
+        local_zones=True,
     )
     return ActionResult({"AvailabilityZones": zones})
 
