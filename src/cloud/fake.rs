@@ -39,7 +39,36 @@ fn not_found(action: &'static str, code: &str, what: &str) -> CloudError {
     }
 }
 
+/// AssociateAddress refusing for good.
+fn refused(code: &str, message: String) -> CloudError {
+    CloudError {
+        action: "AssociateAddress",
+        code: code.into(),
+        message,
+        kind: ErrorKind::Permanent,
+    }
+}
+
 impl FakeCloud {
+    /// The ENI an association names, which must exist and have the private address.
+    fn association_target(&self, eni: &str, private_ip: IpAddr) -> Result<Eni, CloudError> {
+        let target = (self.enis.lock().unwrap().iter())
+            .find(|e| e.id == eni)
+            .cloned()
+            .ok_or_else(|| {
+                not_found(
+                    "AssociateAddress",
+                    "InvalidNetworkInterfaceID.NotFound",
+                    eni,
+                )
+            })?;
+        if target.primary_ip != Some(private_ip) && !target.holds(private_ip) {
+            let message = format!("{private_ip} is not an address of {eni}");
+            return Err(refused("InvalidParameterValue", message));
+        }
+        Ok(target)
+    }
+
     pub fn holder_of(&self, address: IpAddr) -> Vec<String> {
         self.enis
             .lock()
@@ -323,30 +352,7 @@ impl Cloud for FakeCloud {
         allow_reassociation: bool,
     ) -> Result<(), CloudError> {
         self.mutate("AssociateAddress", eni)?;
-        let refuse = |code: &str, message: String| CloudError {
-            action: "AssociateAddress",
-            code: code.into(),
-            message,
-            kind: ErrorKind::Permanent,
-        };
-        let target = self
-            .enis
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|e| e.id == eni)
-            .cloned();
-        let target = target.ok_or_else(|| {
-            not_found(
-                "AssociateAddress",
-                "InvalidNetworkInterfaceID.NotFound",
-                eni,
-            )
-        })?;
-        if target.primary_ip != Some(private_ip) && !target.holds(private_ip) {
-            let message = format!("{private_ip} is not an address of {eni}");
-            return Err(refuse("InvalidParameterValue", message));
-        }
+        let target = self.association_target(eni, private_ip)?;
         let eni_group = self.border_group_of(&target);
         let mut allocations = self.allocations.lock().unwrap();
         let index = allocations
@@ -363,7 +369,7 @@ impl Cloud for FakeCloud {
         if let (Some(theirs), Some(ours)) = (&wanted.network_border_group, &eni_group) {
             if theirs != ours {
                 let message = format!("{allocation_id} is in {theirs}, {eni} in {ours}");
-                return Err(refuse("InvalidParameterCombination", message));
+                return Err(refused("InvalidParameterCombination", message));
             }
         }
         // Bound elsewhere, or another allocation bound here: both need reassociation.
@@ -373,7 +379,7 @@ impl Cloud for FakeCloud {
             .any(|a| a.allocation_id != allocation_id && a.is_bound_to(eni, private_ip));
         if (elsewhere || occupied) && !allow_reassociation {
             let message = format!("{allocation_id} or {eni}/{private_ip} is already associated");
-            return Err(refuse("Resource.AlreadyAssociated", message));
+            return Err(refused("Resource.AlreadyAssociated", message));
         }
         for other in allocations.iter_mut() {
             if other.allocation_id != allocation_id && other.is_bound_to(eni, private_ip) {
