@@ -1,15 +1,18 @@
 //! The VPC: a router namespace that follows EC2 (moto). When an ENI is attached to a node's
 //! instance, an interface with its MAC appears in the node's namespace (as a hot-plugged ENI
-//! does), wired to the router. The router routes every address EC2 says an ENI owns to that
-//! ENI's wire once EC2 has said so for the convergence delay, drops what is sent to an address
-//! EC2 has shown on no ENI for that long (as AWS does), and enforces the source/dest check: a
-//! packet whose source the sending ENI does not own is dropped.
+//! does), wired to the router. The router routes every address EC2 says an ENI owns, IPv4 and
+//! IPv6, to that ENI's wire once EC2 has said so for the convergence delay, drops what is sent
+//! to an address EC2 has shown on no ENI for that long (as AWS does), and enforces the
+//! source/dest check: a packet whose source the sending ENI does not own is dropped. At its
+//! edge it translates Elastic IPs (and customer-owned IPs) to the private address EC2
+//! associates them with, after the same delay ([`nat`]).
 //!
-//! The follower also checks, at every read, that no address is held by two ENIs in EC2.
+//! The follower also checks, at every read, that no address is held by two ENIs in EC2, and
+//! keeps how long each IPv6 address it saw held was then on no ENI at all.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,21 +20,53 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_ec2::types::Filter;
 
+use nat::{Nat, NatPlan};
 use routes::{Plan, Routes};
 
+mod follow;
+mod nat;
 mod routes;
 
 /// The subnet's gateway, on every router-side wire.
 pub const GATEWAY: &str = "10.99.8.1";
+/// The IPv6 gateway on every router-side wire: a link-local address, as a VPC's router
+/// advertises itself.
+pub const GATEWAY6: &str = "fe80::1";
 /// How often EC2 is read.
 pub const POLL: Duration = Duration::from_millis(100);
 
-/// A change the router made: `address` now goes to node `node` (1-based).
+/// A change the router made: `address` now reaches node `node` (1-based). For a public
+/// address, the node its translation now leads to.
 #[derive(Debug, Clone)]
 pub struct Switch {
     pub at: SystemTime,
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub node: usize,
+}
+
+/// How long an IPv6 address was held by no ENI in EC2 after it had been held (a move done as
+/// unassign then assign). Seen at the follower's reads, so a gap shorter than one read may
+/// go unseen.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Unheld {
+    /// Since when it is on no ENI, while it is.
+    pub since: Option<SystemTime>,
+    /// The longest gap that ended, and when it began.
+    pub longest: Duration,
+    pub longest_from: Option<SystemTime>,
+}
+
+impl Unheld {
+    /// The longest gap, counting one still open at `now`.
+    pub fn longest_at(&self, now: SystemTime) -> (Duration, Option<SystemTime>) {
+        let open = self
+            .since
+            .map(|s| now.duration_since(s).unwrap_or_default());
+        match open {
+            Some(d) if d > self.longest => (d, self.since),
+            _ => (self.longest, self.longest_from),
+        }
+    }
 }
 
 /// What the follower saw; shared with the simulation.
@@ -41,7 +76,9 @@ pub struct Seen {
     pub nodes: BTreeMap<usize, (String, String)>,
     pub switches: Vec<Switch>,
     /// Addresses EC2 showed on two ENIs at once: (when, address, ENIs).
-    pub double_holders: Vec<(SystemTime, Ipv4Addr, Vec<String>)>,
+    pub double_holders: Vec<(SystemTime, IpAddr, Vec<String>)>,
+    /// IPv6 addresses EC2 showed on an ENI at least once, and their gaps.
+    pub unheld: BTreeMap<IpAddr, Unheld>,
     /// Completed reads of EC2.
     pub reads: u64,
 }
@@ -71,6 +108,8 @@ impl Follower {
             router,
             seen: seen.clone(),
             routes: Routes::new(delay),
+            nat: Nat::new(delay),
+            reach: BTreeMap::new(),
         };
         let s = stop.clone();
         let thread = std::thread::spawn(move || state.run(&s));
@@ -110,6 +149,21 @@ struct State {
     router: String,
     seen: Arc<Mutex<Seen>>,
     routes: Routes,
+    nat: Nat,
+    /// public address -> the node its translation leads to, as last recorded.
+    reach: BTreeMap<IpAddr, usize>,
+}
+
+/// What one read of EC2 says.
+#[derive(Debug, Default)]
+struct Read {
+    /// address -> router wire of the attached ENI that owns it.
+    owned: BTreeMap<IpAddr, String>,
+    /// Secondary IPv4 and every IPv6 address -> the ENIs holding it (attached or not).
+    holders: BTreeMap<IpAddr, Vec<String>>,
+    /// public (or customer-owned) address -> the private address it is associated with.
+    associated: BTreeMap<IpAddr, IpAddr>,
+    allocated: BTreeSet<IpAddr>,
 }
 
 fn ip(ns: &str, args: &str) -> Result<String, String> {
@@ -127,24 +181,37 @@ fn node_of_wire(w: &str) -> Option<usize> {
     w.strip_prefix('r')?.split('e').next()?.parse().ok()
 }
 
+fn parse(s: Option<&str>) -> Option<IpAddr> {
+    s.and_then(|s| s.parse().ok())
+}
+
 impl State {
     fn run(mut self, stop: &AtomicBool) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
+        if let Err(e) = self.edge() {
+            eprintln!("router: {e}");
+        }
         while !stop.load(Ordering::Relaxed) {
-            if let Some(owned) = rt.block_on(self.read()) {
-                self.converge(owned);
+            if let Some(read) = rt.block_on(self.read()) {
+                self.check(&read);
+                self.converge(&read);
                 self.seen.lock().unwrap().reads += 1;
             }
             std::thread::sleep(POLL);
         }
     }
 
-    /// Plugs in interfaces for attached ENIs; returns address -> router wire, as EC2 says.
-    async fn read(&mut self) -> Option<BTreeMap<Ipv4Addr, String>> {
-        let out = self
+    /// The router's nftables table for Elastic IPs.
+    fn edge(&self) -> Result<(), String> {
+        nft(&self.router, nat::RULESET)
+    }
+
+    /// Reads ENIs and Elastic IPs, plugging in interfaces for newly attached ENIs.
+    async fn read(&mut self) -> Option<Read> {
+        let enis = self
             .aws
             .describe_network_interfaces()
             .filters(
@@ -156,62 +223,79 @@ impl State {
             .send()
             .await
             .ok()?;
-        let nodes = self.seen.lock().unwrap().nodes.clone();
+        let eips = self.aws.describe_addresses().send().await.ok()?;
+        let mut read = Read::default();
         let router_links = ip(&self.router, "-o link").unwrap_or_default();
-        let mut owned = BTreeMap::new();
-        let mut holders: BTreeMap<Ipv4Addr, Vec<String>> = BTreeMap::new();
-        for ni in out.network_interfaces() {
-            for a in ni
-                .private_ip_addresses()
-                .iter()
-                .filter(|a| a.primary() != Some(true))
+        for ni in enis.network_interfaces() {
+            holdings(ni, &mut read.holders);
+            if let Some(rdev) = self.plugged(ni, &router_links) {
+                for a in addresses(ni) {
+                    read.owned.insert(a, rdev.clone());
+                }
+            }
+        }
+        for e in eips.addresses() {
+            let public = [parse(e.public_ip()), parse(e.customer_owned_ip())];
+            read.allocated.extend(public.iter().flatten());
+            if let (Some(_), Some(private)) =
+                (e.network_interface_id(), parse(e.private_ip_address()))
             {
-                if let Some(ip) = a.private_ip_address().and_then(|s| s.parse().ok()) {
-                    holders
-                        .entry(ip)
-                        .or_default()
-                        .push(ni.network_interface_id().unwrap_or_default().to_string());
-                }
-            }
-            let Some(att) = ni.attachment() else { continue };
-            let Some((idx, (_, ns))) = nodes
-                .iter()
-                .find(|(_, (inst, _))| att.instance_id() == Some(inst.as_str()))
-            else {
-                continue;
-            };
-            let dev = att.device_index().unwrap_or(0);
-            let rdev = wire(*idx, dev);
-            if !router_links.contains(&format!(" {rdev}@")) {
-                self.plug(
-                    ns,
-                    dev,
-                    ni.mac_address().unwrap_or_default(),
-                    &rdev,
-                    ni.private_ip_address(),
-                );
-                self.routes.forget_wire(&rdev);
-            }
-            for a in ni.private_ip_addresses() {
-                if let Some(ip) = a.private_ip_address().and_then(|s| s.parse().ok()) {
-                    owned.insert(ip, rdev.clone());
+                for p in public.into_iter().flatten() {
+                    read.associated.insert(p, private);
                 }
             }
         }
-        let doubles: Vec<_> = holders.into_iter().filter(|(_, h)| h.len() > 1).collect();
-        if !doubles.is_empty() {
-            let now = SystemTime::now();
-            let mut seen = self.seen.lock().unwrap();
-            for (ip, enis) in doubles {
-                seen.double_holders.push((now, ip, enis));
-            }
-        }
-        Some(owned)
+        Some(read)
     }
 
-    fn plug(&self, ns: &str, dev: i32, mac: &str, rdev: &str, primary: Option<&str>) {
+    /// The router wire of `ni` when it is attached to a node, plugging it in if it is new.
+    fn plugged(
+        &mut self,
+        ni: &aws_sdk_ec2::types::NetworkInterface,
+        router_links: &str,
+    ) -> Option<String> {
+        let att = ni.attachment()?;
+        let nodes = self.seen.lock().unwrap().nodes.clone();
+        let (idx, (_, ns)) = nodes
+            .iter()
+            .find(|(_, (inst, _))| att.instance_id() == Some(inst.as_str()))?;
+        let dev = att.device_index().unwrap_or(0);
+        let rdev = wire(*idx, dev);
+        if !router_links.contains(&format!(" {rdev}@")) {
+            self.plug(ns, dev, ni, &rdev);
+            self.routes.forget_wire(&rdev);
+        }
+        Some(rdev)
+    }
+
+    /// Records addresses on two ENIs, and IPv6 addresses on none.
+    fn check(&self, read: &Read) {
+        let now = SystemTime::now();
+        let mut seen = self.seen.lock().unwrap();
+        for (a, enis) in read.holders.iter().filter(|(_, h)| h.len() > 1) {
+            seen.double_holders.push((now, *a, enis.clone()));
+        }
+        for a in read.holders.keys().filter(|a| a.is_ipv6()) {
+            seen.unheld.entry(*a).or_default();
+        }
+        for (a, u) in seen.unheld.iter_mut() {
+            match (read.holders.contains_key(a), u.since) {
+                (false, None) => u.since = Some(now),
+                (true, Some(since)) => {
+                    let gap = now.duration_since(since).unwrap_or_default();
+                    if gap > u.longest {
+                        (u.longest, u.longest_from) = (gap, Some(since));
+                    }
+                    u.since = None;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn plug(&self, ns: &str, dev: i32, ni: &aws_sdk_ec2::types::NetworkInterface, rdev: &str) {
         let name = format!("eth{dev}");
-        let r = &self.router;
+        let (r, mac) = (&self.router, ni.mac_address().unwrap_or_default());
         if ip(
             ns,
             &format!("link add {name} address {mac} type veth peer name {rdev} netns {r}"),
@@ -222,25 +306,47 @@ impl State {
         }
         let _ = ip(r, &format!("link set {rdev} up"));
         let _ = ip(r, &format!("addr add {GATEWAY}/32 dev {rdev}"));
-        let _ = ip(r, &format!("rule add iif {rdev} blackhole pref 30000"));
+        let _ = ip(r, &format!("-6 addr add {GATEWAY6}/64 dev {rdev} nodad"));
+        for family in ["", "-6 "] {
+            let _ = ip(
+                r,
+                &format!("{family}rule add iif {rdev} blackhole pref 30000"),
+            );
+        }
         if dev == 0 {
-            // The primary ENI is configured by the OS at boot.
+            // The primary ENI is configured by the OS at boot (IPv6 by DHCPv6 and the
+            // router's advertisement).
             let _ = ip(ns, &format!("link set {name} up"));
-            if let Some(p) = primary {
+            if let Some(p) = ni.private_ip_address() {
                 let _ = ip(ns, &format!("addr add {p}/22 dev {name}"));
             }
+            for a in ni.ipv6_addresses().iter().filter_map(|a| a.ipv6_address()) {
+                let _ = ip(ns, &format!("-6 addr add {a}/128 dev {name} nodad"));
+            }
             let _ = ip(ns, &format!("route add default via {GATEWAY} dev {name}"));
+            let _ = ip(ns, &default6(&name));
         }
     }
 
     /// Moves the router to what EC2 has said for at least the convergence delay.
-    fn converge(&mut self, owned: BTreeMap<Ipv4Addr, String>) {
-        let plan = self.routes.plan(&owned, Instant::now());
-        if plan.cmds.is_empty() || !batch(&self.router, &plan.cmds) {
-            return;
+    fn converge(&mut self, read: &Read) {
+        let now = Instant::now();
+        let plan = self.routes.plan(&read.owned, now);
+        if !plan.cmds.is_empty() && batch(&self.router, &plan.cmds) {
+            self.routes.applied(&plan);
+            self.record(&plan);
         }
-        self.routes.applied(&plan);
-        self.record(&plan);
+        let edge = self.nat.plan(&read.associated, &read.allocated, now);
+        if self.translate(&edge) {
+            self.nat.applied(&edge, &read.allocated);
+        }
+        self.record_public();
+    }
+
+    /// Carries out the edge's part of a plan; true when it all ran.
+    fn translate(&self, edge: &NatPlan) -> bool {
+        (edge.ip.is_empty() || batch(&self.router, &edge.ip))
+            && (edge.nft.is_empty() || nft(&self.router, &edge.nft).is_ok())
     }
 
     fn record(&self, plan: &Plan) {
@@ -256,12 +362,106 @@ impl State {
             }
         }
     }
+
+    /// Records each public address whose traffic now leads to another node.
+    fn record_public(&mut self) {
+        let routed = self.routes.effective();
+        let now: BTreeMap<IpAddr, usize> = self
+            .nat
+            .effective()
+            .iter()
+            .filter_map(|(p, q)| Some((*p, node_of_wire(routed.get(q)?)?)))
+            .collect();
+        let at = SystemTime::now();
+        let mut seen = self.seen.lock().unwrap();
+        for (p, node) in &now {
+            if self.reach.get(p) != Some(node) {
+                seen.switches.push(Switch {
+                    at,
+                    address: *p,
+                    node: *node,
+                });
+            }
+        }
+        self.reach = now;
+    }
 }
 
-/// Runs `ip -n <ns> -force -batch -` with `cmds`; true when `ip` could be fed them all.
+/// Every address an ENI has: its private IPv4 addresses and its IPv6 addresses.
+fn addresses(ni: &aws_sdk_ec2::types::NetworkInterface) -> Vec<IpAddr> {
+    let v4 = ni
+        .private_ip_addresses()
+        .iter()
+        .filter_map(|a| parse(a.private_ip_address()));
+    let v6 = ni
+        .ipv6_addresses()
+        .iter()
+        .filter_map(|a| parse(a.ipv6_address()));
+    v4.chain(v6).collect()
+}
+
+/// Adds the addresses that may move (secondary IPv4, every IPv6) of `ni` to `holders`.
+fn holdings(
+    ni: &aws_sdk_ec2::types::NetworkInterface,
+    holders: &mut BTreeMap<IpAddr, Vec<String>>,
+) {
+    let id = ni.network_interface_id().unwrap_or_default();
+    let secondary = ni
+        .private_ip_addresses()
+        .iter()
+        .filter(|a| a.primary() != Some(true))
+        .filter_map(|a| parse(a.private_ip_address()));
+    let v6 = ni
+        .ipv6_addresses()
+        .iter()
+        .filter_map(|a| parse(a.ipv6_address()));
+    for a in secondary.chain(v6) {
+        holders.entry(a).or_default().push(id.to_string());
+    }
+}
+
+/// The `ip` arguments for a node's IPv6 default route through `dev`, as a router
+/// advertisement on that interface gives it (each interface its own metric, as AL2023 does).
+pub fn default6(dev: &str) -> String {
+    let metric = 1024 + dev.trim_start_matches("eth").parse::<u32>().unwrap_or(0);
+    format!("-6 route replace default via {GATEWAY6} dev {dev} metric {metric}")
+}
+
+/// `nft -f -` in namespace `ns`.
+fn nft(ns: &str, ruleset: &str) -> Result<(), String> {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let wrote = child
+        .stdin
+        .take()
+        .map(|mut s| s.write_all(ruleset.as_bytes()));
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    match (wrote, out.status.success()) {
+        (Some(Ok(())), true) => Ok(()),
+        _ => Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+    }
+}
+
+/// Runs `cmds` in `ns` with `ip -force -batch -`, IPv6 lines (starting `-6 `) in a batch of
+/// their own; true when `ip` could be fed them all.
 fn batch(ns: &str, cmds: &[String]) -> bool {
+    let (v6, v4): (Vec<&String>, Vec<&String>) = cmds.iter().partition(|c| c.starts_with("-6 "));
+    let v6: Vec<&str> = v6.iter().map(|c| c.trim_start_matches("-6 ")).collect();
+    let v4: Vec<&str> = v4.iter().map(|c| c.as_str()).collect();
+    [("-4", v4), ("-6", v6)]
+        .into_iter()
+        .filter(|(_, c)| !c.is_empty())
+        .all(|(family, c)| batch_of(ns, family, &c))
+}
+
+fn batch_of(ns: &str, family: &str, cmds: &[&str]) -> bool {
     let Ok(mut child) = Command::new("ip")
-        .args(["-n", ns, "-force", "-batch", "-"])
+        .args(["-n", ns, family, "-force", "-batch", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

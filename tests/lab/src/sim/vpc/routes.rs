@@ -2,89 +2,94 @@
 //! EC2: which address goes to which wire, given what EC2 has said and since when.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
+
+use super::follow::{Due, Follow};
 
 /// What the router does after one read of EC2: `ip` batch commands, and the routes they set.
 #[derive(Debug, Default, PartialEq)]
 pub struct Plan {
     pub cmds: Vec<String>,
     /// address -> the wire it goes to once `cmds` ran, or None when it goes nowhere.
-    pub routed: Vec<(Ipv4Addr, Option<String>)>,
+    pub routed: Vec<(IpAddr, Option<String>)>,
+    due: Vec<Due<String>>,
 }
 
-/// The routes the router has and what EC2 said of each address.
+/// The routes the router has and what EC2 said of each address (IPv4 and IPv6 alike).
 #[derive(Debug)]
 pub struct Routes {
-    delay: Duration,
-    /// address -> (the router wire EC2 says owns it, None for no ENI; since when EC2 says so).
-    first_seen: BTreeMap<Ipv4Addr, (Option<String>, Instant)>,
-    /// address -> the router wire the router uses now.
-    effective: BTreeMap<Ipv4Addr, String>,
+    follow: Follow<String>,
+}
+
+/// The `ip` option that selects the address's family in a batch line (iproute2 does not guess
+/// it for a rule); [`super::batch`] runs each family's lines with it.
+pub fn family(a: &IpAddr) -> &'static str {
+    if a.is_ipv4() {
+        ""
+    } else {
+        "-6 "
+    }
+}
+
+/// `address/32` or `address/128`.
+pub fn host(a: &IpAddr) -> String {
+    format!("{a}/{}", if a.is_ipv4() { 32 } else { 128 })
 }
 
 impl Routes {
     /// Routes that follow EC2 once it has said the same thing for `delay`.
     pub fn new(delay: Duration) -> Self {
         Self {
-            delay,
-            first_seen: BTreeMap::new(),
-            effective: BTreeMap::new(),
+            follow: Follow::new(delay),
         }
     }
 
     /// The changes that move the router to what EC2 (`owned`: address -> wire) has said for
     /// at least the convergence delay, read at `now`. An address the router routes and EC2
     /// shows on no ENI is dropped from then on, as AWS drops it (silently: a blackhole, no ICMP).
-    pub fn plan(&mut self, owned: &BTreeMap<Ipv4Addr, String>, now: Instant) -> Plan {
-        let gone = self.effective.keys().filter(|a| !owned.contains_key(a));
-        let said: BTreeMap<Ipv4Addr, Option<String>> = owned
-            .iter()
-            .map(|(a, d)| (*a, Some(d.clone())))
-            .chain(gone.map(|a| (*a, None)))
-            .collect();
-        self.first_seen.retain(|a, (d, _)| said.get(a) == Some(d));
-        for (a, d) in said {
-            self.first_seen.entry(a).or_insert((d, now));
-        }
+    pub fn plan(&mut self, owned: &BTreeMap<IpAddr, String>, now: Instant) -> Plan {
         // A change is made before it is broken, in one `ip -batch`: the new route and the new
         // owner's allowed source first, then the old owner's allowed source goes.
         let mut plan = Plan::default();
-        for (a, (d, since)) in &self.first_seen {
-            let old = self.effective.get(a);
-            if now.duration_since(*since) < self.delay || old == d.as_ref() {
-                continue;
-            }
-            match d {
-                Some(d) => {
-                    plan.cmds.push(format!("route replace {a}/32 dev {d}"));
+        for d in self.follow.due(owned, now) {
+            let (a, f) = (d.address, family(&d.address));
+            match &d.new {
+                Some(w) => {
                     plan.cmds
-                        .push(format!("rule add iif {d} from {a} lookup main pref 1000"));
+                        .push(format!("{f}route replace {} dev {w}", host(&a)));
+                    plan.cmds.push(format!(
+                        "{f}rule add iif {w} from {a} lookup main pref 1000"
+                    ));
                 }
-                None => plan.cmds.push(format!("route replace blackhole {a}/32")),
+                None => plan
+                    .cmds
+                    .push(format!("{f}route replace blackhole {}", host(&a))),
             }
-            if let Some(old) = old {
-                plan.cmds
-                    .push(format!("rule del iif {old} from {a} lookup main pref 1000"));
+            if let Some(old) = &d.old {
+                plan.cmds.push(format!(
+                    "{f}rule del iif {old} from {a} lookup main pref 1000"
+                ));
             }
-            plan.routed.push((*a, d.clone()));
+            plan.routed.push((a, d.new.clone()));
+            plan.due.push(d);
         }
         plan
     }
 
     /// Records that `plan`'s commands ran.
     pub fn applied(&mut self, plan: &Plan) {
-        for (a, d) in &plan.routed {
-            match d {
-                Some(d) => self.effective.insert(*a, d.clone()),
-                None => self.effective.remove(a),
-            };
-        }
+        self.follow.applied(&plan.due);
     }
 
     /// A wire was plugged in anew: whatever the router had for the old one is gone with it.
     pub fn forget_wire(&mut self, wire: &str) {
-        self.effective.retain(|_, d| d != wire);
+        self.follow.forget(|w| w == wire);
+    }
+
+    /// address -> the wire the router uses for it now.
+    pub fn effective(&self) -> &BTreeMap<IpAddr, String> {
+        self.follow.effective()
     }
 }
 
@@ -92,14 +97,14 @@ impl Routes {
 mod tests {
     use super::*;
 
-    const VIP: Ipv4Addr = Ipv4Addr::new(10, 99, 8, 100);
+    const VIP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 99, 8, 100));
 
-    fn on(wire: &str) -> BTreeMap<Ipv4Addr, String> {
+    fn on(wire: &str) -> BTreeMap<IpAddr, String> {
         BTreeMap::from([(VIP, wire.to_string())])
     }
 
     /// Plans at `t0 + ms` and records the plan as applied.
-    fn step(r: &mut Routes, owned: &BTreeMap<Ipv4Addr, String>, t0: Instant, ms: u64) -> Plan {
+    fn step(r: &mut Routes, owned: &BTreeMap<IpAddr, String>, t0: Instant, ms: u64) -> Plan {
         let plan = r.plan(owned, t0 + Duration::from_millis(ms));
         r.applied(&plan);
         plan
@@ -158,5 +163,25 @@ mod tests {
             step(&mut r, &on("r1e1"), t0, 500).cmds[0],
             "route replace 10.99.8.100/32 dev r1e1"
         );
+    }
+
+    #[test]
+    fn an_ipv6_address_is_routed_as_a_host_route_of_its_own_family() {
+        let mut r = Routes::new(Duration::ZERO);
+        let a: IpAddr = "fd00:99:8::101".parse().unwrap();
+        let plan = step(
+            &mut r,
+            &BTreeMap::from([(a, "r2e1".to_string())]),
+            Instant::now(),
+            0,
+        );
+        assert_eq!(
+            plan.cmds,
+            [
+                "-6 route replace fd00:99:8::101/128 dev r2e1",
+                "-6 rule add iif r2e1 from fd00:99:8::101 lookup main pref 1000",
+            ]
+        );
+        assert_eq!(r.effective().get(&a).map(String::as_str), Some("r2e1"));
     }
 }
