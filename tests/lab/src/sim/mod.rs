@@ -21,10 +21,12 @@ pub mod control;
 pub mod ctl;
 pub mod disrupt;
 pub mod envfile;
+pub mod flavor;
 pub mod identity;
 pub mod kubelet;
 pub mod monitor;
 pub mod net;
+pub mod network;
 pub mod prepare;
 pub mod procs;
 pub mod service;
@@ -51,7 +53,7 @@ use serde_json::json;
 
 use kubelet::Kubelet;
 use monitor::{Change, Changes, Down, Monitor};
-use net::{veth, Netns};
+use net::Netns;
 use procs::{spawn_ready, Proc};
 use service::{Service, NODE_PORT};
 use traffic::Traffic;
@@ -62,11 +64,8 @@ pub const NAMESPACE: &str = "floatip-system";
 pub const VIP: &str = "10.99.8.100";
 pub const FIP: &str = "web";
 const VPC_CIDR: &str = "10.99.0.0/16";
-const SUBNET_CIDR: &str = "10.99.8.0/22";
-const INFRA: &str = "10.99.200.2";
 /// The router's address on the infra network: the infra namespace's way into the VPC.
 const ROUTER_ON_INFRA: &str = "10.99.200.1";
-const CLIENT: &str = "10.99.100.2";
 const REGION: &str = "us-west-2";
 
 /// How a simulation is set up.
@@ -86,6 +85,9 @@ pub struct Options {
     pub log_dir: Option<PathBuf>,
     /// Print each setup step.
     pub progress: bool,
+    /// The kinds of FloatingIP to run ([`flavor`]): "web" (SecondaryIp) always runs; each
+    /// other flavor gets a FloatingIP of its own once "web" answers.
+    pub flavors: Vec<flavor::Flavor>,
 }
 
 impl Default for Options {
@@ -99,6 +101,7 @@ impl Default for Options {
             echo: false,
             log_dir: None,
             progress: false,
+            flavors: vec![flavor::Flavor::SecondaryIp],
         }
     }
 }
@@ -215,6 +218,8 @@ pub struct Sim {
     pub changes: Changes,
     pub downs: Vec<Down>,
     pub client_ns: Netns,
+    /// The internet (or an Outpost's on-premises network): reaches nodes through Elastic IPs.
+    pub internet_ns: Netns,
     pub router: Netns,
     kube_proc: Option<Proc>,
     _ec2_proc: Proc,
@@ -226,6 +231,9 @@ pub struct Sim {
     /// Straight to moto, past the fault proxy: to see EC2 as it is while faults are on.
     pub direct: aws_sdk_ec2::Client,
     pub subnet: String,
+    pub vpc: network::Vpc,
+    /// The FloatingIPs of [`Options::flavors`] besides "web", as created.
+    pub flavors: Vec<flavor::Fip>,
     pub log_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     infra: PathBuf,
@@ -333,34 +341,8 @@ impl Sim {
 
         say("creating the VPC, subnet and instances in EC2, and the Nodes in Kubernetes");
         let aws = ec2_client(&ec2_endpoint);
-        let vpc = aws.create_vpc().cidr_block(VPC_CIDR).send().await?;
-        let vpc = vpc
-            .vpc()
-            .and_then(|v| v.vpc_id())
-            .context("vpc id")?
-            .to_string();
-        let subnet = aws
-            .create_subnet()
-            .vpc_id(&vpc)
-            .cidr_block(SUBNET_CIDR)
-            .availability_zone(format!("{REGION}a"))
-            .send()
-            .await?;
-        let subnet = subnet
-            .subnet()
-            .and_then(|s| s.subnet_id())
-            .context("subnet id")?
-            .to_string();
-        // The nodes' own security group, as EKS gives them: the floating ENIs must carry it,
-        // not the VPC's default group.
-        let node_group = aws
-            .create_security_group()
-            .vpc_id(&vpc)
-            .group_name("nodes")
-            .description("lab nodes")
-            .send()
-            .await?;
-        let node_group = node_group.group_id().context("group id")?.to_string();
+        let vpc = network::create_vpc(&aws).await?;
+        let (subnet, node_group) = (vpc.subnet.clone(), vpc.node_group.clone());
         let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
             Api::all(client.clone());
         crds.create(&PostParams::default(), &FloatingIP::crd())
@@ -374,22 +356,8 @@ impl Sim {
             .await?;
 
         say("wiring the router, the client and the nodes (network namespaces)");
-        let router = Netns::new("router")?;
-        router.sysctl("net.ipv4.ip_forward", "1")?;
-        // Nodes see their subnet as on-link and ARP for each other, as in a VPC, whose router
-        // answers for every address in the subnet: without this a node could not reach
-        // another (the agents' peer probes go node to node).
-        router.sysctl("net.ipv4.conf.all.proxy_arp", "1")?;
-        veth(infra, "vpc0", &router, "rinfra")?;
-        infra.ip(&format!("addr add {INFRA}/24 dev vpc0"))?;
-        infra.ip(&infra_route())?;
-        router.ip(&format!("addr add {ROUTER_ON_INFRA}/24 dev rinfra"))?;
-        let client_ns = Netns::new("client")?;
-        veth(&client_ns, "c0", &router, "rclient")?;
-        client_ns.ip(&format!("addr add {CLIENT}/24 dev c0"))?;
-        client_ns.ip("route add default via 10.99.100.1")?;
-        router.ip("addr add 10.99.100.1/24 dev rclient")?;
-
+        let edges = network::wire(infra)?;
+        let (router, client_ns) = (edges.router, edges.client);
         let mut pending = Vec::new();
         let mut map = std::collections::BTreeMap::new();
         for index in 1..=opts.nodes {
@@ -410,7 +378,7 @@ impl Sim {
                 .instance_id()
                 .context("instance id")?
                 .to_string();
-            let ns = Netns::new(&format!("n{index}"))?;
+            let ns = network::node_ns(index)?;
             map.insert(index, (instance.clone(), ns.name.clone()));
             create_node(&client, &name, &instance, &primary_ip).await?;
             pending.push((index, name, instance, primary_ip, ns));
@@ -451,6 +419,7 @@ impl Sim {
             changes,
             downs: Vec::new(),
             client_ns,
+            internet_ns: edges.internet,
             router,
             kube_proc: Some(kube_proc.0),
             _ec2_proc: ec2_proc,
@@ -461,6 +430,8 @@ impl Sim {
             client,
             direct,
             subnet,
+            vpc,
+            flavors: Vec::new(),
             log_dir,
             _tmp: None,
             infra: infra.path(),
@@ -508,6 +479,12 @@ impl Sim {
         })
         .await?;
         sim.settle(Duration::from_secs(30)).await?;
+        for f in sim.opts.flavors.clone() {
+            if f != flavor::Flavor::SecondaryIp {
+                say(&format!("FloatingIP {} ({f:?})", f.name()));
+                sim.add_flavor(f).await?;
+            }
+        }
         Ok(sim)
     }
 
@@ -592,6 +569,7 @@ impl Sim {
         if !out.status.success() {
             bail!("floatip attach on {name} failed: {}", text.trim());
         }
+        network::advertise6(&node.ns);
         Ok(text)
     }
 
@@ -863,6 +841,7 @@ impl Sim {
             "route replace default via {} dev eth0",
             vpc::GATEWAY
         ))?;
+        network::advertise6(&node.ns);
         if let Some(d) = self
             .downs
             .iter_mut()

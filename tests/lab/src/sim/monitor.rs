@@ -35,7 +35,12 @@ impl Monitor {
             .spawn()
             .context("ip monitor address")?;
         let stdout = child.stdout.take().context("stdout")?;
-        let needle = format!(" inet {address}/");
+        let family = if address.contains(':') {
+            "inet6"
+        } else {
+            "inet"
+        };
+        let needle = format!(" {family} {address}/");
         // What is there already (the monitor only reports changes).
         let now = super::net::run("ip", &["-n", ns, "-o", "addr", "show"])?;
         if now.contains(&needle) {

@@ -50,6 +50,9 @@ impl Netns {
         ns.ip("link set lo up")?;
         for key in ["all", "default"] {
             ns.sysctl(&format!("net.ipv4.conf.{key}.rp_filter"), "0")?;
+            // Every lab address is unique by construction; detection would hold each new
+            // IPv6 address back for a second.
+            ns.sysctl(&format!("net.ipv6.conf.{key}.accept_dad"), "0")?;
         }
         Ok(ns)
     }

@@ -1,5 +1,5 @@
 //! A node's service, NodePort style: a "pod" namespace behind the node answers TCP and UDP on
-//! port 8080, and the node DNATs its port 30080 to it as kube-proxy would (no SNAT, as with
+//! port 8080, IPv4 and IPv6, and the node DNATs its port 30080 to it as kube-proxy would (no SNAT, as with
 //! externalTrafficPolicy Local). The node also answers on 8080 itself (a host-network listener).
 //! Every answer names the node, so the client knows who served it.
 
@@ -89,7 +89,6 @@ impl Drop for Responder {
 /// The pod namespace of node `index` (1-based) and its NodePort rules in the node.
 pub struct Service {
     pub pod: Netns,
-    pod_addr: String,
     reply: String,
     pod_responder: Option<Responder>,
     _host: Responder,
@@ -103,6 +102,13 @@ impl Service {
         pod.ip(&format!("addr add {pod_addr}/24 dev p0"))?;
         pod.ip(&format!("route add default via {node_side}"))?;
         node.ip(&format!("addr add {node_side}/24 dev vpod"))?;
+        let (node6, pod6) = (
+            format!("fd00:244:{index}::1"),
+            format!("fd00:244:{index}::2"),
+        );
+        pod.ip(&format!("-6 addr add {pod6}/64 dev p0 nodad"))?;
+        pod.ip(&format!("-6 route add default via {node6}"))?;
+        node.ip(&format!("-6 addr add {node6}/64 dev vpod nodad"))?;
         node.sysctl("net.ipv4.ip_forward", "1")?;
         node.nft(&format!(
             "table ip kubeproxy {{\n\
@@ -111,13 +117,20 @@ impl Service {
                  tcp dport {NODE_PORT} dnat to {pod_addr}:{POD_PORT}\n\
                  udp dport {NODE_PORT} dnat to {pod_addr}:{POD_PORT}\n\
                }}\n\
+             }}\n\
+             table ip6 kubeproxy6 {{\n\
+               chain prerouting {{\n\
+                 type nat hook prerouting priority dstnat; policy accept;\n\
+                 tcp dport {NODE_PORT} dnat to [{pod6}]:{POD_PORT}\n\
+                 udp dport {NODE_PORT} dnat to [{pod6}]:{POD_PORT}\n\
+               }}\n\
              }}\n"
         ))?;
-        let any: SocketAddr = format!("0.0.0.0:{POD_PORT}").parse()?;
+        // Dual-stack listeners ([::] takes IPv4 too): the service answers on both families.
+        let any: SocketAddr = format!("[::]:{POD_PORT}").parse()?;
         let host = Responder::start(node.path(), any, format!("{name} host\n"))?;
         let mut service = Self {
             pod,
-            pod_addr,
             reply: format!("{name}\n"),
             pod_responder: None,
             _host: host,
@@ -131,7 +144,7 @@ impl Service {
     pub fn set_up(&mut self, up: bool) -> Result<()> {
         match (up, self.pod_responder.is_some()) {
             (true, false) => {
-                let addr: SocketAddr = format!("{}:{POD_PORT}", self.pod_addr).parse()?;
+                let addr: SocketAddr = format!("[::]:{POD_PORT}").parse()?;
                 self.pod_responder =
                     Some(Responder::start(self.pod.path(), addr, self.reply.clone())?);
             }

@@ -119,11 +119,21 @@ pub async fn request_once(
     to: SocketAddr,
     timeout: Duration,
 ) -> Result<String, String> {
+    request_once_with(ns, to, Proto::Tcp, timeout).await
+}
+
+/// One request of `proto` to `to` from the namespace at `ns`, on a thread of its own.
+pub async fn request_once_with(
+    ns: PathBuf,
+    to: SocketAddr,
+    proto: Proto,
+    timeout: Duration,
+) -> Result<String, String> {
     let (tx, rx) = oneshot::channel();
     std::thread::spawn(move || {
         let answer = match runtime_in(&ns) {
             Ok(rt) => rt.block_on(async {
-                tokio::time::timeout(timeout, request(Proto::Tcp, to))
+                tokio::time::timeout(timeout, request(proto, to))
                     .await
                     .unwrap_or_else(|_| Err("timed out".into()))
             }),
@@ -151,7 +161,8 @@ async fn request(proto: Proto, to: SocketAddr) -> Result<String, String> {
             Ok(out.trim().to_string())
         }
         Proto::Udp => {
-            let s = tokio::net::UdpSocket::bind("0.0.0.0:0")
+            let any = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+            let s = tokio::net::UdpSocket::bind(any)
                 .await
                 .map_err(|e| format!("bind: {e}"))?;
             s.connect(to).await.map_err(|e| format!("connect: {e}"))?;

@@ -1,0 +1,423 @@
+//! FloatingIPs of several kinds in one simulation, so the scenarios of every address mode share
+//! one set-up. "web" (SecondaryIP, [`super::VIP`]) is always there; [`super::Options::flavors`]
+//! adds the others, each with a name and an address of its own. The Sim allocates the Elastic
+//! IPs they need and picks free addresses in the subnet; what a client uses, who holds the
+//! address in EC2 and the invariants are asked per flavor.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use aws_sdk_ec2::types::{DomainType, Filter};
+
+use super::monitor::{self, Changes, Monitor};
+use super::network::in_64;
+use super::service::NODE_PORT;
+use super::traffic::{self, Traffic};
+use super::{timeline, Sim, VIP};
+
+/// A kind of FloatingIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Flavor {
+    /// "web": a secondary private IPv4 address (the simulation's first FloatingIP).
+    SecondaryIp,
+    /// "web-eip": a secondary private address whose Elastic IP follows it.
+    SecondaryIpElastic,
+    /// "web-public": an Elastic IP associated with the holder ENI's own primary address.
+    ElasticIp,
+    /// "web6": a secondary IPv6 address (unassign, then assign).
+    Ipv6,
+}
+
+impl Flavor {
+    pub const ALL: [Flavor; 4] = [
+        Flavor::SecondaryIp,
+        Flavor::SecondaryIpElastic,
+        Flavor::ElasticIp,
+        Flavor::Ipv6,
+    ];
+
+    /// The FloatingIP's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::SecondaryIp => super::FIP,
+            Flavor::SecondaryIpElastic => "web-eip",
+            Flavor::ElasticIp => "web-public",
+            Flavor::Ipv6 => "web6",
+        }
+    }
+
+    /// Whether clients reach it through an Elastic IP, from the internet.
+    pub fn public(self) -> bool {
+        matches!(self, Flavor::SecondaryIpElastic | Flavor::ElasticIp)
+    }
+}
+
+/// An Elastic IP allocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Allocation {
+    pub id: String,
+    /// The public address (what moto allocated).
+    pub public: IpAddr,
+}
+
+/// A FloatingIP of one flavor, as the simulation set it up.
+pub struct Fip {
+    pub flavor: Flavor,
+    /// spec.address.
+    pub address: IpAddr,
+    /// For the Elastic IP flavors.
+    pub allocation: Option<Allocation>,
+    /// Where a node has the private address configured (from `ip monitor`); empty for
+    /// ElasticIp, whose address is never on a node.
+    pub changes: Changes,
+    _monitors: Vec<Monitor>,
+}
+
+impl Fip {
+    /// The address a client sends to: the public address for the Elastic IP flavors.
+    pub fn target(&self) -> IpAddr {
+        self.allocation
+            .as_ref()
+            .map(|a| a.public)
+            .unwrap_or(self.address)
+    }
+
+    /// The private address that moves between ENIs, if the flavor has one.
+    pub fn private(&self) -> Option<IpAddr> {
+        (self.flavor != Flavor::ElasticIp).then_some(self.address)
+    }
+}
+
+/// What the invariant checks saw of one flavor.
+#[derive(Debug, Clone)]
+pub struct FlavorReport {
+    pub ec2_reads: u64,
+    pub longest_overlap: Duration,
+    pub bound: Duration,
+    /// IPv6: the longest time EC2 showed the address on no ENI after it had been held (a move
+    /// in flight, unassign then assign), and when it began; zero for other flavors.
+    pub longest_unheld: Duration,
+    pub longest_unheld_from: Option<SystemTime>,
+}
+
+impl Sim {
+    /// The set-up of `flavor`.
+    pub fn flavor(&self, flavor: Flavor) -> Result<&Fip> {
+        self.flavors
+            .iter()
+            .find(|f| f.flavor == flavor)
+            .with_context(|| format!("the simulation has no {} ({flavor:?})", flavor.name()))
+    }
+
+    /// Where a client of `flavor` sends to: its target address, port [`NODE_PORT`].
+    pub fn target_of(&self, flavor: Flavor) -> Result<SocketAddr> {
+        Ok(SocketAddr::new(self.flavor(flavor)?.target(), NODE_PORT))
+    }
+
+    /// The namespace a client of `flavor` runs in: the internet for the Elastic IP flavors.
+    pub fn client_of(&self, flavor: Flavor) -> PathBuf {
+        if flavor.public() {
+            self.internet_ns.path()
+        } else {
+            self.client_ns.path()
+        }
+    }
+
+    /// One TCP request to `flavor`'s target from its client's namespace.
+    pub async fn request_once_for(&self, flavor: Flavor) -> Result<String, String> {
+        let to = self.target_of(flavor).map_err(|e| format!("{e:#}"))?;
+        self.request_from(flavor, to, traffic::Proto::Tcp).await
+    }
+
+    /// One request of `proto` to `to` from `flavor`'s client namespace.
+    pub async fn request_from(
+        &self,
+        flavor: Flavor,
+        to: SocketAddr,
+        proto: traffic::Proto,
+    ) -> Result<String, String> {
+        let ns = self.client_of(flavor);
+        traffic::request_once_with(ns, to, proto, Duration::from_millis(500)).await
+    }
+
+    /// Client traffic to `flavor`'s target, as [`Sim::traffic`] sends to "web".
+    pub fn traffic_for(&self, flavor: Flavor) -> Result<Traffic> {
+        Ok(Traffic::start(
+            self.client_of(flavor),
+            self.target_of(flavor)?,
+            Duration::from_millis(10),
+            Duration::from_secs(1),
+        ))
+    }
+
+    /// The ENIs holding `flavor`'s address in EC2, straight from moto: for the Elastic IP
+    /// flavors the ENI the allocation is associated with (DescribeAddresses).
+    pub async fn ec2_holders_for(&self, flavor: Flavor) -> Result<Vec<String>> {
+        let fip = self.flavor(flavor)?;
+        match &fip.allocation {
+            Some(a) => self.associated_eni(&a.id).await,
+            None => self.enis_holding(fip.address).await,
+        }
+    }
+
+    /// The nodes whose ENIs [`Sim::ec2_holders_for`] names.
+    pub async fn holder_nodes_for(&self, flavor: Flavor) -> Result<Vec<String>> {
+        let enis = self.ec2_holders_for(flavor).await?;
+        let mut nodes = Vec::new();
+        for eni in enis {
+            nodes.push(self.node_of_eni(&eni).await?);
+        }
+        Ok(nodes)
+    }
+
+    /// The ENI an allocation is associated with (none or one).
+    pub async fn associated_eni(&self, allocation: &str) -> Result<Vec<String>> {
+        let out = self
+            .direct
+            .describe_addresses()
+            .allocation_ids(allocation)
+            .send()
+            .await?;
+        Ok(out
+            .addresses()
+            .iter()
+            .filter_map(|a| a.network_interface_id())
+            .map(String::from)
+            .collect())
+    }
+
+    /// The ENIs in the subnet holding `address` (IPv4 as a secondary address, or IPv6).
+    pub async fn enis_holding(&self, address: IpAddr) -> Result<Vec<String>> {
+        let out = self
+            .direct
+            .describe_network_interfaces()
+            .filters(
+                Filter::builder()
+                    .name("subnet-id")
+                    .values(&self.subnet)
+                    .build(),
+            )
+            .send()
+            .await?;
+        let text = address.to_string();
+        let holds = |n: &aws_sdk_ec2::types::NetworkInterface| match address {
+            IpAddr::V4(_) => n
+                .private_ip_addresses()
+                .iter()
+                .any(|a| a.primary() != Some(true) && a.private_ip_address() == Some(&text)),
+            IpAddr::V6(v6) => n
+                .ipv6_addresses()
+                .iter()
+                .any(|a| a.ipv6_address().and_then(|s| s.parse().ok()) == Some(v6)),
+        };
+        Ok(out
+            .network_interfaces()
+            .iter()
+            .filter(|n| holds(n))
+            .filter_map(|n| n.network_interface_id().map(String::from))
+            .collect())
+    }
+
+    /// The node whose instance `eni` is attached to.
+    pub async fn node_of_eni(&self, eni: &str) -> Result<String> {
+        let out = self
+            .direct
+            .describe_network_interfaces()
+            .network_interface_ids(eni)
+            .send()
+            .await?;
+        let instance = out
+            .network_interfaces()
+            .first()
+            .and_then(|n| n.attachment())
+            .and_then(|a| a.instance_id())
+            .with_context(|| format!("{eni} is attached to no instance"))?;
+        self.nodes
+            .iter()
+            .find(|n| n.instance == instance)
+            .map(|n| n.name.clone())
+            .with_context(|| format!("{eni} is attached to {instance}, no node's instance"))
+    }
+
+    /// The invariants of `flavor`: never two holders in EC2, never configured on two live
+    /// nodes for longer than [`Sim::overlap_bound`]; for IPv6 also the longest window with
+    /// no holder in EC2 (reported, for a test to bound).
+    pub fn check_invariants_for(&self, flavor: Flavor) -> Result<FlavorReport> {
+        let fip = self.flavor(flavor)?;
+        let seen = self.follower.seen.lock().unwrap();
+        if let Some((at, ip, enis)) = seen
+            .double_holders
+            .iter()
+            .find(|(_, ip, _)| Some(*ip) == fip.private())
+        {
+            bail!(
+                "EC2 had {ip} on {enis:?} at once (at {})",
+                timeline::clock(*at)
+            );
+        }
+        let now = SystemTime::now();
+        let (longest_unheld, longest_unheld_from) = seen
+            .unheld
+            .get(&fip.address)
+            .map(|u| u.longest_at(now))
+            .unwrap_or_default();
+        let changes = fip.changes.lock().unwrap().clone();
+        let overlap = monitor::longest_overlap(&changes, &self.downs, now);
+        let bound = self.overlap_bound();
+        if let Some((at, d)) = overlap.filter(|(_, d)| *d > bound) {
+            bail!(
+                "{} was configured on two live nodes for {} ms from {} (bound {} ms)",
+                fip.address,
+                d.as_millis(),
+                timeline::clock(at),
+                bound.as_millis()
+            );
+        }
+        Ok(FlavorReport {
+            ec2_reads: seen.reads,
+            longest_overlap: overlap.map(|(_, d)| d).unwrap_or_default(),
+            bound,
+            longest_unheld,
+            longest_unheld_from,
+        })
+    }
+
+    /// Sets up `flavor` in EC2 and starts watching the nodes for its address, without a
+    /// FloatingIP (for tests that drive EC2 themselves); [`Sim::add_flavor`] adds that.
+    pub async fn prepare_flavor(&mut self, flavor: Flavor) -> Result<&Fip> {
+        if flavor == Flavor::SecondaryIp {
+            bail!("SecondaryIp is web, which every simulation has");
+        }
+        let allocation = match flavor.public() {
+            true => Some(self.allocate().await?),
+            false => None,
+        };
+        let address = match (flavor, &allocation) {
+            (Flavor::ElasticIp, Some(a)) => a.public,
+            _ => self.free_address(flavor == Flavor::Ipv6, &[]).await?,
+        };
+        let changes = Changes::default();
+        let mut monitors = Vec::new();
+        if flavor != Flavor::ElasticIp {
+            for n in &self.nodes {
+                let a = address.to_string();
+                monitors.push(Monitor::start(&n.ns.name, n.index, &a, changes.clone())?);
+            }
+        }
+        self.flavors.push(Fip {
+            flavor,
+            address,
+            allocation,
+            changes,
+            _monitors: monitors,
+        });
+        self.flavor(flavor)
+    }
+
+    /// [`Sim::prepare_flavor`], then the flavor's FloatingIP (kubectl apply).
+    pub async fn add_flavor(&mut self, flavor: Flavor) -> Result<()> {
+        self.prepare_flavor(flavor).await?;
+        let manifest = self.flavor_manifest(self.flavor(flavor)?);
+        let out = self.kubectl(&["apply", "-f", "-"], Some(&manifest))?;
+        if !out.status.success() {
+            bail!(
+                "kubectl apply of {}: {}",
+                flavor.name(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// The FloatingIP of `fip`, in YAML: as "web", with the flavor's mode, address and
+    /// Elastic IP.
+    pub fn flavor_manifest(&self, fip: &Fip) -> String {
+        let mode = match fip.flavor {
+            Flavor::ElasticIp => "ElasticIP",
+            _ => "SecondaryIP",
+        };
+        let elastic = fip
+            .allocation
+            .as_ref()
+            .map(|a| format!("  elasticIP:\n    allocationId: {}\n", a.id))
+            .unwrap_or_default();
+        format!(
+            "apiVersion: floatip.io/v1alpha1\nkind: FloatingIP\nmetadata:\n  name: {}\nspec:\n  mode: {mode}\n  address: \"{}\"\n  subnetId: {}\n{elastic}  healthCheck:\n    protocol: TCP\n    port: {NODE_PORT}\n  failover:\n    minHoldSeconds: {}\n",
+            fip.flavor.name(),
+            fip.address,
+            self.subnet,
+            self.opts.min_hold_seconds
+        )
+    }
+
+    /// A new Elastic IP (AllocateAddress, domain vpc), straight from moto.
+    pub async fn allocate(&self) -> Result<Allocation> {
+        let out = self
+            .direct
+            .allocate_address()
+            .domain(DomainType::Vpc)
+            .send()
+            .await?;
+        let public: IpAddr = out
+            .public_ip()
+            .and_then(|p| p.parse().ok())
+            .context("no public IP")?;
+        if public.is_loopback() {
+            // Unpatched moto allocates from 127.0.0.0/8, which no namespace can route.
+            bail!("EC2 allocated {public}, a loopback address: the lab's moto patch that allocates from documentation ranges is missing");
+        }
+        Ok(Allocation {
+            id: out.allocation_id().context("no allocation id")?.to_string(),
+            public,
+        })
+    }
+
+    /// An address in the node subnet (IPv4 from 10.99.8.101 on, or IPv6 from ::101 of its
+    /// /64) that no ENI has, no flavor uses and `avoid` does not name.
+    pub async fn free_address(&self, v6: bool, avoid: &[IpAddr]) -> Result<IpAddr> {
+        let used = self.subnet_addresses().await?;
+        (101..200u8)
+            .map(|host| match v6 {
+                true => in_64(self.vpc.subnet_v6, 0x100 + u64::from(host)),
+                false => IpAddr::V4([10, 99, 8, host].into()),
+            })
+            .find(|a| {
+                a.to_string() != VIP
+                    && !avoid.contains(a)
+                    && !used.contains(a)
+                    && self.flavors.iter().all(|f| f.address != *a)
+            })
+            .context("no free address in the subnet")
+    }
+
+    /// Every address (primary, secondary, IPv6) of every ENI in the node subnet.
+    async fn subnet_addresses(&self) -> Result<std::collections::BTreeSet<IpAddr>> {
+        let out = self
+            .direct
+            .describe_network_interfaces()
+            .filters(
+                Filter::builder()
+                    .name("subnet-id")
+                    .values(&self.subnet)
+                    .build(),
+            )
+            .send()
+            .await?;
+        let mut all = std::collections::BTreeSet::new();
+        for n in out.network_interfaces() {
+            let v4 = n
+                .private_ip_addresses()
+                .iter()
+                .map(|a| a.private_ip_address());
+            let v6 = n.ipv6_addresses().iter().map(|a| a.ipv6_address());
+            all.extend(
+                v4.chain(v6)
+                    .flatten()
+                    .filter_map(|a| a.parse::<IpAddr>().ok()),
+            );
+        }
+        Ok(all)
+    }
+}
