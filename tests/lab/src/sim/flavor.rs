@@ -284,6 +284,58 @@ impl Sim {
         })
     }
 
+    /// [`Sim::settle`] for `flavor`: no move pending, status names the node EC2 has the address
+    /// on (for an Elastic IP: the node of the associated ENI), that node has the private
+    /// address configured (when the flavor has one), and the flavor's client is answered by
+    /// it. Returns the holder.
+    pub async fn settle_flavor(&self, flavor: Flavor, timeout: Duration) -> Result<String> {
+        if flavor == Flavor::SecondaryIp {
+            return self.settle(timeout).await;
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        let mut why = String::new();
+        while std::time::Instant::now() < deadline {
+            match self.flavor_agreement(flavor).await {
+                Ok(holder) => return Ok(holder),
+                Err(e) => why = format!("{e:#}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("{} did not settle within {timeout:?}: {why}", flavor.name())
+    }
+
+    async fn flavor_agreement(&self, flavor: Flavor) -> Result<String> {
+        let status = self.fip_named(flavor.name()).await?.status;
+        let status = status.context("no status")?;
+        if status.pending_move.is_some() {
+            bail!("a move is pending");
+        }
+        let holder = status.holder.context("no holder")?.node;
+        let in_ec2 = self.holder_nodes_for(flavor).await?;
+        if in_ec2 != [holder.clone()] {
+            bail!("status says {holder}, EC2 has it on {in_ec2:?}");
+        }
+        let fip = self.flavor(flavor)?;
+        if fip.private().is_some() {
+            let index = self.node(&holder)?.index;
+            let on = fip
+                .changes
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .find(|c| c.node == index)
+                .map(|c| c.present);
+            if on != Some(true) {
+                bail!("{holder} does not have {} configured", fip.address);
+            }
+        }
+        match self.request_once_for(flavor).await {
+            Ok(a) if a == holder => Ok(holder),
+            other => bail!("the client got {other:?}, not an answer from {holder}"),
+        }
+    }
+
     /// Sets up `flavor` in EC2 and starts watching the nodes for its address, without a
     /// FloatingIP (for tests that drive EC2 themselves); [`Sim::add_flavor`] adds that.
     pub async fn prepare_flavor(&mut self, flavor: Flavor) -> Result<&Fip> {
@@ -334,22 +386,7 @@ impl Sim {
     /// The FloatingIP of `fip`, in YAML: as "web", with the flavor's mode, address and
     /// Elastic IP.
     pub fn flavor_manifest(&self, fip: &Fip) -> String {
-        let mode = match fip.flavor {
-            Flavor::ElasticIp => "ElasticIP",
-            _ => "SecondaryIP",
-        };
-        let elastic = fip
-            .allocation
-            .as_ref()
-            .map(|a| format!("  elasticIP:\n    allocationId: {}\n", a.id))
-            .unwrap_or_default();
-        format!(
-            "apiVersion: floatip.io/v1alpha1\nkind: FloatingIP\nmetadata:\n  name: {}\nspec:\n  mode: {mode}\n  address: \"{}\"\n  subnetId: {}\n{elastic}  healthCheck:\n    protocol: TCP\n    port: {NODE_PORT}\n  failover:\n    minHoldSeconds: {}\n",
-            fip.flavor.name(),
-            fip.address,
-            self.subnet,
-            self.opts.min_hold_seconds
-        )
+        manifest(fip, &self.subnet, self.opts.min_hold_seconds)
     }
 
     /// A new Elastic IP (AllocateAddress, domain vpc), straight from moto.
@@ -419,5 +456,71 @@ impl Sim {
             );
         }
         Ok(all)
+    }
+}
+
+fn manifest(fip: &Fip, subnet: &str, min_hold_seconds: u32) -> String {
+    let mode = match fip.flavor {
+        Flavor::ElasticIp => "ElasticIP",
+        _ => "SecondaryIP",
+    };
+    let elastic = fip
+        .allocation
+        .as_ref()
+        .map(|a| format!("  elasticIP:\n    allocationId: {}\n", a.id))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: floatip.io/v1alpha1\nkind: FloatingIP\nmetadata:\n  name: {}\nspec:\n  mode: {mode}\n  address: \"{}\"\n  subnetId: {subnet}\n{elastic}  healthCheck:\n    protocol: TCP\n    port: {NODE_PORT}\n  failover:\n    minHoldSeconds: {min_hold_seconds}\n",
+        fip.flavor.name(),
+        fip.address,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fip(flavor: Flavor, address: &str, allocation: Option<&str>) -> Fip {
+        Fip {
+            flavor,
+            address: address.parse().unwrap(),
+            allocation: allocation.map(|id| Allocation {
+                id: id.into(),
+                public: "198.51.100.7".parse().unwrap(),
+            }),
+            changes: Changes::default(),
+            _monitors: Vec::new(),
+        }
+    }
+
+    fn spec(f: &Fip) -> serde_json::Value {
+        let v: serde_json::Value = serde_yaml_ng::from_str(&manifest(f, "subnet-1", 3)).unwrap();
+        v["spec"].clone()
+    }
+
+    #[test]
+    fn each_flavor_is_the_floatingip_the_controller_expects() {
+        let eip = spec(&fip(
+            Flavor::SecondaryIpElastic,
+            "10.99.8.101",
+            Some("eipalloc-1"),
+        ));
+        assert_eq!(eip["mode"], "SecondaryIP");
+        assert_eq!(eip["address"], "10.99.8.101");
+        assert_eq!(eip["elasticIP"]["allocationId"], "eipalloc-1");
+        assert_eq!(eip["healthCheck"]["port"], NODE_PORT);
+        let public = spec(&fip(Flavor::ElasticIp, "198.51.100.7", Some("eipalloc-2")));
+        assert_eq!(
+            (&public["mode"], &public["subnetId"]),
+            (&"ElasticIP".into(), &"subnet-1".into())
+        );
+        let v6 = spec(&fip(Flavor::Ipv6, "2400:6500:ab:1208::165", None));
+        assert_eq!(v6["address"], "2400:6500:ab:1208::165");
+        assert!(v6.get("elasticIP").is_none());
+        assert_eq!(
+            fip(Flavor::ElasticIp, "198.51.100.7", Some("a")).private(),
+            None,
+            "an ElasticIP FloatingIP has no private address that moves"
+        );
     }
 }

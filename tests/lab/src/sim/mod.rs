@@ -6,13 +6,17 @@
 //!     |                           controllers, `floatip attach` and the agents run here and
 //!     |                           reach nodes through the router (agents configure their node
 //!     |                           through FLOATIP_NETNS)
-//!   router (VPC) ---- client (10.99.100.2)
-//!     |  follows EC2: which ENI owns which address (after the convergence delay),
-//!     |  source/dest check on every ENI wire
+//!   router (VPC) ---- client (10.99.100.2, fd00:99:100::2)
+//!     |       \------ internet (192.0.2.2): reaches nodes only through Elastic IPs
+//!     |  follows EC2: which ENI owns which address, IPv4 and IPv6, and which private address
+//!     |  each Elastic IP is associated with (after the convergence delay); source/dest check
+//!     |  on every ENI wire
 //!   node 1..n: eth0 primary ENI (10.99.8.11...), eth1 floating ENI (hot-plugged when EC2
-//!     attaches it), NodePort 30080 DNAT -> pod namespace (10.244.i.2:8080), TCP and UDP
+//!     attaches it), an IPv6 default route on each, NodePort 30080 DNAT -> pod namespace
+//!     (10.244.i.2 and fd00:244:i::2, port 8080), TCP and UDP
 //! ```
 //!
+//! The VPC's IPv6 block is the one EC2 gives it; the node subnet has its /64 number 8.
 //! Everything lives in namespaces this process creates, so no packet leaves them; they are
 //! deleted when the simulation is dropped (and by the next lab run if this one was killed).
 
@@ -631,7 +635,14 @@ impl Sim {
     }
 
     pub async fn fip(&self) -> Result<FloatingIP> {
-        Ok(Api::<FloatingIP>::all(self.client.clone()).get(FIP).await?)
+        self.fip_named(FIP).await
+    }
+
+    /// The FloatingIP `name` (a flavor's: [`flavor::Flavor::name`]).
+    pub async fn fip_named(&self, name: &str) -> Result<FloatingIP> {
+        Ok(Api::<FloatingIP>::all(self.client.clone())
+            .get(name)
+            .await?)
     }
 
     pub async fn holder(&self) -> Option<String> {
