@@ -82,7 +82,7 @@ pub enum Decision {
 ///
 /// | holder | address check | holder's own check | decision |
 /// |---|---|---|---|
-/// | none | | | the best passing candidate (Initial), else Stuck |
+/// | none | | | the best passing candidate (Initial), held while a more preferred one has no verdict yet; else Stuck |
 /// | unfit (gone, NotReady, cordoned, tainted, agent leaving) | any | any | move at once, else Stuck |
 /// | fit | not passing | failing | after minHold: move (HolderUnhealthy), else Stuck |
 /// | fit | failing | passing | Reensure; still failing after the grace: move (only once the holder has held it for `settle`) |
@@ -127,6 +127,13 @@ pub fn decide(input: &Input<'_>) -> Decision {
 /// Row "none": the best candidate (Initial), else Stuck saying why none can.
 fn first_assignment(input: &Input<'_>) -> Decision {
     match best(input, None) {
+        // A more preferred node not probed yet (a controller just started, a FloatingIP just
+        // created) is waited for, briefly: its verdict comes within a few probe intervals, and
+        // without the wait addresses meant to stay together (a dual-stack pair) scattered over
+        // whichever nodes answered first.
+        Some(c) if preferred_unknown(input, c) => Decision::Hold {
+            remaining: input.holder_check_wait,
+        },
         Some(c) => Decision::Move {
             to: c.node.clone(),
             reason: MoveReason::Initial,
@@ -135,6 +142,14 @@ fn first_assignment(input: &Input<'_>) -> Decision {
             why: none_passing(input, None),
         },
     }
+}
+
+/// Whether a node preferred over `c` has no verdict of its health check yet.
+fn preferred_unknown(input: &Input<'_>, c: &Candidate) -> bool {
+    let rank_c = rank(input.preferred, &c.node);
+    input.health_checked
+        && (input.candidates.iter())
+            .any(|o| o.health == Health::Unknown && rank(input.preferred, &o.node) < rank_c)
 }
 
 /// Row "fit, not passing, failing": the holder fails its own check and the address does not

@@ -272,7 +272,7 @@ fn flapping_moves_at_most_once_per_min_hold() {
 fn health_checked_candidates_must_be_known_to_pass() {
     let cs = [cand("a", 0, Unknown), cand("b", 9, Up)];
     assert_eq!(
-        run_checked(None, &cs, &["a"], Failback::Never, 0, true, None),
+        run_checked(None, &cs, &[], Failback::Never, 0, true, None),
         mv("b", MoveReason::Initial)
     );
     let unknown = [cand("a", 0, Unknown)];
@@ -281,6 +281,35 @@ fn health_checked_candidates_must_be_known_to_pass() {
         Decision::Stuck {
             why: "none of the 1 fit nodes passes its health check".into()
         }
+    );
+}
+
+/// A first assignment waits for a more preferred node's first verdict rather than go to
+/// whichever node answered first (two addresses of one service scattered that way), but never
+/// for an unlisted node nor once the preferred one is known to fail.
+#[test]
+fn a_first_assignment_waits_for_a_preferred_nodes_first_verdict() {
+    let early = [cand("a", 0, Unknown), cand("b", 0, Up), cand("c", 0, Up)];
+    assert_eq!(
+        run_checked(None, &early, &["a", "b"], Failback::Never, 0, true, None),
+        Decision::Hold {
+            remaining: Duration::from_millis(500)
+        }
+    );
+    // Preferred over nothing that is unknown: b is the best and goes now.
+    assert_eq!(
+        run_checked(None, &early, &["b", "a"], Failback::Never, 0, true, None),
+        mv("b", MoveReason::Initial)
+    );
+    let failed = [cand("a", 0, Down), cand("b", 0, Up)];
+    assert_eq!(
+        run_checked(None, &failed, &["a", "b"], Failback::Never, 0, true, None),
+        mv("b", MoveReason::Initial)
+    );
+    // Without a check, an unknown node is a candidate like any other: no wait.
+    assert_eq!(
+        run_checked(None, &early, &["a", "b"], Failback::Never, 0, false, None),
+        mv("a", MoveReason::Initial)
     );
 }
 
