@@ -117,6 +117,9 @@ pub struct SubnetCache {
     /// Elastic IPs, zones and the nodes' ENIs, with when each was read.
     reads: Reads,
     reads_at: HashMap<&'static str, Instant>,
+    /// The allocations and instances the last reads asked for: a FloatingIP naming a new one
+    /// is planned from a fresh read, never from one that could not have seen it.
+    asked: (Vec<String>, BTreeSet<String>),
 }
 
 /// The keys of [`SubnetCache::reads_at`], also used as the keys of their read errors.
@@ -225,7 +228,8 @@ pub async fn observe<C: Cloud>(
         read_subnets(&ctx.cloud, cache, &fips, args, full_refresh).await;
     let instances = nodes.iter().filter_map(|n| n.instance_id.clone()).collect();
     let needs = Needs::of(&fips, instances);
-    for (key, e) in read_beyond_subnets(&ctx.cloud, cache, &needs, args, full_refresh).await {
+    let beyond = read_beyond_subnets(&ctx.cloud, cache, &needs, args.resync, full_refresh);
+    for (key, e) in beyond.await {
         retry |= e.retryable();
         cloud_errors.insert(key.to_string(), e);
     }
@@ -321,43 +325,33 @@ impl Needs {
 }
 
 /// The Elastic IP allocations, the zones' border groups and the nodes' ENIs, each only when a
-/// FloatingIP needs it, reused until the next resync or move as subnets are. Returns what
-/// could not be read; a zone read that fails only logs (EC2 checks the group itself).
+/// FloatingIP needs it, reused until the next resync or move as subnets are, and read again
+/// at once when a FloatingIP names an allocation (or a node appears) the last read did not
+/// ask for. Returns what could not be read; a zone read that fails only logs (EC2 checks the
+/// group itself).
 async fn read_beyond_subnets<C: Cloud>(
     cloud: &C,
     cache: &mut SubnetCache,
     needs: &Needs,
-    args: &ControllerArgs,
+    resync: Duration,
     full_refresh: bool,
 ) -> Vec<(&'static str, CloudError)> {
-    let mut errors = Vec::new();
-    let stale = |c: &SubnetCache, key| full_refresh || !c.fresh(key, args.resync);
     cache.reads.node_instances = needs.instances.clone();
+    let instances: BTreeSet<String> = needs.instances.iter().cloned().collect();
+    if cache.asked.0 != needs.allocations {
+        cache.reads_at.remove(READ_ALLOCATIONS);
+        cache.asked.0 = needs.allocations.clone();
+    }
+    if cache.asked.1 != instances {
+        cache.reads_at.remove(READ_NODE_ENIS);
+        cache.asked.1 = instances;
+    }
+    let stale = |c: &SubnetCache, key| full_refresh || !c.fresh(key, resync);
+    let mut errors = Vec::new();
     if needs.allocations.is_empty() {
         cache.reads.allocations = None;
     } else if stale(cache, READ_ALLOCATIONS) {
-        match cloud.allocations(&needs.allocations).await {
-            Ok(all) => {
-                let by_id = all.into_iter().map(|a| (a.allocation_id.clone(), a));
-                cache.reads.allocations = Some(by_id.collect());
-                cache.reads_at.insert(READ_ALLOCATIONS, Instant::now());
-            }
-            Err(e) => {
-                cache.reads.allocations = None;
-                errors.push((READ_ALLOCATIONS, e));
-            }
-        }
-        if !cache.fresh(READ_BORDER_GROUPS, BORDER_GROUPS_TTL) {
-            match cloud.border_groups().await {
-                Ok(groups) => {
-                    cache.reads.border_groups = groups;
-                    cache.reads_at.insert(READ_BORDER_GROUPS, Instant::now());
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not read the zones' network border groups; EC2 will refuse a mismatch itself")
-                }
-            }
-        }
+        errors.extend(read_allocations(cloud, cache, &needs.allocations).await);
     }
     if !needs.node_enis {
         cache.reads.node_enis = None;
@@ -375,6 +369,37 @@ async fn read_beyond_subnets<C: Cloud>(
         }
     }
     errors
+}
+
+/// The allocations (and, hourly, the zones' border groups they are checked against).
+async fn read_allocations<C: Cloud>(
+    cloud: &C,
+    cache: &mut SubnetCache,
+    ids: &[String],
+) -> Option<(&'static str, CloudError)> {
+    if !cache.fresh(READ_BORDER_GROUPS, BORDER_GROUPS_TTL) {
+        match cloud.border_groups().await {
+            Ok(groups) => {
+                cache.reads.border_groups = groups;
+                cache.reads_at.insert(READ_BORDER_GROUPS, Instant::now());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the zones' network border groups; EC2 will refuse a mismatch itself")
+            }
+        }
+    }
+    match cloud.allocations(ids).await {
+        Ok(all) => {
+            let by_id = all.into_iter().map(|a| (a.allocation_id.clone(), a));
+            cache.reads.allocations = Some(by_id.collect());
+            cache.reads_at.insert(READ_ALLOCATIONS, Instant::now());
+            None
+        }
+        Err(e) => {
+            cache.reads.allocations = None;
+            Some((READ_ALLOCATIONS, e))
+        }
+    }
 }
 
 /// Reads back the ENIs the cache says hold a FloatingIP's address (as each FloatingIP's mode
@@ -491,5 +516,61 @@ async fn cleanup_orphans<C: Cloud>(ctx: &Ctx<C>, cluster: &str, nodes: &[NodeVie
         ),
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "could not clean up floating ENIs of deleted nodes"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::fake::FakeCloud;
+    use crate::cloud::Allocation;
+
+    fn allocation(id: &str) -> Allocation {
+        Allocation {
+            allocation_id: id.into(),
+            public_ip: Some("198.51.100.7".parse().unwrap()),
+            customer_owned_ip: None,
+            customer_owned_pool: None,
+            network_border_group: None,
+            association: None,
+        }
+    }
+
+    fn needs(allocations: &[&str]) -> Needs {
+        Needs {
+            allocations: allocations.iter().map(|a| a.to_string()).collect(),
+            node_enis: false,
+            instances: HashSet::new(),
+        }
+    }
+
+    /// A FloatingIP created after the last read names an allocation that read did not ask
+    /// for: it is read at once, not reported missing until the resync.
+    #[tokio::test]
+    async fn a_newly_named_allocation_is_read_at_once() {
+        let cloud = FakeCloud {
+            allocations: vec![allocation("eipalloc-a"), allocation("eipalloc-b")].into(),
+            ..Default::default()
+        };
+        let mut cache = SubnetCache::default();
+        let hour = Duration::from_secs(3600);
+        let one = needs(&["eipalloc-a"]);
+        let errors = read_beyond_subnets(&cloud, &mut cache, &one, hour, false).await;
+        assert!(errors.is_empty());
+        let read = cache.reads.allocations.clone().unwrap();
+        assert_eq!(read.keys().collect::<Vec<_>>(), ["eipalloc-a"]);
+
+        let both = needs(&["eipalloc-a", "eipalloc-b"]);
+        assert!(read_beyond_subnets(&cloud, &mut cache, &both, hour, false)
+            .await
+            .is_empty());
+        let read = cache.reads.allocations.clone().unwrap();
+        assert!(read.contains_key("eipalloc-b"), "{read:?}");
+        // Nothing new asked for: the read is reused until the resync.
+        cloud.allocations.lock().unwrap().clear();
+        assert!(read_beyond_subnets(&cloud, &mut cache, &both, hour, false)
+            .await
+            .is_empty());
+        assert_eq!(cache.reads.allocations.as_ref().map(HashMap::len), Some(2));
     }
 }
