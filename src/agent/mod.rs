@@ -149,8 +149,10 @@ impl Departing {
             if held.iter().any(|h| h.address == v.address) || self.kept.contains_key(&v.address) {
                 continue;
             }
+            // The same FloatingIP (for an ElasticIP holder, `v` is its own private address,
+            // not spec.address), still there and held by another node.
             let elsewhere = fips.iter().any(|f| {
-                crate::api::parse_address(&f.spec.address) == Some(v.address)
+                f.metadata.name.as_deref() == Some(v.name.as_str())
                     && f.metadata.deletion_timestamp.is_none()
                     && f.status
                         .as_ref()
@@ -434,6 +436,31 @@ mod tests {
             .desired(&moved, "me", t1 + Duration::from_secs(2))
             .is_empty());
         assert_eq!(k.next_wake(), None);
+    }
+
+    /// ElasticIP mode: the routing of the old holder's own private address stays for the
+    /// release delay too, while the VPC still sends the public address's traffic there.
+    #[test]
+    fn an_elastic_ip_holders_routing_is_kept_for_the_release_delay() {
+        let public = |node: &str, private: &str| {
+            let mut f = fip("198.51.100.7", Some(node));
+            f.spec.mode = crate::api::Mode::ElasticIP;
+            let h = f.status.as_mut().unwrap().holder.as_mut().unwrap();
+            h.private_address = Some(private.into());
+            f
+        };
+        let t0 = Instant::now();
+        let mut k = Departing::new(Duration::from_secs(2));
+        let mine = k.desired(&[public("me", "10.0.0.21")], "me", t0);
+        assert_eq!(addrs(&mine), ["10.0.0.21"]);
+        assert!(mine[0].own);
+        let moved = [public("other", "10.0.0.31")];
+        let kept = k.desired(&moved, "me", t0 + Duration::from_secs(1));
+        assert_eq!(addrs(&kept), ["10.0.0.21"]);
+        assert!(kept[0].own, "still only routed, never added");
+        assert!(k
+            .desired(&moved, "me", t0 + Duration::from_secs(3))
+            .is_empty());
     }
 
     #[test]
