@@ -386,15 +386,28 @@ impl Sim {
     /// The FloatingIP of `fip`, in YAML: as "web", with the flavor's mode, address and
     /// Elastic IP.
     pub fn flavor_manifest(&self, fip: &Fip) -> String {
-        manifest(fip, &self.subnet, self.opts.min_hold_seconds)
+        let nodes: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        manifest(fip, &self.subnet, self.opts.min_hold_seconds, &nodes)
     }
 
     /// A new Elastic IP (AllocateAddress, domain vpc), straight from moto.
     pub async fn allocate(&self) -> Result<Allocation> {
+        // Tagged for the cluster, as the README asks of users: the controller's IAM policy
+        // lets it associate only such allocations.
+        let tags = aws_sdk_ec2::types::TagSpecification::builder()
+            .resource_type(aws_sdk_ec2::types::ResourceType::ElasticIp)
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key(floatip::cloud::TAG_CLUSTER)
+                    .value(super::CLUSTER)
+                    .build(),
+            )
+            .build();
         let out = self
             .direct
             .allocate_address()
             .domain(DomainType::Vpc)
+            .tag_specifications(tags)
             .send()
             .await?;
         let public: IpAddr = out
@@ -459,7 +472,10 @@ impl Sim {
     }
 }
 
-fn manifest(fip: &Fip, subnet: &str, min_hold_seconds: u32) -> String {
+/// The FloatingIP of `fip`. Every flavor lists the nodes in the same order as preferred nodes,
+/// the README's pattern for addresses that must stay together (a dual-stack pair): the
+/// scenarios fail one node and expect every kind to leave it for the same one.
+fn manifest(fip: &Fip, subnet: &str, min_hold_seconds: u32, nodes: &[String]) -> String {
     let mode = match fip.flavor {
         Flavor::ElasticIp => "ElasticIP",
         _ => "SecondaryIP",
@@ -469,8 +485,13 @@ fn manifest(fip: &Fip, subnet: &str, min_hold_seconds: u32) -> String {
         .as_ref()
         .map(|a| format!("  elasticIP:\n    allocationId: {}\n", a.id))
         .unwrap_or_default();
+    let preferred: String = nodes.iter().map(|n| format!("  - {n}\n")).collect();
+    let preferred = match preferred.is_empty() {
+        true => String::new(),
+        false => format!("  preferredNodes:\n{preferred}"),
+    };
     format!(
-        "apiVersion: floatip.io/v1alpha1\nkind: FloatingIP\nmetadata:\n  name: {}\nspec:\n  mode: {mode}\n  address: \"{}\"\n  subnetId: {subnet}\n{elastic}  healthCheck:\n    protocol: TCP\n    port: {NODE_PORT}\n  failover:\n    minHoldSeconds: {min_hold_seconds}\n",
+        "apiVersion: floatip.io/v1alpha1\nkind: FloatingIP\nmetadata:\n  name: {}\nspec:\n  mode: {mode}\n  address: \"{}\"\n  subnetId: {subnet}\n{elastic}{preferred}  healthCheck:\n    protocol: TCP\n    port: {NODE_PORT}\n  failover:\n    minHoldSeconds: {min_hold_seconds}\n",
         fip.flavor.name(),
         fip.address,
     )
@@ -494,7 +515,8 @@ mod tests {
     }
 
     fn spec(f: &Fip) -> serde_json::Value {
-        let v: serde_json::Value = serde_yaml_ng::from_str(&manifest(f, "subnet-1", 3)).unwrap();
+        let v: serde_json::Value =
+            serde_yaml_ng::from_str(&manifest(f, "subnet-1", 3, &[])).unwrap();
         v["spec"].clone()
     }
 

@@ -18,6 +18,10 @@ const CLIENT: &str = "10.99.100.2";
 /// The client's IPv6 network: a unique local one, the lab's own.
 const CLIENT6: &str = "fd00:99:100::2";
 const ROUTER_ON_CLIENT6: &str = "fd00:99:100::1";
+/// The infra namespace's IPv6 address (unique local, like the client's), and the router's.
+pub const INFRA6: &str = "fd00:99:200::2";
+const ROUTER_ON_INFRA6: &str = "fd00:99:200::1";
+
 /// The internet side: TEST-NET-1 (RFC 5737), used by no one.
 pub const INTERNET: &str = "192.0.2.2";
 const ROUTER_ON_INTERNET: &str = "192.0.2.1";
@@ -119,6 +123,12 @@ pub fn wire(infra: &Netns) -> Result<Edges> {
     infra.ip(&format!("addr add {INFRA}/24 dev vpc0"))?;
     infra.ip(&super::infra_route())?;
     router.ip(&format!("addr add {ROUTER_ON_INFRA}/24 dev rinfra"))?;
+    // The controllers probe IPv6 addresses too (an address's own check) from here.
+    infra.ip(&format!("-6 addr add {INFRA6}/64 dev vpc0 nodad"))?;
+    infra.ip(&format!("-6 route add default via {ROUTER_ON_INFRA6}"))?;
+    router.ip(&format!(
+        "-6 addr add {ROUTER_ON_INFRA6}/64 dev rinfra nodad"
+    ))?;
     let client = Netns::new("client")?;
     veth(&client, "c0", &router, "rclient")?;
     client.ip(&format!("addr add {CLIENT}/24 dev c0"))?;

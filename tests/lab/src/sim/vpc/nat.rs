@@ -1,8 +1,12 @@
 //! Elastic IPs at the VPC's edge: traffic to an allocation's public address (or to its
 //! customer-owned address, which an Outposts local gateway translates the same way) is
 //! translated to the private address EC2 associates it with, once EC2 has said so for the
-//! convergence delay; conntrack translates the replies back. An allocation with no association
-//! is dropped, as AWS drops it.
+//! convergence delay, and replies leaving for the internet side are translated back. An
+//! allocation with no association is dropped, as AWS drops it.
+//!
+//! The translation is stateless, one packet at a time, as AWS's one-to-one NAT is: a stateful
+//! (conntrack) DNAT kept sending a UDP flow whose ports a new request happened to reuse to
+//! the private address of an earlier association, a stale path AWS does not have.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -14,12 +18,19 @@ use super::routes::host;
 /// The router's nftables table for the translation (created once, by [`RULESET`]).
 const TABLE: &str = "ip vpc_edge";
 
-/// The table, its map public -> private, and the rule that uses it.
+/// The table, its maps public -> private and back, and the rules that use them: incoming
+/// before routing (so the router routes the private address to its ENI), outgoing after it,
+/// only towards the internet side (an in-VPC peer of the private address sees it unchanged).
 pub const RULESET: &str = "table ip vpc_edge {\n\
        map eip { type ipv4_addr : ipv4_addr; }\n\
+       map eip_back { type ipv4_addr : ipv4_addr; }\n\
        chain prerouting {\n\
-         type nat hook prerouting priority dstnat; policy accept;\n\
-         dnat to ip daddr map @eip\n\
+         type filter hook prerouting priority mangle; policy accept;\n\
+         ip daddr set ip daddr map @eip\n\
+       }\n\
+       chain postrouting {\n\
+         type filter hook postrouting priority mangle; policy accept;\n\
+         oifname \"rinternet\" ip saddr set ip saddr map @eip_back\n\
        }\n\
      }\n";
 
@@ -70,11 +81,13 @@ impl Nat {
             .collect();
         for d in self.follow.due(&v4, now) {
             let p = d.address;
-            if d.old.is_some() {
+            if let Some(q) = d.old {
                 plan.nft += &format!("delete element {TABLE} eip {{ {p} }}\n");
+                plan.nft += &format!("delete element {TABLE} eip_back {{ {q} }}\n");
             }
             if let Some(q) = d.new {
                 plan.nft += &format!("add element {TABLE} eip {{ {p} : {q} }}\n");
+                plan.nft += &format!("add element {TABLE} eip_back {{ {q} : {p} }}\n");
             }
             plan.due.push(d);
         }
@@ -116,7 +129,8 @@ mod tests {
         let plan = nat.plan(&on_a, &all, t0 + Duration::from_millis(100));
         assert_eq!(
             plan.nft,
-            "add element ip vpc_edge eip { 198.51.100.7 : 10.99.8.11 }\n"
+            "add element ip vpc_edge eip { 198.51.100.7 : 10.99.8.11 }\n\
+             add element ip vpc_edge eip_back { 10.99.8.11 : 198.51.100.7 }\n"
         );
         assert!(plan.ip.is_empty(), "the blackhole is there already");
         nat.applied(&plan, &all);
@@ -129,7 +143,9 @@ mod tests {
         assert_eq!(
             plan.nft,
             "delete element ip vpc_edge eip { 198.51.100.7 }\n\
-             add element ip vpc_edge eip { 198.51.100.7 : 10.99.8.12 }\n"
+             delete element ip vpc_edge eip_back { 10.99.8.11 }\n\
+             add element ip vpc_edge eip { 198.51.100.7 : 10.99.8.12 }\n\
+             add element ip vpc_edge eip_back { 10.99.8.12 : 198.51.100.7 }\n"
         );
         nat.applied(&plan, &all);
         assert_eq!(nat.effective().get(&public), Some(&ip("10.99.8.12")));
