@@ -449,3 +449,24 @@ async fn an_ipv6_move_is_two_calls_and_reports_the_window_between() {
     assert_eq!(moved.unassigned_for, None);
     assert_eq!(c.calls.lock().unwrap().len(), 3);
 }
+
+/// A SecondaryIP address leaving for good takes its Elastic IP off first: the allocation is
+/// left unassociated, never bound to an address nobody holds.
+#[tokio::test]
+async fn releasing_a_secondary_address_disassociates_its_elastic_ip_first() {
+    use crate::cloud::fake::FakeCloud;
+    let c = FakeCloud {
+        enis: vec![eni(1, 1, &["10.0.8.100"])].into(),
+        allocations: vec![allocation("us-west-2", Some(("eni-11", "10.0.8.100")))].into(),
+        ..Default::default()
+    };
+    let s = spec("SecondaryIP", "10.0.8.100", json!({}));
+    let port: &dyn Carrier<FakeCloud> = &SecondaryIp;
+    port.release(&c, &s, "eni-11", ip("10.0.8.100"))
+        .await
+        .unwrap();
+    assert_eq!(association_of(&c), None);
+    assert!(c.holder_of(ip("10.0.8.100")).is_empty());
+    let calls: Vec<&str> = c.calls.lock().unwrap().iter().map(|(a, _)| *a).collect();
+    assert_eq!(calls, ["DisassociateAddress", "Unassign"]);
+}

@@ -132,11 +132,24 @@ impl<C: Cloud> Carrier<C> for SecondaryIp {
     fn release<'a>(
         &'a self,
         cloud: &'a C,
-        _spec: &'a FloatingIPSpec,
+        spec: &'a FloatingIPSpec,
         eni: &'a str,
         address: IpAddr,
     ) -> BoxFuture<'a, Result<(), CloudError>> {
-        Box::pin(async move { cloud.unassign(eni, &[address]).await })
+        Box::pin(async move {
+            // The Elastic IP first, explicitly: the allocation is left unassociated and whole,
+            // whatever EC2 does to it when its private address goes.
+            if let Some(eip) = &spec.elastic_ip {
+                let found = cloud.allocations(std::slice::from_ref(&eip.allocation_id));
+                let on_it = (found.await?.into_iter())
+                    .filter_map(|a| a.association)
+                    .find(|s| s.eni.as_deref() == Some(eni) && s.private_ip == Some(address));
+                if let Some(s) = on_it {
+                    cloud.disassociate(&s.id).await?;
+                }
+            }
+            cloud.unassign(eni, &[address]).await
+        })
     }
 }
 
