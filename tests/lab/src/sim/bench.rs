@@ -5,9 +5,14 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
+use std::net::IpAddr;
+
+use floatip::api::FloatingIP;
+
+use super::flavor::Flavor;
 use super::timeline::{before, field, Failover};
-use super::traffic::{outage, Proto};
-use super::{Binaries, Options, Sim, VIP};
+use super::traffic::{outage, Proto, Traffic};
+use super::{Binaries, Options, Sim};
 
 /// What breaks the holder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -34,13 +39,49 @@ pub struct Measured {
     pub mutating_calls: u64,
 }
 
+/// Waits until the client is answered by `to` (TCP), at most 30 s.
+async fn answered_by(traffic: &Traffic, since: SystemTime, to: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answered = traffic
+            .snapshot()
+            .iter()
+            .any(|a| a.proto == Proto::Tcp && a.sent > since && a.result.as_deref() == Ok(to));
+        if answered {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the client got no answer from {to} within 30 s of the move");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn holder_of(f: &FloatingIP) -> Option<String> {
+    Some(f.status.as_ref()?.holder.as_ref()?.node.clone())
+}
+
 impl Sim {
-    /// Breaks the holder, waits for the address to move and the client to get answers again,
-    /// and measures every step. The client sends TCP and UDP requests every 10 ms throughout.
+    /// Breaks the holder of "web", waits for the address to move and the client to get
+    /// answers again, and measures every step; see [`Sim::measure_failover_of`].
     pub async fn measure_failover(&mut self, failure: Failure) -> Result<Measured> {
-        let from = self.settle(Duration::from_secs(60)).await?;
+        self.measure_failover_of(failure, Flavor::SecondaryIp).await
+    }
+
+    /// Breaks the holder of `kind`'s address, waits for the address to move and the kind's
+    /// client to get answers again, and measures every step. The client sends TCP and UDP
+    /// requests every 10 ms throughout.
+    pub async fn measure_failover_of(
+        &mut self,
+        failure: Failure,
+        kind: Flavor,
+    ) -> Result<Measured> {
+        let from = self.settle_flavor(kind, Duration::from_secs(60)).await?;
         let calls_before = self.ec2_mutating()?;
-        let traffic = self.traffic();
+        let traffic = match kind {
+            Flavor::SecondaryIp => self.traffic(),
+            _ => self.traffic_for(kind)?,
+        };
         tokio::time::sleep(Duration::from_millis(500)).await;
         let injected = SystemTime::now();
         match failure {
@@ -48,41 +89,16 @@ impl Sim {
             Failure::NodeDies => self.kill_node(&from)?,
         }
         let f = self
-            .wait_fip(
-                "the move away from the failed holder",
-                Duration::from_secs(60),
-                |f| {
-                    f.status
-                        .as_ref()
-                        .and_then(|s| s.holder.as_ref())
-                        .is_some_and(|h| h.node != from)
-                },
-            )
+            .wait_fip_named(kind.name(), "the move away from the failed holder", |f| {
+                holder_of(f).is_some_and(|h| h != from)
+            })
             .await?;
-        let to = f
-            .status
-            .as_ref()
-            .and_then(|s| s.holder.as_ref())
-            .map(|h| h.node.clone())
-            .unwrap_or_default();
-        // Until the client is answered by the new holder.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let answered = traffic.snapshot().iter().any(|a| {
-                a.proto == Proto::Tcp && a.sent > injected && a.result.as_deref() == Ok(to.as_str())
-            });
-            if answered {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("the client got no answer from {to} within 30 s of the move");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let to = holder_of(&f).unwrap_or_default();
+        answered_by(&traffic, injected, &to).await?;
         // The old holder's release delay and the VPC's tail, then the verdict.
         tokio::time::sleep(self.opts.release_delay + Duration::from_millis(500)).await;
         let attempts = traffic.stop();
-        self.settle(Duration::from_secs(30)).await?;
+        self.settle_flavor(kind, Duration::from_secs(30)).await?;
         let reason = f
             .status
             .as_ref()
@@ -104,7 +120,7 @@ impl Sim {
             tcp: outage(&attempts, Proto::Tcp, injected),
             udp: outage(&attempts, Proto::Udp, injected),
         };
-        self.fill_timeline(&mut timeline)?;
+        self.fill_timeline(&mut timeline, kind, &f)?;
         let mutating_calls = self.ec2_mutating()? - calls_before;
         Ok(Measured {
             timeline,
@@ -112,9 +128,37 @@ impl Sim {
         })
     }
 
+    /// Waits up to 60 s for FloatingIP `name` to satisfy `done`.
+    async fn wait_fip_named(
+        &self,
+        name: &str,
+        what: &str,
+        done: impl Fn(&FloatingIP) -> bool,
+    ) -> Result<FloatingIP> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let f = self.fip_named(name).await?;
+            if done(&f) {
+                return Ok(f);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{what}: {name} did not get there within 60 s: {:?}",
+                    f.status
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Puts the failed node back in service after a measured failover and waits until the
     /// address may move again (minHoldSeconds) and the node passes its checks.
     pub async fn recover(&mut self, failure: Failure, node: &str) -> Result<()> {
+        self.recover_of(failure, node, Flavor::SecondaryIp).await
+    }
+
+    /// [`Sim::recover`], then `kind` settled.
+    pub async fn recover_of(&mut self, failure: Failure, node: &str, kind: Flavor) -> Result<()> {
         match failure {
             Failure::ServiceDies => self.set_service(node, true)?,
             Failure::NodeDies => self.revive_node(node)?,
@@ -124,27 +168,28 @@ impl Sim {
             Duration::from_secs(u64::from(self.opts.min_hold_seconds)) + Duration::from_secs(2),
         )
         .await;
-        self.settle(Duration::from_secs(30)).await.map(drop)
+        self.settle_flavor(kind, Duration::from_secs(30))
+            .await
+            .map(drop)
     }
 
-    fn fill_timeline(&self, t: &mut Failover) -> Result<()> {
-        let from_ip = self.node(&t.from)?.primary_ip.clone();
-        // Probe targets print as "TCP 10.99.8.100:30080".
-        let targets = [format!(" {VIP}:"), format!(" {from_ip}:")];
-        let move_line = format!("moved {VIP} from {} to {}", t.from, t.to);
+    /// The decision, the detection and the first failed probe, from the controllers' logs.
+    fn read_controller_logs(&self, t: &mut Failover, targets: &[String], move_line: &str) {
         for c in self.controllers.iter().flatten() {
             let lines = c.proc.log.lock().unwrap().clone();
             let Some(moved) = lines
                 .iter()
-                .find(|l| l.at >= t.injected && l.text.contains(&move_line))
+                .find(|l| l.at >= t.injected && l.text.contains(move_line))
             else {
                 continue;
             };
             // "... in 31 ms" ends the move's note: from the decision to EC2's confirmation.
             let took = moved
                 .text
-                .rsplit_once(" in ")
-                .and_then(|(_, r)| r.trim().trim_end_matches("ms").trim().parse::<u64>().ok())
+                .split(" in ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|ms| ms.parse::<u64>().ok())
                 .unwrap_or(0);
             t.decided = Some(before(moved.at, Duration::from_millis(took)));
             let down = lines.iter().find(|l| {
@@ -162,6 +207,19 @@ impl Sim {
                 t.first_failed_probe = Some(before(d.at, Duration::from_millis(failing)));
             }
         }
+    }
+
+    fn fill_timeline(&self, t: &mut Failover, kind: Flavor, f: &FloatingIP) -> Result<()> {
+        let from_ip = self.node(&t.from)?.primary_ip.clone();
+        let address: IpAddr = f.spec.address.parse()?;
+        // Probe targets print as "TCP 10.99.8.100:30080" or "TCP [2600::1]:30080".
+        let probed = match address {
+            IpAddr::V4(a) => format!(" {a}:"),
+            IpAddr::V6(a) => format!(" [{a}]:"),
+        };
+        let targets = [probed, format!(" {from_ip}:")];
+        let move_line = format!("moved {address} from {} to {}", t.from, t.to);
+        self.read_controller_logs(t, &targets, &move_line);
         let injected_ms = t
             .injected
             .duration_since(SystemTime::UNIX_EPOCH)?
@@ -181,21 +239,23 @@ impl Sim {
             }
         }
         let to_index = self.node(&t.to)?.index;
-        t.agent = self
-            .changes
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|c| c.at >= t.injected && c.node == to_index && c.present)
-            .map(|c| c.at);
-        t.routed = self
-            .follower
-            .seen
-            .lock()
-            .unwrap()
-            .switches
-            .iter()
-            .find(|s| s.at >= t.injected && s.node == to_index && s.address.to_string() == VIP)
+        // What the client's address is routed by, and where a node configures the address
+        // (an ElasticIP address is configured nowhere: the VPC translates it).
+        let (changes, routed) = match kind {
+            Flavor::SecondaryIp => (Some(self.changes.clone()), address),
+            _ => {
+                let fip = self.flavor(kind)?;
+                let changes = fip.private().map(|_| fip.changes.clone());
+                (changes, fip.target())
+            }
+        };
+        t.agent = changes.and_then(|changes| {
+            (changes.lock().unwrap().iter())
+                .find(|c| c.at >= t.injected && c.node == to_index && c.present)
+                .map(|c| c.at)
+        });
+        t.routed = (self.follower.seen.lock().unwrap().switches.iter())
+            .find(|s| s.at >= t.injected && s.node == to_index && s.address == routed)
             .map(|s| s.at);
         Ok(())
     }
@@ -213,6 +273,10 @@ pub struct Args {
     /// Scenarios to run (default: all).
     #[arg(long = "scenario", value_enum)]
     pub scenarios: Vec<Failure>,
+    /// Address kinds to measure, one simulation each (default: secondary-ip). Another kind
+    /// runs beside "web", kept off web's node, so that each failover moves it alone.
+    #[arg(long = "mode", value_enum)]
+    pub modes: Vec<Flavor>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -238,6 +302,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[derive(Debug, Clone)]
 pub struct Summary {
     pub scenario: &'static str,
+    pub mode: Flavor,
     pub convergence_ms: u64,
     pub runs: Vec<Measured>,
 }
@@ -256,6 +321,7 @@ impl Summary {
         let stats = |v: &[f64]| json!({"p50": percentile(v, 50.0), "p95": percentile(v, 95.0), "max": v.last().copied().unwrap_or(0.0)});
         json!({
             "scenario": self.scenario,
+            "mode": self.mode.mode(),
             "convergenceMs": self.convergence_ms,
             "runs": self.runs.len(),
             "tcpOutageMs": stats(&tcp),
@@ -282,7 +348,8 @@ impl Summary {
 /// Prints the table header and rows.
 pub fn table(summaries: &[Summary]) -> String {
     let mut out = format!(
-        "{:<14} {:>11} {:>5} {:>22} {:>22} {:>14}\n",
+        "{:<22} {:<14} {:>11} {:>5} {:>22} {:>22} {:>14}\n",
+        "mode",
         "scenario",
         "convergence",
         "runs",
@@ -303,7 +370,8 @@ pub fn table(summaries: &[Summary]) -> String {
             )
         };
         out.push_str(&format!(
-            "{:<14} {:>8} ms {:>5} {:>22} {:>22} {:>7.1} (max {})\n",
+            "{:<22} {:<14} {:>8} ms {:>5} {:>22} {:>22} {:>7.1} (max {})\n",
+            s.mode.mode(),
             s.scenario,
             s.convergence_ms,
             s.runs.len(),
@@ -323,51 +391,31 @@ pub fn run(args: Args, bins: Binaries) -> Result<()> {
     } else {
         args.scenarios.clone()
     };
+    let modes = if args.modes.is_empty() {
+        vec![Flavor::SecondaryIp]
+    } else {
+        args.modes.clone()
+    };
     let mut summaries = Vec::new();
-    for &convergence_ms in &args.convergence_ms {
-        let opts = Options {
-            convergence: Duration::from_millis(convergence_ms),
-            log_dir: args
-                .log_dir
-                .as_ref()
-                .map(|d| d.join(format!("convergence-{convergence_ms}"))),
-            ..Options::default()
-        };
-        let (bins, scenarios, runs, quiet) =
-            (bins.clone(), scenarios.clone(), args.runs, args.json);
-        let got = super::isolated(move |infra| async move {
-            let mut sim = Sim::start(&infra, bins, opts).await?;
-            let result = measure(&mut sim, scenarios, runs, convergence_ms, quiet).await;
-            result.map_err(|e| {
-                let logs = sim.keep_logs().display().to_string();
-                e.context(format!("benchmark run failed (logs kept in {logs})"))
-            })
-        })?;
-        summaries.extend(got);
+    for &mode in &modes {
+        for &convergence_ms in &args.convergence_ms {
+            let plan = Plan {
+                mode,
+                convergence_ms,
+                scenarios: scenarios.clone(),
+                runs: args.runs,
+                quiet: args.json,
+            };
+            summaries.extend(one_simulation(plan, &args, bins.clone())?);
+        }
     }
     if let Some(path) = &args.svg {
+        let several = args.convergence_ms.len() * modes.len() > 1;
         for s in summaries
             .iter()
             .filter(|s| s.scenario == scenarios[0].name())
         {
-            if let Some(m) = s.median() {
-                let file = if args.convergence_ms.len() > 1 {
-                    let stem = path
-                        .file_stem()
-                        .and_then(|s| s.to_str())
-                        .unwrap_or("timeline");
-                    path.with_file_name(format!("{stem}-{}ms.svg", s.convergence_ms))
-                } else {
-                    path.clone()
-                };
-                let title = format!(
-                    "One failover ({}), VPC convergence {} ms",
-                    s.scenario, s.convergence_ms
-                );
-                std::fs::write(&file, m.timeline.svg(&title))?;
-                eprintln!("{}", m.timeline.text());
-                eprintln!("timeline written to {}", file.display());
-            }
+            write_svg(path, s, several)?;
         }
     }
     if args.json {
@@ -381,41 +429,107 @@ pub fn run(args: Args, bins: Binaries) -> Result<()> {
     Ok(())
 }
 
-/// Every run of every scenario on one simulation.
-async fn measure(
-    sim: &mut Sim,
+/// The timeline of `s`'s median failover as an SVG at `path` (with the mode and the delay in
+/// its name when there are several).
+fn write_svg(path: &std::path::Path, s: &Summary, several: bool) -> Result<()> {
+    let Some(m) = s.median() else {
+        return Ok(());
+    };
+    let file = if several {
+        let stem = (path.file_stem().and_then(|s| s.to_str())).unwrap_or("timeline");
+        path.with_file_name(format!(
+            "{stem}-{}-{}ms.svg",
+            s.mode.name(),
+            s.convergence_ms
+        ))
+    } else {
+        path.to_path_buf()
+    };
+    let title = format!(
+        "One failover ({}, {}), VPC convergence {} ms",
+        s.mode.mode(),
+        s.scenario,
+        s.convergence_ms
+    );
+    std::fs::write(&file, m.timeline.svg(&title))?;
+    eprintln!("{}", m.timeline.text());
+    eprintln!("timeline written to {}", file.display());
+    Ok(())
+}
+
+/// What one simulation measures.
+#[derive(Debug, Clone)]
+struct Plan {
+    mode: Flavor,
+    convergence_ms: u64,
     scenarios: Vec<Failure>,
     runs: usize,
-    convergence_ms: u64,
     quiet: bool,
-) -> Result<Vec<Summary>> {
+}
+
+/// One simulation at one convergence delay, for one address kind.
+fn one_simulation(plan: Plan, args: &Args, bins: Binaries) -> Result<Vec<Summary>> {
+    let dir = format!("{}-convergence-{}", plan.mode.name(), plan.convergence_ms);
+    let opts = Options {
+        convergence: Duration::from_millis(plan.convergence_ms),
+        log_dir: args.log_dir.as_ref().map(|d| d.join(dir)),
+        ..Options::default()
+    };
+    super::isolated(move |infra| async move {
+        let mut sim = Sim::start(&infra, bins, opts).await?;
+        let result = measure(&mut sim, plan).await;
+        result.map_err(|e| {
+            let logs = sim.keep_logs().display().to_string();
+            e.context(format!("benchmark run failed (logs kept in {logs})"))
+        })
+    })
+}
+
+/// Every run of every scenario on one simulation.
+async fn measure(sim: &mut Sim, plan: Plan) -> Result<Vec<Summary>> {
+    let kind = plan.mode;
+    if kind != Flavor::SecondaryIp {
+        let web = sim.settle(Duration::from_secs(60)).await?;
+        sim.add_flavor_away_from(kind, &web).await?;
+        // Placed just now: its first failover would wait out minHoldSeconds.
+        sim.settle_flavor(kind, Duration::from_secs(60)).await?;
+        let hold = Duration::from_secs(u64::from(sim.opts.min_hold_seconds));
+        tokio::time::sleep(hold + Duration::from_secs(1)).await;
+    }
     let mut out = Vec::new();
-    for failure in scenarios {
+    for failure in plan.scenarios {
         let mut summary = Summary {
             scenario: failure.name(),
-            convergence_ms,
+            mode: kind,
+            convergence_ms: plan.convergence_ms,
             runs: Vec::new(),
         };
-        for run in 1..=runs {
-            let m = sim.measure_failover(failure).await?;
-            if !quiet {
+        for run in 1..=plan.runs {
+            let m = sim.measure_failover_of(failure, kind).await?;
+            if !plan.quiet {
                 eprintln!(
-                            "{} convergence {convergence_ms} ms run {run}/{runs}: {} -> {}: TCP outage {} ms, UDP {} ms, {} mutating EC2 calls",
-                            failure.name(),
-                            m.timeline.from,
-                            m.timeline.to,
-                            m.timeline.tcp.duration.as_millis(),
-                            m.timeline.udp.duration.as_millis(),
-                            m.mutating_calls
-                        );
+                    "{} {} convergence {} ms run {run}/{}: {} -> {}: TCP outage {} ms, UDP {} ms, {} mutating EC2 calls",
+                    kind.mode(),
+                    failure.name(),
+                    plan.convergence_ms,
+                    plan.runs,
+                    m.timeline.from,
+                    m.timeline.to,
+                    m.timeline.tcp.duration.as_millis(),
+                    m.timeline.udp.duration.as_millis(),
+                    m.mutating_calls
+                );
             }
             let from = m.timeline.from.clone();
             summary.runs.push(m);
-            sim.recover(failure, &from).await?;
+            sim.recover_of(failure, &from, kind).await?;
         }
         out.push(summary);
     }
     sim.check_invariants()?;
+    if kind != Flavor::SecondaryIp {
+        sim.check_invariants_for(kind)?;
+    }
     Ok(out)
 }
 

@@ -17,16 +17,20 @@ use super::service::NODE_PORT;
 use super::traffic::{self, Traffic};
 use super::{timeline, Sim, VIP};
 
-/// A kind of FloatingIP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A kind of FloatingIP (`floatip-lab bench failover --mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Flavor {
     /// "web": a secondary private IPv4 address (the simulation's first FloatingIP).
+    #[value(name = "secondary-ip")]
     SecondaryIp,
     /// "web-eip": a secondary private address whose Elastic IP follows it.
+    #[value(name = "secondary-ip-eip")]
     SecondaryIpElastic,
     /// "web-public": an Elastic IP associated with the holder ENI's own primary address.
+    #[value(name = "elastic-ip")]
     ElasticIp,
     /// "web6": a secondary IPv6 address (unassign, then assign).
+    #[value(name = "ipv6")]
     Ipv6,
 }
 
@@ -45,6 +49,16 @@ impl Flavor {
             Flavor::SecondaryIpElastic => "web-eip",
             Flavor::ElasticIp => "web-public",
             Flavor::Ipv6 => "web6",
+        }
+    }
+
+    /// The mode as benchmark rows name it.
+    pub fn mode(self) -> &'static str {
+        match self {
+            Flavor::SecondaryIp => "SecondaryIP",
+            Flavor::SecondaryIpElastic => "SecondaryIP+ElasticIP",
+            Flavor::ElasticIp => "ElasticIP",
+            Flavor::Ipv6 => "SecondaryIP-IPv6",
         }
     }
 
@@ -383,6 +397,33 @@ impl Sim {
         Ok(())
     }
 
+    /// [`Sim::add_flavor`] whose FloatingIP may never be on `node`: the benchmark keeps a
+    /// kind away from "web", so that a failover moves that kind alone.
+    pub async fn add_flavor_away_from(&mut self, flavor: Flavor, node: &str) -> Result<()> {
+        self.prepare_flavor(flavor).await?;
+        let nodes: Vec<String> = (self.nodes.iter())
+            .filter(|n| n.name != node)
+            .map(|n| n.name.clone())
+            .collect();
+        let fip = self.flavor(flavor)?;
+        let manifest = manifest_avoiding(
+            fip,
+            &self.subnet,
+            self.opts.min_hold_seconds,
+            &nodes,
+            Some(node),
+        );
+        let out = self.kubectl(&["apply", "-f", "-"], Some(&manifest))?;
+        if !out.status.success() {
+            bail!(
+                "kubectl apply of {}: {}",
+                flavor.name(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
     /// The FloatingIP of `fip`, in YAML: as "web", with the flavor's mode, address and
     /// Elastic IP.
     pub fn flavor_manifest(&self, fip: &Fip) -> String {
@@ -476,6 +517,17 @@ impl Sim {
 /// the README's pattern for addresses that must stay together (a dual-stack pair): the
 /// scenarios fail one node and expect every kind to leave it for the same one.
 fn manifest(fip: &Fip, subnet: &str, min_hold_seconds: u32, nodes: &[String]) -> String {
+    manifest_avoiding(fip, subnet, min_hold_seconds, nodes, None)
+}
+
+/// [`manifest`], never on node `avoid` (a nodeSelector) when given.
+fn manifest_avoiding(
+    fip: &Fip,
+    subnet: &str,
+    min_hold_seconds: u32,
+    nodes: &[String],
+    avoid: Option<&str>,
+) -> String {
     let mode = match fip.flavor {
         Flavor::ElasticIp => "ElasticIP",
         _ => "SecondaryIP",
@@ -486,10 +538,13 @@ fn manifest(fip: &Fip, subnet: &str, min_hold_seconds: u32, nodes: &[String]) ->
         .map(|a| format!("  elasticIP:\n    allocationId: {}\n", a.id))
         .unwrap_or_default();
     let preferred: String = nodes.iter().map(|n| format!("  - {n}\n")).collect();
-    let preferred = match preferred.is_empty() {
+    let mut preferred = match preferred.is_empty() {
         true => String::new(),
         false => format!("  preferredNodes:\n{preferred}"),
     };
+    if let Some(node) = avoid {
+        preferred += &format!("  nodeSelector:\n    matchExpressions:\n    - key: kubernetes.io/hostname\n      operator: NotIn\n      values: [{node}]\n");
+    }
     format!(
         "apiVersion: floatip.io/v1alpha1\nkind: FloatingIP\nmetadata:\n  name: {}\nspec:\n  mode: {mode}\n  address: \"{}\"\n  subnetId: {subnet}\n{elastic}{preferred}  healthCheck:\n    protocol: TCP\n    port: {NODE_PORT}\n  failover:\n    minHoldSeconds: {min_hold_seconds}\n",
         fip.flavor.name(),
