@@ -525,3 +525,56 @@ async fn an_agent_that_cannot_configure_its_node_is_not_ready_and_not_chosen() {
     );
     assert_eq!(agent1.admin_get("/livez").await.map(|(c, _)| c), Some(200));
 }
+
+/// A hot-plugged interface whose link comes up a moment after it appears: attach waits for
+/// the carrier before anything is routed through it (a gateway route through a link without
+/// carrier is refused with EINVAL, which once failed attach in the lab), and says so when the
+/// carrier never comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepare_waits_for_the_carrier_of_a_new_interface() {
+    if !can_netns("prepare_waits_for_the_carrier_of_a_new_interface") {
+        return;
+    }
+    use floatip::agent::host::{Host, HostConfig};
+    let n = Netns::new("node").unwrap();
+    let wire = Netns::new("wire").unwrap();
+    veth_with_mac(&n, "eth1", ETH1_MAC, &wire, "w1").unwrap();
+    wire.ip("link set w1 down").unwrap();
+    let host = Host::spawn(HostConfig {
+        netns: Some(n.path()),
+        tuning: floatip::agent::want::RoutingTuning {
+            table_base: 20000,
+            rule_priority: 100,
+            mark_mask: 0x00ff_0000,
+        },
+        garp: false,
+    })
+    .unwrap();
+    let address = Some(("10.99.8.21".parse().unwrap(), 22));
+    let wire_name = wire.name.clone();
+    let later = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        net::run("ip", &["-n", &wire_name, "link", "set", "w1", "up"]).unwrap();
+    });
+    let start = Instant::now();
+    let link = host
+        .prepare(ETH1_MAC, address, Duration::from_secs(10))
+        .await
+        .expect("prepared once the carrier came");
+    later.join().unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(link.name, "eth1");
+    assert!(n.ip("-o link show eth1").unwrap().contains("LOWER_UP"));
+    assert!(n.addresses("eth1").contains("10.99.8.21/22"));
+
+    wire.ip("link set w1 down").unwrap();
+    let err = host
+        .prepare(ETH1_MAC, address, Duration::from_millis(500))
+        .await
+        .expect_err("no carrier");
+    assert!(err.to_string().contains("got no carrier"), "{err}");
+}

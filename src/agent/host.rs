@@ -162,6 +162,7 @@ impl Worker {
         if !link.up {
             self.nl.set_up(link.index).await?;
         }
+        self.wait_carrier(&link, deadline, timeout).await?;
         if let Some((ip, prefix)) = address {
             let present = self
                 .nl
@@ -176,6 +177,34 @@ impl Worker {
             }
         }
         Ok(link)
+    }
+
+    /// Waits until `link` has carrier: a route through a gateway on a link without one is
+    /// refused (EINVAL, "invalid gateway"), as a hot-plugged interface's first routes were
+    /// when added a moment too early.
+    async fn wait_carrier(
+        &self,
+        link: &Link,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> io::Result<()> {
+        let nl = &self.nl;
+        let index = link.index;
+        let up = retry::poll(retry::INTERFACE_POLL, Some(deadline), move || async move {
+            let links = nl.links().await?;
+            let carrier = links.iter().any(|l| l.index == index && l.carrier);
+            Ok::<_, io::Error>(carrier.then_some(()))
+        })
+        .await?;
+        up.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "{} (MAC {}) got no carrier within {timeout:?}",
+                    link.name, link.mac
+                ),
+            )
+        })
     }
 
     async fn apply(&mut self, vips: &[Vip]) -> io::Result<Report> {

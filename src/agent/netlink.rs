@@ -29,6 +29,8 @@ pub struct Link {
     pub name: String,
     pub mac: String,
     pub up: bool,
+    /// Whether the link has carrier (IFF_LOWER_UP): routes through it may be added.
+    pub carrier: bool,
 }
 
 /// An address as the kernel lists it.
@@ -101,6 +103,7 @@ impl Netlink {
                     name: String::new(),
                     mac: String::new(),
                     up: m.header.flags.contains(LinkFlags::Up),
+                    carrier: m.header.flags.contains(LinkFlags::LowerUp),
                 };
                 for a in m.attributes {
                     match a {
