@@ -66,6 +66,7 @@ fn crd_has_scope_names_columns_and_rules() {
             ("Mode", ".spec.mode"),
             ("Holder", ".status.holder.node"),
             ("Ready", ".status.conditions[?(@.type==\"Ready\")].status"),
+            ("Public", ".status.publicAddress.address"),
             ("Age", ".metadata.creationTimestamp"),
         ]
     );

@@ -646,11 +646,6 @@ async fn modes_not_carried_out_get_a_status_and_nothing_else() {
     let subnet = c.subnet.clone();
     let specs = [
         (
-            "eip",
-            json!({"address": "203.0.113.7", "mode": "ElasticIP",
-                       "elasticIP": {"allocationId": "eipalloc-0123456789abcdef0"}}),
-        ),
-        (
             "overlay",
             json!({"address": "192.168.50.1", "mode": "RouteTable",
                            "routeTableIds": ["rtb-0123456789abcdef0"]}),

@@ -29,16 +29,17 @@ use super::FloatingIPStatus;
     doc = "A floating IP address kept on one healthy node at a time.",
     printcolumn(name = "Address", type_ = "string", json_path = ".spec.address"),
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
-    printcolumn(
-        name = "Public",
-        type_ = "string",
-        json_path = ".status.publicAddress.address"
-    ),
     printcolumn(name = "Holder", type_ = "string", json_path = ".status.holder.node"),
     printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Public",
+        type_ = "string",
+        json_path = ".status.publicAddress.address",
+        priority = 1
     ),
     printcolumn(
         name = "Age",

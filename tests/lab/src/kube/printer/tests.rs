@@ -58,6 +58,7 @@ fn columns_come_from_the_crd() {
                 "string",
                 ".status.conditions[?(@.type==\"Ready\")].status"
             ),
+            ("Public", "string", ".status.publicAddress.address"),
             ("Age", "date", ".metadata.creationTimestamp"),
         ]
     );
@@ -94,7 +95,7 @@ fn floatingip_table() {
         .collect();
     assert_eq!(
         columns,
-        ["Name", "Address", "Mode", "Holder", "Ready", "Age"]
+        ["Name", "Address", "Mode", "Holder", "Ready", "Public", "Age"]
     );
     assert_eq!(
         table["columnDefinitions"][0],
@@ -106,8 +107,10 @@ fn floatingip_table() {
             "priority": 0,
         })
     );
+    // The public address shows with -o wide only.
+    assert_eq!(table["columnDefinitions"][5]["priority"], 1);
     assert_eq!(
-        table["columnDefinitions"][5],
+        table["columnDefinitions"][6],
         json!({
             "name": "Age",
             "type": "date",
@@ -128,12 +131,13 @@ fn floatingip_table() {
             "SecondaryIP",
             "ip-10-0-8-11",
             "True",
+            null,
             "2d3h"
         ])
     );
     assert_eq!(
         table["rows"][1]["cells"],
-        json!(["db", "10.0.8.101", "ElasticIP", null, null, "3m"])
+        json!(["db", "10.0.8.101", "ElasticIP", null, null, null, "3m"])
     );
     assert_eq!(
         table["rows"][0]["object"],

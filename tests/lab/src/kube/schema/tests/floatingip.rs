@@ -267,7 +267,7 @@ fn patterns_lists_and_formats() {
 #[test]
 fn invalid_message_and_status() {
     let schema = fip_schema();
-    let mut spec = json!({"address": "10.0.8.100/24", "mode": "ElasticIP"});
+    let mut spec = json!({"address": "10.0.8.100/24", "mode": "ElasticIP", "interface": "Primary"});
     spec["healthCheck"] = json!({"port": 80, "timeoutMs": 900});
     let mut obj = fip(spec);
     let errors = schema

@@ -35,7 +35,7 @@ fn floatingip_rule_failures_carry_their_messages() {
         refused(&schema, fip(spec)),
         [
             r#"spec: Invalid value: "object": spec.routeTableIds needs at least one route table when mode is RouteTable"#,
-            r#"spec: Invalid value: "object": spec.interface is only used when mode is SecondaryIP; remove it or change the mode"#,
+            r#"spec: Invalid value: "object": spec.interface is only used when mode is SecondaryIP or ElasticIP; remove it or change the mode"#,
         ]
     );
 }
