@@ -351,6 +351,81 @@ async fn refusals(sim: &Sim) -> Result<()> {
     Ok(())
 }
 
+/// An Outposts customer-owned address in ElasticIP mode on the nodes' primary ENIs (no subnet:
+/// the controller reads every node's ENIs): placed, shown as CustomerOwnedIP, reached by an
+/// on-premises client through the local gateway's translation, and disassociated when the
+/// FloatingIP is deleted.
+async fn customer_owned(sim: &Sim) -> Result<()> {
+    let out = sim
+        .direct
+        .allocate_address()
+        .domain(aws_sdk_ec2::types::DomainType::Vpc)
+        .customer_owned_ipv4_pool("ipv4pool-coip-0123456789abcdef0")
+        .send()
+        .await?;
+    let id = out.allocation_id().context("allocation")?.to_string();
+    let coip: std::net::IpAddr = out.customer_owned_ip().context("CoIP")?.parse()?;
+    apply(
+        sim,
+        "onprem",
+        &format!("  mode: ElasticIP\n  address: {coip}\n  interface: Primary\n  elasticIP:\n    allocationId: {id}\n  healthCheck:\n    port: 30080\n"),
+    )?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (holder, public) = loop {
+        let f = sim.fip_named("onprem").await?;
+        let status = f.status.unwrap_or_default();
+        if let (Some(h), Some(p)) = (status.holder, status.public_address) {
+            break (h, p);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "onprem was not placed: {:?}",
+                sim.fip_named("onprem").await?.status
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("onprem: {coip} on {} ({:?})", holder.node, public.kind);
+    assert_eq!(
+        public.kind,
+        floatip::api::PublicAddressKind::CustomerOwnedIP
+    );
+    assert_eq!(public.address, coip.to_string());
+    let primary = sim.node(&holder.node)?.primary_ip.clone();
+    assert_eq!(holder.private_address.as_deref(), Some(primary.as_str()));
+    let to = std::net::SocketAddr::new(coip, 30080);
+    let ns = sim.internet_ns.path();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = floatip_lab::sim::traffic::request_once_with(
+            ns.clone(),
+            to,
+            Proto::Tcp,
+            Duration::from_millis(500),
+        )
+        .await;
+        if got.as_deref() == Ok(holder.node.as_str()) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "the on-premises client got {got:?}, not an answer from {}",
+                holder.node
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = sim.kubectl(&["delete", "fip", "onprem", "--timeout=30s"], None)?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left = sim.associated_eni(&id).await?;
+    assert!(left.is_empty(), "still associated with {left:?}");
+    Ok(())
+}
+
 #[test]
 fn every_address_kind_is_refused_when_ec2_would_refuse_and_survives_failures_and_a_drain() {
     let name = "every_address_kind";
@@ -371,6 +446,7 @@ fn every_address_kind_is_refused_when_ec2_would_refuse_and_survives_failures_and
     let result = isolated(move |infra| async move {
         let mut sim = Sim::start(&infra, bins, opts).await?;
         refusals(&sim).await.context("refusals")?;
+        customer_owned(&sim).await.context("customer-owned IP")?;
         service_dies(&mut sim).await.context("service dies")?;
         node_dies(&mut sim).await.context("node dies")?;
         drained(&mut sim).await.context("drain")?;

@@ -113,6 +113,26 @@ fn vars(path: &Path, sim: &Sim, lab: &Path) -> Vec<(String, String)> {
         v.push((key.clone(), c.identity.clone()));
         v.push((format!("{key}_ADMIN"), c.admin.to_string()));
     }
+    v.push(("FLOATIP_LAB_INTERNET".into(), sim.internet_ns.name.clone()));
+    v.extend(kinds(sim));
+    v
+}
+
+/// The address kinds of `up --kind`: each FloatingIP's name, its clients' address (an
+/// Elastic IP's public address, reached from the internet namespace) and its allocation.
+fn kinds(sim: &Sim) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for f in &sim.flavors {
+        let key = format!(
+            "FLOATIP_LAB_{}",
+            f.flavor.name().to_uppercase().replace('-', "_")
+        );
+        v.push((format!("{key}_FIP"), f.flavor.name().to_string()));
+        v.push((format!("{key}_TARGET"), f.target().to_string()));
+        if let Some(a) = &f.allocation {
+            v.push((format!("{key}_ALLOCATION"), a.id.clone()));
+        }
+    }
     v
 }
 

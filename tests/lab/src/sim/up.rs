@@ -38,6 +38,12 @@ pub struct Args {
     /// Show every process's log lines as they come.
     #[arg(long)]
     pub verbose: bool,
+    /// Address kinds to add beside "web" (repeat): an Elastic IP on a secondary address, an
+    /// ElasticIP-mode address, an IPv6 address. Their names and the addresses their clients
+    /// use are in the env file (FLOATIP_LAB_WEB_EIP_TARGET...); Elastic IPs are reached from
+    /// the internet namespace ($FLOATIP_LAB_INTERNET).
+    #[arg(long = "kind", value_enum)]
+    pub kinds: Vec<super::flavor::Flavor>,
 }
 
 pub fn run(args: Args, bins: Binaries) -> Result<()> {
@@ -46,6 +52,11 @@ pub fn run(args: Args, bins: Binaries) -> Result<()> {
         log_dir: args.log_dir.clone(),
         echo: args.verbose,
         progress: true,
+        flavors: std::iter::once(super::flavor::Flavor::SecondaryIp)
+            .chain(args.kinds.iter().copied())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
         ..Options::default()
     };
     let (demo_first, stay_up) = (!args.no_demo, !args.exit);

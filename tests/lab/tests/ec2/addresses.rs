@@ -242,6 +242,7 @@ async fn the_adapter_associates_follows_moves_and_disassociates() {
     let to_eni1 = AddressMove {
         address: ip(VIP),
         from_eni: Some(w.enis[0].clone()),
+        allocation_id: None,
     };
     floatip.assign(&w.enis[1], &[to_eni1]).await.unwrap();
     assert!(one_allocation(&floatip, &id)
@@ -428,6 +429,7 @@ async fn the_adapter_moves_ipv6_by_unassigning_first() {
     let moved = AddressMove {
         address: vip,
         from_eni: Some(d.enis[0].clone()),
+        allocation_id: None,
     };
     floatip.assign(&d.enis[1], &[moved]).await.unwrap();
     assert_eq!(
