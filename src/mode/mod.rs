@@ -15,17 +15,19 @@
 //! Two traits, because the plan is pure and has no cloud: a single trait generic over the cloud
 //! port would make the plan name a cloud type it never calls.
 //!
-//! A new mode (ElasticIP, IPv6, RouteTable, Interface in later issues) is:
+//! The modes carried out: [`SecondaryIp`] (IPv4 and IPv6, with or without an Elastic IP, whose
+//! checks and association live in [`public`]) and [`ElasticIp`]. A new mode (RouteTable and
+//! Interface in later issues) is:
 //! - a unit struct in its own file implementing both traits (the address checks of [`usable`]
 //!   serve every mode that carries a private address in a subnet);
 //! - a variant of `Implementation` and its arm in [`implementation`], the one place that says
 //!   which modes this version carries out (`Mode::not_supported` asks [`port`]); the compiler
 //!   then asks for its arms in [`port`] and [`carrier`], and `Mode::CARRIED_OUT` must name it
 //!   (a test below checks);
-//! - what it needs of EC2 that [`Snapshot`] does not hold yet (route tables, Elastic IP
-//!   associations) added to [`Snapshot`], read by the controller's observe step as
-//!   [`AddressMode::subnets`] is today; and the [`Cloud`] calls it makes, added to the cloud
-//!   port and its AWS adapter.
+//! - what it needs of EC2 that [`Snapshot`] does not hold yet (route tables) added to
+//!   [`Reads`] and read by the controller's observe step, as the Elastic IP allocations and
+//!   the nodes' ENIs are ([`Snapshot::has_read`] then keeps a FloatingIP unplanned until they
+//!   are read); and the [`Cloud`] calls it makes, added to the cloud port and its AWS adapter.
 
 mod elastic_ip;
 #[cfg(test)]
