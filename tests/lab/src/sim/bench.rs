@@ -333,6 +333,7 @@ impl Summary {
                 "tcpFailed": m.timeline.tcp.failed,
                 "udpOutageMs": m.timeline.udp.duration.as_millis() as u64,
                 "mutatingEc2Calls": m.mutating_calls,
+                "timeline": m.timeline.points(),
             })).collect::<Vec<_>>(),
         })
     }

@@ -57,6 +57,31 @@ impl Failover {
         }
     }
 
+    /// The timeline's points in milliseconds after the failure, for the benchmark's JSON rows,
+    /// with "our part": from Down to the first EC2 call, plus from the last EC2 answer to the
+    /// agent configuring the address (null when a point is missing).
+    pub fn points(&self) -> serde_json::Value {
+        let ms = |t: Option<SystemTime>| t.map(|t| (self.offset(t) * 10.0).round() / 10.0);
+        let ec2_start = self.ec2.first().map(|(_, s, _)| *s);
+        let ec2_end = self.ec2.last().map(|(_, _, e)| *e);
+        let ours = match (self.detected, ec2_start, ec2_end, self.agent) {
+            (Some(d), Some(s), Some(e), Some(a)) => {
+                Some(self.offset(s) - self.offset(d) + self.offset(a) - self.offset(e))
+            }
+            _ => None,
+        };
+        serde_json::json!({
+            "firstFailedProbe": ms(self.first_failed_probe),
+            "down": ms(self.detected),
+            "decided": ms(self.decided),
+            "ec2Call": ms(ec2_start),
+            "ec2Answered": ms(ec2_end),
+            "agent": ms(self.agent),
+            "routed": ms(self.routed),
+            "ourPartMs": ours.map(|v| (v * 10.0).round() / 10.0),
+        })
+    }
+
     /// The steps in time order, as (label, ms after the failure, ms it lasted).
     pub fn steps(&self) -> Vec<(String, f64, f64)> {
         let mut s = vec![("failure injected".to_string(), 0.0, 0.0)];
