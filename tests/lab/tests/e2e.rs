@@ -689,7 +689,13 @@ fn bad_floatingips_never_hold_back_good_ones() {
         |mut sim| async move {
             let from = sim.settle(Duration::from_secs(30)).await?;
             let good: Vec<String> = (1..=7).map(|i| format!("good-{i}")).collect();
-            let address = |i: usize| format!("10.99.8.{}", 110 + i);
+            // Free ones: EC2 gives each floating ENI a primary address anywhere in the subnet
+            // (one run lost good-1 to a floating ENI at 10.99.8.111).
+            let mut free = Vec::new();
+            for _ in &good {
+                free.push(sim.free_address(false, &free).await?);
+            }
+            let address = |i: usize| free[i - 1].to_string();
             let mut docs = Vec::new();
             for (i, name) in good.iter().enumerate() {
                 docs.push(format!(
