@@ -369,7 +369,23 @@ fn decision_table() {
     if let Some(h) = fresh.as_mut() {
         h.vip_failing_for = Duration::from_millis(200);
     }
-    assert_eq!(d(fresh, 60, None), Decision::Stay);
+    assert_eq!(d(fresh.clone(), 60, None), Decision::Stay);
+    // ... unless the holder's own latest probe failed too: both checks agree, it moves now
+    // rather than when the holder's check, probed out of phase, reaches its threshold.
+    if let Some(h) = fresh.as_mut() {
+        h.confirmed_failing = true;
+    }
+    assert_eq!(
+        d(fresh.clone(), 60, None),
+        mv("b", MoveReason::HolderUnhealthy)
+    );
+    // Within minHold it is held like any failing holder.
+    assert_eq!(
+        d(fresh, 10, None),
+        Decision::Hold {
+            remaining: Duration::from_secs(20)
+        }
+    );
     // No candidate passes (the controller lost its network, say): keep the holder, say why.
     let blind = [cand("a", 1, Down), cand("b", 0, Down)];
     assert_eq!(
@@ -398,28 +414,6 @@ fn decision_table() {
         vip_failing_for: Duration::from_secs(1),
     });
     assert_eq!(d(gone, 1, None), mv("b", MoveReason::NodeDeleted));
-}
-
-/// The address only just failed, but the holder's own latest probe failed too (and an address
-/// on it is Down): both checks agree, so it moves now rather than when the holder's check,
-/// probed out of phase, reaches its threshold; within minHold it is held like any failing
-/// holder.
-#[test]
-fn a_holder_confirmed_failing_moves_without_waiting_for_its_own_verdict() {
-    let cs = [cand("a", 1, Up), cand("b", 0, Up)];
-    let d = |h, now| run_checked(h, &cs, &[], Failback::Never, now, true, None);
-    let mut fresh = checked("a", 0, Up, Down);
-    if let Some(h) = fresh.as_mut() {
-        h.vip_failing_for = Duration::from_millis(200);
-        h.confirmed_failing = true;
-    }
-    assert_eq!(d(fresh.clone(), 60), mv("b", MoveReason::HolderUnhealthy));
-    assert_eq!(
-        d(fresh, 10),
-        Decision::Hold {
-            remaining: Duration::from_secs(20)
-        }
-    );
 }
 
 /// An address whose probe result flips every few seconds, on a holder that keeps passing:

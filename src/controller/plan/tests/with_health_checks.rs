@@ -391,8 +391,27 @@ fn a_holder_answering_again_is_not_moved_for_failures_it_stopped_having() {
     assert!(recovering.vip.as_ref().is_some_and(|v| v.recovering));
 }
 
-/// Plans `web` (10.0.8.100) and `web2` (10.0.8.101), both held by n1, beside n2.
-fn plan_two(health: &HashMap<Target, TargetState>) -> Vec<Plan> {
+/// A service dies under two addresses on n1: the first address's check reaches Down while
+/// n1's own check and the second address's check have each only failed their latest probe
+/// (all three probed out of phase). Both addresses move in this pass, to one target ENI
+/// (one EC2 call), rather than the first now and the second when its own check goes Down.
+#[test]
+fn addresses_failing_together_on_a_suspect_holder_move_together() {
+    let suspect = |ip: &str| {
+        let t = Target::new(
+            crate::api::Protocol::TCP,
+            format!("{ip}:80").parse().unwrap(),
+        );
+        let s = TargetState {
+            state: P::Up,
+            last_failure: Some("refused".into()),
+            since: Instant::now(),
+            failing_since: Some(Instant::now()),
+        };
+        (t, s)
+    };
+    let mut health = health(&[("10.0.8.100", P::Down), ("10.0.8.12", P::Up)]);
+    health.extend([suspect("10.0.8.11"), suspect("10.0.8.101")]);
     let mut second = (*checked_fip()).clone();
     second.metadata.name = Some("web2".into());
     second.spec.address = "10.0.8.101".into();
@@ -402,7 +421,7 @@ fn plan_two(health: &HashMap<Target, TargetState>) -> Vec<Plan> {
         SUBNET.to_string(),
         vec![eni(1, &["10.0.8.100", "10.0.8.101"]), eni(2, &[])],
     )]);
-    plan(&Picture {
+    let plans = plan(&Picture {
         fips: &fips,
         nodes: &nodes,
         agents_ready: None,
@@ -412,47 +431,41 @@ fn plan_two(health: &HashMap<Target, TargetState>) -> Vec<Plan> {
         reads: &Reads::default(),
         cluster: CLUSTER,
         now: Timestamp::from_second(1_800_001_000).unwrap(),
-        health,
+        health: &health,
         reensured: &HashMap::new(),
         peers: &HashMap::new(),
-    })
-}
-
-/// A target Up whose latest probe failed.
-fn suspect(ip: &str) -> (Target, TargetState) {
-    let t = Target::new(
-        crate::api::Protocol::TCP,
-        format!("{ip}:80").parse().unwrap(),
-    );
-    let s = TargetState {
-        state: P::Up,
-        last_failure: Some("refused".into()),
-        since: Instant::now(),
-        failing_since: Some(Instant::now()),
-    };
-    (t, s)
-}
-
-/// A service dies under two addresses on n1: the first address's check reaches Down while
-/// n1's own check and the second address's check have each only failed their latest probe
-/// (all three probed out of phase). Both addresses move in this pass, to one target ENI
-/// (one EC2 call), rather than the first now and the second when its own check goes Down.
-#[test]
-fn addresses_failing_together_on_a_suspect_holder_move_together() {
-    let mut health = health(&[("10.0.8.100", P::Down), ("10.0.8.12", P::Up)]);
-    health.extend([suspect("10.0.8.11"), suspect("10.0.8.101")]);
-    for p in &plan_two(&health) {
-        let to_n2 = Decision::Move {
-            to: "n2".into(),
-            reason: MoveReason::HolderUnhealthy,
-        };
-        assert_eq!(act(p).decision, to_n2, "{}", plan_name(p));
+    });
+    for p in &plans {
+        assert_eq!(
+            act(p).decision,
+            Decision::Move {
+                to: "n2".into(),
+                reason: MoveReason::HolderUnhealthy
+            },
+            "{}",
+            plan_name(p)
+        );
     }
     // The holder's own latest probe passed: the address alone is re-assigned first, as
     // before (the second address, only suspect, stays).
-    let up = health[&suspect("10.0.8.12").0].clone();
-    health.insert(suspect("10.0.8.11").0, up);
-    let plans = plan_two(&health);
+    health.insert(
+        suspect("10.0.8.11").0,
+        health[&suspect("10.0.8.12").0].clone(),
+    );
+    let plans = plan(&Picture {
+        fips: &fips,
+        nodes: &nodes,
+        agents_ready: None,
+        agents_leaving: &HashSet::new(),
+        enis: &enis,
+        subnets: &subnets(),
+        reads: &Reads::default(),
+        cluster: CLUSTER,
+        now: Timestamp::from_second(1_800_001_000).unwrap(),
+        health: &health,
+        reensured: &HashMap::new(),
+        peers: &HashMap::new(),
+    });
     assert_eq!(act(&plans[0]).decision, Decision::Reensure);
     assert_eq!(act(&plans[1]).decision, Decision::Stay);
 }
