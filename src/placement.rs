@@ -28,9 +28,8 @@ pub struct Incumbent {
     pub fit: Result<(), Unfit>,
     /// The node's own health check.
     pub health: Health,
-    /// The node's own check is still Up, but its latest probe failed and an address it holds
-    /// has gone Down: the two checks agree that it fails.
-    pub confirmed_failing: bool,
+    /// The node's own check is still Up but its latest probe failed.
+    pub suspect: bool,
     /// The address's health check: the path clients use.
     pub vip: Health,
     /// How long the address's check has been failing (zero when it is not).
@@ -88,7 +87,7 @@ pub enum Decision {
 /// | none | | | the best passing candidate (Initial), held while a more preferred one has no verdict yet; else Stuck |
 /// | unfit (gone, NotReady, cordoned, tainted, agent leaving) | any | any | move at once, else Stuck |
 /// | fit | not passing | failing | after minHold: move (HolderUnhealthy), else Stuck |
-/// | fit | not passing | latest probe failed, and an address it holds is Down | as above |
+/// | fit | failing | latest probe failed | as above: the two checks agree |
 /// | fit | failing | passing | Reensure; still failing after the grace: move (only once the holder has held it for `settle`) |
 /// | fit | passing or unknown | any | Stay (or Failback when asked and due) |
 ///
@@ -156,12 +155,14 @@ fn preferred_unknown(input: &Input<'_>, c: &Candidate) -> bool {
             .any(|o| o.health == Health::Unknown && rank(input.preferred, &o.node) < rank_c)
 }
 
-/// Row "fit, not passing, failing": the holder fails its own check (or its latest probe failed
-/// and an address it holds is Down: waiting for its own verdict cost up to one probe interval
-/// whenever the checks were probed out of phase, and a dead service fails both) and the
-/// address does not pass either.
+/// Row "fit, not passing, failing": the holder fails its own check and the address does not
+/// pass either; or the address is down and the holder's own latest probe failed too. Waiting
+/// for that check's verdict cost up to one probe interval whenever the two were probed out of
+/// phase, and a dead service fails both: the address's three failures and the holder's
+/// latest one agree.
 fn holder_failing(holder: &Incumbent) -> bool {
-    (holder.health == Health::Down || holder.confirmed_failing) && holder.vip != Health::Up
+    (holder.health == Health::Down && holder.vip != Health::Up)
+        || (holder.vip == Health::Down && holder.suspect)
 }
 
 /// Row "fit, failing, passing": the address fails while its holder does not, counted only once

@@ -20,7 +20,7 @@ fn holder(node: &str, since: i64, fit: Result<(), Unfit>, health: Health) -> Opt
         since: at(since),
         fit,
         health,
-        confirmed_failing: false,
+        suspect: false,
         vip: Unknown,
         vip_failing_for: Duration::ZERO,
     })
@@ -69,7 +69,7 @@ fn checked(node: &str, since: i64, own: Health, vip: Health) -> Option<Incumbent
         since: at(since),
         fit: Ok(()),
         health: own,
-        confirmed_failing: false,
+        suspect: false,
         vip,
         vip_failing_for: if vip == Down {
             Duration::from_secs(60)
@@ -373,7 +373,7 @@ fn decision_table() {
     // ... unless the holder's own latest probe failed too: both checks agree, it moves now
     // rather than when the holder's check, probed out of phase, reaches its threshold.
     if let Some(h) = fresh.as_mut() {
-        h.confirmed_failing = true;
+        h.suspect = true;
     }
     assert_eq!(
         d(fresh.clone(), 60, None),
@@ -409,7 +409,7 @@ fn decision_table() {
         since: at(0),
         fit: Err(Unfit::Gone),
         health: Unknown,
-        confirmed_failing: false,
+        suspect: false,
         vip: Down,
         vip_failing_for: Duration::from_secs(1),
     });

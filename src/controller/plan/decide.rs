@@ -1,6 +1,6 @@
 //! Where one located FloatingIP's address goes this pass.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::locate::Located;
@@ -18,7 +18,6 @@ pub(super) fn act(
     l: Located<'_>,
     load: &mut Load,
     self_doubt: Option<&str>,
-    failing: &HashSet<String>,
 ) -> Plan {
     let view = View::new(picture, l.fip, l.mode);
     let holder_private = l.holder.as_ref().and_then(|h| h.private_ip);
@@ -34,7 +33,7 @@ pub(super) fn act(
         return Plan::Place(Box::new(p));
     }
     let decision = repair(&l, &fit)
-        .unwrap_or_else(|| place(&view, &l, &candidates, &no_fit_node, vip.as_ref(), failing));
+        .unwrap_or_else(|| place(&view, &l, &candidates, &no_fit_node, vip.as_ref()));
     let doubt = held_in_doubt(&view, &l, &decision, self_doubt);
     let decision = if doubt.is_some() {
         Decision::Stay
@@ -193,12 +192,11 @@ fn place(
     candidates: &[Candidate],
     no_fit_node: &str,
     vip: Option<&VipHealth>,
-    failing: &HashSet<String>,
 ) -> Decision {
     let spec = &l.fip.spec;
     let hc = spec.health_check.as_ref();
     let d = placement::decide(&placement::Input {
-        holder: incumbent(view, l, vip, failing),
+        holder: incumbent(view, l, vip),
         candidates,
         no_fit_node,
         preferred: &spec.preferred_nodes,
@@ -227,39 +225,22 @@ fn place(
     }
 }
 
-/// The holder of `l` if an address it holds has gone Down while its own latest probe failed:
-/// the holder fails by both checks, and every address on it whose check has started failing
-/// moves in the same pass (one call per target ENI), not each as its own check goes Down.
-pub(super) fn failing_holder(picture: &Picture<'_>, l: &Located<'_>) -> Option<String> {
-    let h = l.holder.as_ref()?;
-    let view = View::new(picture, l.fip, l.mode);
-    let probed = (l.mode).probed_address(&l.fip.spec, l.address, h.private_ip)?;
-    let down = view.vip(probed)?.health == Health::Down;
-    (down && view.holder_suspect(&h.node)).then(|| h.node.clone())
-}
-
 /// The holder as placement weighs it.
-fn incumbent(
-    view: &View<'_, '_>,
-    l: &Located<'_>,
-    vip: Option<&VipHealth>,
-    failing: &HashSet<String>,
-) -> Option<Incumbent> {
+fn incumbent(view: &View<'_, '_>, l: &Located<'_>, vip: Option<&VipHealth>) -> Option<Incumbent> {
     let h = l.holder.as_ref()?;
     let health = view.holder_health(&h.node);
-    let confirmed_failing = failing.contains(&h.node) && view.holder_suspect(&h.node);
     // A holder failing its own check takes along every address whose check has started
     // failing too, in this pass: their probes run out of phase, and waiting for each to go
     // Down split one failover into several calls. An address answering again (recovering)
     // has no verdict, like its holder.
     let vip_health = match vip {
-        Some(v) if v.suspect && (health == Health::Down || confirmed_failing) => Health::Unknown,
+        Some(v) if v.suspect && health == Health::Down => Health::Unknown,
         Some(v) if v.recovering => Health::Unknown,
         Some(v) => v.health,
         None => Health::Unknown,
     };
     Some(Incumbent {
-        confirmed_failing,
+        suspect: view.holder_suspect(&h.node),
         node: h.node.clone(),
         since: l
             .fip

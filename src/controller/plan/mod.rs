@@ -161,17 +161,8 @@ pub fn plan(picture: &Picture<'_>) -> Vec<Plan> {
             Err(plan) => out.push(plan),
         }
     }
-    let failing: HashSet<String> = (located.iter())
-        .filter_map(|l| decide::failing_holder(picture, l))
-        .collect();
     for l in located {
-        out.push(decide::act(
-            picture,
-            l,
-            &mut load,
-            self_doubt.as_deref(),
-            &failing,
-        ));
+        out.push(decide::act(picture, l, &mut load, self_doubt.as_deref()));
     }
     out.sort_by(|a, b| plan_name(a).cmp(plan_name(b)));
     out
