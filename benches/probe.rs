@@ -396,7 +396,6 @@ fn decide_for(holder_health: Health) -> Decision {
             // The listener stands for the holder's service: the address and the node's own
             // check fail together.
             health: holder_health,
-            suspect: false,
             vip: holder_health,
             vip_failing_for: Duration::from_secs(1),
         }),
