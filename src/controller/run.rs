@@ -31,11 +31,9 @@ const RECHECK_SOON: Duration = Duration::from_millis(250);
 /// How long a pass waits for more watch events after one arrives.
 const SETTLE_EVENTS: Duration = Duration::from_millis(10);
 /// How long a pass waits for more failures after a target goes Down: failures that happen
-/// together are moved in one call per target ENI. A node dying under several addresses
-/// needs no more: they share its own check, whose Down moves every address whose check has
-/// started failing ([`crate::placement`]), so this only gathers transitions of the same
-/// instant. Every millisecond here is time clients wait.
-const COALESCE_FAILURES: Duration = Duration::from_millis(10);
+/// together (a node dying under several addresses) are moved in one call per target ENI.
+/// Tens of milliseconds: every one of them is time clients wait.
+const COALESCE_FAILURES: Duration = Duration::from_millis(40);
 
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
