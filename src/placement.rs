@@ -28,8 +28,6 @@ pub struct Incumbent {
     pub fit: Result<(), Unfit>,
     /// The node's own health check.
     pub health: Health,
-    /// The node's own check is still Up but its latest probe failed.
-    pub suspect: bool,
     /// The address's health check: the path clients use.
     pub vip: Health,
     /// How long the address's check has been failing (zero when it is not).
@@ -87,7 +85,6 @@ pub enum Decision {
 /// | none | | | the best passing candidate (Initial), held while a more preferred one has no verdict yet; else Stuck |
 /// | unfit (gone, NotReady, cordoned, tainted, agent leaving) | any | any | move at once, else Stuck |
 /// | fit | not passing | failing | after minHold: move (HolderUnhealthy), else Stuck |
-/// | fit | failing | latest probe failed | as above: the two checks agree |
 /// | fit | failing | passing | Reensure; still failing after the grace: move (only once the holder has held it for `settle`) |
 /// | fit | passing or unknown | any | Stay (or Failback when asked and due) |
 ///
@@ -156,13 +153,9 @@ fn preferred_unknown(input: &Input<'_>, c: &Candidate) -> bool {
 }
 
 /// Row "fit, not passing, failing": the holder fails its own check and the address does not
-/// pass either; or the address is down and the holder's own latest probe failed too. Waiting
-/// for that check's verdict cost up to one probe interval whenever the two were probed out of
-/// phase, and a dead service fails both: the address's three failures and the holder's
-/// latest one agree.
+/// pass either.
 fn holder_failing(holder: &Incumbent) -> bool {
-    (holder.health == Health::Down && holder.vip != Health::Up)
-        || (holder.vip == Health::Down && holder.suspect)
+    holder.health == Health::Down && holder.vip != Health::Up
 }
 
 /// Row "fit, failing, passing": the address fails while its holder does not, counted only once

@@ -20,7 +20,6 @@ fn holder(node: &str, since: i64, fit: Result<(), Unfit>, health: Health) -> Opt
         since: at(since),
         fit,
         health,
-        suspect: false,
         vip: Unknown,
         vip_failing_for: Duration::ZERO,
     })
@@ -69,7 +68,6 @@ fn checked(node: &str, since: i64, own: Health, vip: Health) -> Option<Incumbent
         since: at(since),
         fit: Ok(()),
         health: own,
-        suspect: false,
         vip,
         vip_failing_for: if vip == Down {
             Duration::from_secs(60)
@@ -369,23 +367,7 @@ fn decision_table() {
     if let Some(h) = fresh.as_mut() {
         h.vip_failing_for = Duration::from_millis(200);
     }
-    assert_eq!(d(fresh.clone(), 60, None), Decision::Stay);
-    // ... unless the holder's own latest probe failed too: both checks agree, it moves now
-    // rather than when the holder's check, probed out of phase, reaches its threshold.
-    if let Some(h) = fresh.as_mut() {
-        h.suspect = true;
-    }
-    assert_eq!(
-        d(fresh.clone(), 60, None),
-        mv("b", MoveReason::HolderUnhealthy)
-    );
-    // Within minHold it is held like any failing holder.
-    assert_eq!(
-        d(fresh, 10, None),
-        Decision::Hold {
-            remaining: Duration::from_secs(20)
-        }
-    );
+    assert_eq!(d(fresh, 60, None), Decision::Stay);
     // No candidate passes (the controller lost its network, say): keep the holder, say why.
     let blind = [cand("a", 1, Down), cand("b", 0, Down)];
     assert_eq!(
@@ -409,7 +391,6 @@ fn decision_table() {
         since: at(0),
         fit: Err(Unfit::Gone),
         health: Unknown,
-        suspect: false,
         vip: Down,
         vip_failing_for: Duration::from_secs(1),
     });

@@ -240,7 +240,6 @@ fn incumbent(view: &View<'_, '_>, l: &Located<'_>, vip: Option<&VipHealth>) -> O
         None => Health::Unknown,
     };
     Some(Incumbent {
-        suspect: view.holder_suspect(&h.node),
         node: h.node.clone(),
         since: l
             .fip

@@ -105,12 +105,6 @@ impl<'a, 'w> View<'a, 'w> {
         }
     }
 
-    /// The node's own check is still Up, but its latest probe failed.
-    pub fn holder_suspect(&self, name: &str) -> bool {
-        self.node_state(name)
-            .is_some_and(|s| s.state == Health::Up && s.failing_since.is_some())
-    }
-
     /// How long the node's check has been failing (zero when it passes).
     pub fn node_failing_for(&self, name: &str) -> Duration {
         match self.node_state(name) {
