@@ -5,39 +5,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::json;
 
 use super::*;
-use crate::cloud::{floating_tags, Allocation, Association, Subnet};
+use crate::cloud::{Allocation, Association, Subnet};
+use crate::mode::secondary_ip::tests::{eni, ip, CLUSTER, SUBNET};
 use crate::mode::{Associate, Reads, SecondaryIp};
 
-const SUBNET: &str = "subnet-0a1b2c3d";
-const CLUSTER: &str = "lab";
 const ALLOCATION: &str = "eipalloc-0123abcd";
 const PUBLIC: &str = "198.51.100.7";
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-/// ENI `i` of instance i-`i`, at `device_index`; a floating ENI of the cluster unless 0.
-fn eni(i: u8, device_index: i32, holds: &[&str]) -> Eni {
-    Eni {
-        id: format!("eni-{i}{device_index}"),
-        subnet_id: SUBNET.into(),
-        instance_id: Some(format!("i-{i}")),
-        device_index: Some(device_index),
-        mac: Some(format!("02:00:00:00:0{i}:0{device_index}")),
-        primary_ip: Some(ip(&format!(
-            "10.0.8.{}",
-            200 + i32::from(i) * 10 + device_index
-        ))),
-        secondary: holds.iter().map(|a| ip(a)).collect(),
-        tags: if device_index == 0 {
-            Default::default()
-        } else {
-            floating_tags(CLUSTER, &format!("n{i}"))
-        },
-        security_groups: Vec::new(),
-    }
-}
 
 fn spec(mode: &str, address: &str, extra: serde_json::Value) -> FloatingIPSpec {
     let mut s = json!({"address": address, "mode": mode, "subnetId": SUBNET,

@@ -228,4 +228,4 @@ async fn verify<C: Cloud>(cloud: &C, eni: &str, moves: &[AddressMove]) -> Result
 
 #[cfg(test)]
 #[path = "secondary_ip_tests.rs"]
-mod tests;
+pub(crate) mod tests;

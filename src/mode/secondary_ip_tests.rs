@@ -7,15 +7,15 @@ use crate::cloud::fake::FakeCloud;
 use crate::cloud::{floating_tags, Subnet};
 use crate::mode::Reads;
 
-const SUBNET: &str = "subnet-0a1b2c3d";
-const CLUSTER: &str = "lab";
+pub(crate) const SUBNET: &str = "subnet-0a1b2c3d";
+pub(crate) const CLUSTER: &str = "lab";
 
-fn ip(s: &str) -> IpAddr {
+pub(crate) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
 /// ENI `i` of instance i-`i`, at `device_index`; a floating ENI of the cluster unless 0.
-fn eni(i: u8, device_index: i32, holds: &[&str]) -> Eni {
+pub(crate) fn eni(i: u8, device_index: i32, holds: &[&str]) -> Eni {
     Eni {
         id: format!("eni-{i}{device_index}"),
         subnet_id: SUBNET.into(),
