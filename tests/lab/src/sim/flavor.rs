@@ -204,17 +204,7 @@ impl Sim {
 
     /// The ENIs in the subnet holding `address` (IPv4 as a secondary address, or IPv6).
     pub async fn enis_holding(&self, address: IpAddr) -> Result<Vec<String>> {
-        let out = self
-            .direct
-            .describe_network_interfaces()
-            .filters(
-                Filter::builder()
-                    .name("subnet-id")
-                    .values(&self.subnet)
-                    .build(),
-            )
-            .send()
-            .await?;
+        let interfaces = self.subnet_interfaces().await?;
         let text = address.to_string();
         let holds = |n: &aws_sdk_ec2::types::NetworkInterface| match address {
             IpAddr::V4(_) => n
@@ -226,8 +216,7 @@ impl Sim {
                 .iter()
                 .any(|a| a.ipv6_address().and_then(|s| s.parse().ok()) == Some(v6)),
         };
-        Ok(out
-            .network_interfaces()
+        Ok(interfaces
             .iter()
             .filter(|n| holds(n))
             .filter_map(|n| n.network_interface_id().map(String::from))
@@ -483,8 +472,8 @@ impl Sim {
             .context("no free address in the subnet")
     }
 
-    /// Every address (primary, secondary, IPv6) of every ENI in the node subnet.
-    async fn subnet_addresses(&self) -> Result<std::collections::BTreeSet<IpAddr>> {
+    /// Every ENI in the node subnet, straight from EC2.
+    async fn subnet_interfaces(&self) -> Result<Vec<aws_sdk_ec2::types::NetworkInterface>> {
         let out = self
             .direct
             .describe_network_interfaces()
@@ -496,8 +485,14 @@ impl Sim {
             )
             .send()
             .await?;
+        Ok(out.network_interfaces().to_vec())
+    }
+
+    /// Every address (primary, secondary, IPv6) of every ENI in the node subnet.
+    async fn subnet_addresses(&self) -> Result<std::collections::BTreeSet<IpAddr>> {
+        let interfaces = self.subnet_interfaces().await?;
         let mut all = std::collections::BTreeSet::new();
-        for n in out.network_interfaces() {
+        for n in &interfaces {
             let v4 = n
                 .private_ip_addresses()
                 .iter()
