@@ -59,6 +59,12 @@ struct Slot {
     down_from: Option<Instant>,
     /// A probe is queued or running: the next tick skips rather than stacking a second one.
     busy: bool,
+    /// That probe is one started out of turn (a confirmation): a tick it overlaps is not an
+    /// overrun.
+    confirming: bool,
+    /// Probes out of turn left until the next tick: a target whose results alternate is not
+    /// probed back to back for ever.
+    budget: u32,
 }
 
 impl ProbeEngine {
@@ -129,6 +135,7 @@ impl ProbeEngine {
                     table.next_id += 1;
                     table.to_arm.push((id, spec.interval));
                     table.ids.insert(id, target);
+                    let budget = confirmation_budget(&spec);
                     table.slots.insert(
                         target,
                         Slot {
@@ -139,6 +146,8 @@ impl ProbeEngine {
                             last_failure: None,
                             down_from: None,
                             busy: false,
+                            confirming: false,
+                            budget,
                         },
                     );
                     armed = true;
@@ -184,6 +193,19 @@ impl Shared {
 }
 
 impl Slot {
+    /// The job of a probe of this slot, which is now busy; `confirming` when out of turn.
+    fn start(&mut self, id: u64, target: Target, confirming: bool) -> Job {
+        self.busy = true;
+        self.confirming = confirming;
+        Job {
+            id,
+            target,
+            timeout: self.spec.timeout,
+            payload: self.spec.udp_payload.clone(),
+            reply_required: self.spec.reply_required,
+        }
+    }
+
     fn state(&self) -> TargetState {
         TargetState {
             state: self.machine.health(),
@@ -307,21 +329,18 @@ impl Scheduler {
             at: next_tick(due.at, slot.spec.interval, now),
             id: due.id,
         }));
+        slot.budget = confirmation_budget(&slot.spec);
         if slot.busy {
-            self.metrics.probe_overrun();
+            if !slot.confirming {
+                self.metrics.probe_overrun();
+            }
             return None;
         }
-        slot.busy = true;
-        Some(Job {
-            id: due.id,
-            target,
-            timeout: slot.spec.timeout,
-            payload: slot.spec.udp_payload.clone(),
-            reply_required: slot.spec.reply_required,
-        })
+        Some(slot.start(due.id, target, false))
     }
 
-    /// Feeds a probe result to its target's state machine; queues a transition if it made one.
+    /// Feeds a probe result to its target's state machine; queues a transition if it made one,
+    /// and the confirmations it calls for ([`Scheduler::confirmations`]).
     fn apply(&mut self, done: Done) {
         let failure = done.result.err();
         self.metrics.probe_done(
@@ -337,17 +356,24 @@ impl Scheduler {
             return;
         };
         slot.busy = false;
+        slot.confirming = false;
         if let Some(f) = failure {
             if slot.last_failure.as_deref() != Some(f.as_str()) {
                 slot.last_failure = Some(f.as_str().to_string());
             }
         }
-        let Some(step) = slot.machine.record(
+        let step = slot.machine.record(
             failure.is_none(),
             done.started,
             slot.spec.failure_threshold,
             slot.spec.success_threshold,
-        ) else {
+        );
+        let jobs = confirmations(&mut table, done.id, done.target);
+        self.backlog.extend(jobs);
+        let Some(step) = step else {
+            return;
+        };
+        let Some(slot) = table.slots.get_mut(&done.target) else {
             return;
         };
         slot.since = done.finished;
@@ -395,6 +421,43 @@ impl Scheduler {
         self.tx = None;
         self.outbox.clear();
     }
+}
+
+/// The probes a result calls for at once, rather than at their next tick:
+/// - the same target again while its latest result has not settled its health (a failure
+///   while not Down, a pass while not Up), so a failure is confirmed in the time the probes
+///   take instead of `failure_threshold` intervals;
+/// - its linked targets when a run of failures just began (an address and the node holding
+///   it), so the other side's verdict comes with this one.
+///
+/// Targets with a probe running already are left to it.
+fn confirmations(table: &mut Table, id: u64, target: Target) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    let Some(slot) = table.slots.get_mut(&target) else {
+        return jobs;
+    };
+    let linked = if slot.machine.first_failure() && slot.machine.health() != Health::Down {
+        slot.spec.linked.clone()
+    } else {
+        Vec::new()
+    };
+    if slot.machine.undecided() && slot.budget > 0 {
+        slot.budget -= 1;
+        jobs.push(slot.start(id, target, true));
+    }
+    for other in linked {
+        if let Some(slot) = (table.slots.get_mut(&other)).filter(|s| !s.busy && s.budget > 0) {
+            slot.budget -= 1;
+            jobs.push(slot.start(slot.id, other, true));
+        }
+    }
+    jobs
+}
+
+/// Probes out of turn a target may have between two ticks: enough to reach either threshold
+/// from its first result.
+fn confirmation_budget(spec: &ProbeSpec) -> u32 {
+    spec.failure_threshold.max(spec.success_threshold).max(1)
 }
 
 /// Waits for room in the channel; None when the receiver is gone. Owned, so that the

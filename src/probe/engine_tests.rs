@@ -26,6 +26,7 @@ fn spec(interval_ms: u64, fail: u32, succ: u32) -> ProbeSpec {
         success_threshold: succ,
         udp_payload: Bytes::new(),
         reply_required: false,
+        linked: Vec::new(),
     }
 }
 
@@ -121,13 +122,13 @@ async fn new_targets_start_unknown_and_come_up_once() {
 }
 
 #[tokio::test]
-async fn a_listener_going_away_turns_down_after_failure_threshold_intervals() {
-    let interval = Duration::from_millis(50);
+async fn a_listener_going_away_is_confirmed_down_at_once_not_intervals_later() {
+    let interval = Duration::from_millis(1000);
     let l = Listener::start().await;
     let target = l.target();
     let metrics = Metrics::new();
     let (engine, mut rx) = ProbeEngine::new(8, metrics.clone());
-    engine.set_targets(one(target, spec(50, 3, 1)));
+    engine.set_targets(one(target, spec(1000, 3, 1)));
     assert_eq!(next(&mut rx).await.to, Health::Up);
 
     let closed = Instant::now();
@@ -137,16 +138,14 @@ async fn a_listener_going_away_turns_down_after_failure_threshold_intervals() {
     assert_eq!(t.reason.as_deref(), Some("refused"));
     let first = t.first_failure_at.expect("first failure recorded");
     assert!(first >= closed, "the run began after the close");
-    // Three failed probes, one interval apart: the third starts two intervals after the first.
+    // Three failed probes: the second and third follow the first at once. Probed only at
+    // each tick, the third would start two intervals (2 s) after the first.
     let detection = t.at - first;
+    assert!(detection < interval, "{detection:?}");
+    let overruns = metrics.encode();
     assert!(
-        detection >= interval * 2 - Duration::from_millis(10),
-        "{detection:?}"
-    );
-    assert!(
-        t.at - closed < Duration::from_secs(2),
-        "{:?}",
-        t.at - closed
+        !overruns.contains("floatip_probe_overruns_total 1"),
+        "a confirmation is not an overrun: {overruns}"
     );
     let s = engine.state(&target).unwrap();
     assert_eq!(s.state, Health::Down);
@@ -159,6 +158,39 @@ async fn a_listener_going_away_turns_down_after_failure_threshold_intervals() {
         "{text}"
     );
     assert!(text.contains("floatip_probe_failures_total{protocol=\"TCP\",reason=\"refused\"}"));
+}
+
+#[tokio::test]
+async fn a_failing_target_probes_its_linked_targets_at_once() {
+    // Two refused ports: the address, probed every 300 ms, and its holder, probed once an hour
+    // (its own first tick falls anywhere in that hour).
+    let (a, b) = (Listener::start().await, Listener::start().await);
+    let (address, holder) = (a.target(), b.target());
+    let (engine, mut rx) = ProbeEngine::new(8, Metrics::new());
+    let mut fast = spec(300, 2, 1);
+    fast.linked = vec![holder];
+    let mut slow = spec(3_600_000, 2, 1);
+    slow.timeout = Duration::from_millis(500);
+    slow.linked = vec![address];
+    engine.set_targets(HashMap::from([(address, fast.clone())]));
+    assert_eq!(next(&mut rx).await.to, Health::Up);
+    engine.set_targets(HashMap::from([(address, fast), (holder, slow)]));
+    a.close().await;
+    b.close().await;
+    let mut down = Vec::new();
+    while down.len() < 2 {
+        let t = next(&mut rx).await;
+        if t.to == Health::Down {
+            down.push(t.target);
+        }
+    }
+    down.sort();
+    let mut both = vec![address, holder];
+    both.sort();
+    assert_eq!(
+        down, both,
+        "the holder went Down with its address, not an hour later"
+    );
 }
 
 #[tokio::test]

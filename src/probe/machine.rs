@@ -60,6 +60,19 @@ impl Machine {
         self.health
     }
 
+    /// The latest result has not settled the health yet: it failed while the target is not
+    /// Down, or passed while it is not Up (so also any result while Unknown). Another probe
+    /// then settles it sooner than waiting an interval.
+    pub fn undecided(&self) -> bool {
+        (self.failures > 0 && self.health != Health::Down)
+            || (self.passes > 0 && self.health != Health::Up)
+    }
+
+    /// The latest probe failed and the one before it did not: a run of failures just began.
+    pub fn first_failure(&self) -> bool {
+        self.failures == 1
+    }
+
     /// When the current run of failed probes began, if the latest probe failed (the target
     /// may still be Up: fewer failures than the threshold).
     pub fn failing_since(&self) -> Option<Instant> {
@@ -229,6 +242,30 @@ mod tests {
             tos,
             vec![Health::Up, Health::Down, Health::Up, Health::Down]
         );
+    }
+
+    #[test]
+    fn a_result_is_undecided_until_the_threshold_settles_it() {
+        let t0 = Instant::now();
+        let mut m = Machine::new();
+        assert!(!m.undecided(), "nothing probed yet");
+        m.record(true, t0, 3, 2);
+        assert!(m.undecided(), "one pass of two while Unknown");
+        m.record(true, t0, 3, 2);
+        assert!(!m.undecided(), "Up");
+        m.record(false, t0, 3, 2);
+        assert!(
+            m.undecided() && m.first_failure(),
+            "Up with a first failure"
+        );
+        m.record(false, t0, 3, 2);
+        assert!(m.undecided() && !m.first_failure());
+        m.record(false, t0, 3, 2);
+        assert!(!m.undecided(), "Down");
+        m.record(false, t0, 3, 2);
+        assert!(!m.undecided(), "still Down");
+        m.record(true, t0, 3, 2);
+        assert!(m.undecided(), "Down with a pass: recovering");
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub use machine::{Health, Machine, Step};
 
 /// What is probed. Two FloatingIPs that probe the same address and port with the same
 /// protocol share one target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Target {
     pub protocol: Protocol,
     pub addr: SocketAddr,
@@ -73,6 +73,10 @@ pub struct ProbeSpec {
     pub udp_payload: Bytes,
     /// UDP only: silence fails instead of passing.
     pub reply_required: bool,
+    /// Probed at once when this target starts failing: an address and the node holding it
+    /// confirm each other, so that a failure of one is checked on the other without waiting
+    /// for its next interval. Sorted, no duplicates.
+    pub linked: Vec<Target>,
 }
 
 impl ProbeSpec {
@@ -104,7 +108,15 @@ impl ProbeSpec {
             success_threshold: check.success_threshold.unsigned_abs(),
             udp_payload,
             reply_required,
+            linked: Vec::new(),
         })
+    }
+
+    /// This spec with `interval` instead of its own, the timeout capped at it.
+    pub fn every(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self.timeout = self.timeout.min(interval);
+        self
     }
 }
 
@@ -125,6 +137,12 @@ pub fn merge(a: &ProbeSpec, b: &ProbeSpec) -> ProbeSpec {
         success_threshold: a.success_threshold.min(b.success_threshold),
         udp_payload,
         reply_required: a.reply_required || b.reply_required,
+        linked: {
+            let mut l: Vec<Target> = a.linked.iter().chain(&b.linked).copied().collect();
+            l.sort();
+            l.dedup();
+            l
+        },
     }
 }
 
@@ -217,6 +235,7 @@ mod tests {
             port: 30080,
             interval_ms: 500,
             timeout_ms: None,
+            idle_interval_ms: None,
             failure_threshold: 3,
             success_threshold: 2,
             udp,
@@ -231,6 +250,7 @@ mod tests {
             success_threshold: succ,
             udp_payload: Bytes::new(),
             reply_required: false,
+            linked: Vec::new(),
         }
     }
 
