@@ -24,5 +24,6 @@ pub const INTERFACE_NOT_FOR_MODE: &str =
     "spec.interface is only used when mode is SecondaryIP or ElasticIP; remove it or change the mode";
 pub const IPV4_REQUIRED: &str = "spec.address must be IPv4 when mode is ElasticIP or Interface: Elastic IPs and ENI primary addresses are IPv4 only";
 pub const TIMEOUT_ABOVE_INTERVAL: &str = "spec.healthCheck.timeoutMs must not exceed intervalMs: a probe must finish before the next one starts";
+pub const IDLE_BELOW_INTERVAL: &str = "spec.healthCheck.idleIntervalMs must be at least intervalMs: idle candidates are probed less often than the holder, never more";
 pub const UDP_NOT_FOR_PROTOCOL: &str = "spec.healthCheck.udp is only used when protocol is UDP";
 pub const UDP_PAYLOAD_BOTH: &str = "spec.healthCheck.udp takes payload or payloadBase64, not both";

@@ -46,6 +46,8 @@ pub enum SpecError {
     Ipv4Required,
     #[error("{}", msg::TIMEOUT_ABOVE_INTERVAL)]
     TimeoutAboveInterval,
+    #[error("{}", msg::IDLE_BELOW_INTERVAL)]
+    IdleBelowInterval,
     #[error("{}", msg::UDP_NOT_FOR_PROTOCOL)]
     UdpNotForProtocol,
     #[error("{}", msg::UDP_PAYLOAD_BOTH)]
@@ -402,6 +404,18 @@ fn check_timing(hc: &HealthCheck, errs: &mut Vec<SpecError>) {
         );
         if timeout > hc.interval_ms {
             errs.push(SpecError::TimeoutAboveInterval);
+        }
+    }
+    if let Some(idle) = hc.idle_interval_ms {
+        range(
+            errs,
+            "spec.healthCheck.idleIntervalMs",
+            idle,
+            bounds::INTERVAL_MS_MIN,
+            bounds::INTERVAL_MS_MAX,
+        );
+        if idle < hc.interval_ms {
+            errs.push(SpecError::IdleBelowInterval);
         }
     }
     for (field, value) in [

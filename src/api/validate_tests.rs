@@ -392,10 +392,41 @@ fn effective_timeout_is_capped_by_the_interval() {
     let hc: HealthCheck = serde_json::from_value(json!({"port": 80, "intervalMs": 100})).unwrap();
     assert_eq!(hc.effective_timeout_ms(), 100);
     let hc: HealthCheck = serde_json::from_value(json!({"port": 80})).unwrap();
-    assert_eq!(hc.interval_ms, 500);
-    assert_eq!(hc.effective_timeout_ms(), 250);
-    let hc: HealthCheck = serde_json::from_value(json!({"port": 80, "timeoutMs": 400})).unwrap();
+    assert_eq!(hc.interval_ms, 100);
+    assert_eq!(hc.effective_timeout_ms(), 100);
+    let hc: HealthCheck =
+        serde_json::from_value(json!({"port": 80, "intervalMs": 500, "timeoutMs": 400})).unwrap();
     assert_eq!(hc.effective_timeout_ms(), 400);
+    let hc: HealthCheck = serde_json::from_value(json!({"port": 80, "intervalMs": 500})).unwrap();
+    assert_eq!(hc.effective_timeout_ms(), 250);
+}
+
+#[test]
+fn idle_candidates_are_probed_less_often_never_more() {
+    let hc: HealthCheck = serde_json::from_value(json!({"port": 80})).unwrap();
+    assert_eq!(hc.effective_idle_interval_ms(), 1000);
+    let hc: HealthCheck = serde_json::from_value(json!({"port": 80, "intervalMs": 2000})).unwrap();
+    assert_eq!(
+        hc.effective_idle_interval_ms(),
+        2000,
+        "never below the interval"
+    );
+    let check = |hc: Value| with(secondary("10.0.8.100"), "healthCheck", hc);
+    assert_both(
+        check(json!({"port": 80, "intervalMs": 500, "idleIntervalMs": 200})),
+        &[msg::IDLE_BELOW_INTERVAL],
+    );
+    assert_both(
+        check(json!({"port": 80, "intervalMs": 500, "idleIntervalMs": 500})),
+        &[],
+    );
+    assert_rust(
+        check(json!({"port": 80, "idleIntervalMs": 50})),
+        &[
+            "spec.healthCheck.idleIntervalMs is 50, outside 100..=60000",
+            msg::IDLE_BELOW_INTERVAL,
+        ],
+    );
 }
 
 #[test]

@@ -69,11 +69,16 @@ impl Watches {
     /// check (so the controller knows which nodes could take over). Shared targets merge to
     /// the strictest.
     pub fn probe_targets(&self) -> HashMap<Target, ProbeSpec> {
-        let node_ips: Vec<IpAddr> = (self.nodes.state().iter())
-            .filter_map(|n| NodeView::from_node(n).internal_ip)
+        let nodes: Vec<(String, IpAddr)> = (self.nodes.state().iter())
+            .filter_map(|n| {
+                Some((
+                    kube::ResourceExt::name_any(n.as_ref()),
+                    NodeView::from_node(n).internal_ip?,
+                ))
+            })
             .collect();
         let fips = self.fips.state();
-        merge_targets(fips.iter().flat_map(|f| checks_of(f, &node_ips)))
+        merge_targets(fips.iter().flat_map(|f| checks_of(f, &nodes)))
     }
 }
 

@@ -259,6 +259,68 @@ fn a_doubted_move_waits_for_an_agent_to_confirm_the_holder_is_down() {
     assert_eq!(confirmed.doubt, None);
 }
 
+/// One node of three fails the controller's checks, just now (300 ms): no doubt of its own
+/// network, but the move still needs an agent on another node to agree. Without a word from
+/// one it waits (Hold, not a condition); an agent that sees the holder answer holds it
+/// (and status says so); one that sees it down lets it go.
+#[test]
+fn a_fresh_failure_moves_once_an_agent_on_another_node_agrees() {
+    use crate::controller::doubt::{PeerReport, UNCONFIRMED_AFTER};
+    let just_now = |st: P| TargetState {
+        state: st,
+        last_failure: (st == P::Down).then(|| "timeout".to_string()),
+        since: Instant::now(),
+        failing_since: (st == P::Down).then(|| {
+            Instant::now()
+                .checked_sub(Duration::from_millis(300))
+                .unwrap()
+        }),
+    };
+    let mut states = health(&[("10.0.8.12", P::Up), ("10.0.8.13", P::Up)]);
+    for ip in ["10.0.8.100", "10.0.8.11"] {
+        let t = Target::new(
+            crate::api::Protocol::TCP,
+            format!("{ip}:80").parse().unwrap(),
+        );
+        states.insert(t, just_now(P::Down));
+    }
+    let view = |of_n1: Health| {
+        HashMap::from([(
+            "n3".to_string(),
+            PeerReport {
+                age: Duration::from_millis(20),
+                nodes: HashMap::from([("n1".to_string(), of_n1)]),
+            },
+        )])
+    };
+    let silent = decide_among(3, states.clone(), None, &HashMap::new());
+    match silent.decision {
+        Decision::Hold { remaining } => assert!(remaining <= UNCONFIRMED_AFTER, "{remaining:?}"),
+        other => panic!("moved on the controller's word alone: {other:?}"),
+    }
+    assert_eq!(silent.doubt, None);
+
+    let denied = decide_among(3, states.clone(), None, &view(Health::Up));
+    assert_eq!(denied.decision, Decision::Stay);
+    assert!(
+        denied
+            .doubt
+            .as_ref()
+            .unwrap()
+            .contains("the agents on n3 still see it answer"),
+        "{denied:?}"
+    );
+
+    let confirmed = decide_among(3, states, None, &view(Health::Down));
+    assert_eq!(
+        confirmed.decision,
+        Decision::Move {
+            to: "n2".into(),
+            reason: MoveReason::HolderUnhealthy
+        }
+    );
+}
+
 /// Cut off from every node, the controller sees no candidate either: what it says is that
 /// it doubts itself, not that no node passes.
 #[test]
@@ -327,24 +389,36 @@ fn the_grace_covers_the_probes_needed_to_see_the_address_pass_again() {
     );
 }
 
-/// Targets are derived in one place: the probe engine is given what `checks_of` lists (exactly
-/// what `probe::health_check_targets` gave it for the address and the nodes before), and the
-/// targets whose results the plan reads are among them.
+/// Targets are derived in one place: the probe engine is given what `checks_of` lists, and the
+/// targets whose results the plan reads are among them. The address and its holder (n1) are
+/// probed every interval, each linked to the other; the other node every idle interval.
 #[test]
 fn the_plan_reads_the_targets_the_probes_are_given() {
-    let node_ips: Vec<IpAddr> = ["10.0.8.11", "10.0.8.12"]
+    let nodes: Vec<(String, IpAddr)> = [("n1", "10.0.8.11"), ("n2", "10.0.8.12")]
         .iter()
-        .map(|a| a.parse().unwrap())
+        .map(|(n, a)| (n.to_string(), a.parse().unwrap()))
         .collect();
+    let node_ips: Vec<IpAddr> = nodes.iter().map(|(_, ip)| *ip).collect();
     let f = checked_fip();
-    let checks = checks_of(&f, &node_ips);
+    let checks = checks_of(&f, &nodes);
     let hc = f.spec.health_check.as_ref().unwrap();
     let address: IpAddr = "10.0.8.100".parse().unwrap();
-    let before = crate::probe::health_check_targets(
+    let plain = crate::probe::health_check_targets(
         hc,
         std::iter::once(address).chain(node_ips.iter().copied()),
     );
-    assert_eq!(checks, before);
+    let (vip, holder, idle) = (plain[0].0, plain[1].0, plain[2].0);
+    let listed: Vec<Target> = checks.iter().map(|(t, _)| *t).collect();
+    assert_eq!(listed, [vip, holder, idle]);
+    let spec = |t: Target| checks.iter().find(|(c, _)| *c == t).unwrap().1.clone();
+    let every = |ms| Duration::from_millis(ms);
+    assert_eq!(spec(vip).interval, every(100));
+    assert_eq!(spec(vip).linked, [holder]);
+    assert_eq!(spec(holder).interval, every(100));
+    assert_eq!(spec(holder).linked, [vip]);
+    assert_eq!(spec(idle).interval, every(1000));
+    assert!(spec(idle).linked.is_empty());
+    assert_eq!(spec(idle).timeout, plain[2].1.timeout);
     let targets: Vec<Target> = checks.iter().map(|(t, _)| *t).collect();
     let a = decide_with(
         &[
@@ -360,11 +434,11 @@ fn the_plan_reads_the_targets_the_probes_are_given() {
     // Nothing to probe without a check, or with one the prober cannot use.
     let mut unchecked = (*f).clone();
     unchecked.spec.health_check = None;
-    assert_eq!(checks_of(&unchecked, &node_ips), []);
+    assert_eq!(checks_of(&unchecked, &nodes), []);
     let mut unusable = (*f).clone();
     unusable.spec.health_check =
         Some(serde_json::from_value(json!({"port": 80, "intervalMs": 0})).unwrap());
-    assert_eq!(checks_of(&unusable, &node_ips), []);
+    assert_eq!(checks_of(&unusable, &nodes), []);
 }
 
 #[test]
