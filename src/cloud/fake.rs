@@ -18,6 +18,8 @@ pub struct FakeCloud {
     /// (ENI, address): reads show the address on that ENI too, as EC2 can right after a
     /// move (its reads are eventually consistent).
     pub also_shows: Mutex<Option<(String, IpAddr)>>,
+    /// Reads of ENIs by id (the read-back of a move).
+    pub enis_read: std::sync::atomic::AtomicUsize,
     pub instances: Mutex<Vec<Instance>>,
     pub subnets: Mutex<Vec<Subnet>>,
     /// Interface limits by instance type.
@@ -122,6 +124,7 @@ impl Cloud for FakeCloud {
     }
 
     async fn enis(&self, ids: &[String]) -> Result<Vec<Eni>, CloudError> {
+        (self.enis_read).fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut enis: Vec<Eni> = self.enis.lock().unwrap().clone();
         if let Some((id, address)) = self.also_shows.lock().unwrap().clone() {
             let shown = enis.iter_mut().filter(|e| e.id == id);

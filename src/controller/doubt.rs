@@ -1,15 +1,17 @@
-//! The controller doubts its own eyes first. When most nodes fail its health checks at once, a
-//! cut in its own network is likelier than that many nodes dying together, and moving addresses
-//! then resets every client connection for an event that touched no node. So an unplanned move
-//! (the holder failing its checks) needs a second vantage point that sees the nodes from their
-//! own network: the agents, which probe the holders and publish what they see on their pods.
+//! A move off a holder that fails its checks needs a second opinion. The controller's probes
+//! are one vantage point; a lossy or cut network between it and the nodes would make it move
+//! addresses (resetting every client connection) for an event that touched no node. The
+//! agents give the second: each probes the holders from its own node and publishes what it
+//! sees on its pod, at once when that changes.
 //!
-//! | controller's node checks | agents' fresh views of the holder | move? |
+//! | the controller sees | agents' views of the holder | move? |
 //! |---|---|---|
-//! | fewer than half (or one) failing | any | yes, on the controller's evidence |
-//! | half or more failing | at least one Down, none Up (views taken since the failure began) | yes: confirmed |
-//! | half or more failing | any Up | no: held, the agents still see the holder |
-//! | half or more failing | none | no: held, nothing confirms it |
+//! | the address failing, its holder's node answering | any | yes: the controller reaches the node, its network works (the address is first assigned again, see placement) |
+//! | the holder's node failing, fewer than half the nodes (or one) failing | an agent on another node sees it down, none up | yes: confirmed |
+//! | same | an agent sees it up (taken since the failure began) | no: held, an agent still sees the holder |
+//! | same | no agent has said anything since the failure began | held up to [`UNCONFIRMED_AFTER`], then yes (the agents are gone or cannot write) |
+//! | half or more of the nodes failing (at least two) | an agent on another node sees it down, none up | yes: confirmed |
+//! | same | any up, or none | no: held, the controller doubts its own network |
 //!
 //! Pure: the caller passes what the probes and the agents' pods say.
 
@@ -21,6 +23,12 @@ use crate::probe::{Health, Target, TargetState};
 
 /// A view older than this is not evidence: three of the agents' refreshes (5 s).
 pub const FRESH: Duration = Duration::from_secs(15);
+
+/// How long an unplanned move waits for an agent's word when no agent has said anything
+/// since the failure began, before the controller acts on its own probes. An agent that still
+/// sees the holder answer says so within one refresh (5 s); a view that confirms comes within
+/// the agent's own detection time. Silence this long means the agents cannot report.
+pub const UNCONFIRMED_AFTER: Duration = Duration::from_secs(6);
 
 /// What one agent saw of the holders, from its own node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,10 +79,11 @@ pub enum Verdict {
     Unconfirmed,
 }
 
-/// The agents' views of `holder` taken since its checks began failing (`failing_for` ago) and
-/// still fresh; its own agent left out (it cannot vouch for itself). An older view cannot
-/// testify about this failure: a node that died with the holder leaves a last view that still
-/// says the holder answers.
+/// The agents' fresh views of `holder`, its own agent left out (it cannot vouch for itself). A
+/// view saying it answers counts only if taken since its checks began failing (`failing_for`
+/// ago): a node that died with the holder leaves a last view that still says the holder
+/// answers. A fresh view saying it is down counts whenever it was taken: the agent has seen
+/// it down since.
 pub fn confirm(
     holder: &str,
     failing_for: Duration,
@@ -83,11 +92,11 @@ pub fn confirm(
     let mut up = Vec::new();
     let mut down = Vec::new();
     for (reporter, report) in peers {
-        if reporter == holder || report.age > FRESH || report.age > failing_for {
+        if reporter == holder || report.age > FRESH {
             continue;
         }
         match report.nodes.get(holder) {
-            Some(Health::Up) => up.push(reporter.clone()),
+            Some(Health::Up) if report.age <= failing_for => up.push(reporter.clone()),
             Some(Health::Down) => down.push(reporter.clone()),
             _ => {}
         }
@@ -101,24 +110,50 @@ pub fn confirm(
     }
 }
 
-/// Why an unplanned move off `holder` is held, or None when it may go ahead.
+/// Why an unplanned move off `holder` is held, or None when it may go ahead; see the table
+/// above. `node_failing`: the holder's own node fails the controller's check (not only the
+/// address), for `failing_for`.
 pub fn hold_reason(
     doubt: Option<&str>,
     holder: &str,
+    node_failing: bool,
     failing_for: Duration,
     peers: &HashMap<String, PeerReport>,
-) -> Option<String> {
-    let doubt = doubt?;
-    match confirm(holder, failing_for, peers) {
+) -> Option<Hold> {
+    let verdict = confirm(holder, failing_for, peers);
+    let Some(doubt) = doubt else {
+        return match verdict {
+            _ if !node_failing => None,
+            Verdict::Confirmed(_) => None,
+            Verdict::Denied(who) => Some(Hold::Denied(format!(
+                "{holder} fails the controller's health check, but the agents on {} still see it answer, so the address stays",
+                who.join(", ")
+            ))),
+            Verdict::Unconfirmed if failing_for < UNCONFIRMED_AFTER => {
+                Some(Hold::Awaiting(UNCONFIRMED_AFTER - failing_for))
+            }
+            Verdict::Unconfirmed => None,
+        };
+    };
+    match verdict {
         Verdict::Confirmed(_) => None,
-        Verdict::Denied(who) => Some(format!(
+        Verdict::Denied(who) => Some(Hold::Denied(format!(
             "{doubt}; the agents on {} still see {holder} answer, so the address stays",
             who.join(", ")
-        )),
-        Verdict::Unconfirmed => Some(format!(
+        ))),
+        Verdict::Unconfirmed => Some(Hold::Denied(format!(
             "{doubt}; no agent confirms that {holder} is down, so the address stays"
-        )),
+        ))),
     }
+}
+
+/// Why a move is held for want of a second opinion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// Held while it lasts: the message says why (status shows it).
+    Denied(String),
+    /// No agent has spoken yet: wait at most this long for one (a moment, not a condition).
+    Awaiting(Duration),
 }
 
 #[cfg(test)]
@@ -186,6 +221,13 @@ mod tests {
         }
     }
 
+    fn why(hold: Option<Hold>) -> String {
+        match hold {
+            Some(Hold::Denied(why)) => why,
+            other => panic!("not denied: {other:?}"),
+        }
+    }
+
     #[test]
     fn a_doubted_move_needs_a_fresh_agent_that_sees_the_holder_down_and_none_up() {
         let doubt = Some("the controller's checks fail");
@@ -194,12 +236,7 @@ mod tests {
             ("n2".to_string(), report(1, &[("n1", Health::Up)])),
             ("n3".to_string(), report(1, &[("n1", Health::Down)])),
         ]);
-        assert_eq!(
-            hold_reason(None, "n1", failing, &peers),
-            None,
-            "no doubt, no question"
-        );
-        let held = hold_reason(doubt, "n1", failing, &peers).unwrap();
+        let held = why(hold_reason(doubt, "n1", true, failing, &peers));
         assert!(
             held.ends_with("the agents on n2 still see n1 answer, so the address stays"),
             "{held}"
@@ -211,16 +248,55 @@ mod tests {
             ("n1".to_string(), report(1, &[("n1", Health::Up)])),
             ("n2".to_string(), report(60, &[("n1", Health::Up)])),
         ]);
-        assert_eq!(hold_reason(doubt, "n1", failing, &confirmed), None);
+        assert_eq!(hold_reason(doubt, "n1", true, failing, &confirmed), None);
         assert_eq!(
             confirm("n1", failing, &confirmed),
             Verdict::Confirmed(vec!["n3".into()])
         );
 
         let silent = HashMap::from([("n2".to_string(), report(1, &[("n4", Health::Down)]))]);
-        assert!(hold_reason(doubt, "n1", failing, &silent)
-            .unwrap()
-            .contains("no agent confirms"));
+        assert!(why(hold_reason(doubt, "n1", true, failing, &silent)).contains("no agent confirms"));
+    }
+
+    /// Without doubt, a holder failing the controller's check still needs an agent to agree:
+    /// one that sees it answer holds the move, silence waits a while, a confirmation goes.
+    #[test]
+    fn an_unplanned_move_needs_a_second_opinion_even_without_doubt() {
+        let failing = Duration::from_millis(300);
+        let denied = HashMap::from([
+            ("n2".to_string(), report(0, &[("n1", Health::Up)])),
+            ("n3".to_string(), report(0, &[("n1", Health::Up)])),
+        ]);
+        let held = why(hold_reason(None, "n1", true, failing, &denied));
+        assert!(
+            held.contains("n1 fails the controller's health check, but the agents on n2, n3 still see it answer"),
+            "{held}"
+        );
+        let confirmed = HashMap::from([("n2".to_string(), report(0, &[("n1", Health::Down)]))]);
+        assert_eq!(hold_reason(None, "n1", true, failing, &confirmed), None);
+        // Nobody has spoken since the failure began: wait, then act alone.
+        let silent = HashMap::from([("n2".to_string(), report(7, &[("n1", Health::Up)]))]);
+        assert_eq!(
+            hold_reason(None, "n1", true, failing, &silent),
+            Some(Hold::Awaiting(UNCONFIRMED_AFTER - failing))
+        );
+        assert_eq!(
+            hold_reason(None, "n1", true, UNCONFIRMED_AFTER, &silent),
+            None
+        );
+        // The address fails but the controller reaches the node: its own network works.
+        assert_eq!(hold_reason(None, "n1", false, failing, &denied), None);
+    }
+
+    /// A fresh view saying the holder is down counts even if taken before the controller's
+    /// checks began failing: the agent has seen it down since.
+    #[test]
+    fn a_fresh_down_view_counts_whenever_it_was_taken() {
+        let early = HashMap::from([("n2".to_string(), report(2, &[("n1", Health::Down)]))]);
+        assert_eq!(
+            confirm("n1", Duration::from_millis(300), &early),
+            Verdict::Confirmed(vec!["n2".into()])
+        );
     }
 
     /// n2 died with n1: its last view, taken before the failure, still says n1 answers. It
@@ -233,9 +309,9 @@ mod tests {
         ]);
         let doubt = Some("the controller's checks fail");
         assert_eq!(
-            hold_reason(doubt, "n1", Duration::from_secs(2), &died_together),
+            hold_reason(doubt, "n1", true, Duration::from_secs(2), &died_together),
             None
         );
-        assert!(hold_reason(doubt, "n1", Duration::from_secs(10), &died_together).is_some());
+        assert!(hold_reason(doubt, "n1", true, Duration::from_secs(10), &died_together).is_some());
     }
 }

@@ -29,11 +29,14 @@ use crate::retry::backoff;
 const RECHECK_SOON: Duration = Duration::from_millis(250);
 
 /// How long a pass waits for more watch events after one arrives.
-const SETTLE_EVENTS: Duration = Duration::from_millis(10);
-/// How long a pass waits for more failures after a target goes Down: failures that happen
-/// together (a node dying under several addresses) are moved in one call per target ENI.
-/// Tens of milliseconds: every one of them is time clients wait.
-const COALESCE_FAILURES: Duration = Duration::from_millis(40);
+const SETTLE_EVENTS: Duration = Duration::from_millis(5);
+/// How long a pass waits for more failures after a target goes Down. Failures that happen
+/// together (a node dying under several addresses) do not need it to be moved in one call per
+/// target ENI: a holder's first failed probe makes every address on it probed at once, and
+/// a holder failing its check takes along every address that has started failing too. This
+/// only lets probe results that finish together land together; every millisecond of it is
+/// time clients wait.
+const COALESCE_FAILURES: Duration = Duration::from_millis(5);
 
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;

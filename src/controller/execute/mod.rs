@@ -68,6 +68,18 @@ pub struct Outcome {
     pub recheck_soon: bool,
 }
 
+impl Outcome {
+    /// Adds what `other` (a part of the pass done on its own, e.g. concurrently) found.
+    fn absorb(&mut self, other: Outcome) {
+        self.retry |= other.retry;
+        self.moved += other.moved;
+        self.ec2_mutations += other.ec2_mutations;
+        self.reensured.extend(other.reensured);
+        self.recheck = [self.recheck, other.recheck].into_iter().flatten().min();
+        self.recheck_soon |= other.recheck_soon;
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 enum StepError {
     #[error(transparent)]

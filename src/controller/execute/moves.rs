@@ -1,6 +1,8 @@
-//! Moves onto one target ENI (of one address mode): each is confirmed against its target's check, claimed in status
-//! (resourceVersion-checked) before EC2 is called, carried out in one EC2 call for the whole
-//! batch, read back, and only then recorded.
+//! Moves onto one target ENI (of one address mode): each is confirmed against its target's
+//! check, claimed in status (resourceVersion-checked) before EC2 is called, carried out in one
+//! EC2 call for the whole batch, and recorded as soon as EC2 accepts it: the agent on the new
+//! holder waits on that status write. The batch is read back after, and a mismatch planned
+//! again at once (the claim in status names where the address must be).
 
 use std::time::{Duration, Instant};
 
@@ -53,35 +55,88 @@ impl<C: Cloud> Ctx<C> {
             out.retry = true;
             return;
         }
-        for (c, r) in self.carry_out(mode, eni, &seat, claimed, out).await {
-            let name = c.fip.name_any();
-            if let Err(e) = self.settle(&c, r, out).await {
-                self.note_error(&name, &e, out);
+        let results = self.carry_out(mode, eni, &seat, claimed, out).await;
+        let accepted: Vec<(FloatingIP, AddressMove)> = (results.iter())
+            .filter(|(_, r)| r.is_ok())
+            .map(|(c, _)| (c.fip.clone(), c.address_move()))
+            .collect();
+        let mut settled = Outcome::default();
+        let settles = results.into_iter().map(|(c, r)| async move {
+            let mut one = Outcome::default();
+            let done = self.settle(&c, r, &mut one).await;
+            (c.fip.name_any(), done, one)
+        });
+        for (name, done, one) in futures::future::join_all(settles).await {
+            if let Err(e) = done {
+                self.note_error(&name, &e, &mut settled);
+            }
+            settled.absorb(one);
+        }
+        out.absorb(settled);
+        self.verify_after(mode, &seat, &accepted, out).await;
+    }
+
+    /// Reads the accepted moves back, after their status is written: EC2 said yes, so the agent
+    /// need not wait on the read. A mismatch (EC2 answered but the address is not where it
+    /// said, or still on a source) is planned again at once: status claims the target, and the
+    /// next pass moves the address there from what EC2 shows.
+    async fn verify_after(
+        &self,
+        mode: Mode,
+        seat: &Seat,
+        accepted: &[(FloatingIP, AddressMove)],
+        out: &mut Outcome,
+    ) {
+        if accepted.is_empty() {
+            return;
+        }
+        let moves: Vec<AddressMove> = accepted.iter().map(|(_, m)| m.clone()).collect();
+        let Err(e) = ec2::verify(&self.cloud, mode, seat, &moves).await else {
+            return;
+        };
+        tracing::warn!(eni = %seat.eni, node = %seat.node, error = %e,
+            "EC2 accepted the move but the read-back disagrees; planning again now");
+        out.retry = true;
+        out.recheck_soon = true;
+        let note = format!(
+            "EC2 accepted the move to {} ({}), but reading it back disagrees: {e}; planning it again",
+            seat.node, seat.eni
+        );
+        for (fip, _) in accepted {
+            // Best effort, as every Event: the next pass corrects whether or not it is recorded.
+            let event = self.events.warning(fip, &e.code, "Verify", note.clone());
+            if let Err(err) = event.await {
+                tracing::warn!(error = %err, "could not publish the read-back Event");
             }
         }
     }
 
-    /// Writes each move's claim (pendingMove) with the resourceVersion it was planned from;
-    /// a move whose claim fails (409: someone wrote since) is left for the next pass.
+    /// Writes each move's claim (pendingMove) with the resourceVersion it was planned from, all
+    /// at once; a move whose claim fails (409: someone wrote since) is left for the next pass.
     async fn claim_all(&self, batch: Vec<Claimed>, out: &mut Outcome) -> Vec<Claimed> {
         let now = Time(jiff::Timestamp::now());
-        let mut claimed = Vec::new();
-        for mut c in batch {
+        let claims = batch.into_iter().map(|mut c| {
             let pending = PendingMove {
                 from: c.from.as_ref().map(|f| f.node.clone()),
                 to: c.to.node.clone(),
                 reason: c.reason,
                 since: now.clone(),
             };
-            match self.write(&c.fip, &Observed::Claimed(pending)).await {
-                Ok(Some(updated)) => c.fip = updated,
-                Ok(None) => {}
-                Err(e) => {
-                    self.note_error(&c.fip.name_any(), &e, out);
-                    continue;
+            async move {
+                match self.write(&c.fip, &Observed::Claimed(pending)).await {
+                    Ok(Some(updated)) => c.fip = updated,
+                    Ok(None) => {}
+                    Err(e) => return Err((c.fip.name_any(), e)),
                 }
+                Ok(c)
             }
-            claimed.push(c);
+        });
+        let mut claimed = Vec::new();
+        for r in futures::future::join_all(claims).await {
+            match r {
+                Ok(c) => claimed.push(c),
+                Err((name, e)) => self.note_error(&name, &e, out),
+            }
         }
         claimed
     }
@@ -98,13 +153,13 @@ impl<C: Cloud> Ctx<C> {
         out: &mut Outcome,
     ) -> Vec<(Claimed, Result<Moved, CloudError>)> {
         let moves: Vec<AddressMove> = claimed.iter().map(Claimed::address_move).collect();
-        match self.assign_verified(mode, seat, &moves, out).await {
+        match self.assign(mode, seat, &moves, out).await {
             Err(e) if !e.retryable() && claimed.len() > 1 => {
                 tracing::warn!(eni, error = %e, addresses = claimed.len(), "EC2 refused a batched move; trying each address on its own");
                 let mut each = Vec::new();
                 for (c, m) in claimed.into_iter().zip(moves) {
                     let one = std::slice::from_ref(&m);
-                    let r = self.assign_verified(mode, seat, one, out).await;
+                    let r = self.assign(mode, seat, one, out).await;
                     each.push((c, r));
                 }
                 each
@@ -113,8 +168,8 @@ impl<C: Cloud> Ctx<C> {
         }
     }
 
-    /// One assignment onto `seat`, read back. Gated by the caller.
-    async fn assign_verified(
+    /// One assignment onto `seat`. Gated by the caller; read back after ([`Self::verify_after`]).
+    async fn assign(
         &self,
         mode: Mode,
         seat: &Seat,
@@ -126,7 +181,6 @@ impl<C: Cloud> Ctx<C> {
         if let Some(window) = moved.unassigned_for {
             self.metrics.unassigned_window(window.as_secs_f64());
         }
-        ec2::verify(&self.cloud, mode, seat, moves).await?;
         Ok(moved)
     }
 

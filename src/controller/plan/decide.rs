@@ -7,6 +7,7 @@ use super::locate::Located;
 use super::view::View;
 use super::{settle, Load, Picture, Placement, Plan, Seat, VipHealth, ATTACH_CLAIM_TIMEOUT};
 use crate::api::MoveReason;
+use crate::controller::doubt::Hold;
 use crate::nodes::Unfit;
 use crate::placement::{self, Candidate, Decision, Incumbent};
 use crate::probe::Health;
@@ -34,11 +35,10 @@ pub(super) fn act(
     }
     let decision = repair(&l, &fit)
         .unwrap_or_else(|| place(&view, &l, &candidates, &no_fit_node, vip.as_ref()));
-    let doubt = held_in_doubt(&view, &l, &decision, self_doubt);
-    let decision = if doubt.is_some() {
-        Decision::Stay
-    } else {
-        decision
+    let (decision, doubt) = match held_in_doubt(&view, &l, &decision, self_doubt) {
+        None => (decision, None),
+        Some(Hold::Denied(why)) => (Decision::Stay, Some(why)),
+        Some(Hold::Awaiting(remaining)) => (Decision::Hold { remaining }, None),
     };
     let target = match &decision {
         Decision::Move { to, .. } => fit.get(to.as_str()).cloned(),
@@ -126,16 +126,17 @@ fn waiting(view: &View<'_, '_>, l: &Located<'_>) -> Option<Decision> {
     attach_claim_hold(view, l).map(|remaining| Decision::Hold { remaining })
 }
 
-/// Why the decision is held, if the controller doubts its own probes: an unplanned move on its
-/// evidence alone waits unless an agent confirms the holder is down. The same goes for a fit
-/// holder its checks give up on with nowhere to go: what is in doubt is the controller's view,
-/// and that is what status must say.
+/// Why the decision is held for want of a second opinion ([`crate::controller::doubt`]): an
+/// unplanned move waits until an agent on another node confirms the holder is down. A fit
+/// holder its checks give up on with nowhere to go is held the same way while the controller
+/// doubts its own probes: what is in doubt is the controller's view, and that is what status
+/// must say.
 fn held_in_doubt(
     view: &View<'_, '_>,
     l: &Located<'_>,
     decision: &Decision,
     self_doubt: Option<&str>,
-) -> Option<String> {
+) -> Option<Hold> {
     let h = l.holder.as_ref()?;
     let unplanned = match decision {
         Decision::Move { reason, .. } => *reason == MoveReason::HolderUnhealthy,
@@ -145,8 +146,13 @@ fn held_in_doubt(
     if !unplanned {
         return None;
     }
+    if matches!(decision, Decision::Stuck { .. }) && self_doubt.is_none() {
+        return None;
+    }
     let failing_for = view.node_failing_for(&h.node);
-    crate::controller::doubt::hold_reason(self_doubt, &h.node, failing_for, view.picture.peers)
+    let node_failing = view.holder_health(&h.node) == Health::Down;
+    let peers = view.picture.peers;
+    crate::controller::doubt::hold_reason(self_doubt, &h.node, node_failing, failing_for, peers)
 }
 
 /// `floatip attach` claims an unheld address for its node while that node's agent is not
