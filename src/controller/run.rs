@@ -234,6 +234,7 @@ impl Controller {
     /// Observe, plan, execute; then what the next pass needs to know.
     async fn pass(&mut self, full_refresh: bool) -> Outcome {
         let (ctx, args) = (&self.ctx, &self.args);
+        let started = Instant::now();
         let seen = observe(
             ctx,
             args,
@@ -244,13 +245,22 @@ impl Controller {
             full_refresh,
         )
         .await;
+        let observed = started.elapsed();
         let plans = plan(&seen.picture(args));
+        let planned = started.elapsed();
         let recheck = recheck_after(&plans);
         self.note_plans(&plans);
         let mut outcome = self
             .ctx
             .execute(&seen.fips, plans, &seen.cloud_errors)
             .await;
+        tracing::debug!(
+            observe_ms = observed.as_secs_f64() * 1e3,
+            plan_ms = (planned - observed).as_secs_f64() * 1e3,
+            execute_ms = (started.elapsed() - planned).as_secs_f64() * 1e3,
+            moved = outcome.moved,
+            "pass"
+        );
         let now = Instant::now();
         for name in &outcome.reensured {
             self.reensured_at.insert(name.clone(), now);

@@ -119,29 +119,48 @@ impl<C: Cloud> Ctx<C> {
             fips.iter().map(|f| (f.name_any(), f)).collect();
         let mut out = Outcome::default();
         let mut batches = Batches::new();
-        for plan in plans {
-            let name = super::plan::plan_name(&plan).to_string();
-            let Some(fip) = by_name.get(&name) else {
-                continue;
-            };
-            let result = match plan {
-                Plan::Release { address, from, .. } => {
-                    self.release(fip, address, &from, &mut out).await
-                }
-                Plan::Place(act) => self.place(fip, *act, &mut batches, &mut out).await,
-                other => match not_acted_on(&other, fip, cloud_errors) {
-                    Some(observed) => self.write(fip, &observed).await.map(drop),
-                    None => Ok(()),
-                },
-            };
-            if let Err(e) = result {
-                self.note_error(&name, &e, &mut out);
-            }
+        // Moves first: clients wait on them, not on the status of addresses that stay.
+        let (moving, rest): (Vec<Plan>, Vec<Plan>) = plans.into_iter().partition(
+            |p| matches!(p, Plan::Place(a) if matches!(a.decision, Decision::Move { .. })),
+        );
+        for plan in moving {
+            self.act(&by_name, plan, &mut batches, cloud_errors, &mut out)
+                .await;
         }
-        for ((mode, eni), claimed) in batches {
+        for ((mode, eni), claimed) in std::mem::take(&mut batches) {
             self.move_batch(mode, &eni, claimed, &mut out).await;
         }
+        for plan in rest {
+            self.act(&by_name, plan, &mut batches, cloud_errors, &mut out)
+                .await;
+        }
         out
+    }
+
+    /// Acts on one plan (a move is gathered into `batches`).
+    async fn act(
+        &self,
+        by_name: &BTreeMap<String, &Arc<FloatingIP>>,
+        plan: Plan,
+        batches: &mut Batches,
+        cloud_errors: &BTreeMap<String, CloudError>,
+        out: &mut Outcome,
+    ) {
+        let name = super::plan::plan_name(&plan).to_string();
+        let Some(fip) = by_name.get(&name) else {
+            return;
+        };
+        let result = match plan {
+            Plan::Release { address, from, .. } => self.release(fip, address, &from, out).await,
+            Plan::Place(act) => self.place(fip, *act, batches, out).await,
+            other => match not_acted_on(&other, fip, cloud_errors) {
+                Some(observed) => self.write(fip, &observed).await.map(drop),
+                None => Ok(()),
+            },
+        };
+        if let Err(e) = result {
+            self.note_error(&name, &e, out);
+        }
     }
 
     /// A live FloatingIP: its finalizer first, then a move (gathered into `batches`), a
