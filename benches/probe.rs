@@ -72,6 +72,7 @@ async fn throughput(measure: Duration) {
                 success_threshold: 2,
                 udp_payload: Default::default(),
                 reply_required: false,
+                linked: Vec::new(),
             };
             (Target::new(Protocol::TCP, addr), spec)
         })
@@ -252,6 +253,7 @@ async fn detection(runs: usize) {
         port: 1,
         interval_ms: floatip::api::DEFAULT_INTERVAL_MS,
         timeout_ms: None,
+        idle_interval_ms: None,
         failure_threshold: DEFAULT_FAILURE_THRESHOLD,
         success_threshold: floatip::api::DEFAULT_SUCCESS_THRESHOLD,
         udp: None,
