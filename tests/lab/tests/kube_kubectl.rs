@@ -68,7 +68,7 @@ fn floatingip_life_cycle_with_kubectl() {
         "mode: SecondaryIP",
         "failback: Never",
         "minHoldSeconds: 30",
-        "intervalMs: 500",
+        "intervalMs: 100",
         "generation: 1",
     ] {
         assert!(yaml.contains(want), "missing {want:?} in:\n{yaml}");

@@ -33,7 +33,7 @@ fn health_check_defaults_only_when_present() {
     let stored = admitted(&fip_schema(), fip(spec));
     assert_eq!(
         stored["spec"]["healthCheck"],
-        json!({"port": 30080, "intervalMs": 500, "failureThreshold": 3, "successThreshold": 2, "protocol": "TCP"})
+        json!({"port": 30080, "intervalMs": 100, "failureThreshold": 3, "successThreshold": 2, "protocol": "TCP"})
     );
     assert_eq!(stored["spec"]["failover"], json!({"minHoldSeconds": 30}));
 
