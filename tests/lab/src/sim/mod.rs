@@ -395,6 +395,7 @@ impl Sim {
         }
         let follower = Follower::start(
             direct.clone(),
+            &ec2_endpoint,
             subnet.clone(),
             router.name.clone(),
             map,
