@@ -270,6 +270,10 @@ pub struct Args {
     /// VPC convergence delay in milliseconds; repeat to compare (AWS: about 1200).
     #[arg(long = "convergence-ms", default_values_t = [1200])]
     pub convergence_ms: Vec<u64>,
+    /// Milliseconds every EC2 call waits in the lab's EC2 before it is carried out: the round
+    /// trip to the Region (the lab's EC2 answers in a few ms; AWS in tens to hundreds).
+    #[arg(long = "ec2-latency-ms", default_value_t = 0)]
+    pub ec2_latency_ms: u64,
     /// Scenarios to run (default: all).
     #[arg(long = "scenario", value_enum)]
     pub scenarios: Vec<Failure>,
@@ -304,6 +308,9 @@ pub struct Summary {
     pub scenario: &'static str,
     pub mode: Flavor,
     pub convergence_ms: u64,
+    pub ec2_latency_ms: u64,
+    /// What was measured instead of floatip (such as "keepalived"); None for floatip.
+    pub baseline: Option<String>,
     pub runs: Vec<Measured>,
 }
 
@@ -323,6 +330,8 @@ impl Summary {
             "scenario": self.scenario,
             "mode": self.mode.mode(),
             "convergenceMs": self.convergence_ms,
+            "ec2LatencyMs": self.ec2_latency_ms,
+            "baseline": self.baseline,
             "runs": self.runs.len(),
             "tcpOutageMs": stats(&tcp),
             "udpOutageMs": stats(&udp),
@@ -349,10 +358,11 @@ impl Summary {
 /// Prints the table header and rows.
 pub fn table(summaries: &[Summary]) -> String {
     let mut out = format!(
-        "{:<22} {:<14} {:>11} {:>5} {:>22} {:>22} {:>14}\n",
+        "{:<22} {:<14} {:>11} {:>11} {:>5} {:>22} {:>22} {:>14}\n",
         "mode",
         "scenario",
         "convergence",
+        "EC2 latency",
         "runs",
         "TCP outage p50/p95/max",
         "UDP outage p50/p95/max",
@@ -371,10 +381,11 @@ pub fn table(summaries: &[Summary]) -> String {
             )
         };
         out.push_str(&format!(
-            "{:<22} {:<14} {:>8} ms {:>5} {:>22} {:>22} {:>7.1} (max {})\n",
+            "{:<22} {:<14} {:>8} ms {:>8} ms {:>5} {:>22} {:>22} {:>7.1} (max {})\n",
             s.mode.mode(),
             s.scenario,
             s.convergence_ms,
+            s.ec2_latency_ms,
             s.runs.len(),
             trio(&tcp),
             trio(&udp),
@@ -403,6 +414,7 @@ pub fn run(args: Args, bins: Binaries) -> Result<()> {
             let plan = Plan {
                 mode,
                 convergence_ms,
+                ec2_latency_ms: args.ec2_latency_ms,
                 scenarios: scenarios.clone(),
                 runs: args.runs,
                 quiet: args.json,
@@ -463,6 +475,7 @@ fn write_svg(path: &std::path::Path, s: &Summary, several: bool) -> Result<()> {
 struct Plan {
     mode: Flavor,
     convergence_ms: u64,
+    ec2_latency_ms: u64,
     scenarios: Vec<Failure>,
     runs: usize,
     quiet: bool,
@@ -473,6 +486,7 @@ fn one_simulation(plan: Plan, args: &Args, bins: Binaries) -> Result<Vec<Summary
     let dir = format!("{}-convergence-{}", plan.mode.name(), plan.convergence_ms);
     let opts = Options {
         convergence: Duration::from_millis(plan.convergence_ms),
+        ec2_latency: Duration::from_millis(plan.ec2_latency_ms),
         log_dir: args.log_dir.as_ref().map(|d| d.join(dir)),
         ..Options::default()
     };
@@ -503,6 +517,8 @@ async fn measure(sim: &mut Sim, plan: Plan) -> Result<Vec<Summary>> {
             scenario: failure.name(),
             mode: kind,
             convergence_ms: plan.convergence_ms,
+            ec2_latency_ms: plan.ec2_latency_ms,
+            baseline: None,
             runs: Vec::new(),
         };
         for run in 1..=plan.runs {
