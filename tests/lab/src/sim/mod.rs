@@ -33,6 +33,7 @@ pub mod net;
 pub mod network;
 pub mod prepare;
 pub mod procs;
+pub mod scale;
 pub mod service;
 pub mod timeline;
 pub mod traffic;
@@ -242,6 +243,8 @@ pub struct Sim {
     pub vpc: network::Vpc,
     /// The FloatingIPs of [`Options::flavors`] besides "web", as created.
     pub flavors: Vec<flavor::Fip>,
+    /// FloatingIPs kept on web's node ([`scale`]).
+    pub companions: Vec<scale::Companion>,
     pub log_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     infra: PathBuf,
@@ -443,6 +446,7 @@ impl Sim {
             subnet,
             vpc,
             flavors: Vec::new(),
+            companions: Vec::new(),
             log_dir,
             _tmp: None,
             infra: infra.path(),
