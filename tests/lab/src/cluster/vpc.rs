@@ -53,6 +53,7 @@ impl Vpc {
         }
         let follower = Follower::start(
             cluster.ec2.direct_client(),
+            &cluster.ec2.endpoint,
             cluster.subnet.clone(),
             router.name.clone(),
             map,

@@ -4,9 +4,13 @@
 //! - `GET /_lab/faults` lists the armed faults; `DELETE /_lab/faults` disarms them all.
 //! - `GET /_lab/calls` counts requests per EC2 Action, mutating or not, and per caller (access
 //!   key ID) and Action; `DELETE` resets them.
-//! - `GET /_lab/info` tells moto's address and process id.
+//! - `GET /_lab/info` tells moto's address and process id, and the round trip every EC2
+//!   request waits (`latency_ms`).
+//! - `GET /_lab/generation?after=N&waitMs=M` answers `{"generation": G}`, how many mutating
+//!   calls moto carried out, once G exceeds N or M ms (at most [`MAX_WAIT`]) have passed:
+//!   how the simulated VPC hears of changes in EC2 as they happen.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, StatusCode};
@@ -18,6 +22,9 @@ use super::faults::{Calls, Spec};
 use super::proxy::{text, Reply, State};
 
 pub const PREFIX: &str = "/_lab/";
+
+/// The longest a `GET /_lab/generation` waits for a change.
+pub const MAX_WAIT: Duration = Duration::from_secs(10);
 
 pub async fn handle(state: &State, req: Request<Incoming>) -> Reply {
     let (parts, body) = req.into_parts();
@@ -51,12 +58,41 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Reply {
         }
         (&Method::GET, "info") => json(
             StatusCode::OK,
-            &serde_json::json!({ "moto_addr": state.moto.to_string(), "moto_pid": state.moto_pid }),
+            &serde_json::json!({
+                "moto_addr": state.moto.to_string(),
+                "moto_pid": state.moto_pid,
+                "latency_ms": state.faults().round_trip().as_millis() as u64,
+            }),
         ),
-        (_, "faults" | "calls" | "info") => {
+        (&Method::GET, "generation") => {
+            let (after, wait) = generation_query(parts.uri.query().unwrap_or_default());
+            let generation = state.generation_after(after, wait).await;
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "generation": generation }),
+            )
+        }
+        (_, "faults" | "calls" | "info" | "generation") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => text(StatusCode::NOT_FOUND, "no such lab path"),
+    }
+}
+
+/// `after` and `waitMs` of a generation query: without `after` the answer comes at once.
+fn generation_query(query: &str) -> (u64, Duration) {
+    let mut after = None;
+    let mut wait = Duration::ZERO;
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match &*key {
+            "after" => after = value.parse().ok(),
+            "waitMs" => wait = value.parse().map_or(wait, Duration::from_millis),
+            _ => {}
+        }
+    }
+    match after {
+        Some(after) => (after, wait.min(MAX_WAIT)),
+        None => (u64::MAX, Duration::ZERO),
     }
 }
 
@@ -71,5 +107,20 @@ fn json(status: StatusCode, value: &impl Serialize) -> Reply {
             reply
         }
         Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_queries_wait_only_when_given_a_generation_and_not_for_long() {
+        let ms = Duration::from_millis;
+        assert_eq!(generation_query("after=7&waitMs=10"), (7, ms(10)));
+        assert_eq!(generation_query("after=7"), (7, Duration::ZERO));
+        assert_eq!(generation_query("after=7&waitMs=3600000"), (7, MAX_WAIT));
+        assert_eq!(generation_query("waitMs=10"), (u64::MAX, Duration::ZERO));
+        assert_eq!(generation_query(""), (u64::MAX, Duration::ZERO));
     }
 }

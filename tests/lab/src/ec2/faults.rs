@@ -107,9 +107,24 @@ pub struct Decision {
 pub struct Faults {
     next_id: u64,
     armed: Vec<Fault>,
+    /// Added to every request: the round trip to the Region that an EC2 on the same machine
+    /// lacks (`floatip-lab ec2 --latency-ms`). Not a fault, so clearing faults keeps it.
+    round_trip: Duration,
 }
 
 impl Faults {
+    /// No fault armed; every request waits `round_trip` before it is answered.
+    pub fn with_round_trip(round_trip: Duration) -> Self {
+        Self {
+            round_trip,
+            ..Self::default()
+        }
+    }
+
+    pub fn round_trip(&self) -> Duration {
+        self.round_trip
+    }
+
     pub fn add(&mut self, spec: Spec, now: Instant) -> Result<Fault, String> {
         match (spec.kind, spec.ms) {
             (Kind::Latency, None) => return Err("latency needs \"ms\"".into()),
@@ -149,8 +164,8 @@ impl Faults {
         self.armed.clone()
     }
 
-    /// Decides one request. Every matching latency adds its delay; the oldest matching
-    /// error or outage decides the answer. Only the faults that acted use up their count.
+    /// Decides one request. It waits the round trip, and every matching latency adds its
+    /// delay; the oldest matching error or outage decides the answer. Only the faults that acted use up their count.
     #[cfg(test)]
     pub fn decide(&mut self, action: Option<&str>, now: Instant) -> Decision {
         self.decide_request(action, &[], now)
@@ -164,7 +179,7 @@ impl Faults {
         now: Instant,
     ) -> Decision {
         self.armed.retain(|f| f.live(now));
-        let mut delay = Duration::ZERO;
+        let mut delay = self.round_trip;
         let mut outcome = Outcome::Forward;
         for fault in self.armed.iter_mut().filter(|f| f.matches(action, values)) {
             match fault.kind {
@@ -355,6 +370,29 @@ mod tests {
         let second = faults.decide(Some("DescribeVpcs"), now);
         assert_eq!(second.outcome, Outcome::Error(Kind::Throttle));
         assert_eq!(faults.clear(), 2, "the two latencies are still armed");
+    }
+
+    #[test]
+    fn the_round_trip_delays_every_request_and_outlives_clearing_faults() {
+        let now = Instant::now();
+        let mut faults = Faults::with_round_trip(Duration::from_millis(150));
+        for action in [Some("AssignPrivateIpAddresses"), Some("DescribeVpcs"), None] {
+            assert_eq!(faults.decide(action, now).delay, Duration::from_millis(150));
+        }
+        let latency = Spec {
+            ms: Some(40),
+            ..spec(Kind::Latency)
+        };
+        faults.add(latency, now).unwrap();
+        faults.add(spec(Kind::Throttle), now).unwrap();
+        let both = faults.decide(Some("DescribeVpcs"), now);
+        assert_eq!(both.delay, Duration::from_millis(190));
+        assert_eq!(both.outcome, Outcome::Error(Kind::Throttle));
+        assert_eq!(faults.clear(), 2);
+        let after = faults.decide(Some("DescribeVpcs"), now);
+        assert_eq!(after.delay, Duration::from_millis(150));
+        assert_eq!(after.outcome, Outcome::Forward);
+        assert_eq!(Faults::default().decide(None, now).delay, Duration::ZERO);
     }
 
     #[test]

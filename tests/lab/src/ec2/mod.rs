@@ -46,6 +46,10 @@ pub struct Args {
     /// Python used to create the virtualenv.
     #[arg(long, env = "LAB_PYTHON", default_value = "python3")]
     pub python: PathBuf,
+    /// Milliseconds every EC2 request waits before it is forwarded (or faulted): the round
+    /// trip to the Region that a local EC2 lacks. The /_lab/ control paths never wait.
+    #[arg(long = "latency-ms", env = "LAB_EC2_LATENCY_MS", default_value_t = 0)]
+    pub latency_ms: u64,
 }
 
 /// The virtualenv folder `floatip-lab ec2` uses when given no --venv: `LAB_VENV`, else
@@ -75,13 +79,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let state = Arc::new(proxy::State::new(moto.addr(), moto.pid()));
+    let round_trip = std::time::Duration::from_millis(args.latency_ms);
+    let state = Arc::new(proxy::State::new(moto.addr(), moto.pid(), round_trip));
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "AWS_ENDPOINT_URL=http://{addr}")?;
         out.flush()?;
     }
-    tracing::info!(%addr, moto = %moto.addr(), "EC2 lab serving");
+    tracing::info!(%addr, moto = %moto.addr(), latency_ms = args.latency_ms, "EC2 lab serving");
     let mut term = signal(SignalKind::terminate())?;
     let result = tokio::select! {
         served = proxy::serve(listener, state) => served,

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode, Uri};
@@ -15,27 +15,42 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use super::control;
-use super::faults::{CallRecord, Calls, Faults, Kind, Outcome};
+use super::faults::{is_mutating, CallRecord, Calls, Faults, Kind, Outcome};
 
 pub struct State {
     pub moto: SocketAddr,
     pub moto_pid: Option<u32>,
     faults: Mutex<Faults>,
     calls: Mutex<Calls>,
+    /// How many mutating calls moto carried out (answered with success): the simulated VPC
+    /// waits on it to follow EC2 as it changes rather than read EC2 over and over.
+    generation: watch::Sender<u64>,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl State {
-    pub fn new(moto: SocketAddr, moto_pid: Option<u32>) -> Self {
+    /// Forwards to moto at `moto`; every EC2 request waits `round_trip` first.
+    pub fn new(moto: SocketAddr, moto_pid: Option<u32>, round_trip: Duration) -> Self {
         Self {
             moto,
             moto_pid,
-            faults: Mutex::default(),
+            faults: Mutex::new(Faults::with_round_trip(round_trip)),
             calls: Mutex::default(),
+            generation: watch::Sender::new(0),
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
+    }
+
+    /// Waits until more than `after` mutating calls were carried out, at most `wait`; the
+    /// count then.
+    pub async fn generation_after(&self, after: u64, wait: Duration) -> u64 {
+        let mut changes = self.generation.subscribe();
+        let _ = tokio::time::timeout(wait, changes.wait_for(|g| *g > after)).await;
+        let now = *changes.borrow();
+        now
     }
 
     pub fn faults(&self) -> MutexGuard<'_, Faults> {
@@ -121,8 +136,13 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Drop
         Outcome::Error(kind) => Ok(ec2_error(kind)),
         Outcome::Drop => Err(Dropped),
     };
+    let action = action.unwrap_or_else(|| "(none)".into());
+    let changed = !faulted && is_mutating(&action);
+    if changed && reply.as_ref().is_ok_and(|r| r.status().is_success()) {
+        state.generation.send_modify(|g| *g += 1);
+    }
     state.calls().finished(CallRecord {
-        action: action.unwrap_or_else(|| "(none)".into()),
+        action,
         started_ms,
         finished_ms: unix_ms(),
         faulted,

@@ -21,8 +21,13 @@ pub struct Ec2Lab {
 
 impl Ec2Lab {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`Ec2Lab::start`] with more `floatip-lab ec2` flags, e.g. `["--latency-ms", "150"]`.
+    pub fn start_with(flags: &[&str]) -> Self {
         let mut cmd = Command::new(beside_test_binary("floatip-lab"));
-        cmd.args(["ec2", "--listen", "127.0.0.1:0"]);
+        cmd.args(["ec2", "--listen", "127.0.0.1:0"]).args(flags);
         let (child, endpoint) =
             spawn_ready(cmd, "floatip-lab ec2", "AWS_ENDPOINT_URL", READY_TIMEOUT)
                 .expect("the lab's EC2 endpoint");

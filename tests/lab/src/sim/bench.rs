@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use floatip::api::FloatingIP;
 
 use super::flavor::Flavor;
+use super::scale;
 use super::timeline::{before, field, Failover};
 use super::traffic::{outage, Proto, Traffic};
 use super::{Binaries, Options, Sim};
@@ -37,6 +38,9 @@ impl Failure {
 pub struct Measured {
     pub timeline: Failover,
     pub mutating_calls: u64,
+    /// The TCP outage of each address that moved: the measured kind's, then each companion's
+    /// ([`scale`]).
+    pub address_outages: Vec<Duration>,
 }
 
 /// Waits until the client is answered by `to` (TCP), at most 30 s.
@@ -77,11 +81,14 @@ impl Sim {
         kind: Flavor,
     ) -> Result<Measured> {
         let from = self.settle_flavor(kind, Duration::from_secs(60)).await?;
+        self.settle_companions(&from, Duration::from_secs(60))
+            .await?;
         let calls_before = self.ec2_mutating()?;
         let traffic = match kind {
             Flavor::SecondaryIp => self.traffic(),
             _ => self.traffic_for(kind)?,
         };
+        let companions = self.companion_traffic();
         tokio::time::sleep(Duration::from_millis(500)).await;
         let injected = SystemTime::now();
         match failure {
@@ -95,9 +102,13 @@ impl Sim {
             .await?;
         let to = holder_of(&f).unwrap_or_default();
         answered_by(&traffic, injected, &to).await?;
+        if let Some(companions) = &companions {
+            scale::all_moved(companions, injected, &from).await?;
+        }
         // The old holder's release delay and the VPC's tail, then the verdict.
         tokio::time::sleep(self.opts.release_delay + Duration::from_millis(500)).await;
         let attempts = traffic.stop();
+        let others = companions.map(Traffic::stop).unwrap_or_default();
         self.settle_flavor(kind, Duration::from_secs(30)).await?;
         let reason = f
             .status
@@ -122,9 +133,17 @@ impl Sim {
         };
         self.fill_timeline(&mut timeline, kind, &f)?;
         let mutating_calls = self.ec2_mutating()? - calls_before;
+        let address_outages = std::iter::once(timeline.tcp.duration)
+            .chain(
+                scale::outages(&others, injected)
+                    .into_iter()
+                    .map(|(_, d)| d),
+            )
+            .collect();
         Ok(Measured {
             timeline,
             mutating_calls,
+            address_outages,
         })
     }
 
@@ -270,6 +289,10 @@ pub struct Args {
     /// VPC convergence delay in milliseconds; repeat to compare (AWS: about 1200).
     #[arg(long = "convergence-ms", default_values_t = [1200])]
     pub convergence_ms: Vec<u64>,
+    /// Milliseconds every EC2 call waits in the lab's EC2 before it is carried out: the round
+    /// trip to the Region (the lab's EC2 answers in a few ms; AWS in tens to hundreds).
+    #[arg(long = "ec2-latency-ms", default_value_t = 0)]
+    pub ec2_latency_ms: u64,
     /// Scenarios to run (default: all).
     #[arg(long = "scenario", value_enum)]
     pub scenarios: Vec<Failure>,
@@ -277,6 +300,11 @@ pub struct Args {
     /// runs beside "web", kept off web's node, so that each failover moves it alone.
     #[arg(long = "mode", value_enum)]
     pub modes: Vec<Flavor>,
+    /// Addresses on the failing node (secondary-ip only): with N > 1, N-1 FloatingIPs beside
+    /// "web" on its node, all preferring the same nodes, and a client sending TCP to each
+    /// every 20 ms; rows add the slowest address's outage and the spread across addresses.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub addresses: u16,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -304,6 +332,11 @@ pub struct Summary {
     pub scenario: &'static str,
     pub mode: Flavor,
     pub convergence_ms: u64,
+    pub ec2_latency_ms: u64,
+    /// What was measured instead of floatip (such as "keepalived"); None for floatip.
+    pub baseline: Option<String>,
+    /// Addresses on the failing node.
+    pub addresses: usize,
     pub runs: Vec<Measured>,
 }
 
@@ -318,24 +351,57 @@ impl Summary {
         let tcp = self.sorted(|m| m.timeline.tcp.duration.as_secs_f64() * 1000.0);
         let udp = self.sorted(|m| m.timeline.udp.duration.as_secs_f64() * 1000.0);
         let calls = self.sorted(|m| m.mutating_calls as f64);
+        let slowest = self.sorted(slowest_ms);
+        let mut every: Vec<f64> = (self.runs.iter())
+            .flat_map(|m| m.address_outages.iter().map(|d| d.as_secs_f64() * 1000.0))
+            .collect();
+        every.sort_by(f64::total_cmp);
         let stats = |v: &[f64]| json!({"p50": percentile(v, 50.0), "p95": percentile(v, 95.0), "max": v.last().copied().unwrap_or(0.0)});
         json!({
             "scenario": self.scenario,
             "mode": self.mode.mode(),
             "convergenceMs": self.convergence_ms,
+            "ec2LatencyMs": self.ec2_latency_ms,
+            "baseline": self.baseline,
             "runs": self.runs.len(),
             "tcpOutageMs": stats(&tcp),
             "udpOutageMs": stats(&udp),
             "mutatingEc2CallsPerFailover": stats(&calls),
+            "addresses": self.addresses,
+            "slowestAddressOutageMs": stats(&slowest),
+            "addressOutageMs": stats(&every),
             "samples": self.runs.iter().map(|m| json!({
                 "from": m.timeline.from, "to": m.timeline.to, "reason": m.timeline.reason,
                 "tcpOutageMs": m.timeline.tcp.duration.as_millis() as u64,
                 "tcpFailed": m.timeline.tcp.failed,
                 "udpOutageMs": m.timeline.udp.duration.as_millis() as u64,
                 "mutatingEc2Calls": m.mutating_calls,
+                "ec2Actions": m.timeline.ec2.iter().map(|(action, _, _)| action).collect::<Vec<_>>(),
+                "slowestAddressOutageMs": slowest_ms(m),
+                "addressOutageMs": stats(&address_ms(m)),
                 "timeline": m.timeline.points(),
             })).collect::<Vec<_>>(),
         })
+    }
+
+    /// With several addresses: a line on how long they were out, the slowest address of each
+    /// run and all addresses of all runs.
+    fn addresses_line(&self) -> Option<String> {
+        if self.addresses < 2 {
+            return None;
+        }
+        let slowest = self.sorted(slowest_ms);
+        let mut every: Vec<f64> = self.runs.iter().flat_map(address_ms).collect();
+        every.sort_by(f64::total_cmp);
+        Some(format!(
+            "    {} addresses: slowest address's TCP outage p50/p95/max {:.2}/{:.2}/{:.2} s; every address p50 {:.2} s, p95 {:.2} s\n",
+            self.addresses,
+            percentile(&slowest, 50.0) / 1000.0,
+            percentile(&slowest, 95.0) / 1000.0,
+            slowest.last().copied().unwrap_or(0.0) / 1000.0,
+            percentile(&every, 50.0) / 1000.0,
+            percentile(&every, 95.0) / 1000.0,
+        ))
     }
 
     /// The run with the median TCP outage.
@@ -346,13 +412,28 @@ impl Summary {
     }
 }
 
+/// The TCP outage of each address of one run in ms, in order.
+fn address_ms(m: &Measured) -> Vec<f64> {
+    let mut v: Vec<f64> = (m.address_outages.iter())
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// The slowest address's TCP outage of one run in ms.
+fn slowest_ms(m: &Measured) -> f64 {
+    address_ms(m).last().copied().unwrap_or(0.0)
+}
+
 /// Prints the table header and rows.
 pub fn table(summaries: &[Summary]) -> String {
     let mut out = format!(
-        "{:<22} {:<14} {:>11} {:>5} {:>22} {:>22} {:>14}\n",
+        "{:<22} {:<14} {:>11} {:>11} {:>5} {:>22} {:>22} {:>14}\n",
         "mode",
         "scenario",
         "convergence",
+        "EC2 latency",
         "runs",
         "TCP outage p50/p95/max",
         "UDP outage p50/p95/max",
@@ -371,16 +452,18 @@ pub fn table(summaries: &[Summary]) -> String {
             )
         };
         out.push_str(&format!(
-            "{:<22} {:<14} {:>8} ms {:>5} {:>22} {:>22} {:>7.1} (max {})\n",
+            "{:<22} {:<14} {:>8} ms {:>8} ms {:>5} {:>22} {:>22} {:>7.1} (max {})\n",
             s.mode.mode(),
             s.scenario,
             s.convergence_ms,
+            s.ec2_latency_ms,
             s.runs.len(),
             trio(&tcp),
             trio(&udp),
             calls.iter().sum::<f64>() / calls.len().max(1) as f64,
             calls.last().copied().unwrap_or(0.0)
         ));
+        out.extend(s.addresses_line());
     }
     out
 }
@@ -397,12 +480,19 @@ pub fn run(args: Args, bins: Binaries) -> Result<()> {
     } else {
         args.modes.clone()
     };
+    if args.addresses > 1 && modes != [Flavor::SecondaryIp] {
+        bail!(
+            "--addresses puts SecondaryIP addresses beside web: it takes --mode secondary-ip only"
+        );
+    }
     let mut summaries = Vec::new();
     for &mode in &modes {
         for &convergence_ms in &args.convergence_ms {
             let plan = Plan {
                 mode,
                 convergence_ms,
+                ec2_latency_ms: args.ec2_latency_ms,
+                addresses: usize::from(args.addresses),
                 scenarios: scenarios.clone(),
                 runs: args.runs,
                 quiet: args.json,
@@ -463,6 +553,8 @@ fn write_svg(path: &std::path::Path, s: &Summary, several: bool) -> Result<()> {
 struct Plan {
     mode: Flavor,
     convergence_ms: u64,
+    ec2_latency_ms: u64,
+    addresses: usize,
     scenarios: Vec<Failure>,
     runs: usize,
     quiet: bool,
@@ -473,6 +565,7 @@ fn one_simulation(plan: Plan, args: &Args, bins: Binaries) -> Result<Vec<Summary
     let dir = format!("{}-convergence-{}", plan.mode.name(), plan.convergence_ms);
     let opts = Options {
         convergence: Duration::from_millis(plan.convergence_ms),
+        ec2_latency: Duration::from_millis(plan.ec2_latency_ms),
         log_dir: args.log_dir.as_ref().map(|d| d.join(dir)),
         ..Options::default()
     };
@@ -497,12 +590,21 @@ async fn measure(sim: &mut Sim, plan: Plan) -> Result<Vec<Summary>> {
         let hold = Duration::from_secs(u64::from(sim.opts.min_hold_seconds));
         tokio::time::sleep(hold + Duration::from_secs(1)).await;
     }
+    if plan.addresses > 1 {
+        sim.add_companions(plan.addresses - 1).await?;
+        // Placed just now: a failover would wait out minHoldSeconds.
+        let hold = Duration::from_secs(u64::from(sim.opts.min_hold_seconds));
+        tokio::time::sleep(hold + Duration::from_secs(1)).await;
+    }
     let mut out = Vec::new();
     for failure in plan.scenarios {
         let mut summary = Summary {
             scenario: failure.name(),
             mode: kind,
             convergence_ms: plan.convergence_ms,
+            ec2_latency_ms: plan.ec2_latency_ms,
+            baseline: None,
+            addresses: plan.addresses,
             runs: Vec::new(),
         };
         for run in 1..=plan.runs {
@@ -520,6 +622,13 @@ async fn measure(sim: &mut Sim, plan: Plan) -> Result<Vec<Summary>> {
                     m.timeline.udp.duration.as_millis(),
                     m.mutating_calls
                 );
+                if plan.addresses > 1 {
+                    eprintln!(
+                        "  {} addresses: the slowest was out {:.0} ms",
+                        plan.addresses,
+                        slowest_ms(&m)
+                    );
+                }
             }
             let from = m.timeline.from.clone();
             summary.runs.push(m);
@@ -536,7 +645,88 @@ async fn measure(sim: &mut Sim, plan: Plan) -> Result<Vec<Summary>> {
 
 #[cfg(test)]
 mod tests {
-    use super::percentile;
+    use super::*;
+    use crate::sim::traffic::Outage;
+
+    fn run(tcp_ms: u64, companions_ms: &[u64]) -> Measured {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let ms = |m: u64| t0 + Duration::from_millis(m);
+        let tcp = Outage {
+            duration: Duration::from_millis(tcp_ms),
+            ..Outage::default()
+        };
+        let timeline = Failover {
+            scenario: "node-dies".into(),
+            from: "node-1".into(),
+            to: "node-2".into(),
+            reason: "HolderGone".into(),
+            injected: t0,
+            first_failed_probe: Some(ms(50)),
+            detected: Some(ms(400)),
+            decided: Some(ms(405)),
+            ec2: vec![("AssignPrivateIpAddresses".into(), ms(410), ms(420))],
+            agent: Some(ms(440)),
+            routed: Some(ms(445)),
+            tcp: tcp.clone(),
+            udp: tcp,
+        };
+        let address_outages = std::iter::once(tcp_ms)
+            .chain(companions_ms.iter().copied())
+            .map(Duration::from_millis)
+            .collect();
+        Measured {
+            timeline,
+            mutating_calls: 1,
+            address_outages,
+        }
+    }
+
+    #[test]
+    fn rows_say_what_was_measured_and_how_each_address_fared() {
+        let s = Summary {
+            scenario: "node-dies",
+            mode: Flavor::SecondaryIp,
+            convergence_ms: 0,
+            ec2_latency_ms: 150,
+            baseline: None,
+            addresses: 3,
+            runs: vec![run(500, &[520, 700]), run(450, &[460, 480])],
+        };
+        let row = s.json();
+        assert_eq!(row["ec2LatencyMs"], 150);
+        assert_eq!(row["baseline"], serde_json::Value::Null);
+        assert_eq!(row["addresses"], 3);
+        assert_eq!(row["slowestAddressOutageMs"]["max"], 700.0);
+        assert_eq!(row["slowestAddressOutageMs"]["p50"], 480.0);
+        assert_eq!(row["addressOutageMs"]["p50"], 480.0);
+        assert_eq!(row["tcpOutageMs"]["max"], 500.0);
+        assert_eq!(row["mutatingEc2CallsPerFailover"]["max"], 1.0);
+        let sample = &row["samples"][0];
+        assert_eq!(sample["slowestAddressOutageMs"], 700.0);
+        assert_eq!(sample["ec2Actions"], json!(["AssignPrivateIpAddresses"]));
+        let points = &sample["timeline"];
+        for (point, at) in [
+            ("down", 400.0),
+            ("decided", 405.0),
+            ("ec2Call", 410.0),
+            ("agent", 440.0),
+        ] {
+            assert_eq!(points[point], at, "{point}");
+        }
+        let table = table(std::slice::from_ref(&s));
+        assert!(table.contains("150 ms"), "{table}");
+        assert!(
+            table
+                .contains("3 addresses: slowest address's TCP outage p50/p95/max 0.48/0.70/0.70 s"),
+            "{table}"
+        );
+        let one = Summary { addresses: 1, ..s };
+        assert!(!table_of(&one).contains("addresses:"));
+    }
+
+    fn table_of(s: &Summary) -> String {
+        table(std::slice::from_ref(s))
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

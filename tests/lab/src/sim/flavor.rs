@@ -455,25 +455,47 @@ impl Sim {
     }
 
     /// An address in the node subnet (IPv4 from 10.99.8.101 on, or IPv6 from ::101 of its
-    /// /64) that no ENI has, no flavor uses and `avoid` does not name.
+    /// /64) that no ENI has, no FloatingIP of the lab uses and `avoid` does not name.
     pub async fn free_address(&self, v6: bool, avoid: &[IpAddr]) -> Result<IpAddr> {
+        let mut one = self.free_addresses(v6, avoid, 1).await?;
+        one.pop().context("no free address in the subnet")
+    }
+
+    /// `n` addresses as [`Sim::free_address`] picks one, from one read of EC2.
+    pub async fn free_addresses(
+        &self,
+        v6: bool,
+        avoid: &[IpAddr],
+        n: usize,
+    ) -> Result<Vec<IpAddr>> {
         let used = self.subnet_addresses().await?;
-        (101..200u8)
+        let free: Vec<IpAddr> = (101..=250u8)
             .map(|host| match v6 {
                 true => in_64(self.vpc.subnet_v6, 0x100 + u64::from(host)),
                 false => IpAddr::V4([10, 99, 8, host].into()),
             })
-            .find(|a| {
+            .filter(|a| {
                 a.to_string() != VIP
                     && !avoid.contains(a)
                     && !used.contains(a)
                     && self.flavors.iter().all(|f| f.address != *a)
+                    && self.companions.iter().all(|c| c.address != *a)
             })
-            .context("no free address in the subnet")
+            .take(n)
+            .collect();
+        if free.len() < n {
+            bail!(
+                "only {} free addresses in the subnet, {n} wanted",
+                free.len()
+            );
+        }
+        Ok(free)
     }
 
     /// Every ENI in the node subnet, straight from EC2.
-    async fn subnet_interfaces(&self) -> Result<Vec<aws_sdk_ec2::types::NetworkInterface>> {
+    pub(super) async fn subnet_interfaces(
+        &self,
+    ) -> Result<Vec<aws_sdk_ec2::types::NetworkInterface>> {
         let out = self
             .direct
             .describe_network_interfaces()
@@ -532,18 +554,41 @@ fn manifest_avoiding(
         .as_ref()
         .map(|a| format!("  elasticIP:\n    allocationId: {}\n", a.id))
         .unwrap_or_default();
-    let preferred: String = nodes.iter().map(|n| format!("  - {n}\n")).collect();
-    let mut preferred = match preferred.is_empty() {
-        true => String::new(),
-        false => format!("  preferredNodes:\n{preferred}"),
-    };
+    let mut placement = preferred_nodes(nodes);
     if let Some(node) = avoid {
-        preferred += &format!("  nodeSelector:\n    matchExpressions:\n    - key: kubernetes.io/hostname\n      operator: NotIn\n      values: [{node}]\n");
+        placement += &format!("  nodeSelector:\n    matchExpressions:\n    - key: kubernetes.io/hostname\n      operator: NotIn\n      values: [{node}]\n");
     }
-    format!(
-        "apiVersion: floatip.io/v1alpha1\nkind: FloatingIP\nmetadata:\n  name: {}\nspec:\n  mode: {mode}\n  address: \"{}\"\n  subnetId: {subnet}\n{elastic}{preferred}  healthCheck:\n    protocol: TCP\n    port: {NODE_PORT}\n  failover:\n    minHoldSeconds: {min_hold_seconds}\n",
+    floating_ip_yaml(
         fip.flavor.name(),
+        mode,
         fip.address,
+        subnet,
+        &(elastic + &placement),
+        min_hold_seconds,
+    )
+}
+
+/// The spec lines that list `nodes` as preferred, in order (none for no nodes).
+pub fn preferred_nodes(nodes: &[String]) -> String {
+    let list: String = nodes.iter().map(|n| format!("  - {n}\n")).collect();
+    match list.is_empty() {
+        true => String::new(),
+        false => format!("  preferredNodes:\n{list}"),
+    }
+}
+
+/// A FloatingIP the lab applies: `more` is spec lines (two-space indented) besides the mode,
+/// address, subnet, health check (the node's service) and hold time.
+pub fn floating_ip_yaml(
+    name: &str,
+    mode: &str,
+    address: IpAddr,
+    subnet: &str,
+    more: &str,
+    min_hold_seconds: u32,
+) -> String {
+    format!(
+        "apiVersion: floatip.io/v1alpha1\nkind: FloatingIP\nmetadata:\n  name: {name}\nspec:\n  mode: {mode}\n  address: \"{address}\"\n  subnetId: {subnet}\n{more}  healthCheck:\n    protocol: TCP\n    port: {NODE_PORT}\n  failover:\n    minHoldSeconds: {min_hold_seconds}\n"
     )
 }
 

@@ -33,6 +33,7 @@ pub mod net;
 pub mod network;
 pub mod prepare;
 pub mod procs;
+pub mod scale;
 pub mod service;
 pub mod timeline;
 pub mod traffic;
@@ -79,6 +80,9 @@ pub struct Options {
     pub controllers: usize,
     /// How long the VPC takes to route a moved address to its new ENI (AWS: about 1.2 s).
     pub convergence: Duration,
+    /// How long every EC2 call waits in the lab's fault proxy before it is carried out: the
+    /// round trip to the Region that the lab's EC2, on this machine, lacks.
+    pub ec2_latency: Duration,
     /// The agents' --release-delay.
     pub release_delay: Duration,
     /// The FloatingIP's failover.minHoldSeconds.
@@ -100,6 +104,7 @@ impl Default for Options {
             nodes: 3,
             controllers: 2,
             convergence: Duration::from_millis(1200),
+            ec2_latency: Duration::ZERO,
             release_delay: Duration::from_secs(2),
             min_hold_seconds: 3,
             echo: false,
@@ -238,6 +243,8 @@ pub struct Sim {
     pub vpc: network::Vpc,
     /// The FloatingIPs of [`Options::flavors`] besides "web", as created.
     pub flavors: Vec<flavor::Fip>,
+    /// FloatingIPs kept on web's node ([`scale`]).
+    pub companions: Vec<scale::Companion>,
     pub log_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     infra: PathBuf,
@@ -323,7 +330,9 @@ impl Sim {
         // The virtualenv [`prepare::prepare`] built outside the namespaces: nothing can be
         // downloaded from in here.
         ec2.args(["ec2", "--listen", "127.0.0.1:0", "--venv"])
-            .arg(crate::ec2::venv_root()?);
+            .arg(crate::ec2::venv_root()?)
+            .arg("--latency-ms")
+            .arg(opts.ec2_latency.as_millis().to_string());
         let (ec2_proc, ec2_endpoint) = spawn_ready(
             "ec2",
             ec2,
@@ -389,6 +398,7 @@ impl Sim {
         }
         let follower = Follower::start(
             direct.clone(),
+            &ec2_endpoint,
             subnet.clone(),
             router.name.clone(),
             map,
@@ -436,6 +446,7 @@ impl Sim {
             subnet,
             vpc,
             flavors: Vec::new(),
+            companions: Vec::new(),
             log_dir,
             _tmp: None,
             infra: infra.path(),

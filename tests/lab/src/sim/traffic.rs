@@ -22,6 +22,7 @@ pub enum Proto {
 #[derive(Debug, Clone)]
 pub struct Attempt {
     pub proto: Proto,
+    pub to: SocketAddr,
     pub sent: SystemTime,
     pub took: Duration,
     /// The answer (the node that served it), or why there was none.
@@ -37,8 +38,22 @@ pub struct Traffic {
 }
 
 impl Traffic {
-    /// Requests to `to` from the namespace at `ns` every `every`, each given `timeout`.
+    /// TCP and UDP requests to `to` from the namespace at `ns` every `every`, each given
+    /// `timeout`.
     pub fn start(ns: PathBuf, to: SocketAddr, every: Duration, timeout: Duration) -> Self {
+        Self::start_to_all(ns, vec![to], &[Proto::Tcp, Proto::Udp], every, timeout)
+    }
+
+    /// Requests of each of `protos` to each of `targets` every `every`, the targets' turns
+    /// spread evenly over the period (so many targets do not all open connections at once).
+    pub fn start_to_all(
+        ns: PathBuf,
+        targets: Vec<SocketAddr>,
+        protos: &[Proto],
+        every: Duration,
+        timeout: Duration,
+    ) -> Self {
+        let protos = protos.to_vec();
         let attempts: Attempts = Arc::default();
         let (stop, mut stopped) = oneshot::channel::<()>();
         let out = attempts.clone();
@@ -58,15 +73,20 @@ impl Traffic {
                     tokio::select! {
                         _ = &mut stopped => break,
                         _ = tick.tick() => {
-                            for proto in [Proto::Tcp, Proto::Udp] {
+                            let turns = targets.iter().enumerate().flat_map(|(i, to)| {
+                                let wait = every.mul_f64(i as f64 / targets.len() as f64);
+                                protos.iter().map(move |proto| (wait, *to, *proto))
+                            });
+                            for (wait, to, proto) in turns {
                                 let out = out.clone();
                                 tasks.spawn(async move {
+                                    tokio::time::sleep(wait).await;
                                     let sent = SystemTime::now();
                                     let started = std::time::Instant::now();
                                     let result = tokio::time::timeout(timeout, request(proto, to))
                                         .await
                                         .unwrap_or_else(|_| Err("timed out".into()));
-                                    out.lock().unwrap().push(Attempt { proto, sent, took: started.elapsed(), result });
+                                    out.lock().unwrap().push(Attempt { proto, to, sent, took: started.elapsed(), result });
                                 });
                             }
                             while tasks.try_join_next().is_some() {}
@@ -265,6 +285,7 @@ mod tests {
     fn at(ms: u64, ok: bool) -> Attempt {
         Attempt {
             proto: Proto::Tcp,
+            to: "10.99.8.100:30080".parse().unwrap(),
             sent: SystemTime::UNIX_EPOCH + Duration::from_millis(ms),
             took: Duration::from_millis(1),
             result: if ok {

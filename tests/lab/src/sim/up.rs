@@ -32,6 +32,10 @@ pub struct Args {
     /// VPC convergence delay in milliseconds (AWS: about 1200).
     #[arg(long = "convergence-ms", default_value_t = 1200)]
     pub convergence_ms: u64,
+    /// Milliseconds every EC2 call waits in the lab's EC2 before it is carried out (a round
+    /// trip to the Region; the lab's EC2 answers in a few ms).
+    #[arg(long = "ec2-latency-ms", default_value_t = 0)]
+    pub ec2_latency_ms: u64,
     /// Where process logs go (kept after exit). Default: a temporary folder.
     #[arg(long)]
     pub log_dir: Option<std::path::PathBuf>,
@@ -49,6 +53,7 @@ pub struct Args {
 pub fn run(args: Args, bins: Binaries) -> Result<()> {
     let opts = Options {
         convergence: Duration::from_millis(args.convergence_ms),
+        ec2_latency: Duration::from_millis(args.ec2_latency_ms),
         log_dir: args.log_dir.clone(),
         echo: args.verbose,
         progress: true,

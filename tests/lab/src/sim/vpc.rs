@@ -7,6 +7,11 @@
 //! edge it translates Elastic IPs (and customer-owned IPs) to the private address EC2
 //! associates them with, after the same delay ([`nat`]).
 //!
+//! The follower reads EC2 when the EC2 lab says a mutating call went through ([`heard`]), and
+//! every [`BACKSTOP`] in any case (for changes made to moto directly); between reads it looks
+//! every [`TICK`] at what has become due, so the lab adds no delay of its own to the
+//! convergence delay beyond a read of EC2 (tens of ms) and `ip` itself.
+//!
 //! The follower also checks, at every read, that no address is held by two ENIs in EC2, and
 //! keeps how long each IPv6 address it saw held was then on no ENI at all.
 
@@ -20,10 +25,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_ec2::types::Filter;
 
+use heard::Generation;
 use nat::{Nat, NatPlan};
 use routes::{Plan, Routes};
 
 mod follow;
+mod heard;
 mod nat;
 mod routes;
 
@@ -32,8 +39,11 @@ pub const GATEWAY: &str = "10.99.8.1";
 /// The IPv6 gateway on every router-side wire: a link-local address, as a VPC's router
 /// advertises itself.
 pub const GATEWAY6: &str = "fe80::1";
-/// How often EC2 is read.
-pub const POLL: Duration = Duration::from_millis(100);
+/// How often EC2 is read when the EC2 lab tells of no change.
+pub const BACKSTOP: Duration = Duration::from_millis(500);
+/// The longest the router goes without looking at what is due, and without asking the EC2 lab
+/// whether EC2 changed.
+pub const TICK: Duration = Duration::from_millis(10);
 
 /// A change the router made: `address` now reaches node `node` (1-based). For a public
 /// address, the node its translation now leads to.
@@ -90,8 +100,11 @@ pub struct Follower {
 }
 
 impl Follower {
+    /// Follows EC2 as `aws` (moto itself) shows it, told of changes by the EC2 lab at
+    /// `lab` (its endpoint URL).
     pub fn start(
         aws: aws_sdk_ec2::Client,
+        lab: &str,
         subnet: String,
         router: String,
         nodes: BTreeMap<usize, (String, String)>,
@@ -104,6 +117,7 @@ impl Follower {
         let stop = Arc::new(AtomicBool::new(false));
         let state = State {
             aws,
+            lab: lab.to_string(),
             subnet,
             router,
             seen: seen.clone(),
@@ -145,6 +159,8 @@ impl Drop for Follower {
 
 struct State {
     aws: aws_sdk_ec2::Client,
+    /// The EC2 lab's endpoint, which tells of changes.
+    lab: String,
     subnet: String,
     router: String,
     seen: Arc<Mutex<Seen>>,
@@ -194,13 +210,33 @@ impl State {
         if let Err(e) = self.edge() {
             eprintln!("router: {e}");
         }
+        let generation = rt.block_on(async { Generation::new(&self.lab) });
+        // The EC2 lab's count of changes at the last read, and when that read was.
+        let mut heard: Option<u64> = None;
+        let mut last: Option<(Read, Instant)> = None;
         while !stop.load(Ordering::Relaxed) {
-            if let Some(read) = rt.block_on(self.read()) {
-                self.check(&read);
-                self.converge(&read);
-                self.seen.lock().unwrap().reads += 1;
+            // Waits up to a tick, less when EC2 changes.
+            let now_heard = rt.block_on(generation.after(heard, TICK));
+            let changed = now_heard.is_some() && now_heard != heard;
+            let stale = last.as_ref().is_none_or(|(_, at)| at.elapsed() >= BACKSTOP);
+            if changed || stale {
+                match rt.block_on(self.read()) {
+                    Some(read) => {
+                        self.check(&read);
+                        heard = now_heard;
+                        last = Some((read, Instant::now()));
+                        self.seen.lock().unwrap().reads += 1;
+                    }
+                    None => std::thread::sleep(TICK),
+                }
             }
-            std::thread::sleep(POLL);
+            if let Some((read, _)) = &last {
+                self.converge(read);
+            }
+            if now_heard.is_none() {
+                // The lab does not answer: no waiting was done, so wait here.
+                std::thread::sleep(TICK);
+            }
         }
     }
 

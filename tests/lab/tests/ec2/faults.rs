@@ -137,6 +137,80 @@ async fn latency_is_added_to_every_request() {
 }
 
 #[tokio::test]
+async fn the_round_trip_delays_every_call_but_not_the_control_paths() {
+    let lab = Ec2Lab::start_with(&["--latency-ms", "300"]);
+    assert_eq!(lab.control_json("GET", "/_lab/info", "")["latency_ms"], 300);
+    let ec2 = lab.client();
+    for clear in [false, true] {
+        if clear {
+            lab.clear_faults();
+        }
+        let started = Instant::now();
+        describe_vpcs(&ec2).await.unwrap();
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(300),
+            "cleared {clear}: {took:?}"
+        );
+    }
+    let started = Instant::now();
+    lab.calls();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(300), "{took:?}");
+}
+
+/// `GET /_lab/generation` with this query, on a thread of its own (it may wait); the count
+/// and how long the answer took.
+fn generation(lab: &Ec2Lab, query: &str) -> std::thread::JoinHandle<(u64, Duration)> {
+    let addr = lab.endpoint.trim_start_matches("http://").to_string();
+    let path = format!("/_lab/generation{query}");
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let body = floatip_lab::sim::http(&addr, "GET", &path, "").unwrap();
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+        (value["generation"].as_u64().unwrap(), started.elapsed())
+    })
+}
+
+#[tokio::test]
+async fn the_generation_counts_changes_moto_made_and_answers_a_waiter_at_once() {
+    let lab = Ec2Lab::start();
+    let ec2 = lab.client();
+    let w = world(&ec2).await;
+    let (g0, _) = generation(&lab, "").join().unwrap();
+    assert!(g0 >= 3, "the VPC, subnet and instances were changes: {g0}");
+    ec2.describe_network_interfaces().send().await.unwrap();
+    lab.faults(&json!({"kind": "throttle", "count": 1}).to_string());
+    assert!(assign(&ec2, &w.enis[0], VIP, true).await.is_err());
+    let outside = assign(&ec2, &w.enis[0], "192.168.50.10", true).await;
+    assert_eq!(outside, Err("InvalidParameterValue".into()));
+    let (g, _) = generation(&lab, "").join().unwrap();
+    assert_eq!(
+        g, g0,
+        "reads, faulted calls and calls moto refused change nothing"
+    );
+
+    let waiter = generation(&lab, &format!("?after={g0}&waitMs=5000"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assign(&ec2, &w.enis[0], VIP, true).await.unwrap();
+    let (g, took) = waiter.join().unwrap();
+    assert_eq!(g, g0 + 1);
+    assert!(
+        took < Duration::from_secs(2),
+        "answered on the change: {took:?}"
+    );
+
+    let (g, took) = generation(&lab, &format!("?after={g}&waitMs=200"))
+        .join()
+        .unwrap();
+    assert_eq!(g, g0 + 1);
+    assert!(
+        took >= Duration::from_millis(200),
+        "no change: waited {took:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_fault_can_target_one_action() {
     let lab = Ec2Lab::start();
     let ec2 = lab.client();
