@@ -89,7 +89,7 @@ impl ControlMetrics {
             move_duration: registered(
                 r,
                 "move_duration_seconds",
-                "From the decision to move to EC2 confirming the new holder",
+                "From the decision to move to the status write naming the new holder (after EC2 accepted the move)",
                 Histogram::new(exponential_buckets(0.01, 2.0, 13)),
             ),
             // 1 ms to ~4 s: one EC2 round trip between the two calls of an IPv6 move.

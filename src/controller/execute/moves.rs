@@ -217,6 +217,8 @@ impl<C: Cloud> Ctx<C> {
             unassigned_for: moved.unassigned_for,
         };
         self.write(&c.fip, &Observed::Arrived(arrival)).await?;
+        // From the decision to the status write the new holder's agent waits on.
+        let took = c.decided.elapsed();
         self.metrics.moved(c.reason.as_str(), took.as_secs_f64());
         let two_steps = moved.unassigned_for.map_or(String::new(), |w| {
             format!(

@@ -124,6 +124,8 @@ impl Sim {
             injected,
             first_failed_probe: None,
             detected: None,
+            address_down: None,
+            confirmed: None,
             decided: None,
             ec2: Vec::new(),
             agent: None,
@@ -192,8 +194,14 @@ impl Sim {
             .map(drop)
     }
 
-    /// The decision, the detection and the first failed probe, from the controllers' logs.
-    fn read_controller_logs(&self, t: &mut Failover, targets: &[String], move_line: &str) {
+    /// The decision, the detections (the address's check, the holder's own) and the first
+    /// failed probe, from the controllers' logs.
+    fn read_controller_logs(
+        &self,
+        t: &mut Failover,
+        (address, holder): (&str, &str),
+        move_line: &str,
+    ) {
         for c in self.controllers.iter().flatten() {
             let lines = c.proc.log.lock().unwrap().clone();
             let Some(moved) = lines
@@ -202,7 +210,7 @@ impl Sim {
             else {
                 continue;
             };
-            // "... in 31 ms" ends the move's note: from the decision to EC2's confirmation.
+            // "... in 31 ms" ends the move's note: from the decision to its status write.
             let took = moved
                 .text
                 .split(" in ")
@@ -211,21 +219,48 @@ impl Sim {
                 .and_then(|ms| ms.parse::<u64>().ok())
                 .unwrap_or(0);
             t.decided = Some(before(moved.at, Duration::from_millis(took)));
-            let down = lines.iter().find(|l| {
-                l.at >= t.injected
-                    && l.at <= moved.at
-                    && l.text.contains("probe target changed health")
-                    && field(&l.text, "to") == Some("Down")
-                    && targets.iter().any(|p| l.text.contains(p.as_str()))
-            });
-            if let Some(d) = down {
-                t.detected = Some(d.at);
-                let failing = field(&d.text, "failing_ms")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                t.first_failed_probe = Some(before(d.at, Duration::from_millis(failing)));
-            }
+            let down = |target: &str| {
+                lines.iter().find(|l| {
+                    l.at >= t.injected
+                        && l.at <= moved.at
+                        && l.text.contains("probe target changed health")
+                        && field(&l.text, "to") == Some("Down")
+                        && l.text.contains(target)
+                })
+            };
+            let failing_from = |l: &super::procs::Line| {
+                let failing = field(&l.text, "failing_ms").and_then(|v| v.parse().ok());
+                before(l.at, Duration::from_millis(failing.unwrap_or(0)))
+            };
+            let (address_down, holder_down) = (down(address), down(holder));
+            t.address_down = address_down.map(|l| l.at);
+            t.detected = holder_down.or(address_down).map(|l| l.at);
+            t.first_failed_probe = [address_down, holder_down]
+                .into_iter()
+                .flatten()
+                .map(failing_from)
+                .min();
         }
+    }
+
+    /// The first time an agent on another node published that it sees `from` down, after the
+    /// failure: the second opinion the move waited for.
+    fn read_agent_logs(&self, t: &mut Failover) {
+        let down = format!("\"{}\": Down", t.from);
+        t.confirmed = (self.nodes.iter())
+            .filter(|n| n.name != t.from)
+            .filter_map(|n| n.agent.as_ref())
+            .filter_map(|agent| {
+                let lines = agent.log.lock().unwrap();
+                (lines.iter())
+                    .find(|l| {
+                        l.at >= t.injected
+                            && l.text.contains("published the peer view")
+                            && l.text.contains(&down)
+                    })
+                    .map(|l| l.at)
+            })
+            .min();
     }
 
     fn fill_timeline(&self, t: &mut Failover, kind: Flavor, f: &FloatingIP) -> Result<()> {
@@ -236,9 +271,10 @@ impl Sim {
             IpAddr::V4(a) => format!(" {a}:"),
             IpAddr::V6(a) => format!(" [{a}]:"),
         };
-        let targets = [probed, format!(" {from_ip}:")];
+        let holder = format!(" {from_ip}:");
         let move_line = format!("moved {address} from {} to {}", t.from, t.to);
-        self.read_controller_logs(t, &targets, &move_line);
+        self.read_controller_logs(t, (&probed, &holder), &move_line);
+        self.read_agent_logs(t);
         let injected_ms = t
             .injected
             .duration_since(SystemTime::UNIX_EPOCH)?

@@ -35,8 +35,14 @@ pub struct Failover {
     /// The first probe of the holder that failed (the controller's log: Down minus the time
     /// the target had been failing).
     pub first_failed_probe: Option<SystemTime>,
-    /// The controller marked the target Down.
+    /// The controller marked the holder's own check Down: what an unplanned move waits for
+    /// (the address's check Down when the holder's never was).
     pub detected: Option<SystemTime>,
+    /// The controller marked the address's check Down.
+    pub address_down: Option<SystemTime>,
+    /// The first agent on another node published that it sees the holder down (the second
+    /// opinion an unplanned move needs).
+    pub confirmed: Option<SystemTime>,
     /// The controller decided to move (the move's log line minus its duration).
     pub decided: Option<SystemTime>,
     /// Mutating EC2 calls: (action, started, answered).
@@ -57,22 +63,42 @@ impl Failover {
         }
     }
 
+    /// When the move had all it needs: the holder Down at the controller and confirmed by an
+    /// agent, whichever came last.
+    pub fn evidence(&self) -> Option<SystemTime> {
+        match (self.detected, self.confirmed) {
+            (Some(d), Some(c)) => Some(d.max(c)),
+            (d, None) => d,
+            (None, c) => c,
+        }
+    }
+
     /// The timeline's points in milliseconds after the failure, for the benchmark's JSON rows,
-    /// with "our part": from Down to the first EC2 call, plus from the last EC2 answer to the
-    /// agent configuring the address (null when a point is missing).
+    /// with "our part": from the evidence being complete (the holder Down and an agent's
+    /// confirmation, see [`Failover::evidence`]) to the first EC2 call, plus from the last EC2
+    /// answer to the agent configuring the address (null when a point is missing). The wait
+    /// for the second opinion is its own figure, `secondOpinionWaitMs` (confirmation after
+    /// Down; 0 when the agent spoke first).
     pub fn points(&self) -> serde_json::Value {
         let ms = |t: Option<SystemTime>| t.map(|t| (self.offset(t) * 10.0).round() / 10.0);
         let ec2_start = self.ec2.first().map(|(_, s, _)| *s);
         let ec2_end = self.ec2.last().map(|(_, _, e)| *e);
-        let ours = match (self.detected, ec2_start, ec2_end, self.agent) {
+        let ours = match (self.evidence(), ec2_start, ec2_end, self.agent) {
             (Some(d), Some(s), Some(e), Some(a)) => {
                 Some(self.offset(s) - self.offset(d) + self.offset(a) - self.offset(e))
             }
             _ => None,
         };
+        let wait = match (self.detected, self.confirmed) {
+            (Some(d), Some(c)) => Some((self.offset(c) - self.offset(d)).max(0.0)),
+            _ => None,
+        };
         serde_json::json!({
             "firstFailedProbe": ms(self.first_failed_probe),
+            "addressDown": ms(self.address_down),
             "down": ms(self.detected),
+            "confirmed": ms(self.confirmed),
+            "secondOpinionWaitMs": wait.map(|v| (v * 10.0).round() / 10.0),
             "decided": ms(self.decided),
             "ec2Call": ms(ec2_start),
             "ec2Answered": ms(ec2_end),
@@ -94,7 +120,9 @@ impl Failover {
             let start = self.offset(first);
             s.push(("probes failing".into(), start, self.offset(down) - start));
         }
-        point("controller: target down", self.detected, &mut s);
+        point("controller: address down", self.address_down, &mut s);
+        point("controller: holder down", self.detected, &mut s);
+        point("agent elsewhere: holder down", self.confirmed, &mut s);
         point("controller: move decided", self.decided, &mut s);
         for (action, started, done) in &self.ec2 {
             let start = self.offset(*started);
