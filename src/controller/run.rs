@@ -346,6 +346,7 @@ mod tests {
             holder_fit: None,
             holder_health: Health::Unknown,
             doubt: None,
+            awaiting_opinion: false,
             associate: None,
             public: None,
             candidates: 2,

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use kube::api::Api;
 use kube::ResourceExt;
 
@@ -37,6 +38,10 @@ use crate::status::Observed;
 
 #[cfg(test)]
 pub(crate) use steady::ready_condition;
+
+/// Plans acted on at once, besides the moves (which go first, each batch's claims and records
+/// all at once).
+const CONCURRENT_WRITES: usize = 16;
 
 /// What a pass needs to act.
 pub struct Ctx<C: Cloud> {
@@ -130,9 +135,18 @@ impl<C: Cloud> Ctx<C> {
         for ((mode, eni), claimed) in std::mem::take(&mut batches) {
             self.move_batch(mode, &eni, claimed, &mut out).await;
         }
-        for plan in rest {
-            self.act(&by_name, plan, &mut batches, cloud_errors, &mut out)
+        // The rest are independent of each other (a re-ensure, an association, a status
+        // write): a few at a time, so that 50 addresses turning Ready=False at once do not wait
+        // on 50 API round trips in a row.
+        let acts = futures::stream::iter(rest).map(|plan| async {
+            let (mut none, mut one) = (Batches::new(), Outcome::default());
+            self.act(&by_name, plan, &mut none, cloud_errors, &mut one)
                 .await;
+            one
+        });
+        let mut acts = std::pin::pin!(acts.buffer_unordered(CONCURRENT_WRITES));
+        while let Some(one) = acts.next().await {
+            out.absorb(one);
         }
         out
     }
@@ -196,6 +210,8 @@ impl<C: Cloud> Ctx<C> {
                 self.reensure(&fip, &act, out).await;
                 self.steady(&fip, &act).await
             }
+            // Settled within moments, by the move or by the agents' word: written then.
+            _ if act.awaiting_opinion => Ok(()),
             _ => {
                 self.associate(&fip, &act, out).await;
                 self.steady(&fip, &act).await

@@ -79,6 +79,7 @@ fn move_to_n2() -> Plan {
         holder_fit: Some(Ok(())),
         holder_health: Health::Down,
         doubt: None,
+        awaiting_opinion: false,
         candidates: 1,
         vip: None,
         associate: None,
@@ -349,4 +350,45 @@ async fn a_deleted_floatingip_leaves_its_eni_before_its_finalizer_goes() {
     .await;
     assert!(ctx.cloud.holder_of(ADDRESS.parse().unwrap()).is_empty());
     assert_eq!((out.ec2_mutations, out.retry), (1, false));
+}
+
+/// A move waiting only for an agent's word writes nothing yet: its status follows the
+/// decision moments later, and the writes of many addresses failing together would stand
+/// between the confirmation and their moves. Without the wait, the same failing holder gets
+/// its Ready=False at once.
+#[tokio::test]
+async fn a_move_awaiting_a_second_opinion_writes_no_status_yet() {
+    let plan = |awaiting: bool| {
+        let Plan::Place(mut p) = move_to_n2() else {
+            unreachable!()
+        };
+        p.decision = Decision::Hold {
+            remaining: std::time::Duration::from_secs(5),
+        };
+        p.awaiting_opinion = awaiting;
+        Plan::Place(p)
+    };
+    let (out, ctx) = execute(cloud(), plan(true), |mut api, _| async move {
+        let wait = std::time::Duration::from_millis(200);
+        let more = tokio::time::timeout(wait, api.next_request()).await;
+        assert!(
+            matches!(more, Err(_) | Ok(None)),
+            "a request while awaiting"
+        );
+    })
+    .await;
+    assert!(ctx.cloud.calls.lock().unwrap().is_empty());
+    assert_eq!((out.moved, out.retry), (0, false));
+
+    execute(cloud(), plan(false), |mut api, _| async move {
+        let (method, path, body, respond) = next_request(&mut api).await;
+        assert_eq!((method, path.as_str()), (Method::PUT, STATUS_PATH));
+        let ready = condition(&body, "Ready").expect("Ready");
+        assert_eq!(
+            (&ready["status"], &ready["reason"]),
+            (&json!("False"), &json!("HolderUnhealthy"))
+        );
+        answer(respond, body, "8");
+    })
+    .await;
 }

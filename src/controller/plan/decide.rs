@@ -35,10 +35,11 @@ pub(super) fn act(
     }
     let decision = repair(&l, &fit)
         .unwrap_or_else(|| place(&view, &l, &candidates, &no_fit_node, vip.as_ref()));
-    let (decision, doubt) = match held_in_doubt(&view, &l, &decision, self_doubt) {
-        None => (decision, None),
-        Some(Hold::Denied(why)) => (Decision::Stay, Some(why)),
-        Some(Hold::Awaiting(remaining)) => (Decision::Hold { remaining }, None),
+    let (decision, doubt, awaiting_opinion) = match held_in_doubt(&view, &l, &decision, self_doubt)
+    {
+        None => (decision, None, false),
+        Some(Hold::Denied(why)) => (Decision::Stay, Some(why), false),
+        Some(Hold::Awaiting(remaining)) => (Decision::Hold { remaining }, None, true),
     };
     let target = match &decision {
         Decision::Move { to, .. } => fit.get(to.as_str()).cloned(),
@@ -65,6 +66,7 @@ pub(super) fn act(
         candidates: candidates.len(),
         vip,
         doubt,
+        awaiting_opinion,
         associate,
         public,
     }))
@@ -91,6 +93,7 @@ fn unplaced(
         candidates,
         vip,
         doubt: None,
+        awaiting_opinion: false,
         associate: None,
         public: None,
     }

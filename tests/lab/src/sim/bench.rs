@@ -410,6 +410,10 @@ impl Summary {
                 "from": m.timeline.from, "to": m.timeline.to, "reason": m.timeline.reason,
                 "tcpOutageMs": m.timeline.tcp.duration.as_millis() as u64,
                 "tcpFailed": m.timeline.tcp.failed,
+                "tcpLastFailure": m.timeline.tcp.last_failure.as_ref().map(|(sent, why)| json!({
+                    "sentMs": sent.duration_since(m.timeline.injected).unwrap_or_default().as_millis() as u64,
+                    "error": why,
+                })),
                 "udpOutageMs": m.timeline.udp.duration.as_millis() as u64,
                 "mutatingEc2Calls": m.mutating_calls,
                 "ec2Actions": m.timeline.ec2.iter().map(|(action, _, _)| action).collect::<Vec<_>>(),

@@ -205,6 +205,8 @@ pub struct Outage {
     pub first_failed: Option<SystemTime>,
     /// When the first request after the outage was answered.
     pub recovered: Option<SystemTime>,
+    /// The last failed request: when it was sent, and why it failed.
+    pub last_failure: Option<(SystemTime, String)>,
 }
 
 /// The outage `proto` requests sent at or after `from` saw.
@@ -227,6 +229,7 @@ pub fn outage(attempts: &[Attempt], proto: Proto, from: SystemTime) -> Outage {
         .rposition(|a| a.result.is_err())
         .unwrap_or(first);
     out.first_failed = Some(list[first].sent);
+    out.last_failure = (list[last].result.as_ref().err()).map(|e| (list[last].sent, e.clone()));
     if let Some(ok) = list[last + 1..].iter().find(|a| a.result.is_ok()) {
         out.duration = ok.sent.duration_since(list[first].sent).unwrap_or_default();
         out.recovered = Some(ok.sent + ok.took);
