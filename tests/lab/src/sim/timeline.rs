@@ -315,7 +315,9 @@ mod tests {
             reason: "HolderUnhealthy".into(),
             injected: t0,
             first_failed_probe: Some(ms(200)),
+            address_down: Some(ms(1190)),
             detected: Some(ms(1200)),
+            confirmed: Some(ms(1205)),
             decided: Some(ms(1210)),
             ec2: vec![("AssignPrivateIpAddresses".into(), ms(1215), ms(1240))],
             agent: Some(ms(1260)),
@@ -326,6 +328,7 @@ mod tests {
                 duration: Duration::from_millis(2300),
                 first_failed: Some(ms(5)),
                 recovered: Some(ms(2460)),
+                last_failure: None,
             },
             udp: Outage::default(),
         };
@@ -336,7 +339,9 @@ mod tests {
             [
                 "failure injected",
                 "probes failing",
-                "controller: target down",
+                "controller: address down",
+                "controller: holder down",
+                "agent elsewhere: holder down",
                 "controller: move decided",
                 "EC2 AssignPrivateIpAddresses",
                 "agent: address configured",
@@ -347,7 +352,13 @@ mod tests {
         assert_eq!(steps[1].2, 1000.0);
         let svg = f.svg("one failover");
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        assert_eq!(svg.matches("<circle").count(), 6);
+        assert_eq!(svg.matches("<circle").count(), 8);
         assert!(f.text().contains("2300 ms (120 failed)"));
+        // Our part runs from the evidence being complete (the agent's word, 1205 ms): 10 ms to
+        // the EC2 call, 20 ms from its answer to the agent.
+        let points = f.points();
+        assert_eq!(points["ourPartMs"], 30.0);
+        assert_eq!(points["secondOpinionWaitMs"], 5.0);
+        assert_eq!(points["addressDown"], 1190.0);
     }
 }
