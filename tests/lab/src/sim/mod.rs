@@ -92,6 +92,9 @@ pub struct Options {
     /// The kinds of FloatingIP to run ([`flavor`]): "web" (SecondaryIp) always runs; each
     /// other flavor gets a FloatingIP of its own once "web" answers.
     pub flavors: Vec<flavor::Flavor>,
+    /// Run floatip (the FloatingIP, `floatip attach`, agents, controllers). False for a
+    /// baseline that stands in for it ([`keepalived`]): nodes, services and the VPC only.
+    pub floatip: bool,
 }
 
 impl Default for Options {
@@ -106,6 +109,7 @@ impl Default for Options {
             log_dir: None,
             progress: false,
             flavors: vec![flavor::Flavor::SecondaryIp],
+            floatip: true,
         }
     }
 }
@@ -441,7 +445,9 @@ impl Sim {
             infra: infra.path(),
             opts,
         };
-
+        if !sim.opts.floatip {
+            return Ok(sim);
+        }
         say(&format!(
             "kubectl apply -f - (FloatingIP {FIP}, address {VIP})"
         ));
@@ -860,6 +866,9 @@ impl Sim {
             .find(|d| d.node == index && d.to.is_none())
         {
             d.to = Some(SystemTime::now());
+        }
+        if !self.opts.floatip {
+            return Ok(());
         }
         self.attach(name)?;
         self.start_agent(name)
