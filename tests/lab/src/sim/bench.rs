@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use floatip::api::FloatingIP;
 
 use super::flavor::Flavor;
+use super::keepalived::{self, Baseline};
 use super::timeline::{before, field, Failover};
 use super::traffic::{outage, Proto, Traffic};
 use super::{Binaries, Options, Sim};
@@ -40,7 +41,7 @@ pub struct Measured {
 }
 
 /// Waits until the client is answered by `to` (TCP), at most 30 s.
-async fn answered_by(traffic: &Traffic, since: SystemTime, to: &str) -> Result<()> {
+pub(super) async fn answered_by(traffic: &Traffic, since: SystemTime, to: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let answered = traffic
@@ -287,6 +288,10 @@ pub struct Args {
     /// Where process logs go (a temporary folder by default).
     #[arg(long)]
     pub log_dir: Option<std::path::PathBuf>,
+    /// Also measure a baseline in place of floatip, on a simulation of its own in the same
+    /// run (SecondaryIP mode); repeat for several. Prints floatip/baseline ratios.
+    #[arg(long = "baseline", value_enum)]
+    pub baselines: Vec<Baseline>,
 }
 
 /// Percentile (nearest rank) of sorted values.
@@ -304,6 +309,8 @@ pub struct Summary {
     pub scenario: &'static str,
     pub mode: Flavor,
     pub convergence_ms: u64,
+    /// The baseline that stood in for floatip ([`keepalived`]); None for floatip.
+    pub baseline: Option<&'static str>,
     pub runs: Vec<Measured>,
 }
 
@@ -323,6 +330,7 @@ impl Summary {
             "scenario": self.scenario,
             "mode": self.mode.mode(),
             "convergenceMs": self.convergence_ms,
+            "baseline": self.baseline,
             "runs": self.runs.len(),
             "tcpOutageMs": stats(&tcp),
             "udpOutageMs": stats(&udp),
@@ -372,7 +380,7 @@ pub fn table(summaries: &[Summary]) -> String {
         };
         out.push_str(&format!(
             "{:<22} {:<14} {:>8} ms {:>5} {:>22} {:>22} {:>7.1} (max {})\n",
-            s.mode.mode(),
+            s.baseline.unwrap_or(s.mode.mode()),
             s.scenario,
             s.convergence_ms,
             s.runs.len(),
@@ -397,6 +405,9 @@ pub fn run(args: Args, bins: Binaries) -> Result<()> {
     } else {
         args.modes.clone()
     };
+    if !args.baselines.is_empty() {
+        keepalived::ensure_installed()?;
+    }
     let mut summaries = Vec::new();
     for &mode in &modes {
         for &convergence_ms in &args.convergence_ms {
@@ -410,11 +421,25 @@ pub fn run(args: Args, bins: Binaries) -> Result<()> {
             summaries.extend(one_simulation(plan, &args, bins.clone())?);
         }
     }
+    for &baseline in &args.baselines {
+        for &convergence_ms in &args.convergence_ms {
+            let plan = keepalived::Plan {
+                baseline,
+                convergence_ms,
+                scenarios: scenarios.clone(),
+                runs: args.runs,
+                quiet: args.json,
+                log_dir: (args.log_dir.as_ref())
+                    .map(|d| d.join(format!("{}-convergence-{convergence_ms}", baseline.name()))),
+            };
+            summaries.extend(keepalived::one_simulation(plan, bins.clone())?);
+        }
+    }
     if let Some(path) = &args.svg {
         let several = args.convergence_ms.len() * modes.len() > 1;
         for s in summaries
             .iter()
-            .filter(|s| s.scenario == scenarios[0].name())
+            .filter(|s| s.scenario == scenarios[0].name() && s.baseline.is_none())
         {
             write_svg(path, s, several)?;
         }
@@ -426,6 +451,7 @@ pub fn run(args: Args, bins: Binaries) -> Result<()> {
         );
     } else {
         print!("{}", table(&summaries));
+        print!("{}", keepalived::ratios(&summaries));
     }
     Ok(())
 }
@@ -503,6 +529,7 @@ async fn measure(sim: &mut Sim, plan: Plan) -> Result<Vec<Summary>> {
             scenario: failure.name(),
             mode: kind,
             convergence_ms: plan.convergence_ms,
+            baseline: None,
             runs: Vec::new(),
         };
         for run in 1..=plan.runs {

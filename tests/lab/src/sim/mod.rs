@@ -27,6 +27,7 @@ pub mod disrupt;
 pub mod envfile;
 pub mod flavor;
 pub mod identity;
+pub mod keepalived;
 pub mod kubelet;
 pub mod monitor;
 pub mod net;
