@@ -35,6 +35,7 @@ pub mod network;
 pub mod prepare;
 pub mod procs;
 pub mod service;
+pub mod soak;
 pub mod timeline;
 pub mod traffic;
 pub mod up;
