@@ -348,6 +348,12 @@ impl Keepalived {
             echo: sim.opts.echo,
         };
         for node in &sim.nodes {
+            // A VPC answers ARP at once; Linux's proxy ARP waits up to 0.8 s at random, which
+            // delayed the first unicast adverts past the master-down timer (every node became
+            // master at start). Only node-to-node traffic goes by proxy ARP.
+            let wire = format!("r{}e0", node.index);
+            sim.router
+                .sysctl(&format!("net.ipv4.neigh.{wire}.proxy_delay"), "0")?;
             node.ns
                 .nft(&output_nodeport(&node.primary_ip, node.index))?;
             let call = Ec2Call {
@@ -359,8 +365,15 @@ impl Keepalived {
             };
             k.write_files(sim, &node.name, &call)?;
         }
+        // The highest priority first, holding the address before the others start: a clean
+        // start rather than an election race, as users bring nodes up one by one.
+        let top = top_node(sim);
+        k.start_node(sim, &top)?;
+        k.settle(sim, Some(&top), Duration::from_secs(60)).await?;
         for name in sim.nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>() {
-            k.start_node(sim, &name)?;
+            if name != top {
+                k.start_node(sim, &name)?;
+            }
         }
         Ok(k)
     }
