@@ -302,17 +302,33 @@ struct Daemon {
 impl Daemon {
     /// SIGKILL for the VRRP child, then the parent: the node dies, no priority-0 advert.
     fn kill9(mut self) {
-        if let Some(pid) = std::fs::read_to_string(&self.vrrp_pid)
+        let child = std::fs::read_to_string(&self.vrrp_pid)
             .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-        {
-            // SAFETY: kill(2) of the pid keepalived wrote for its own VRRP child.
+            .and_then(|p| p.trim().parse::<i32>().ok());
+        // Only while it is still this daemon's child: a pid file outlives its process.
+        if let Some(pid) = child.filter(|&pid| parent_of(pid) == Some(self.proc.pid())) {
+            // SAFETY: kill(2) of this keepalived's own VRRP child, checked just above.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
             }
         }
+        let _ = std::fs::remove_file(&self.vrrp_pid);
         self.proc.kill9();
     }
+}
+
+/// The parent pid of process `pid`, from /proc.
+fn parent_of(pid: i32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_ppid(&status)
+}
+
+/// The PPid line of a /proc/<pid>/status text.
+fn parse_ppid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// keepalived on every node of a simulation. Drop it before the simulation.
@@ -912,6 +928,13 @@ mod tests {
         let states: Vec<&str> = t.iter().map(|(_, s)| s.as_str()).collect();
         assert_eq!(states, ["backup", "master", "fault"]);
         assert_eq!(t[1].0, SystemTime::UNIX_EPOCH + Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn the_vrrp_child_is_recognised_by_its_parent_pid() {
+        let status = "Name:\tkeepalived\nState:\tS (sleeping)\nPid:\t42\nPPid:\t41\n";
+        assert_eq!(parse_ppid(status), Some(41));
+        assert_eq!(parse_ppid("Name:\tx\n"), None);
     }
 
     #[test]
