@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Result};
 use serde_json::json;
 
-use super::bench::{answered_by, Failure};
+use super::bench::Failure;
 use super::keepalived::{self, Baseline, Keepalived};
 use super::traffic::{Attempt, Proto, Traffic};
 use super::{Binaries, Options, Sim};
@@ -59,20 +59,22 @@ pub fn loss_ruleset(pct: f64) -> String {
 }
 
 /// The longest time the client went without an answer: between the sends of two successive
-/// answered requests (or from `from` to the first answer), among requests of `proto` sent at
-/// or after `from`. Under random loss [`super::traffic::outage`] would run to the last lost
+/// answered requests (or from `from` to the first answer, or from the last answer to the last
+/// request when the client was never answered again), among requests of `proto` sent at or
+/// after `from`. Under random loss [`super::traffic::outage`] would run to the last lost
 /// request; this keeps the failover's gap and ignores the isolated losses around it.
 pub fn longest_gap(attempts: &[Attempt], proto: Proto, from: SystemTime) -> Duration {
-    let mut ok: Vec<SystemTime> = (attempts.iter())
-        .filter(|a| a.proto == proto && a.sent >= from && a.result.is_ok())
-        .map(|a| a.sent)
+    let mut list: Vec<&Attempt> = (attempts.iter())
+        .filter(|a| a.proto == proto && a.sent >= from)
         .collect();
-    ok.sort();
+    list.sort_by_key(|a| a.sent);
     let mut last = from;
     let mut longest = Duration::ZERO;
-    for sent in ok {
-        longest = longest.max(sent.duration_since(last).unwrap_or_default());
-        last = sent;
+    for a in list {
+        longest = longest.max(a.sent.duration_since(last).unwrap_or_default());
+        if a.result.is_ok() {
+            last = a.sent;
+        }
     }
     longest
 }
@@ -98,9 +100,14 @@ pub struct Soaked {
 pub struct Kill {
     pub from: String,
     pub to: Option<String>,
+    /// Whether the client was answered by the holder EC2 names within 30 s of the move
+    /// (keepalived can leave EC2 on a node that went back to BACKUP: a black hole).
+    pub answered: bool,
     pub tcp_gap: Duration,
     pub udp_gap: Duration,
     pub mutating_calls: u64,
+    /// keepalived's notify_master runs after the kill.
+    pub vrrp_masters: Option<usize>,
 }
 
 impl Soaked {
@@ -118,6 +125,8 @@ impl Soaked {
                 "from": self.kill.from,
                 "to": self.kill.to,
                 "moved": self.kill.to.is_some(),
+                "answered": self.kill.answered,
+                "vrrpMasters": self.kill.vrrp_masters,
                 "tcpOutageMs": self.kill.tcp_gap.as_millis() as u64,
                 "udpOutageMs": self.kill.udp_gap.as_millis() as u64,
                 "mutatingEc2Calls": self.kill.mutating_calls,
@@ -129,7 +138,7 @@ impl Soaked {
 /// The soak's table.
 pub fn table(rows: &[Soaked]) -> String {
     let mut out = format!(
-        "{:<17} {:>6} {:>7} {:>6} {:>9} {:>12} {:>9}   {:<18} {:>9} {:>9} {:>9}\n",
+        "{:<17} {:>6} {:>7} {:>6} {:>9} {:>12} {:>9}   {:<34} {:>9} {:>9} {:>9}\n",
         "system",
         "loss",
         "minutes",
@@ -143,9 +152,15 @@ pub fn table(rows: &[Soaked]) -> String {
         "EC2 mut."
     );
     for r in rows {
-        let to = r.kill.to.as_deref().unwrap_or("(no move)");
+        let mut to = r.kill.to.clone().unwrap_or("(no move)".into());
+        if r.kill.to.is_some() && !r.kill.answered {
+            to.push_str(" (no answer)");
+        }
+        if let Some(m) = r.kill.vrrp_masters {
+            to.push_str(&format!(" [{m} masters]"));
+        }
         out.push_str(&format!(
-            "{:<17} {:>5.1}% {:>7.1} {:>6} {:>9} {:>12} {:>8.1}%   {:<18} {:>7} ms {:>6} ms {:>9}\n",
+            "{:<17} {:>5.1}% {:>7.1} {:>6} {:>9} {:>12} {:>8.1}%   {:<34} {:>7} ms {:>6} ms {:>9}\n",
             r.system,
             r.loss_pct,
             r.minutes,
@@ -343,18 +358,42 @@ async fn kill_holder(system: &mut System, from: &str) -> Result<Kill> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    if let Some(to) = &to {
-        answered_by(&traffic, injected, to).await?;
+    // The holder EC2 names last: a second master's late EC2 call may have taken it.
+    let mut answered = false;
+    if to.is_some() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !answered && Instant::now() < deadline {
+            if let Ok(Some(h)) = system.holder().await {
+                answered = answered_by_within(&traffic, injected, &h).await;
+                to = Some(h);
+            }
+        }
     }
     tokio::time::sleep(system.sim.opts.release_delay + Duration::from_millis(500)).await;
     let attempts = traffic.stop();
     Ok(Kill {
         from: from.to_string(),
         to,
+        answered,
         tcp_gap: longest_gap(&attempts, Proto::Tcp, injected),
         udp_gap: longest_gap(&attempts, Proto::Udp, injected),
         mutating_calls: system.sim.ec2_mutating()? - calls_before,
+        vrrp_masters: (system.keepalived.as_ref()).map(|k| k.masters_since(injected)),
     })
+}
+
+/// Whether the client is answered by `to` within a second.
+async fn answered_by_within(traffic: &Traffic, since: SystemTime, to: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        let answered = (traffic.snapshot().iter())
+            .any(|a| a.proto == Proto::Tcp && a.sent > since && a.result.as_deref() == Ok(to));
+        if answered {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }
 
 #[cfg(test)]
@@ -401,6 +440,16 @@ mod tests {
             Duration::from_millis(975)
         );
         assert_eq!(longest_gap(&[], Proto::Tcp, t0), Duration::ZERO);
+        // Never answered again: the gap runs to the last request.
+        let dark = [
+            at(0, Proto::Tcp, true),
+            at(10, Proto::Tcp, false),
+            at(3000, Proto::Tcp, false),
+        ];
+        assert_eq!(
+            longest_gap(&dark, Proto::Tcp, t0),
+            Duration::from_millis(3000)
+        );
     }
 
     #[test]
@@ -416,12 +465,14 @@ mod tests {
             kill: Kill {
                 from: "node-1".into(),
                 to: Some("node-2".into()),
+                answered: true,
                 tcp_gap: Duration::from_millis(4200),
+                vrrp_masters: Some(2),
                 ..Kill::default()
             },
         };
         let t = table(std::slice::from_ref(&row));
-        assert!(t.contains("node-1 -> node-2"), "{t}");
+        assert!(t.contains("node-1 -> node-2 [2 masters]"), "{t}");
         assert!(t.contains("4200 ms"), "{t}");
         let j = row.json();
         assert_eq!(j["baseline"], "keepalived");
