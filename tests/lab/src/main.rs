@@ -40,6 +40,10 @@ enum BenchCommand {
     /// Repeated failovers in the simulated VPC; prints the client-visible outage (p50, p95,
     /// max) and the mutating EC2 calls per failover, per scenario.
     Failover(sim::bench::Args),
+    /// Random packet loss on the VPC's router for minutes, nothing failing: counts moves
+    /// (floatip must make none, keepalived's failovers are counted too), then kills the
+    /// holder under the same loss and prints the outage.
+    Soak(sim::soak::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -85,6 +89,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || {
                 sim::prepare::prepare()?;
                 sim::bench::run(args, sim::Binaries::beside(std::env::current_exe()?, true)?)
+            })
+            .await?
+        }
+        Command::Bench(BenchCommand::Soak(args)) => {
+            tokio::task::spawn_blocking(move || {
+                sim::prepare::prepare()?;
+                sim::soak::run(args, sim::Binaries::beside(std::env::current_exe()?, true)?)
             })
             .await?
         }

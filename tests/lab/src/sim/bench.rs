@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use floatip::api::FloatingIP;
 
 use super::flavor::Flavor;
+use super::keepalived::{self, Baseline};
 use super::scale;
 use super::timeline::{before, field, Failover};
 use super::traffic::{outage, Proto, Traffic};
@@ -44,7 +45,7 @@ pub struct Measured {
 }
 
 /// Waits until the client is answered by `to` (TCP), at most 30 s.
-async fn answered_by(traffic: &Traffic, since: SystemTime, to: &str) -> Result<()> {
+pub(super) async fn answered_by(traffic: &Traffic, since: SystemTime, to: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let answered = traffic
@@ -351,6 +352,10 @@ pub struct Args {
     /// Where process logs go (a temporary folder by default).
     #[arg(long)]
     pub log_dir: Option<std::path::PathBuf>,
+    /// Also measure a baseline in place of floatip, on a simulation of its own in the same
+    /// run (SecondaryIP mode); repeat for several. Prints floatip/baseline ratios.
+    #[arg(long = "baseline", value_enum)]
+    pub baselines: Vec<Baseline>,
 }
 
 /// Percentile (nearest rank) of sorted values.
@@ -369,8 +374,8 @@ pub struct Summary {
     pub mode: Flavor,
     pub convergence_ms: u64,
     pub ec2_latency_ms: u64,
-    /// What was measured instead of floatip (such as "keepalived"); None for floatip.
-    pub baseline: Option<String>,
+    /// The baseline that stood in for floatip ([`keepalived`]); None for floatip.
+    pub baseline: Option<&'static str>,
     /// Addresses on the failing node.
     pub addresses: usize,
     pub runs: Vec<Measured>,
@@ -493,7 +498,7 @@ pub fn table(summaries: &[Summary]) -> String {
         };
         out.push_str(&format!(
             "{:<22} {:<14} {:>8} ms {:>8} ms {:>5} {:>22} {:>22} {:>7.1} (max {})\n",
-            s.mode.mode(),
+            s.baseline.unwrap_or(s.mode.mode()),
             s.scenario,
             s.convergence_ms,
             s.ec2_latency_ms,
@@ -525,6 +530,9 @@ pub fn run(args: Args, bins: Binaries) -> Result<()> {
             "--addresses puts SecondaryIP addresses beside web: it takes --mode secondary-ip only"
         );
     }
+    if !args.baselines.is_empty() {
+        keepalived::ensure_installed()?;
+    }
     let mut summaries = Vec::new();
     for &mode in &modes {
         for &convergence_ms in &args.convergence_ms {
@@ -540,11 +548,26 @@ pub fn run(args: Args, bins: Binaries) -> Result<()> {
             summaries.extend(one_simulation(plan, &args, bins.clone())?);
         }
     }
+    for &baseline in &args.baselines {
+        for &convergence_ms in &args.convergence_ms {
+            let plan = keepalived::Plan {
+                baseline,
+                convergence_ms,
+                ec2_latency_ms: args.ec2_latency_ms,
+                scenarios: scenarios.clone(),
+                runs: args.runs,
+                quiet: args.json,
+                log_dir: (args.log_dir.as_ref())
+                    .map(|d| d.join(format!("{}-convergence-{convergence_ms}", baseline.name()))),
+            };
+            summaries.extend(keepalived::one_simulation(plan, bins.clone())?);
+        }
+    }
     if let Some(path) = &args.svg {
         let several = args.convergence_ms.len() * modes.len() > 1;
         for s in summaries
             .iter()
-            .filter(|s| s.scenario == scenarios[0].name())
+            .filter(|s| s.scenario == scenarios[0].name() && s.baseline.is_none())
         {
             write_svg(path, s, several)?;
         }
@@ -556,6 +579,7 @@ pub fn run(args: Args, bins: Binaries) -> Result<()> {
         );
     } else {
         print!("{}", table(&summaries));
+        print!("{}", keepalived::ratios(&summaries));
     }
     Ok(())
 }

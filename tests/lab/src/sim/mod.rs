@@ -27,6 +27,7 @@ pub mod disrupt;
 pub mod envfile;
 pub mod flavor;
 pub mod identity;
+pub mod keepalived;
 pub mod kubelet;
 pub mod monitor;
 pub mod net;
@@ -35,6 +36,7 @@ pub mod prepare;
 pub mod procs;
 pub mod scale;
 pub mod service;
+pub mod soak;
 pub mod timeline;
 pub mod traffic;
 pub mod up;
@@ -96,6 +98,9 @@ pub struct Options {
     /// The kinds of FloatingIP to run ([`flavor`]): "web" (SecondaryIp) always runs; each
     /// other flavor gets a FloatingIP of its own once "web" answers.
     pub flavors: Vec<flavor::Flavor>,
+    /// Run floatip (the FloatingIP, `floatip attach`, agents, controllers). False for a
+    /// baseline that stands in for it ([`keepalived`]): nodes, services and the VPC only.
+    pub floatip: bool,
 }
 
 impl Default for Options {
@@ -111,6 +116,7 @@ impl Default for Options {
             log_dir: None,
             progress: false,
             flavors: vec![flavor::Flavor::SecondaryIp],
+            floatip: true,
         }
     }
 }
@@ -452,7 +458,9 @@ impl Sim {
             infra: infra.path(),
             opts,
         };
-
+        if !sim.opts.floatip {
+            return Ok(sim);
+        }
         say(&format!(
             "kubectl apply -f - (FloatingIP {FIP}, address {VIP})"
         ));
@@ -871,6 +879,9 @@ impl Sim {
             .find(|d| d.node == index && d.to.is_none())
         {
             d.to = Some(SystemTime::now());
+        }
+        if !self.opts.floatip {
+            return Ok(());
         }
         self.attach(name)?;
         self.start_agent(name)

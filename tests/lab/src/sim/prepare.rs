@@ -100,7 +100,7 @@ fn ensure_venv(root: &Path, python: &Path) -> Result<()> {
     .map_err(|_| anyhow::anyhow!("installing moto panicked"))?
 }
 
-fn apt_install(packages: &[&str], why: &str) -> Result<()> {
+pub(super) fn apt_install(packages: &[&str], why: &str) -> Result<()> {
     let command = format!("apt-get install -y {}", packages.join(" "));
     if !runs("apt-get", &["--version"]) {
         bail!(
