@@ -400,6 +400,7 @@ fn decide_for(holder_health: Health) -> Decision {
             health: holder_health,
             vip: holder_health,
             vip_failing_for: Duration::from_secs(1),
+            suspect: false,
         }),
         candidates: &candidates,
         no_fit_node: "no node is fit to hold the address",

@@ -32,6 +32,9 @@ pub struct Incumbent {
     pub vip: Health,
     /// How long the address's check has been failing (zero when it is not).
     pub vip_failing_for: Duration,
+    /// The node's own check has started failing but has no verdict yet: its confirming probes
+    /// are under way, a few timeouts at most.
+    pub suspect: bool,
 }
 
 pub struct Input<'a> {
@@ -159,11 +162,14 @@ fn holder_failing(holder: &Incumbent) -> bool {
 }
 
 /// Row "fit, failing, passing": the address fails while its holder does not, counted only once
-/// the holder has had the address for `settle` and the address has failed for one probe
-/// interval (so the holder's own check has had its turn).
+/// the holder has had the address for `settle`, the address has failed for one probe interval
+/// and the holder's own check has had its turn (it is not in the middle of confirming a
+/// failure of its own: a node that stops answering takes three probe timeouts to be Down,
+/// and its address, probed out of phase, can be Down before it).
 fn address_failing_alone(input: &Input<'_>, holder: &Incumbent, held_for: Duration) -> bool {
     holder.vip == Health::Down
         && holder.health != Health::Down
+        && !holder.suspect
         && held_for >= input.settle
         && holder.vip_failing_for >= input.holder_check_wait
 }

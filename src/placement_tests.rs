@@ -22,6 +22,7 @@ fn holder(node: &str, since: i64, fit: Result<(), Unfit>, health: Health) -> Opt
         health,
         vip: Unknown,
         vip_failing_for: Duration::ZERO,
+        suspect: false,
     })
 }
 
@@ -74,6 +75,7 @@ fn checked(node: &str, since: i64, own: Health, vip: Health) -> Option<Incumbent
         } else {
             Duration::ZERO
         },
+        suspect: false,
     })
 }
 
@@ -368,6 +370,14 @@ fn decision_table() {
         h.vip_failing_for = Duration::from_millis(200);
     }
     assert_eq!(d(fresh, 60, None), Decision::Stay);
+    // The address has failed long enough, but the holder's own check is confirming a failure
+    // of its own (a node that stops answering takes three timeouts): no re-ensure yet, the
+    // holder's verdict is moments away.
+    let mut suspect = checked("a", 0, Up, Down);
+    if let Some(h) = suspect.as_mut() {
+        h.suspect = true;
+    }
+    assert_eq!(d(suspect, 60, None), Decision::Stay);
     // No candidate passes (the controller lost its network, say): keep the holder, say why.
     let blind = [cand("a", 1, Down), cand("b", 0, Down)];
     assert_eq!(
@@ -393,6 +403,7 @@ fn decision_table() {
         health: Unknown,
         vip: Down,
         vip_failing_for: Duration::from_secs(1),
+        suspect: false,
     });
     assert_eq!(d(gone, 1, None), mv("b", MoveReason::NodeDeleted));
 }

@@ -346,7 +346,7 @@ mod tests {
             holder_fit: None,
             holder_health: Health::Unknown,
             doubt: None,
-            awaiting_opinion: false,
+            verdict_pending: false,
             associate: None,
             public: None,
             candidates: 2,

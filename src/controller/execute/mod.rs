@@ -211,7 +211,7 @@ impl<C: Cloud> Ctx<C> {
                 self.steady(&fip, &act).await
             }
             // Settled within moments, by the move or by the agents' word: written then.
-            _ if act.awaiting_opinion => Ok(()),
+            _ if act.verdict_pending => Ok(()),
             _ => {
                 self.associate(&fip, &act, out).await;
                 self.steady(&fip, &act).await

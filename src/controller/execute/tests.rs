@@ -79,7 +79,7 @@ fn move_to_n2() -> Plan {
         holder_fit: Some(Ok(())),
         holder_health: Health::Down,
         doubt: None,
-        awaiting_opinion: false,
+        verdict_pending: false,
         candidates: 1,
         vip: None,
         associate: None,
@@ -365,7 +365,7 @@ async fn a_move_awaiting_a_second_opinion_writes_no_status_yet() {
         p.decision = Decision::Hold {
             remaining: std::time::Duration::from_secs(5),
         };
-        p.awaiting_opinion = awaiting;
+        p.verdict_pending = awaiting;
         Plan::Place(p)
     };
     let (out, ctx) = execute(cloud(), plan(true), |mut api, _| async move {

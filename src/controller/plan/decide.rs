@@ -35,12 +35,20 @@ pub(super) fn act(
     }
     let decision = repair(&l, &fit)
         .unwrap_or_else(|| place(&view, &l, &candidates, &no_fit_node, vip.as_ref()));
-    let (decision, doubt, awaiting_opinion) = match held_in_doubt(&view, &l, &decision, self_doubt)
-    {
+    let (decision, doubt, verdict_pending) = match held_in_doubt(&view, &l, &decision, self_doubt) {
         None => (decision, None, false),
         Some(Hold::Denied(why)) => (Decision::Stay, Some(why), false),
         Some(Hold::Awaiting(remaining)) => (Decision::Hold { remaining }, None, true),
     };
+    // The address fails and its holder's check has started failing too: the holder's verdict
+    // is a few probes away.
+    let holder_suspect = l
+        .holder
+        .as_ref()
+        .is_some_and(|h| view.node_suspect(&h.node));
+    let vip_down = vip.as_ref().is_some_and(|v| v.health == Health::Down);
+    let verdict_pending =
+        verdict_pending || (decision == Decision::Stay && holder_suspect && vip_down);
     let target = match &decision {
         Decision::Move { to, .. } => fit.get(to.as_str()).cloned(),
         _ => None,
@@ -66,7 +74,7 @@ pub(super) fn act(
         candidates: candidates.len(),
         vip,
         doubt,
-        awaiting_opinion,
+        verdict_pending,
         associate,
         public,
     }))
@@ -93,7 +101,7 @@ fn unplaced(
         candidates,
         vip,
         doubt: None,
-        awaiting_opinion: false,
+        verdict_pending: false,
         associate: None,
         public: None,
     }
@@ -262,5 +270,6 @@ fn incumbent(view: &View<'_, '_>, l: &Located<'_>, vip: Option<&VipHealth>) -> O
         health,
         vip: vip_health,
         vip_failing_for: vip.map(|v| v.failing_for).unwrap_or_default(),
+        suspect: view.node_suspect(&h.node),
     })
 }

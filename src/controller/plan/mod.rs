@@ -109,10 +109,12 @@ pub struct Placement {
     /// Why a move its checks call for is held: the controller doubts its own probes and no
     /// agent confirms the holder is down.
     pub doubt: Option<String>,
-    /// The move off a failing holder waits only for an agent to confirm (a moment): its
-    /// status is written once that is settled, so that the writes of many addresses failing
-    /// together do not stand between the confirmation and their move.
-    pub awaiting_opinion: bool,
+    /// A verdict on the holder is moments away: its move waits only for an agent to confirm
+    /// it, or its address fails while the holder's own check has started failing too (its
+    /// confirming probes are under way). Status is written once that is settled, so that the
+    /// writes of many addresses failing together do not stand between the verdict and their
+    /// move.
+    pub verdict_pending: bool,
     /// An Elastic IP association missing where the address stays, to make this pass.
     pub associate: Option<Associate>,
     /// The FloatingIP's Elastic IP as EC2 described it, for status.

@@ -114,6 +114,13 @@ impl<'a, 'w> View<'a, 'w> {
         }
     }
 
+    /// The node's check has started failing but is not Down yet: its confirming probes are
+    /// under way.
+    pub fn node_suspect(&self, name: &str) -> bool {
+        self.node_state(name)
+            .is_some_and(|s| s.state != Health::Down && s.failing_since.is_some())
+    }
+
     /// A candidate must answer now: one whose latest probe failed is no candidate yet, even
     /// while it is still Up.
     pub fn fresh_node_health(&self, name: &str) -> Health {

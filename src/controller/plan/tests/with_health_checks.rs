@@ -299,11 +299,11 @@ fn a_fresh_failure_moves_once_an_agent_on_another_node_agrees() {
         other => panic!("moved on the controller's word alone: {other:?}"),
     }
     assert_eq!(silent.doubt, None);
-    assert!(silent.awaiting_opinion);
+    assert!(silent.verdict_pending);
 
     let denied = decide_among(3, states.clone(), None, &view(Health::Up));
     assert_eq!(denied.decision, Decision::Stay);
-    assert!(!denied.awaiting_opinion);
+    assert!(!denied.verdict_pending);
     assert!(
         denied
             .doubt

@@ -363,13 +363,9 @@ impl Keepalived {
             daemons: BTreeMap::new(),
             echo: sim.opts.echo,
         };
+        // The router answers ARP at once (network.rs): Linux's default proxy delay held the
+        // first unicast adverts past the master-down timer, and every node became master.
         for node in &sim.nodes {
-            // A VPC answers ARP at once; Linux's proxy ARP waits up to 0.8 s at random, which
-            // delayed the first unicast adverts past the master-down timer (every node became
-            // master at start). Only node-to-node traffic goes by proxy ARP.
-            let wire = format!("r{}e0", node.index);
-            sim.router
-                .sysctl(&format!("net.ipv4.neigh.{wire}.proxy_delay"), "0")?;
             node.ns
                 .nft(&output_nodeport(&node.primary_ip, node.index))?;
             let call = Ec2Call {

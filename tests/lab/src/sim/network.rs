@@ -118,6 +118,7 @@ pub fn wire(infra: &Netns) -> Result<Edges> {
     // Nodes see their subnet as on-link and ARP for each other, as in a VPC, whose router
     // answers for every address in the subnet: without this a node could not reach
     // another (the agents' peer probes go node to node).
+    // (It answers at once: see the proxy delay of each node's wire in vpc.rs.)
     router.sysctl("net.ipv4.conf.all.proxy_arp", "1")?;
     veth(infra, "vpc0", &router, "rinfra")?;
     infra.ip(&format!("addr add {INFRA}/24 dev vpc0"))?;

@@ -180,6 +180,8 @@ struct Read {
     /// public (or customer-owned) address -> the private address it is associated with.
     associated: BTreeMap<IpAddr, IpAddr>,
     allocated: BTreeSet<IpAddr>,
+    /// router wire -> the MAC of the ENI at its other end.
+    macs: BTreeMap<String, String>,
 }
 
 fn ip(ns: &str, args: &str) -> Result<String, String> {
@@ -265,6 +267,9 @@ impl State {
         for ni in enis.network_interfaces() {
             holdings(ni, &mut read.holders);
             if let Some(rdev) = self.plugged(ni, &router_links) {
+                if let Some(mac) = ni.mac_address() {
+                    read.macs.insert(rdev.clone(), mac.to_string());
+                }
                 for a in addresses(ni) {
                     read.owned.insert(a, rdev.clone());
                 }
@@ -341,6 +346,11 @@ impl State {
             return;
         }
         let _ = ip(r, &format!("link set {rdev} up"));
+        // A VPC answers ARP at once; Linux's proxy ARP waits up to 0.8 s at random by default,
+        // which made a node's first packets to another (a peer probe of a new holder, the
+        // baselines' VRRP adverts) time out.
+        let delay = format!("net.ipv4.neigh.{rdev}.proxy_delay=0");
+        let _ = super::net::run("ip", &["netns", "exec", r, "sysctl", "-qw", &delay]);
         let _ = ip(r, &format!("addr add {GATEWAY}/32 dev {rdev}"));
         let _ = ip(r, &format!("-6 addr add {GATEWAY6}/64 dev {rdev} nodad"));
         for family in ["", "-6 "] {
@@ -367,7 +377,7 @@ impl State {
     /// Moves the router to what EC2 has said for at least the convergence delay.
     fn converge(&mut self, read: &Read) {
         let now = Instant::now();
-        let plan = self.routes.plan(&read.owned, now);
+        let plan = self.routes.plan(&read.owned, &read.macs, now);
         if !plan.cmds.is_empty() && batch(&self.router, &plan.cmds) {
             self.routes.applied(&plan);
             self.record(&plan);

@@ -48,7 +48,17 @@ impl Routes {
     /// The changes that move the router to what EC2 (`owned`: address -> wire) has said for
     /// at least the convergence delay, read at `now`. An address the router routes and EC2
     /// shows on no ENI is dropped from then on, as AWS drops it (silently: a blackhole, no ICMP).
-    pub fn plan(&mut self, owned: &BTreeMap<IpAddr, String>, now: Instant) -> Plan {
+    ///
+    /// The router delivers to the ENI's MAC (`macs`: wire -> MAC) without asking, as a VPC
+    /// does: with ARP (or neighbour discovery), an address routed to its new ENI a moment
+    /// before the node had configured it failed resolution, and the router dropped its traffic
+    /// until the next attempt a second later.
+    pub fn plan(
+        &mut self,
+        owned: &BTreeMap<IpAddr, String>,
+        macs: &BTreeMap<String, String>,
+        now: Instant,
+    ) -> Plan {
         // A change is made before it is broken, in one `ip -batch`: the new route and the new
         // owner's allowed source first, then the old owner's allowed source goes.
         let mut plan = Plan::default();
@@ -58,6 +68,11 @@ impl Routes {
                 Some(w) => {
                     plan.cmds
                         .push(format!("{f}route replace {} dev {w}", host(&a)));
+                    if let Some(mac) = macs.get(w) {
+                        plan.cmds.push(format!(
+                            "{f}neigh replace {a} lladdr {mac} dev {w} nud permanent"
+                        ));
+                    }
                     plan.cmds.push(format!(
                         "{f}rule add iif {w} from {a} lookup main pref 1000"
                     ));
@@ -70,6 +85,9 @@ impl Routes {
                 plan.cmds.push(format!(
                     "{f}rule del iif {old} from {a} lookup main pref 1000"
                 ));
+                if d.new.as_ref() != Some(old) {
+                    plan.cmds.push(format!("{f}neigh del {a} dev {old}"));
+                }
             }
             plan.routed.push((a, d.new.clone()));
             plan.due.push(d);
@@ -105,7 +123,11 @@ mod tests {
 
     /// Plans at `t0 + ms` and records the plan as applied.
     fn step(r: &mut Routes, owned: &BTreeMap<IpAddr, String>, t0: Instant, ms: u64) -> Plan {
-        let plan = r.plan(owned, t0 + Duration::from_millis(ms));
+        let macs = BTreeMap::from([
+            ("r1e1".to_string(), "02:00:00:00:01:01".to_string()),
+            ("r2e1".to_string(), "02:00:00:00:02:01".to_string()),
+        ]);
+        let plan = r.plan(owned, &macs, t0 + Duration::from_millis(ms));
         r.applied(&plan);
         plan
     }
@@ -119,6 +141,7 @@ mod tests {
             step(&mut r, &on("r1e1"), t0, 100).cmds,
             [
                 "route replace 10.99.8.100/32 dev r1e1",
+                "neigh replace 10.99.8.100 lladdr 02:00:00:00:01:01 dev r1e1 nud permanent",
                 "rule add iif r1e1 from 10.99.8.100 lookup main pref 1000",
             ]
         );
@@ -127,8 +150,10 @@ mod tests {
             step(&mut r, &on("r2e1"), t0, 250).cmds,
             [
                 "route replace 10.99.8.100/32 dev r2e1",
+                "neigh replace 10.99.8.100 lladdr 02:00:00:00:02:01 dev r2e1 nud permanent",
                 "rule add iif r2e1 from 10.99.8.100 lookup main pref 1000",
                 "rule del iif r1e1 from 10.99.8.100 lookup main pref 1000",
+                "neigh del 10.99.8.100 dev r1e1",
             ]
         );
     }
@@ -150,6 +175,7 @@ mod tests {
             [
                 "route replace blackhole 10.99.8.100/32",
                 "rule del iif r1e1 from 10.99.8.100 lookup main pref 1000",
+                "neigh del 10.99.8.100 dev r1e1",
             ],
             "AWS drops what is sent to an address no ENI owns, and its old owner may not send from it"
         );
@@ -179,6 +205,7 @@ mod tests {
             plan.cmds,
             [
                 "-6 route replace fd00:99:8::101/128 dev r2e1",
+                "-6 neigh replace fd00:99:8::101 lladdr 02:00:00:00:02:01 dev r2e1 nud permanent",
                 "-6 rule add iif r2e1 from fd00:99:8::101 lookup main pref 1000",
             ]
         );
