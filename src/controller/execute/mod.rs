@@ -242,7 +242,9 @@ impl<C: Cloud> Ctx<C> {
             _ => "kube",
         };
         self.metrics.reconcile_error(label);
-        if !e.conflict() {
+        if e.conflict() {
+            tracing::debug!(floatingip = name, "written since it was read (409); the next pass decides again");
+        } else {
             tracing::warn!(floatingip = name, error = %e, "step failed");
         }
     }
