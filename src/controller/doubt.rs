@@ -20,6 +20,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::probe::{Health, Target, TargetState};
+use crate::status::HeldBack;
 
 /// A view older than this is not evidence: three of the agents' refreshes (5 s).
 pub const FRESH: Duration = Duration::from_secs(15);
@@ -125,10 +126,13 @@ pub fn hold_reason(
         return match verdict {
             _ if !node_failing => None,
             Verdict::Confirmed(_) => None,
-            Verdict::Denied(who) => Some(Hold::Denied(format!(
-                "{holder} fails the controller's health check, but the agents on {} still see it answer, so the address stays",
-                who.join(", ")
-            ))),
+            Verdict::Denied(who) => Some(Hold::Denied(HeldBack {
+                reason: "AgentsDisagree",
+                message: format!(
+                    "{holder} fails the controller's health check, but the agents on {} still see it answer, so the address stays",
+                    who.join(", ")
+                ),
+            })),
             Verdict::Unconfirmed if failing_for < UNCONFIRMED_AFTER => {
                 Some(Hold::Awaiting(UNCONFIRMED_AFTER - failing_for))
             }
@@ -137,21 +141,28 @@ pub fn hold_reason(
     };
     match verdict {
         Verdict::Confirmed(_) => None,
-        Verdict::Denied(who) => Some(Hold::Denied(format!(
+        Verdict::Denied(who) => Some(Hold::Denied(in_doubt(format!(
             "{doubt}; the agents on {} still see {holder} answer, so the address stays",
             who.join(", ")
-        ))),
-        Verdict::Unconfirmed => Some(Hold::Denied(format!(
+        )))),
+        Verdict::Unconfirmed => Some(Hold::Denied(in_doubt(format!(
             "{doubt}; no agent confirms that {holder} is down, so the address stays"
-        ))),
+        )))),
+    }
+}
+
+fn in_doubt(message: String) -> HeldBack {
+    HeldBack {
+        reason: "ControllerInDoubt",
+        message,
     }
 }
 
 /// Why a move is held for want of a second opinion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hold {
-    /// Held while it lasts: the message says why (status shows it).
-    Denied(String),
+    /// Held while it lasts: status says why (condition HeldInDoubt).
+    Denied(HeldBack),
     /// No agent has spoken yet: wait at most this long for one (a moment, not a condition).
     Awaiting(Duration),
 }
@@ -223,7 +234,7 @@ mod tests {
 
     fn why(hold: Option<Hold>) -> String {
         match hold {
-            Some(Hold::Denied(why)) => why,
+            Some(Hold::Denied(why)) => why.message,
             other => panic!("not denied: {other:?}"),
         }
     }

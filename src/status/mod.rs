@@ -6,7 +6,7 @@ pub mod conditions;
 mod next;
 
 pub use arrival::{record_arrival, Arrival};
-pub use next::{held_by, next, Observed, Steady};
+pub use next::{held_by, next, HeldBack, Observed, Steady};
 
 /// Where an address sits, or would sit: a node, its instance and the ENI there.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -42,12 +42,21 @@ pub struct Steady {
     /// The address's own health check, when it has one.
     pub healthy: Option<Desired>,
     /// Why a move the checks call for is held back (the controller doubts its probes).
-    pub held_in_doubt: Option<String>,
+    pub held_in_doubt: Option<HeldBack>,
     /// A claimed move is kept only while the move waits (minHoldSeconds); otherwise its target
     /// can no longer take the address and the claim is dropped.
     pub keep_claim: bool,
     /// The Elastic IP as EC2 described it this pass.
     pub public: Option<crate::api::PublicAddress>,
+}
+
+/// Why a move the checks call for is held back, for the HeldInDoubt condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldBack {
+    /// `ControllerInDoubt` (its probes fail for half the nodes or more) or `AgentsDisagree`
+    /// (an agent on another node still sees the holder answer).
+    pub reason: &'static str,
+    pub message: String,
 }
 
 /// The status after `observed`, or None when it is `old` unchanged (no write is due).
@@ -184,10 +193,8 @@ fn steady_status(s: &mut FloatingIPStatus, st: &Steady, g: Option<i64>, now: &Ti
     ];
     changed |= remove_all(s, &stale);
     changed |= set_or_remove(s, cond::HEALTHY, st.healthy.as_ref(), g, now);
-    let doubt = st
-        .held_in_doubt
-        .as_ref()
-        .map(|why| Desired::new(cond::HELD_IN_DOUBT, true, "ControllerInDoubt", why));
+    let doubt = (st.held_in_doubt.as_ref())
+        .map(|h| Desired::new(cond::HELD_IN_DOUBT, true, h.reason, &h.message));
     changed |= set_or_remove(s, cond::HELD_IN_DOUBT, doubt.as_ref(), g, now);
     changed
 }

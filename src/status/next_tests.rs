@@ -221,7 +221,10 @@ fn table_steady_why_nothing_moved() {
     );
     // Held in doubt, with a health check: both conditions appear.
     let doubt = Steady {
-        held_in_doubt: Some("most targets fail".into()),
+        held_in_doubt: Some(crate::status::HeldBack {
+            reason: "ControllerInDoubt",
+            message: "most targets fail".into(),
+        }),
         healthy: Some(Desired::new(cond::HEALTHY, false, "ProbeFailing", "fails")),
         ..steady(Some("n1"))
     };

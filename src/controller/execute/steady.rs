@@ -24,9 +24,10 @@ impl<C: Cloud> Ctx<C> {
         let (Some(why), false) = (&act.doubt, was_held) else {
             return Ok(());
         };
-        tracing::warn!(floatingip = %fip.name_any(), why, "holding the address: the controller doubts its own probes");
+        tracing::warn!(floatingip = %fip.name_any(), reason = why.reason, why = %why.message,
+            "holding the address: the controller's probes and the agents' disagree");
         // Best effort, as every Event: the hold happened whether or not it is recorded.
-        let note = why.clone();
+        let note = why.message.clone();
         if let Err(e) = self.events.warning(fip, "HeldInDoubt", "Hold", note).await {
             tracing::warn!(error = %e, "could not publish the HeldInDoubt event");
         }

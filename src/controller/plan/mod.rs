@@ -108,7 +108,7 @@ pub struct Placement {
     pub vip: Option<VipHealth>,
     /// Why a move its checks call for is held: the controller doubts its own probes and no
     /// agent confirms the holder is down.
-    pub doubt: Option<String>,
+    pub doubt: Option<crate::status::HeldBack>,
     /// A verdict on the holder is moments away: its move waits only for an agent to confirm
     /// it, or its address fails while the holder's own check has started failing too (its
     /// confirming probes are under way). Status is written once that is settled, so that the

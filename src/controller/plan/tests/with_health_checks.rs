@@ -234,7 +234,9 @@ fn a_doubted_move_waits_for_an_agent_to_confirm_the_holder_is_down() {
     };
     let alone = decide(&HashMap::new());
     assert_eq!(alone.decision, Decision::Stay);
-    let why = alone.doubt.expect("held in doubt");
+    let held = alone.doubt.expect("held in doubt");
+    assert_eq!(held.reason, "ControllerInDoubt");
+    let why = held.message;
     assert!(
         why.contains("fail for 2 of 3 nodes at once (n1, n2)"),
         "{why}"
@@ -246,6 +248,7 @@ fn a_doubted_move_waits_for_an_agent_to_confirm_the_holder_is_down() {
     assert!(denied
         .doubt
         .unwrap()
+        .message
         .contains("the agents on n3 still see n1 answer"));
 
     let confirmed = decide(&view(Health::Down));
@@ -304,12 +307,10 @@ fn a_fresh_failure_moves_once_an_agent_on_another_node_agrees() {
     let denied = decide_among(3, states.clone(), None, &view(Health::Up));
     assert_eq!(denied.decision, Decision::Stay);
     assert!(!denied.verdict_pending);
+    let held = denied.doubt.as_ref().unwrap();
+    assert_eq!(held.reason, "AgentsDisagree", "the controller does not doubt itself");
     assert!(
-        denied
-            .doubt
-            .as_ref()
-            .unwrap()
-            .contains("the agents on n3 still see it answer"),
+        held.message.contains("the agents on n3 still see it answer"),
         "{denied:?}"
     );
 
@@ -335,7 +336,10 @@ fn a_controller_cut_off_from_every_node_holds_in_doubt() {
     ];
     let a = &decide_among(3, health(&states), None, &HashMap::new());
     assert_eq!(a.decision, Decision::Stay);
-    assert!(a.doubt.as_ref().unwrap().contains("3 of 3 nodes"), "{a:?}");
+    assert!(
+        a.doubt.as_ref().unwrap().message.contains("3 of 3 nodes"),
+        "{a:?}"
+    );
     let ready = crate::controller::execute::ready_condition(a);
     assert_eq!(
         (ready.status, ready.reason.as_str()),
