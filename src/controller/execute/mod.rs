@@ -243,7 +243,10 @@ impl<C: Cloud> Ctx<C> {
         };
         self.metrics.reconcile_error(label);
         if e.conflict() {
-            tracing::debug!(floatingip = name, "written since it was read (409); the next pass decides again");
+            tracing::debug!(
+                floatingip = name,
+                "written since it was read (409); the next pass decides again"
+            );
         } else {
             tracing::warn!(floatingip = name, error = %e, "step failed");
         }

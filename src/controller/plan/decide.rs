@@ -11,6 +11,7 @@ use crate::controller::doubt::Hold;
 use crate::nodes::Unfit;
 use crate::placement::{self, Candidate, Decision, Incumbent};
 use crate::probe::Health;
+use crate::status::HeldBack;
 
 /// What this pass does with one located FloatingIP. Counts a move in `load`, so that the
 /// FloatingIPs planned after it spread.
@@ -35,20 +36,8 @@ pub(super) fn act(
     }
     let decision = repair(&l, &fit)
         .unwrap_or_else(|| place(&view, &l, &candidates, &no_fit_node, vip.as_ref()));
-    let (decision, doubt, verdict_pending) = match held_in_doubt(&view, &l, &decision, self_doubt) {
-        None => (decision, None, false),
-        Some(Hold::Denied(why)) => (Decision::Stay, Some(why), false),
-        Some(Hold::Awaiting(remaining)) => (Decision::Hold { remaining }, None, true),
-    };
-    // The address fails and its holder's check has started failing too: the holder's verdict
-    // is a few probes away.
-    let holder_suspect = l
-        .holder
-        .as_ref()
-        .is_some_and(|h| view.node_suspect(&h.node));
-    let vip_down = vip.as_ref().is_some_and(|v| v.health == Health::Down);
-    let verdict_pending =
-        verdict_pending || (decision == Decision::Stay && holder_suspect && vip_down);
+    let (decision, doubt, verdict_pending) =
+        second_opinion(&view, &l, decision, vip.as_ref(), self_doubt);
     let target = match &decision {
         Decision::Move { to, .. } => fit.get(to.as_str()).cloned(),
         _ => None,
@@ -78,6 +67,29 @@ pub(super) fn act(
         associate,
         public,
     }))
+}
+
+/// The decision once the second opinion is weighed ([`held_in_doubt`]), why it is held if it
+/// is, and whether a verdict on the holder is moments away (its status then waits): the move
+/// awaits an agent's word, or the address fails while the holder's own check has started
+/// failing too and is a few probes from its verdict.
+fn second_opinion(
+    view: &View<'_, '_>,
+    l: &Located<'_>,
+    decision: Decision,
+    vip: Option<&VipHealth>,
+    self_doubt: Option<&str>,
+) -> (Decision, Option<HeldBack>, bool) {
+    match held_in_doubt(view, l, &decision, self_doubt) {
+        Some(Hold::Denied(why)) => (Decision::Stay, Some(why), false),
+        Some(Hold::Awaiting(remaining)) => (Decision::Hold { remaining }, None, true),
+        None => {
+            let holder_suspect = (l.holder.as_ref()).is_some_and(|h| view.node_suspect(&h.node));
+            let vip_down = vip.is_some_and(|v| v.health == Health::Down);
+            let pending = decision == Decision::Stay && holder_suspect && vip_down;
+            (decision, None, pending)
+        }
+    }
 }
 
 /// The placement of an address without a holder that is left where it is this pass: held by

@@ -308,9 +308,13 @@ fn a_fresh_failure_moves_once_an_agent_on_another_node_agrees() {
     assert_eq!(denied.decision, Decision::Stay);
     assert!(!denied.verdict_pending);
     let held = denied.doubt.as_ref().unwrap();
-    assert_eq!(held.reason, "AgentsDisagree", "the controller does not doubt itself");
+    assert_eq!(
+        held.reason, "AgentsDisagree",
+        "the controller does not doubt itself"
+    );
     assert!(
-        held.message.contains("the agents on n3 still see it answer"),
+        held.message
+            .contains("the agents on n3 still see it answer"),
         "{denied:?}"
     );
 
