@@ -186,3 +186,65 @@ fn attach_refuses_a_malformed_security_group_id_from_flag_or_environment() {
         "{out}"
     );
 }
+
+/// `floatip attach` that cannot start (its kubeconfig does not exist), with `args` before the
+/// subcommand: (stderr, exit status success).
+fn failing_attach(args: &[&str]) -> (String, bool) {
+    let out = Command::new(env!("CARGO_BIN_EXE_floatip"))
+        .args(args)
+        .arg("attach")
+        .env("NODE_NAME", "node-1")
+        .env("FLOATIP_CLUSTER_NAME", "lab")
+        .env("KUBECONFIG", "/nonexistent/floatip-test-kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("NO_COLOR")
+        .env_remove("FLOATIP_LOG_FORMAT")
+        .output()
+        .expect("floatip runs");
+    (String::from_utf8(out.stderr).unwrap(), out.status.success())
+}
+
+/// Logs to a pipe or a file carry no colour codes, and a fatal error is said once, as the last
+/// line. (Before: ANSI codes on every line, and the error twice.)
+#[test]
+fn text_logs_have_no_colour_off_a_terminal_and_say_a_fatal_error_once() {
+    let (err, ok) = failing_attach(&[]);
+    assert!(!ok, "attach without a cluster must fail: {err}");
+    assert!(!err.contains('\u{1b}'), "colour codes in a pipe:\n{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("floatip: "), "{err}");
+    let reason = last.trim_start_matches("floatip: ");
+    assert_eq!(
+        err.matches(reason).count(),
+        1,
+        "said more than once:\n{err}"
+    );
+}
+
+/// `--log-format json` (or FLOATIP_LOG_FORMAT=json): every line is one JSON record, the fatal
+/// error among them, and nothing else is printed.
+#[test]
+fn json_logs_are_one_record_a_line_fatal_error_included() {
+    for args in [&["--log-format", "json"][..], &["--log-format=json"][..]] {
+        let (err, ok) = failing_attach(args);
+        assert!(!ok);
+        let records: Vec<serde_json::Value> = (err.lines())
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        let last = records.last().expect("at least the error");
+        assert_eq!(last["level"], "ERROR", "{err}");
+        assert!(
+            last["fields"]["error"]
+                .as_str()
+                .is_some_and(|e| !e.is_empty()),
+            "{last}"
+        );
+        assert!(records.iter().all(|r| r["timestamp"].is_string()), "{err}");
+    }
+    let (err, _) = failing_attach(&["--log-format", "yaml"]);
+    assert!(
+        err.contains("invalid value 'yaml' for '--log-format"),
+        "{err}"
+    );
+}

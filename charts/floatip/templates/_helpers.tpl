@@ -77,6 +77,8 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "floatip.logEnv" -}}
 - name: RUST_LOG
   value: {{ .Values.logLevel | quote }}
+- name: FLOATIP_LOG_FORMAT
+  value: {{ .Values.logFormat | quote }}
 {{- end }}
 
 {{/* Host flags shared by the agent and its attach init container. */}}

@@ -16,10 +16,10 @@ const THROTTLING_CODES: [&str; 5] = [
     "PriorRequestNotComplete",
 ];
 
-pub(super) fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(
-    action: &'static str,
-    e: &SdkError<E>,
-) -> CloudError {
+pub(super) fn classify<E>(action: &'static str, e: &SdkError<E>) -> CloudError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
     let (kind, code, message) = match e {
         SdkError::ServiceError(ctx) => {
             let code = ctx.err().code().unwrap_or("Unknown").to_string();
@@ -38,21 +38,17 @@ pub(super) fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(
             "Timeout".into(),
             "the request timed out".into(),
         ),
-        SdkError::DispatchFailure(f) => (
+        SdkError::DispatchFailure(_) => (
             ErrorKind::Transient,
             "ConnectionError".into(),
-            format!("could not reach EC2: {f:?}"),
+            format!("could not reach EC2: {}", causes(e)),
         ),
-        SdkError::ResponseError(r) => (
+        SdkError::ResponseError(_) => (
             ErrorKind::Transient,
             "ResponseError".into(),
-            format!("unreadable response: {r:?}"),
+            format!("unreadable response from EC2: {}", causes(e)),
         ),
-        other => (
-            ErrorKind::Permanent,
-            "ClientError".into(),
-            format!("{other:?}"),
-        ),
+        other => (ErrorKind::Permanent, "ClientError".into(), causes(other)),
     };
     CloudError {
         action,
@@ -60,6 +56,22 @@ pub(super) fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(
         message,
         kind,
     }
+}
+
+/// An error and its sources as one sentence ("dispatch failure: io error: Connection
+/// refused"), each said once: what a person can act on, where the SDK's Debug form was a dump
+/// of its structures.
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut said: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !text.is_empty() && !said.iter().any(|s| s.contains(&text)) {
+            said.push(text);
+        }
+        next = err.source();
+    }
+    said.join(": ")
 }
 
 /// The addresses as EC2 takes them: IPv4 and IPv6 go to different actions.
@@ -200,6 +212,34 @@ pub(super) fn to_border_groups(zones: &[AvailabilityZone]) -> BTreeMap<String, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// EC2 unreachable: the condition says why in words, not the SDK's Debug structures
+    /// (`DispatchFailure { source: ConnectorError { kind: Io, ...`).
+    #[test]
+    fn an_unreachable_ec2_is_a_sentence_not_a_debug_dump() {
+        use aws_sdk_ec2::error::ConnectorError;
+        use aws_sdk_ec2::operation::assign_private_ip_addresses::AssignPrivateIpAddressesError;
+        let refused = std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused (os error 111)",
+        );
+        let e: SdkError<AssignPrivateIpAddressesError> =
+            SdkError::dispatch_failure(ConnectorError::io(Box::new(refused)));
+        let c = classify("AssignPrivateIpAddresses", &e);
+        assert_eq!(c.code, "ConnectionError");
+        assert_eq!(c.kind, ErrorKind::Transient);
+        assert!(
+            c.message.starts_with("could not reach EC2: ")
+                && c.message.ends_with("Connection refused (os error 111)"),
+            "{}",
+            c.message
+        );
+        assert!(
+            !c.message.contains('{') && !c.message.contains("ConnectorError"),
+            "{}",
+            c.message
+        );
+    }
 
     #[test]
     fn addresses_split_by_family_in_order() {

@@ -57,7 +57,7 @@ impl Ec2 {
     async fn call<T, E, F>(&self, action: &'static str, fut: F) -> Result<T, CloudError>
     where
         F: std::future::Future<Output = Result<T, SdkError<E>>>,
-        E: ProvideErrorMetadata + std::fmt::Debug,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         self.metrics.ec2_call(action);
         fut.await.map_err(|e| {
