@@ -264,6 +264,27 @@ impl Sim {
             .min();
     }
 
+    /// The EC2 calls the EC2 lab recorded that started at or after `since`: (action, started,
+    /// answered).
+    pub(super) fn ec2_calls_since(
+        &self,
+        since: SystemTime,
+    ) -> Result<Vec<(String, SystemTime, SystemTime)>> {
+        let since_ms = since.duration_since(SystemTime::UNIX_EPOCH)?.as_secs_f64() * 1000.0;
+        let at = |ms: f64| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(ms / 1000.0);
+        let calls = self.ec2_calls()?;
+        let mut out = Vec::new();
+        for c in calls["recent"].as_array().context("recent calls")? {
+            let started = c["startedMs"].as_f64().unwrap_or(0.0);
+            if started >= since_ms {
+                let action = c["action"].as_str().unwrap_or("?").to_string();
+                let finished = c["finishedMs"].as_f64().unwrap_or(started);
+                out.push((action, at(started), at(finished)));
+            }
+        }
+        Ok(out)
+    }
+
     fn fill_timeline(&self, t: &mut Failover, kind: Flavor, f: &FloatingIP) -> Result<()> {
         let from_ip = self.node(&t.from)?.primary_ip.clone();
         let address: IpAddr = f.spec.address.parse()?;
@@ -276,24 +297,7 @@ impl Sim {
         let move_line = format!("moved {address} from {} to {}", t.from, t.to);
         self.read_controller_logs(t, (&probed, &holder), &move_line);
         self.read_agent_logs(t);
-        let injected_ms = t
-            .injected
-            .duration_since(SystemTime::UNIX_EPOCH)?
-            .as_secs_f64()
-            * 1000.0;
-        let at = |ms: f64| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(ms / 1000.0);
-        let calls = self.ec2_calls()?;
-        for c in calls["recent"].as_array().context("recent calls")? {
-            let started = c["startedMs"].as_f64().unwrap_or(0.0);
-            if started >= injected_ms {
-                let action = c["action"].as_str().unwrap_or("?").to_string();
-                t.ec2.push((
-                    action,
-                    at(started),
-                    at(c["finishedMs"].as_f64().unwrap_or(started)),
-                ));
-            }
-        }
+        t.ec2 = self.ec2_calls_since(t.injected)?;
         let to_index = self.node(&t.to)?.index;
         // What the client's address is routed by, and where a node configures the address
         // (an ElasticIP address is configured nowhere: the VPC translates it).

@@ -675,21 +675,7 @@ async fn primary_enis(sim: &Sim) -> Result<BTreeMap<String, String>> {
 /// The EC2 calls since the failure, when the new node configured the address, when the VPC
 /// routed it there.
 fn fill_points(sim: &Sim, t: &mut Failover) -> Result<()> {
-    let since = t
-        .injected
-        .duration_since(SystemTime::UNIX_EPOCH)?
-        .as_secs_f64()
-        * 1000.0;
-    let at = |ms: f64| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(ms / 1000.0);
-    let calls = sim.ec2_calls()?;
-    for c in calls["recent"].as_array().context("recent calls")? {
-        let started = c["startedMs"].as_f64().unwrap_or(0.0);
-        if started >= since {
-            let action = c["action"].as_str().unwrap_or("?").to_string();
-            let finished = c["finishedMs"].as_f64().unwrap_or(started);
-            t.ec2.push((action, at(started), at(finished)));
-        }
-    }
+    t.ec2 = sim.ec2_calls_since(t.injected)?;
     let to = sim.node(&t.to)?.index;
     t.agent = (sim.changes.lock().unwrap().iter())
         .find(|c| c.at >= t.injected && c.node == to && c.present)
