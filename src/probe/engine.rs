@@ -340,7 +340,7 @@ impl Scheduler {
     }
 
     /// Feeds a probe result to its target's state machine; queues a transition if it made one,
-    /// and the confirmations it calls for ([`Scheduler::confirmations`]).
+    /// and the confirmations it calls for ([`confirmations`]).
     fn apply(&mut self, done: Done) {
         let failure = done.result.err();
         self.metrics.probe_done(
