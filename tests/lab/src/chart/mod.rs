@@ -2,9 +2,10 @@
 //! helm-python-sdk wheel bundles it, so no helm binary is needed), every object validated
 //! against the Kubernetes OpenAPI schemas (kubernetes-validate), and written out as the plain
 //! manifests in deploy/. [`rbac`] and [`iam`] check recorded calls against what the chart and
-//! the IAM policies grant.
+//! the IAM policies grant; [`monitoring`] reads the chart's alerts and dashboard.
 
 pub mod iam;
+pub mod monitoring;
 pub mod rbac;
 
 use std::path::{Path, PathBuf};
