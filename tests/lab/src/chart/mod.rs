@@ -66,7 +66,7 @@ pub struct Validation {
 pub struct Rendered {
     /// The version of Helm's Go SDK that rendered it.
     pub helm: String,
-    /// The chart's crds/ folder.
+    /// The chart's crds/ folder (empty: the FloatingIP CRD is a template, see templates/crds.yaml).
     pub crds: Vec<Doc>,
     /// The templates' objects.
     pub documents: Vec<Doc>,
@@ -151,6 +151,7 @@ const INSTALL_ORDER: &[&str] = &[
     "NetworkPolicy",
     "PodDisruptionBudget",
     "ServiceAccount",
+    "ConfigMap",
     "CustomResourceDefinition",
     "ClusterRole",
     "ClusterRoleBinding",
