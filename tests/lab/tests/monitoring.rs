@@ -4,7 +4,10 @@
 
 use std::collections::BTreeSet;
 
+use std::path::Path;
+
 use floatip_lab::chart::monitoring::{self, Query};
+use floatip_lab::chart::{self, Request};
 use floatip_lab::repo_root;
 use serde_json::Value;
 
@@ -29,6 +32,44 @@ fn promtool_accepts_the_rules_file() {
         .unwrap_or_else(|e| panic!("{e:#}"));
     let found = format!("SUCCESS: {} rules found", rules().len());
     assert!(out.contains(&found), "{out}");
+}
+
+#[test]
+fn the_prometheus_rule_the_chart_renders_is_valid_for_prometheus() {
+    // Helm re-serializes the file (fromYaml, then toYaml): the expressions and the alert
+    // templates in the annotations must come through intact, extra groups included.
+    let mut req = Request::new(repo_root().join("charts/floatip"));
+    req.values = Some(repo_root().join("tests/lab/chart/values-custom.yaml"));
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("lab-venv");
+    let python = std::env::var_os("LAB_PYTHON").unwrap_or_else(|| "python3".into());
+    let rendered = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(chart::render(&venv, Path::new(&python), &req))
+        .expect("the chart renders with values-custom.yaml");
+    let rule = rendered
+        .documents
+        .iter()
+        .find(|d| d.kind() == "PrometheusRule")
+        .expect("values-custom.yaml enables the PrometheusRule");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rendered-rules.yaml");
+    std::fs::write(
+        &file,
+        serde_yaml_ng::to_string(&rule.object["spec"]).unwrap(),
+    )
+    .unwrap();
+    let out = monitoring::run_promtool(&promtool(), &["check", "rules", file.to_str().unwrap()])
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    // Every alert of the file but the one disabled, plus the recording rule of extraGroups.
+    let (disabled, extra) = (1, 1);
+    let want = rules().len() - disabled + extra;
+    assert!(
+        out.contains(&format!("SUCCESS: {want} rules found")),
+        "{out}"
+    );
 }
 
 #[test]
