@@ -26,7 +26,7 @@ fn crd_output_is_byte_identical_to_the_checked_in_files() {
     assert!(ok, "floatip crd failed: {err}");
     for copy in [
         "crds/floatingip.yaml",
-        "charts/floatip/crds/floatingip.yaml",
+        "charts/floatip/files/crds/floatingip.yaml",
     ] {
         assert!(
             out == repo_file(copy),
