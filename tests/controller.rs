@@ -170,12 +170,12 @@ async fn no_candidates_and_duplicate_addresses() {
     assert!(c.holders("10.0.11.20").await.is_empty(), "nothing moved");
     assert!(f.status.as_ref().unwrap().holder.is_none());
 
-    // A candidate appears: the address is assigned and NoCandidates goes away.
+    // A candidate appears: the address is assigned and NoCandidates turns False.
     c.patch_node("node-2", json!({"spec": {"unschedulable": false}}))
         .await;
     let f = c.wait_fip("web", "assigned", T, is_ready).await;
     assert_eq!(holder_of(&f).as_deref(), Some("node-2"));
-    assert!(condition(&f, "NoCandidates").is_none());
+    assert_eq!(condition(&f, "NoCandidates").unwrap().0, "False");
 
     // The same address again, newer: Conflict, never acted on.
     c.create_fip("web-copy", json!({"address": "10.0.11.20"}))
@@ -342,7 +342,7 @@ async fn ec2_throttled_then_down_during_moves() {
     let second = moved_from(&c, "web", &first, "NodeCordoned").await;
     let f = c.fips().get("web").await.unwrap();
     assert!(
-        condition(&f, "CloudError").is_none(),
+        condition(&f, "CloudError").is_some_and(|(s, _, _)| s == "False"),
         "cleared once EC2 answered"
     );
     c.patch_node(&first, json!({"spec": {"unschedulable": false}}))
@@ -543,12 +543,12 @@ async fn a_missing_iam_permission_is_a_condition_not_a_crash_loop() {
         "still running and leading"
     );
 
-    // Permission granted: the next resync assigns, and the condition goes.
+    // Permission granted: the next resync assigns, and the condition turns False.
     c.ec2.clear_faults();
     let f = c
         .wait_fip("web", "assigned once allowed", T, is_ready)
         .await;
-    assert!(condition(&f, "CloudError").is_none());
+    assert_eq!(condition(&f, "CloudError").unwrap().0, "False");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

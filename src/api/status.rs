@@ -203,4 +203,20 @@ pub mod condition {
     /// names the node and EC2's error); other FloatingIPs are unaffected. Cleared by the next
     /// attach that prepares the subnet.
     pub const ATTACH_FAILED: &str = "AttachFailed";
+
+    /// Every condition type, in the order status lists them. Each is on every FloatingIP from
+    /// its first status write, False or Unknown when it does not apply, never removed (the
+    /// API conventions: a client can tell "not true" from "not looked at by this version").
+    pub const ALL: [&str; 10] = [
+        READY,
+        ASSIGNED,
+        HEALTHY,
+        NO_CANDIDATES,
+        CONFLICT,
+        INVALID_SPEC,
+        CLOUD_ERROR,
+        BACKING_OFF,
+        HELD_IN_DOUBT,
+        ATTACH_FAILED,
+    ];
 }
