@@ -247,7 +247,7 @@ fn cloud_failed(
     g: Option<i64>,
     now: &Time,
 ) -> bool {
-    let msg = e.to_string();
+    let msg = format!("{e}; {}", what_to_do(e));
     let mut changed = set_all(s, extra, g, now);
     let error = Desired::new(cond::CLOUD_ERROR, true, &e.code_reason(), &msg);
     changed |= conditions::set(&mut s.conditions, &error, g, now);
@@ -273,6 +273,23 @@ fn cloud_failed(
         changed |= conditions::set(&mut s.conditions, &ready, g, now);
     }
     changed
+}
+
+/// What a person can do about a failed EC2 call, for the CloudError condition and its Event.
+fn what_to_do(e: &CloudError) -> String {
+    let code = e.code.as_str();
+    if code.contains("Unauthorized") || code.contains("AccessDenied") {
+        format!(
+            "allow ec2:{} to the controller's IAM role (deploy/iam-policy-controller.json)",
+            e.action
+        )
+    } else if e.kind == crate::cloud::ErrorKind::Throttled {
+        "EC2 throttles this account's requests (the VPC CNI and autoscalers share the limit); floatip retries with backoff".into()
+    } else if e.retryable() {
+        "EC2 did not answer or failed on its side; floatip retries with backoff".into()
+    } else {
+        "retrying does not help until what the AWS message names is fixed; floatip backs off meanwhile".into()
+    }
 }
 
 fn claimed(

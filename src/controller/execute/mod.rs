@@ -269,7 +269,8 @@ fn not_acted_on<'a>(
             vec![why, not_ready("InvalidSpec", see)]
         }
         Plan::Conflict { winner, .. } => {
-            let msg = format!("FloatingIP {winner} is older and has the same address; this one is not acted on until that one is gone or the address changes");
+            let address = &fip.spec.address;
+            let msg = format!("FloatingIP {winner} is older and claims the same address {address}; this one is not acted on until {winner} is deleted or this one's spec.address changes");
             let why = Desired::new(cond::CONFLICT, true, "DuplicateAddress", msg);
             vec![
                 why,

@@ -17,7 +17,9 @@ use crate::status::{next, Observed};
 impl<C: Cloud> Ctx<C> {
     /// Writes the status `observed` calls for, when it differs from the object's; the
     /// replace carries the object's resourceVersion, so a write since it was read is a 409.
-    /// Returns the object as written, None when no write was due.
+    /// A write that turns CloudError, NoCandidates or Conflict True is also a Warning Event
+    /// ([`crate::controller::events::warnings`]). Returns the object as written, None when no
+    /// write was due.
     pub(super) async fn write(
         &self,
         fip: &FloatingIP,
@@ -35,6 +37,9 @@ impl<C: Cloud> Ctx<C> {
             .api()
             .replace_status(&fip.name_any(), &PostParams::default(), &obj)
             .await?;
+        if let Some(new) = &obj.status {
+            self.events.warn_on_change(fip, &old, new).await;
+        }
         Ok(Some(written))
     }
 
