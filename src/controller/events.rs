@@ -8,18 +8,35 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::{condition as cond, FloatingIP, FloatingIPStatus};
 
-/// Events of cluster-scoped objects live in this namespace, as kubectl describe expects.
-const EVENT_NAMESPACE: &str = "default";
+/// Where the Events of the (cluster-scoped) FloatingIPs go, for a controller running in
+/// `controller_namespace`: `kube-system` when it runs there, `default` otherwise.
+///
+/// Not simply the controller's own namespace: the API server refuses an Event that has an
+/// eventTime (every events.k8s.io/v1 Event) and is about an object without a namespace unless
+/// the Event is in `default` or `kube-system` (legacyValidateEvent in
+/// pkg/apis/core/validation/events.go: "does not match event.namespace"). `kubectl describe
+/// fip` and `kubectl events` look for them in `default` either way, as for Nodes.
+pub fn namespace_for(controller_namespace: &str) -> &'static str {
+    if controller_namespace == "kube-system" {
+        "kube-system"
+    } else {
+        "default"
+    }
+}
 
 pub struct Events {
     api: Api<Event>,
+    namespace: &'static str,
     instance: String,
 }
 
 impl Events {
-    pub fn new(client: kube::Client, instance: &str) -> Self {
+    /// Events reported by `instance` (the pod name) of a controller in `controller_namespace`.
+    pub fn new(client: kube::Client, instance: &str, controller_namespace: &str) -> Self {
+        let namespace = namespace_for(controller_namespace);
         Self {
-            api: Api::namespaced(client, EVENT_NAMESPACE),
+            api: Api::namespaced(client, namespace),
+            namespace,
             instance: instance.to_string(),
         }
     }
@@ -73,7 +90,7 @@ impl Events {
         let event = Event {
             metadata: ObjectMeta {
                 generate_name: Some(format!("{}.", fip.name_any())),
-                namespace: Some(EVENT_NAMESPACE.to_string()),
+                namespace: Some(self.namespace.to_string()),
                 ..Default::default()
             },
             event_time: Some(MicroTime(jiff::Timestamp::now())),

@@ -154,3 +154,11 @@ fn a_long_note_is_cut_to_what_the_api_server_accepts() {
     assert!(note.len() <= NOTE_LIMIT, "{}", note.len());
     assert!(note.ends_with('…'));
 }
+
+/// The API server takes Events about cluster-scoped objects only in default or kube-system.
+#[test]
+fn events_go_to_kube_system_only_from_kube_system() {
+    assert_eq!(namespace_for("kube-system"), "kube-system");
+    assert_eq!(namespace_for("floatip-system"), "default");
+    assert_eq!(namespace_for("default"), "default");
+}

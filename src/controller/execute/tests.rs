@@ -118,7 +118,7 @@ where
     let (service, handle) = pair();
     let client = kube::Client::new(service, "default");
     let ctx = Arc::new(Ctx {
-        events: crate::controller::events::Events::new(client.clone(), "test"),
+        events: crate::controller::events::Events::new(client.clone(), "test", "floatip-system"),
         client,
         cloud,
         metrics: crate::metrics::Metrics::new(),
