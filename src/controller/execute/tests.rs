@@ -401,6 +401,12 @@ async fn an_ec2_failure_after_the_claim_is_written_and_leaves_the_claim() {
             (&error["status"], &error["reason"]),
             (&json!("True"), &json!("RequestLimitExceeded"))
         );
+        // The holder fails its check: not Ready, whether or not EC2 lets the address go.
+        let ready = condition(&body, "Ready").expect("Ready");
+        assert_eq!(
+            (&ready["status"], &ready["reason"]),
+            (&json!("False"), &json!("HolderUnhealthy"))
+        );
         // The claim stays for the next pass, or the next leader, to see.
         assert_eq!(body["status"]["pendingMove"]["to"], "n2");
         assert_eq!(body["status"]["holder"]["node"], "n1");
