@@ -192,6 +192,40 @@ async fn no_candidates_and_duplicate_addresses() {
         copy.finalizers().is_empty(),
         "a conflicting FloatingIP gets no finalizer"
     );
+    // Each turn to True was one Warning Event in default, however many passes saw it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(c.client.clone(), "default");
+    let mut warnings: Vec<(String, String, String)> = (events.list(&Default::default()).await)
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .map(|e| {
+            let about = e.regarding.and_then(|r| r.name).unwrap_or_default();
+            (
+                about,
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+            )
+        })
+        .collect();
+    // Listed by name, and the names end in a generated suffix: order them by object.
+    warnings.sort();
+    let reasons: Vec<(&str, &str)> = (warnings.iter())
+        .map(|(about, reason, _)| (about.as_str(), reason.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [("web", "NoCandidates"), ("web-copy", "Conflict")],
+        "{warnings:#?}"
+    );
+    assert!(warnings[0]
+        .2
+        .ends_with("10.0.11.20 stays unassigned until a node qualifies"));
+    assert!(warnings[1]
+        .2
+        .starts_with("FloatingIP web is older and claims the same address 10.0.11.20"));
     // Deleting the copy must not touch the owner's address.
     c.fips()
         .delete("web-copy", &DeleteParams::default())
