@@ -66,6 +66,12 @@ fn crd_has_scope_names_columns_and_rules() {
             ("Mode", ".spec.mode"),
             ("Holder", ".status.holder.node"),
             ("Ready", ".status.conditions[?(@.type==\"Ready\")].status"),
+            (
+                "Healthy",
+                ".status.conditions[?(@.type==\"Healthy\")].status"
+            ),
+            ("Reason", ".status.conditions[?(@.type==\"Ready\")].reason"),
+            ("Last Move", ".status.lastMove.at"),
             ("Public", ".status.publicAddress.address"),
             ("Age", ".metadata.creationTimestamp"),
         ]

@@ -170,12 +170,12 @@ async fn no_candidates_and_duplicate_addresses() {
     assert!(c.holders("10.0.11.20").await.is_empty(), "nothing moved");
     assert!(f.status.as_ref().unwrap().holder.is_none());
 
-    // A candidate appears: the address is assigned and NoCandidates goes away.
+    // A candidate appears: the address is assigned and NoCandidates turns False.
     c.patch_node("node-2", json!({"spec": {"unschedulable": false}}))
         .await;
     let f = c.wait_fip("web", "assigned", T, is_ready).await;
     assert_eq!(holder_of(&f).as_deref(), Some("node-2"));
-    assert!(condition(&f, "NoCandidates").is_none());
+    assert_eq!(condition(&f, "NoCandidates").unwrap().0, "False");
 
     // The same address again, newer: Conflict, never acted on.
     c.create_fip("web-copy", json!({"address": "10.0.11.20"}))
@@ -192,6 +192,40 @@ async fn no_candidates_and_duplicate_addresses() {
         copy.finalizers().is_empty(),
         "a conflicting FloatingIP gets no finalizer"
     );
+    // Each turn to True was one Warning Event in default, however many passes saw it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(c.client.clone(), "default");
+    let mut warnings: Vec<(String, String, String)> = (events.list(&Default::default()).await)
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .map(|e| {
+            let about = e.regarding.and_then(|r| r.name).unwrap_or_default();
+            (
+                about,
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+            )
+        })
+        .collect();
+    // Listed by name, and the names end in a generated suffix: order them by object.
+    warnings.sort();
+    let reasons: Vec<(&str, &str)> = (warnings.iter())
+        .map(|(about, reason, _)| (about.as_str(), reason.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [("web", "NoCandidates"), ("web-copy", "Conflict")],
+        "{warnings:#?}"
+    );
+    assert!(warnings[0]
+        .2
+        .ends_with("10.0.11.20 stays unassigned until a node qualifies"));
+    assert!(warnings[1]
+        .2
+        .starts_with("FloatingIP web is older and claims the same address 10.0.11.20"));
     // Deleting the copy must not touch the owner's address.
     c.fips()
         .delete("web-copy", &DeleteParams::default())
@@ -342,7 +376,7 @@ async fn ec2_throttled_then_down_during_moves() {
     let second = moved_from(&c, "web", &first, "NodeCordoned").await;
     let f = c.fips().get("web").await.unwrap();
     assert!(
-        condition(&f, "CloudError").is_none(),
+        condition(&f, "CloudError").is_some_and(|(s, _, _)| s == "False"),
         "cleared once EC2 answered"
     );
     c.patch_node(&first, json!({"spec": {"unschedulable": false}}))
@@ -543,12 +577,12 @@ async fn a_missing_iam_permission_is_a_condition_not_a_crash_loop() {
         "still running and leading"
     );
 
-    // Permission granted: the next resync assigns, and the condition goes.
+    // Permission granted: the next resync assigns, and the condition turns False.
     c.ec2.clear_faults();
     let f = c
         .wait_fip("web", "assigned once allowed", T, is_ready)
         .await;
-    assert!(condition(&f, "CloudError").is_none());
+    assert_eq!(condition(&f, "CloudError").unwrap().0, "False");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,7 +56,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         client: client.clone(),
         cloud,
         metrics: metrics.clone(),
-        events: super::events::Events::new(client.clone(), &args.identity),
+        events: super::events::Events::new(client.clone(), &args.identity, &args.namespace),
         gate: Arc::new(move || gate_leader.guard()),
         backoffs: Default::default(),
     };

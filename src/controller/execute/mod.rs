@@ -36,7 +36,6 @@ use crate::placement::Decision;
 use crate::status::conditions::Desired;
 use crate::status::Observed;
 
-#[cfg(test)]
 pub(crate) use steady::ready_condition;
 
 /// Plans acted on at once, besides the moves (which go first, each batch's claims and records
@@ -189,7 +188,9 @@ impl<C: Cloud> Ctx<C> {
         let fip = self.ensure_finalizer(fip).await?;
         match (&act.decision, &act.target, self.waiting(&fip)) {
             (Decision::Move { .. } | Decision::Reensure, _, Some(entry)) => {
-                let why = vec![super::backoff::condition(&entry)];
+                // Ready too: a holder that should give the address up is not Ready while its
+                // move waits out a refusal.
+                let why = vec![super::backoff::condition(&entry), ready_condition(&act)];
                 self.write(&fip, &Observed::NotActedOn(why)).await.map(drop)
             }
             (Decision::Move { reason, .. }, Some(to), _) => {
@@ -202,6 +203,7 @@ impl<C: Cloud> Ctx<C> {
                         reason: *reason,
                         decided: Instant::now(),
                         confirm: act.confirm_target,
+                        ready: ready_condition(&act),
                         fip,
                     });
                 Ok(())
@@ -269,7 +271,8 @@ fn not_acted_on<'a>(
             vec![why, not_ready("InvalidSpec", see)]
         }
         Plan::Conflict { winner, .. } => {
-            let msg = format!("FloatingIP {winner} is older and has the same address; this one is not acted on until that one is gone or the address changes");
+            let address = &fip.spec.address;
+            let msg = format!("FloatingIP {winner} is older and claims the same address {address}; this one is not acted on until {winner} is deleted or this one's spec.address changes");
             let why = Desired::new(cond::CONFLICT, true, "DuplicateAddress", msg);
             vec![
                 why,

@@ -13,6 +13,7 @@ use super::{ec2, Ctx, Outcome, StepError};
 use crate::api::{FloatingIP, Mode, MoveReason, PendingMove};
 use crate::cloud::{AddressMove, Cloud, CloudError};
 use crate::mode::Moved;
+use crate::status::conditions::Desired;
 use crate::status::{Arrival, Observed, Seat};
 
 /// One address moving in a batch.
@@ -24,6 +25,9 @@ pub(super) struct Claimed {
     pub decided: Instant,
     /// Probed once more before the move (an unplanned one): the target must answer now.
     pub confirm: Option<crate::probe::Target>,
+    /// Ready as the plan found it, written with the error if EC2 refuses the move: the
+    /// holder's trouble stays visible while the move waits.
+    pub ready: Desired,
 }
 
 impl Claimed {
@@ -199,9 +203,9 @@ impl<C: Cloud> Ctx<C> {
             }
             Err(e) if e.retryable() => {
                 out.retry = true;
-                self.cloud_error(&c.fip, &e, vec![]).await
+                self.cloud_error(&c.fip, &e, vec![c.ready.clone()]).await
             }
-            Err(e) => self.refused(&c.fip, &e).await,
+            Err(e) => self.refused(&c.fip, &e, vec![c.ready.clone()]).await,
         }
     }
 

@@ -102,10 +102,23 @@ async fn execute<F>(
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
+    execute_on(fip(), cloud, plan, scenario).await
+}
+
+/// [`execute`] on the FloatingIP `fip` as the pass read it.
+async fn execute_on<F>(
+    fip: Arc<FloatingIP>,
+    cloud: FakeCloud,
+    plan: Plan,
+    scenario: impl FnOnce(ApiServer, Arc<Ctx<FakeCloud>>) -> F,
+) -> (Outcome, Arc<Ctx<FakeCloud>>)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
     let (service, handle) = pair();
     let client = kube::Client::new(service, "default");
     let ctx = Arc::new(Ctx {
-        events: crate::controller::events::Events::new(client.clone(), "test"),
+        events: crate::controller::events::Events::new(client.clone(), "test", "floatip-system"),
         client,
         cloud,
         metrics: crate::metrics::Metrics::new(),
@@ -113,7 +126,7 @@ where
         backoffs: Default::default(),
     });
     let server = tokio::spawn(scenario(handle, ctx.clone()));
-    let out = ctx.execute(&[fip()], vec![plan], &BTreeMap::new()).await;
+    let out = ctx.execute(&[fip], vec![plan], &BTreeMap::new()).await;
     let wait = std::time::Duration::from_secs(5);
     tokio::time::timeout(wait, server)
         .await
@@ -184,6 +197,114 @@ async fn expect_event(api: &mut ApiServer) {
     );
     assert_eq!(body["reason"], "Moved");
     answer(respond, body, "1");
+}
+
+/// A Warning Event with `reason`, accepted; its note.
+async fn expect_warning(api: &mut ApiServer, reason: &str) -> String {
+    let (method, path, body, respond) = next_request(api).await;
+    assert_eq!(
+        (method, path.as_str()),
+        (
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/default/events"
+        )
+    );
+    assert_eq!(
+        (&body["type"], &body["reason"]),
+        (&json!("Warning"), &json!(reason))
+    );
+    assert_eq!(body["regarding"]["name"], "a");
+    let note = body["note"].as_str().unwrap_or_default().to_string();
+    answer(respond, body, "1");
+    note
+}
+
+/// Nothing more is sent.
+async fn expect_silence(api: &mut ApiServer) {
+    let wait = std::time::Duration::from_millis(200);
+    let more = tokio::time::timeout(wait, api.next_request()).await;
+    match more {
+        Err(_) | Ok(None) => {}
+        Ok(Some((request, _))) => panic!("unexpected {} {}", request.method(), request.uri()),
+    }
+}
+
+/// "a" as the next pass reads it after `body` (a status write) was accepted.
+fn as_written(body: &Value) -> Arc<FloatingIP> {
+    let mut f = (*fip()).clone();
+    f.status = Some(serde_json::from_value(body["status"].clone()).unwrap());
+    Arc::new(f)
+}
+
+/// Conflict turning True is one Warning naming the older FloatingIP; the passes after it,
+/// which find the same conflict, write nothing and publish nothing.
+#[tokio::test]
+async fn a_conflict_is_one_warning_event_not_one_per_pass() {
+    let plan = || Plan::Conflict {
+        name: "a".into(),
+        winner: "web".into(),
+    };
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let keep = written.clone();
+    execute(cloud(), plan(), |mut api, _| async move {
+        let (method, path, body, respond) = next_request(&mut api).await;
+        assert_eq!((method, path.as_str()), (Method::PUT, STATUS_PATH));
+        let conflict = condition(&body, "Conflict").expect("Conflict");
+        assert_eq!(conflict["status"], "True");
+        *keep.lock().unwrap() = body.clone();
+        answer(respond, body, "8");
+        let note = expect_warning(&mut api, "Conflict").await;
+        assert!(
+            note.starts_with("FloatingIP web is older and claims the same address 10.0.8.100"),
+            "{note}"
+        );
+        expect_silence(&mut api).await;
+    })
+    .await;
+    let after = as_written(&written.lock().unwrap());
+    execute_on(after, cloud(), plan(), |mut api, _| async move {
+        expect_silence(&mut api).await;
+    })
+    .await;
+}
+
+/// No candidate: one Warning saying why no node qualifies and where the address stays.
+#[tokio::test]
+async fn no_candidates_is_one_warning_event_saying_why() {
+    let why = "no node is fit to hold the address (n2: the node is cordoned)";
+    let plan = || {
+        let Plan::Place(mut p) = move_to_n2() else {
+            unreachable!()
+        };
+        p.decision = Decision::Stuck {
+            why: format!("n1 holds the address but fails its health check, but {why}"),
+        };
+        p.target = None;
+        Plan::Place(p)
+    };
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let keep = written.clone();
+    execute(cloud(), plan(), |mut api, _| async move {
+        let (method, path, body, respond) = next_request(&mut api).await;
+        assert_eq!((method, path.as_str()), (Method::PUT, STATUS_PATH));
+        let stuck = condition(&body, "NoCandidates").expect("NoCandidates");
+        assert_eq!(stuck["status"], "True");
+        *keep.lock().unwrap() = body.clone();
+        answer(respond, body, "8");
+        let note = expect_warning(&mut api, "NoCandidates").await;
+        assert!(note.contains(why), "{note}");
+        assert!(
+            note.ends_with("10.0.8.100 stays on n1 until a node qualifies"),
+            "{note}"
+        );
+        expect_silence(&mut api).await;
+    })
+    .await;
+    let after = as_written(&written.lock().unwrap());
+    execute_on(after, cloud(), plan(), |mut api, _| async move {
+        expect_silence(&mut api).await;
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -280,11 +401,25 @@ async fn an_ec2_failure_after_the_claim_is_written_and_leaves_the_claim() {
             (&error["status"], &error["reason"]),
             (&json!("True"), &json!("RequestLimitExceeded"))
         );
+        // The holder fails its check: not Ready, whether or not EC2 lets the address go.
+        let ready = condition(&body, "Ready").expect("Ready");
+        assert_eq!(
+            (&ready["status"], &ready["reason"]),
+            (&json!("False"), &json!("HolderUnhealthy"))
+        );
         // The claim stays for the next pass, or the next leader, to see.
         assert_eq!(body["status"]["pendingMove"]["to"], "n2");
         assert_eq!(body["status"]["holder"]["node"], "n1");
         assert_eq!(body["status"]["moveCount"], 0);
         answer(respond, body, "9");
+        // The error is news: a Warning Event with AWS's code and what to do about it.
+        let note = expect_warning(&mut api, "CloudError").await;
+        assert!(
+            note.starts_with(
+                "EC2 AssignPrivateIpAddresses failed: RequestLimitExceeded: slow down; "
+            ) && note.contains("retries with backoff"),
+            "{note}"
+        );
     })
     .await;
     assert_eq!((out.moved, out.retry), (0, true));

@@ -17,7 +17,9 @@ use crate::status::{next, Observed};
 impl<C: Cloud> Ctx<C> {
     /// Writes the status `observed` calls for, when it differs from the object's; the
     /// replace carries the object's resourceVersion, so a write since it was read is a 409.
-    /// Returns the object as written, None when no write was due.
+    /// A write that turns CloudError, NoCandidates or Conflict True is also a Warning Event
+    /// ([`crate::controller::events::warnings`]). Returns the object as written, None when no
+    /// write was due.
     pub(super) async fn write(
         &self,
         fip: &FloatingIP,
@@ -35,6 +37,9 @@ impl<C: Cloud> Ctx<C> {
             .api()
             .replace_status(&fip.name_any(), &PostParams::default(), &obj)
             .await?;
+        if let Some(new) = &obj.status {
+            self.events.warn_on_change(fip, &old, new).await;
+        }
         Ok(Some(written))
     }
 
@@ -50,8 +55,13 @@ impl<C: Cloud> Ctx<C> {
     }
 
     /// EC2 refused this FloatingIP's address: hold it back (jittered exponential), and say so
-    /// on its status beside the error.
-    pub(super) async fn refused(&self, fip: &FloatingIP, e: &CloudError) -> Result<(), StepError> {
+    /// on its status beside the error (and the `extra` conditions).
+    pub(super) async fn refused(
+        &self,
+        fip: &FloatingIP,
+        e: &CloudError,
+        extra: Vec<crate::status::conditions::Desired>,
+    ) -> Result<(), StepError> {
         let entry = {
             let mut backoffs = self.backoffs.lock().expect("backoffs lock");
             let g = fip.metadata.generation;
@@ -61,8 +71,9 @@ impl<C: Cloud> Ctx<C> {
         self.metrics.backoff(&fip.name_any(), Some(until));
         tracing::warn!(floatingip = %fip.name_any(), error = %e, attempts = entry.attempts,
             until = %entry.until_wall, "EC2 refused the address; backing off");
-        let backing_off = crate::controller::backoff::condition(&entry);
-        self.cloud_error(fip, e, vec![backing_off]).await
+        let mut conditions = vec![crate::controller::backoff::condition(&entry)];
+        conditions.extend(extra);
+        self.cloud_error(fip, e, conditions).await
     }
 
     pub(super) async fn ensure_finalizer(
