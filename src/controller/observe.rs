@@ -181,6 +181,14 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// Each node some FloatingIP's nodeSelector selects, and whether its agent pod is Ready.
+    pub fn agents_ready(&self) -> BTreeMap<String, bool> {
+        (self.nodes.iter())
+            .filter(|n| (self.fips.iter()).any(|f| crate::nodes::selects(&f.spec, n)))
+            .map(|n| (n.name.clone(), self.agents_ready.contains(&n.name)))
+            .collect()
+    }
+
     pub fn picture<'a>(&'a self, args: &'a ControllerArgs) -> Picture<'a> {
         Picture {
             fips: &self.fips,

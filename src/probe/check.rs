@@ -24,6 +24,15 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// Every reason, for the metrics that show each from the start.
+    pub const ALL: [Failure; 5] = [
+        Failure::Timeout,
+        Failure::Refused,
+        Failure::Unreachable,
+        Failure::NoReply,
+        Failure::Error,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Failure::Timeout => "timeout",
