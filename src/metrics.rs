@@ -55,16 +55,6 @@ const MOVE_REASONS: [MoveReason; 11] = [
     MoveReason::NodeIneligible,
 ];
 
-/// Fails to compile when a reason is added, as a reminder to list it in [`MOVE_REASONS`].
-#[allow(dead_code)]
-fn every_move_reason_is_listed(r: MoveReason) {
-    use MoveReason::*;
-    match r {
-        Initial | HolderUnhealthy | NodeNotReady | NodeCordoned | NodeTainted | NodeDeleted
-        | Handover | Failback | Drift | AgentNotReady | NodeIneligible => {}
-    }
-}
-
 /// Why a reconcile step failed, as the reconcile_errors label says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReconcileError {

@@ -13,6 +13,20 @@ fn has(text: &str, want: &str) {
     );
 }
 
+/// The moves counter starts with every reason: the match below stops compiling when a
+/// reason is added, and MOVE_REASONS must then name as many distinct ones as it has arms.
+#[test]
+fn every_move_reason_is_listed() {
+    use MoveReason::*;
+    let _every_variant = |r: MoveReason| match r {
+        Initial | HolderUnhealthy | NodeNotReady | NodeCordoned | NodeTainted | NodeDeleted
+        | Handover | Failback | Drift | AgentNotReady | NodeIneligible => (),
+    };
+    let distinct: std::collections::BTreeSet<&str> =
+        MOVE_REASONS.iter().map(|r| r.as_str()).collect();
+    assert_eq!(distinct.len(), 11, "one per variant in the match");
+}
+
 #[test]
 fn counts_show_in_the_exposition() {
     let m = Metrics::new();
