@@ -138,6 +138,22 @@ mod tests {
 
     const T: Duration = Duration::from_millis(300);
 
+    /// The metrics show every reason from the start from `Failure::ALL`: the match stops
+    /// compiling when a reason is added, and ALL must then name as many as it has arms.
+    #[test]
+    fn every_failure_reason_is_listed() {
+        let _every_variant = |f: Failure| match f {
+            Failure::Timeout
+            | Failure::Refused
+            | Failure::Unreachable
+            | Failure::NoReply
+            | Failure::Error => (),
+        };
+        let distinct: std::collections::BTreeSet<&str> =
+            Failure::ALL.iter().map(|f| f.as_str()).collect();
+        assert_eq!(distinct.len(), 5, "one per variant in the match");
+    }
+
     async fn udp_echo() -> (SocketAddr, tokio::task::JoinHandle<()>) {
         let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = sock.local_addr().unwrap();
