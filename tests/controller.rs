@@ -278,15 +278,30 @@ async fn only_the_lease_holder_writes_and_a_killed_leader_is_replaced() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let follower = 1 - leader;
-    // The follower made no EC2 call at all, mutating or not.
+    // The follower made no EC2 call at all, mutating or not (every action shows, at 0).
     let fm = c.controllers[follower].metrics();
+    let calls: Vec<&str> = (fm.lines())
+        .filter(|l| l.starts_with("floatip_ec2_calls_total{"))
+        .collect();
     assert!(
-        !fm.contains("floatip_ec2_calls_total{"),
+        calls.len() > 10 && calls.iter().all(|l| l.ends_with(" 0")),
         "follower called EC2:\n{fm}"
     );
-    assert!(c.controllers[leader]
-        .metrics()
-        .contains("floatip_ec2_calls_total{action=\"AssignPrivateIpAddresses\"} 1"));
+    // Only the leader exports the per-FloatingIP series.
+    assert!(
+        !fm.contains("floatip_floatingip_"),
+        "a follower exports per-FloatingIP series:\n{fm}"
+    );
+    let lm = c.controllers[leader].metrics();
+    assert!(lm.contains("floatip_ec2_calls_total{action=\"AssignPrivateIpAddresses\"} 1"));
+    let holder = format!("floatip_floatingip_holder_info{{floatingip=\"web\",node=\"{first}\",address=\"10.0.11.40\",mode=\"SecondaryIP\"}} 1");
+    for want in [
+        holder.as_str(),
+        "floatip_floatingip_ready{floatingip=\"web\"} 1",
+        "floatip_floatingip_moves_total{floatingip=\"web\"} 1",
+    ] {
+        assert!(lm.lines().any(|l| l == want), "{want} not in\n{lm}");
+    }
 
     c.controllers[leader].kill9();
     let killed = Instant::now();

@@ -31,7 +31,7 @@ use super::plan::{Placement, Plan};
 use crate::api::{condition as cond, FloatingIP, Mode};
 use crate::cloud::{Cloud, CloudError};
 use crate::leader::NotLeader;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ReconcileError};
 use crate::placement::Decision;
 use crate::status::conditions::Desired;
 use crate::status::Observed;
@@ -70,6 +70,8 @@ pub struct Outcome {
     pub recheck: Option<Duration>,
     /// A move was held back because its target did not answer right before it.
     pub recheck_soon: bool,
+    /// FloatingIPs whose move was recorded, and when EC2 accepted it.
+    pub arrived: Vec<(String, Instant)>,
 }
 
 impl Outcome {
@@ -81,6 +83,7 @@ impl Outcome {
         self.reensured.extend(other.reensured);
         self.recheck = [self.recheck, other.recheck].into_iter().flatten().min();
         self.recheck_soon |= other.recheck_soon;
+        self.arrived.extend(other.arrived);
     }
 }
 
@@ -121,6 +124,7 @@ impl<C: Cloud> Ctx<C> {
     ) -> Outcome {
         let by_name: BTreeMap<String, &Arc<FloatingIP>> =
             fips.iter().map(|f| (f.name_any(), f)).collect();
+        self.export_first_sight(&by_name);
         let mut out = Outcome::default();
         let mut batches = Batches::new();
         // Moves first: clients wait on them, not on the status of addresses that stay.
@@ -148,6 +152,21 @@ impl<C: Cloud> Ctx<C> {
             out.absorb(one);
         }
         out
+    }
+
+    /// The per-FloatingIP metrics: those of FloatingIPs gone are dropped, those of FloatingIPs
+    /// not seen before start from their status as read (later, each write sets them).
+    fn export_first_sight(&self, by_name: &BTreeMap<String, &Arc<FloatingIP>>) {
+        if self.check().is_err() {
+            return;
+        }
+        self.metrics
+            .retain_floatingips(|name| by_name.contains_key(name));
+        for (name, fip) in by_name {
+            let status = fip.status.clone().unwrap_or_default();
+            let state = writes::exported(fip, &status);
+            self.metrics.floatingip_seen(name, &state);
+        }
     }
 
     /// Acts on one plan (a move is gathered into `batches`).
@@ -239,9 +258,9 @@ impl<C: Cloud> Ctx<C> {
     fn note_error(&self, name: &str, e: &StepError, out: &mut Outcome) {
         out.retry = true;
         let label = match e {
-            StepError::NotLeader(_) => "not_leader",
-            _ if e.conflict() => "conflict",
-            _ => "kube",
+            StepError::NotLeader(_) => ReconcileError::NotLeader,
+            _ if e.conflict() => ReconcileError::Conflict,
+            _ => ReconcileError::Kube,
         };
         self.metrics.reconcile_error(label);
         if e.conflict() {

@@ -198,8 +198,12 @@ impl<C: Cloud> Ctx<C> {
     ) -> Result<(), StepError> {
         match r {
             Ok(moved) => {
+                let at = Instant::now();
                 self.accepted(&c.fip.name_any());
-                self.record_move(c, moved).await.map(|()| out.moved += 1)
+                self.record_move(c, moved).await?;
+                out.moved += 1;
+                out.arrived.push((c.fip.name_any(), at));
+                Ok(())
             }
             Err(e) if e.retryable() => {
                 out.retry = true;
@@ -223,7 +227,8 @@ impl<C: Cloud> Ctx<C> {
         self.write(&c.fip, &Observed::Arrived(arrival)).await?;
         // From the decision to the status write the new holder's agent waits on.
         let took = c.decided.elapsed();
-        self.metrics.moved(c.reason.as_str(), took.as_secs_f64());
+        self.metrics.moved(c.reason, took.as_secs_f64());
+        self.metrics.floatingip_moved(&c.fip.name_any());
         let two_steps = moved.unassigned_for.map_or(String::new(), |w| {
             format!(
                 " in two steps (UnassignIpv6Addresses, then AssignIpv6Addresses: on no ENI for {} ms)",

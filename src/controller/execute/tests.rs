@@ -102,7 +102,7 @@ async fn execute<F>(
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
-    execute_on(fip(), cloud, plan, scenario).await
+    execute_with(fip(), true, cloud, plan, scenario).await
 }
 
 /// [`execute`] on the FloatingIP `fip` as the pass read it.
@@ -115,14 +115,48 @@ async fn execute_on<F>(
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
+    execute_with(fip, true, cloud, plan, scenario).await
+}
+
+/// [`execute`], by a replica that leads or one that does not.
+async fn execute_as<F>(
+    leading: bool,
+    cloud: FakeCloud,
+    plan: Plan,
+    scenario: impl FnOnce(ApiServer, Arc<Ctx<FakeCloud>>) -> F,
+) -> (Outcome, Arc<Ctx<FakeCloud>>)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    execute_with(fip(), leading, cloud, plan, scenario).await
+}
+
+/// [`execute`] on `fip`, by a replica that leads or one that does not.
+async fn execute_with<F>(
+    fip: Arc<FloatingIP>,
+    leading: bool,
+    cloud: FakeCloud,
+    plan: Plan,
+    scenario: impl FnOnce(ApiServer, Arc<Ctx<FakeCloud>>) -> F,
+) -> (Outcome, Arc<Ctx<FakeCloud>>)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
     let (service, handle) = pair();
     let client = kube::Client::new(service, "default");
+    let gate = move || match leading {
+        true => Ok(()),
+        false => Err(crate::leader::NotLeader {
+            lease: "floatip/floatip-controller".into(),
+            holder: Some("other".into()),
+        }),
+    };
     let ctx = Arc::new(Ctx {
         events: crate::controller::events::Events::new(client.clone(), "test", "floatip-system"),
         client,
         cloud,
         metrics: crate::metrics::Metrics::new(),
-        gate: Arc::new(|| Ok(())),
+        gate: Arc::new(gate),
         backoffs: Default::default(),
     });
     let server = tokio::spawn(scenario(handle, ctx.clone()));
@@ -526,4 +560,91 @@ async fn a_move_awaiting_a_second_opinion_writes_no_status_yet() {
         answer(respond, body, "8");
     })
     .await;
+}
+
+/// The per-FloatingIP series of `ctx`'s metrics.
+fn fip_series(ctx: &Ctx<FakeCloud>) -> Vec<String> {
+    (ctx.metrics.encode().lines())
+        .filter(|l| l.starts_with("floatip_floatingip_"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn holder_series(ctx: &Ctx<FakeCloud>) -> Vec<String> {
+    (fip_series(ctx).into_iter())
+        .filter(|l| l.starts_with("floatip_floatingip_holder_info{"))
+        .collect()
+}
+
+fn holder_on(node: &str) -> String {
+    format!("floatip_floatingip_holder_info{{floatingip=\"a\",node=\"{node}\",address=\"{ADDRESS}\",mode=\"SecondaryIP\"}} 1")
+}
+
+/// The leader's metrics follow status: the holder it read first, then the one its move wrote
+/// (the old series gone), the move counted.
+#[tokio::test]
+async fn a_move_shows_in_the_leaders_per_floatingip_metrics() {
+    let (_, ctx) = execute(cloud(), move_to_n2(), |mut api, ctx| async move {
+        expect_claim(&mut api, &ctx).await;
+        let (_, _, body, respond) = next_request(&mut api).await;
+        // The move's status write is on its way, not answered yet: what was read (and
+        // claimed) shows.
+        assert_eq!(holder_series(&ctx), vec![holder_on("n1")]);
+        let series = fip_series(&ctx);
+        assert!(
+            series.contains(&"floatip_floatingip_moves_total{floatingip=\"a\"} 0".to_string()),
+            "{series:?}"
+        );
+        answer(respond, body, "9");
+        expect_event(&mut api).await;
+    })
+    .await;
+    assert_eq!(holder_series(&ctx), vec![holder_on("n2")]);
+    let series = fip_series(&ctx);
+    for want in [
+        "floatip_floatingip_moves_total{floatingip=\"a\"} 1",
+        "floatip_floatingip_ready{floatingip=\"a\"} 1",
+    ] {
+        assert!(series.contains(&want.to_string()), "{want}: {series:?}");
+    }
+    // Deleted: every series of it goes.
+    ctx.execute(&[], vec![], &BTreeMap::new()).await;
+    assert_eq!(fip_series(&ctx), Vec::<String>::new());
+}
+
+/// A status written Ready=False shows as 0 at once.
+#[tokio::test]
+async fn a_failing_holder_shows_not_ready() {
+    let mut plan = move_to_n2();
+    if let Plan::Place(p) = &mut plan {
+        p.decision = Decision::Stay;
+    }
+    let (_, ctx) = execute(cloud(), plan, |mut api, _| async move {
+        let (_, _, body, respond) = next_request(&mut api).await;
+        let ready = condition(&body, "Ready").expect("Ready");
+        assert_eq!(ready["status"], "False");
+        answer(respond, body, "8");
+    })
+    .await;
+    let series = fip_series(&ctx);
+    assert!(
+        series.contains(&"floatip_floatingip_ready{floatingip=\"a\"} 0".to_string()),
+        "{series:?}"
+    );
+    assert_eq!(holder_series(&ctx), vec![holder_on("n1")]);
+}
+
+#[tokio::test]
+async fn a_replica_that_does_not_lead_exports_no_per_floatingip_series() {
+    let (out, ctx) = execute_as(false, cloud(), move_to_n2(), |mut api, _| async move {
+        let wait = std::time::Duration::from_millis(200);
+        let more = tokio::time::timeout(wait, api.next_request()).await;
+        assert!(
+            matches!(more, Err(_) | Ok(None)),
+            "a write while not leading"
+        );
+    })
+    .await;
+    assert_eq!(out.moved, 0);
+    assert_eq!(fip_series(&ctx), Vec::<String>::new());
 }

@@ -9,10 +9,24 @@ use kube::ResourceExt;
 use serde_json::json;
 
 use super::{Ctx, StepError};
-use crate::api::FloatingIP;
+use crate::api::{condition as cond, FloatingIP, FloatingIPStatus};
 use crate::cloud::{Cloud, CloudError};
 use crate::controller::plan::{has_finalizer, FINALIZER};
-use crate::status::{next, Observed};
+use crate::metrics::{FloatingIpState, Holding};
+use crate::status::{conditions, next, Observed};
+
+/// What the per-FloatingIP metrics show of `status`.
+pub(super) fn exported(fip: &FloatingIP, status: &FloatingIPStatus) -> FloatingIpState {
+    FloatingIpState {
+        ready: conditions::is_true(&status.conditions, cond::READY),
+        healthy: conditions::is_true(&status.conditions, cond::HEALTHY),
+        holder: status.holder.as_ref().map(|h| Holding {
+            node: h.node.clone(),
+            address: fip.spec.address.clone(),
+            mode: fip.spec.mode.to_string(),
+        }),
+    }
+}
 
 impl<C: Cloud> Ctx<C> {
     /// Writes the status `observed` calls for, when it differs from the object's; the
@@ -28,6 +42,10 @@ impl<C: Cloud> Ctx<C> {
         let now = Time(jiff::Timestamp::now());
         let old = fip.status.clone().unwrap_or_default();
         let Some(status) = next(&old, fip.metadata.generation, observed, &now) else {
+            if self.check().is_ok() {
+                self.metrics
+                    .floatingip(&fip.name_any(), &exported(fip, &old));
+            }
             return Ok(None);
         };
         let mut obj = fip.clone();
@@ -40,6 +58,9 @@ impl<C: Cloud> Ctx<C> {
         if let Some(new) = &obj.status {
             self.events.warn_on_change(fip, &old, new).await;
         }
+        let status = written.status.clone().unwrap_or_default();
+        self.metrics
+            .floatingip(&written.name_any(), &exported(&written, &status));
         Ok(Some(written))
     }
 
