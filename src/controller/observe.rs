@@ -628,7 +628,7 @@ mod tests {
         }
     }
 
-    /// floatip_agent_ready{node}: the nodes some FloatingIP may use, each with whether its
+    /// floatip_node_agent_ready{node}: the nodes some FloatingIP may use, each with whether its
     /// agent is ready; none without a FloatingIP.
     #[test]
     fn agents_ready_covers_the_nodes_a_floatingip_selects() {

@@ -91,7 +91,7 @@ impl FleetMetrics {
             ),
             agent_ready: registered(
                 r,
-                "agent_ready",
+                "node_agent_ready",
                 "For each node some FloatingIP may use: 1 while its floatip agent pod is Ready, else 0; exported by the leader only",
                 Family::default(),
             ),

@@ -164,7 +164,7 @@ fn a_fresh_registry_shows_every_finite_series_at_zero() {
         "floatip_floatingip_healthy{",
         "floatip_floatingip_holder_info{",
         "floatip_floatingip_moves_total{",
-        "floatip_agent_ready{",
+        "floatip_node_agent_ready{",
     ] {
         assert!(
             lines(&text, family).is_empty(),
@@ -264,10 +264,10 @@ fn losing_leadership_drops_every_series_only_the_leader_exports() {
     let nodes = [("n1".to_string(), true), ("n2".to_string(), false)].into();
     m.set_agents_ready(&nodes);
     m.moved(MoveReason::HolderUnhealthy, 0.1);
-    assert_eq!(lines(&m.encode(), "floatip_agent_ready{").len(), 2);
+    assert_eq!(lines(&m.encode(), "floatip_node_agent_ready{").len(), 2);
     m.set_leader(false);
     let text = m.encode();
-    for family in ["floatip_floatingip_", "floatip_agent_ready{"] {
+    for family in ["floatip_floatingip_", "floatip_node_agent_ready{"] {
         let found: Vec<&str> = lines(&text, family);
         assert!(found.is_empty(), "a non-leader exports {found:?}");
     }
@@ -288,14 +288,14 @@ fn agent_ready_follows_the_candidate_nodes() {
     let nodes = [("n1".to_string(), true), ("n2".to_string(), false)].into();
     m.set_agents_ready(&nodes);
     let text = m.encode();
-    has(&text, "floatip_agent_ready{node=\"n1\"} 1");
-    has(&text, "floatip_agent_ready{node=\"n2\"} 0");
+    has(&text, "floatip_node_agent_ready{node=\"n1\"} 1");
+    has(&text, "floatip_node_agent_ready{node=\"n2\"} 0");
     let nodes = [("n2".to_string(), true), ("n3".to_string(), false)].into();
     m.set_agents_ready(&nodes);
     let text = m.encode();
-    has(&text, "floatip_agent_ready{node=\"n2\"} 1");
-    has(&text, "floatip_agent_ready{node=\"n3\"} 0");
-    assert_eq!(lines(&text, "floatip_agent_ready{").len(), 2, "{text}");
+    has(&text, "floatip_node_agent_ready{node=\"n2\"} 1");
+    has(&text, "floatip_node_agent_ready{node=\"n3\"} 0");
+    assert_eq!(lines(&text, "floatip_node_agent_ready{").len(), 2, "{text}");
     assert!(!text.contains("node=\"n1\""), "n1 is gone: {text}");
 }
 

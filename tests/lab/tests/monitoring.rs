@@ -168,6 +168,7 @@ const EXPORTED: &[&str] = &[
     "floatip_probe_targets",
     "floatip_probe_overruns_total",
     "floatip_backoff_until_timestamp_seconds",
+    "floatip_node_agent_ready",
     "floatip_agent_ready",
     "floatip_agent_build_info",
     "floatip_agent_addresses",
