@@ -163,7 +163,7 @@ async fn exports_every_metric_after_a_failover(
         "floatip_pass_duration_seconds_bucket",
         "floatip_failover_duration_seconds_bucket",
         "floatip_probes_total{",
-        "floatip_agent_ready{",
+        "floatip_node_agent_ready{",
     ] {
         anyhow::ensure!(
             leader.contains(name),
@@ -195,7 +195,7 @@ async fn exports_every_metric_after_a_failover(
         sample(&leader, ec2).is_some_and(|n| n >= 1.0),
         "{ec2}: {leader}"
     );
-    let agent_ready = format!("floatip_agent_ready{{node=\"{to}\"}}");
+    let agent_ready = format!("floatip_node_agent_ready{{node=\"{to}\"}}");
     anyhow::ensure!(
         sample(&leader, &agent_ready) == Some(1.0),
         "{agent_ready}: {leader}"
@@ -205,6 +205,7 @@ async fn exports_every_metric_after_a_failover(
         .map(|n| n.name.as_str())
         .find(|n| *n != from && *n != to)
         .expect("a third node");
+    let mut scraped = vec![leader.clone()];
     for node in [to, bystander] {
         let peer_passes = "floatip_agent_peer_probes_total{result=\"pass\"}";
         let agent = scrape_until(
@@ -236,8 +237,48 @@ async fn exports_every_metric_after_a_failover(
                 "{node}'s peer view probed nothing:\n{agent}"
             );
         }
+        scraped.push(agent);
     }
+    chart_metrics_are_exported(&scraped)
+}
+
+/// Metrics with series only once something went wrong: an EC2 error, a FloatingIP backing
+/// off. Other scenarios see them exported: `ec2_throttling_during_a_failure` here,
+/// `tests/controller.rs` for the backoff.
+const ONLY_ON_TROUBLE: [&str; 2] = [
+    "floatip_ec2_errors_total",
+    "floatip_backoff_until_timestamp_seconds",
+];
+
+/// Every metric the chart's alerts and dashboard name has a series in one of `scraped` (the
+/// leader's and agents' /metrics), but for those in [`ONLY_ON_TROUBLE`].
+fn chart_metrics_are_exported(scraped: &[String]) -> anyhow::Result<()> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let names = floatip_lab::chart::monitoring::chart_metric_names(&root)?;
+    for trouble in ONLY_ON_TROUBLE {
+        anyhow::ensure!(
+            names.contains(trouble),
+            "the chart no longer reads {trouble}"
+        );
+    }
+    let missing: Vec<&String> = (names.iter())
+        .filter(|n| !ONLY_ON_TROUBLE.contains(&n.as_str()))
+        .filter(|n| !scraped.iter().any(|text| has_series(text, n)))
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "the chart reads metrics no running controller or agent exports: {missing:?}"
+    );
+    println!("all {} metrics the chart reads are exported", names.len());
     Ok(())
+}
+
+/// Whether `text` has a sample of `name`: a counter or gauge itself, or a histogram's buckets.
+fn has_series(text: &str, name: &str) -> bool {
+    text.lines().any(|l| {
+        l.strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with(['{', ' ']) || rest.starts_with("_bucket{"))
+    })
 }
 
 #[test]
@@ -526,6 +567,13 @@ fn ec2_throttling_during_a_failure() {
             );
             let f = sim.fip().await?;
             assert!(condition(&f, "CloudError").is_none_or(|(on, _)| !on));
+            // The alerts' EC2 error series (see ONLY_ON_TROUBLE).
+            let leader = sim.leader_metrics()?;
+            let throttled = "floatip_ec2_errors_total{action=\"AssignPrivateIpAddresses\",kind=\"throttled\",code=\"RequestLimitExceeded\"}";
+            assert!(
+                sample(&leader, throttled).is_some_and(|n| n >= 1.0),
+                "{throttled} in\n{leader}"
+            );
             Ok(sim)
         },
     );
