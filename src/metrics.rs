@@ -434,6 +434,8 @@ impl Metrics {
         self.0.control.leader.set(i64::from(leading));
         if !leading {
             self.0.fleet.clear();
+            // A backoff is the leader's: a replica that no longer leads does not act on it.
+            self.0.control.backoff_until.clear();
         }
     }
 

@@ -264,10 +264,19 @@ fn losing_leadership_drops_every_series_only_the_leader_exports() {
     let nodes = [("n1".to_string(), true), ("n2".to_string(), false)].into();
     m.set_agents_ready(&nodes);
     m.moved(MoveReason::HolderUnhealthy, 0.1);
+    m.backoff("a", Some(1_900_000_000));
     assert_eq!(lines(&m.encode(), "floatip_node_agent_ready{").len(), 2);
+    assert_eq!(
+        lines(&m.encode(), "floatip_backoff_until_timestamp_seconds{").len(),
+        1
+    );
     m.set_leader(false);
     let text = m.encode();
-    for family in ["floatip_floatingip_", "floatip_node_agent_ready{"] {
+    for family in [
+        "floatip_floatingip_",
+        "floatip_node_agent_ready{",
+        "floatip_backoff_until_timestamp_seconds{",
+    ] {
         let found: Vec<&str> = lines(&text, family);
         assert!(found.is_empty(), "a non-leader exports {found:?}");
     }
