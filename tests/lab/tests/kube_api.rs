@@ -474,3 +474,170 @@ async fn lists_page_with_limit_and_continue() {
     assert_eq!(pages, 3);
     assert_eq!(names, ["f0", "f1", "f2", "f3", "f4"]);
 }
+
+/// core/v1 and events.k8s.io/v1 Events are one resource, as in the API server: written through
+/// either, read, listed, watched and deleted through the other, with fields renamed on the way.
+#[tokio::test]
+async fn core_and_events_k8s_io_events_are_two_views_of_one_store() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event as EventV1;
+    use kube::api::{WatchEvent, WatchParams};
+    use kube::Resource;
+    let (lab, fips) = setup().await;
+    let client = lab.client();
+    let web = fips
+        .create(&PostParams::default(), &fip("web", "10.0.8.10"))
+        .await
+        .unwrap();
+    let core: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let v1: Api<EventV1> = Api::namespaced(client.clone(), "default");
+    let mut watch = core
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+
+    // Written as the controller writes it, read as core/v1.
+    let moved: EventV1 = serde_json::from_value(json!({
+        "metadata": {"generateName": "web."},
+        "eventTime": "2026-11-30T09:00:00.000000Z",
+        "type": "Normal", "reason": "Moved", "action": "Move", "note": "moved to node-b",
+        "regarding": web.object_ref(&()),
+        "series": {"count": 2, "lastObservedTime": "2026-11-30T09:01:00.000000Z"},
+        "reportingController": "floatip.io/controller", "reportingInstance": "pod-a",
+    }))
+    .unwrap();
+    let moved = v1.create(&PostParams::default(), &moved).await.unwrap();
+    let name = moved.name_any();
+    let seen = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match watch.next().await.expect("stream open").unwrap() {
+                WatchEvent::Bookmark(_) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("a watch event within 10 s");
+    match seen {
+        WatchEvent::Added(e) => assert_eq!(e.message.as_deref(), Some("moved to node-b")),
+        other => panic!("expected ADDED, got {other:?}"),
+    }
+    let as_core = serde_json::to_value(core.get(&name).await.unwrap()).unwrap();
+    let regarding = serde_json::to_value(web.object_ref(&())).unwrap();
+    for (field, want) in [
+        ("apiVersion", json!("v1")),
+        ("involvedObject", regarding.clone()),
+        ("message", json!("moved to node-b")),
+        ("reportingComponent", json!("floatip.io/controller")),
+        ("reportingInstance", json!("pod-a")),
+        ("eventTime", json!("2026-11-30T09:00:00.000000Z")),
+        (
+            "series",
+            json!({"count": 2, "lastObservedTime": "2026-11-30T09:01:00.000000Z"}),
+        ),
+        ("reason", json!("Moved")),
+        ("action", json!("Move")),
+        ("type", json!("Normal")),
+    ] {
+        assert_eq!(as_core[field], want, "{field} in {as_core:#}");
+    }
+    for gone in ["regarding", "note", "reportingController"] {
+        assert!(as_core.get(gone).is_none(), "{gone} in {as_core:#}");
+    }
+
+    // Written as core/v1 (an old recorder), read as events.k8s.io/v1.
+    let old: CoreEvent = serde_json::from_value(json!({
+        "metadata": {"name": "web.old"},
+        "involvedObject": regarding, "reason": "Probe", "message": "unhealthy", "type": "Warning",
+        "source": {"component": "floatip-agent", "host": "node-a"}, "count": 3,
+        "firstTimestamp": "2026-11-30T08:00:00Z", "lastTimestamp": "2026-11-30T08:05:00Z",
+    }))
+    .unwrap();
+    core.create(&PostParams::default(), &old).await.unwrap();
+    let as_v1 = serde_json::to_value(v1.get("web.old").await.unwrap()).unwrap();
+    for (field, want) in [
+        ("apiVersion", json!("events.k8s.io/v1")),
+        ("regarding", regarding.clone()),
+        ("note", json!("unhealthy")),
+        (
+            "deprecatedSource",
+            json!({"component": "floatip-agent", "host": "node-a"}),
+        ),
+        ("deprecatedCount", json!(3)),
+        ("deprecatedFirstTimestamp", json!("2026-11-30T08:00:00Z")),
+        ("deprecatedLastTimestamp", json!("2026-11-30T08:05:00Z")),
+    ] {
+        assert_eq!(as_v1[field], want, "{field} in {as_v1:#}");
+    }
+    for gone in ["involvedObject", "message", "source", "count"] {
+        assert!(as_v1.get(gone).is_none(), "{gone} in {as_v1:#}");
+    }
+
+    // Field selectors, in each view's own field names; `source` falls back to the reporting
+    // controller for Events that have no source.component.
+    let all_core: Api<CoreEvent> = Api::all(client.clone());
+    let uid = web.uid().unwrap();
+    let describe = format!(
+        "involvedObject.name=web,involvedObject.namespace=,involvedObject.kind=FloatingIP,involvedObject.uid={uid}"
+    );
+    let mut both = vec![name.clone(), "web.old".to_string()];
+    both.sort();
+    assert_eq!(names(&all_core, &describe).await, both);
+    assert_eq!(
+        names(&all_core, "involvedObject.kind=FloatingIP").await,
+        both
+    );
+    assert_eq!(
+        names(
+            &all_core,
+            "involvedObject.apiVersion=floatip.io/v1alpha1,reason=Probe"
+        )
+        .await,
+        ["web.old"]
+    );
+    assert_eq!(
+        names(&all_core, "source=floatip.io/controller").await,
+        [name.as_str()]
+    );
+    assert_eq!(
+        names(&all_core, "source=floatip-agent,type=Warning").await,
+        ["web.old"]
+    );
+    assert!(names(&all_core, "involvedObject.kind=Node")
+        .await
+        .is_empty());
+    assert_eq!(
+        names(&v1, "regarding.kind=FloatingIP,regarding.name=web").await,
+        both
+    );
+    assert_eq!(
+        names(&v1, "reportingController=floatip.io/controller").await,
+        [name.as_str()]
+    );
+
+    // A write through one view is a write to the other.
+    v1.patch(
+        "web.old",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"note": "healthy again"})),
+    )
+    .await
+    .unwrap();
+    let patched = core.get("web.old").await.unwrap();
+    assert_eq!(patched.message.as_deref(), Some("healthy again"));
+    core.delete(&name, &DeleteParams::default()).await.unwrap();
+    assert_eq!(names(&v1, "").await, ["web.old"]);
+}
+
+/// The names a list with `fields` returns, sorted.
+async fn names<K>(api: &Api<K>, fields: &str) -> Vec<String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = kube::api::ListParams::default().fields(fields);
+    let list = api.list(&params).await.unwrap();
+    let mut names: Vec<String> = list.iter().map(|o| o.name_any()).collect();
+    names.sort();
+    names
+}

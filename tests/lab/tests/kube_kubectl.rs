@@ -328,3 +328,79 @@ fn get_wide_shows_health_ready_reason_last_move_and_public_address() {
     assert!(rows[0][3..9].iter().all(|c| c.is_empty()), "{wide}");
     assert!(rows[0][9].ends_with('s'), "age like 0s: {wide}");
 }
+
+/// The controller writes events.k8s.io/v1 Events; kubectl reads core/v1 Events. They are one
+/// resource in the API server, so `kubectl describe fip` and `kubectl get events` show them.
+#[test]
+fn events_written_as_events_k8s_io_show_in_describe_and_get_events() {
+    let lab = setup();
+    let applied = lab.kubectl_stdin(&["apply", "-f", "-"], Some(WEB));
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    let uid = lab.kubectl_ok(&["get", "fip", "web", "-o", "jsonpath={.metadata.uid}"]);
+    // As src/controller/events.rs writes it: about the cluster-scoped FloatingIP, in default.
+    let event = format!(
+        r#"
+apiVersion: events.k8s.io/v1
+kind: Event
+metadata:
+  name: web.moved1
+  namespace: default
+eventTime: "2026-11-30T09:00:00.000000Z"
+type: Normal
+reason: Moved
+action: Move
+note: moved from node-a to node-b
+regarding:
+  apiVersion: floatip.io/v1alpha1
+  kind: FloatingIP
+  name: web
+  uid: {uid}
+reportingController: floatip.io/controller
+reportingInstance: floatip-controller-0
+"#
+    );
+    let created = lab.kubectl_stdin(&["create", "-f", "-"], Some(&event));
+    assert!(created.status.success(), "{}", stderr(&created));
+
+    let described = lab.kubectl_ok(&["describe", "fip", "web"]);
+    let events = described
+        .split_once("\nEvents:")
+        .map(|(_, e)| e)
+        .unwrap_or_else(|| panic!("no Events section:\n{described}"));
+    let row = events
+        .lines()
+        .find(|l| l.contains("Moved"))
+        .unwrap_or_else(|| panic!("no Moved event:\n{described}"));
+    for want in [
+        "Normal",
+        "floatip.io/controller",
+        "moved from node-a to node-b",
+    ] {
+        assert!(row.contains(want), "{want:?} missing from {row:?}");
+    }
+
+    let listed = lab.kubectl_ok(&[
+        "get",
+        "events",
+        "-A",
+        "--field-selector",
+        "involvedObject.kind=FloatingIP",
+    ]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("default") && l.contains("web.moved1")),
+        "{listed}"
+    );
+    let none = lab.kubectl(&[
+        "get",
+        "events",
+        "-A",
+        "--field-selector",
+        "involvedObject.kind=Node",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&none.stdout).trim().is_empty(),
+        "{none:?}"
+    );
+}

@@ -1,6 +1,6 @@
 //! Where an Event about an object may be stored, as the API server checks it
 //! (legacyValidateEvent, pkg/apis/core/validation/events.go), for core/v1 and events.k8s.io/v1
-//! Events alike (the regarding object is `involvedObject` in one, `regarding` in the other):
+//! Events alike (both stored as core/v1, where the regarding object is `involvedObject`):
 //!
 //! | eventTime | object's namespace | the Event's namespace must be |
 //! |-----------|--------------------|-------------------------------|
@@ -18,15 +18,15 @@ use super::errors::ApiError;
 use super::resources::ResourceType;
 use super::schema::{invalid_status, FieldError};
 
-/// Err (422 Invalid, the API server's message) when `obj`, an Event to be stored in
-/// `namespace` as `name`, breaks the rule; Ok for every other kind.
+/// Err (422 Invalid, the API server's message) when `obj`, an Event in its stored form to be
+/// stored in `namespace` as `name`, breaks the rule; Ok for every other kind.
 pub fn check(rt: &ResourceType, namespace: &str, name: &str, obj: &Value) -> Result<(), ApiError> {
-    let regarding = match (rt.group.as_str(), rt.kind.as_str()) {
-        ("", "Event") => &obj["involvedObject"],
-        ("events.k8s.io", "Event") => &obj["regarding"],
-        _ => return Ok(()),
-    };
-    let object_ns = regarding["namespace"].as_str().unwrap_or_default();
+    if !super::event_versions::is_event(rt) {
+        return Ok(());
+    }
+    let object_ns = obj["involvedObject"]["namespace"]
+        .as_str()
+        .unwrap_or_default();
     let event_time = obj
         .get("eventTime")
         .is_some_and(|t| !t.is_null() && t.as_str() != Some(""));

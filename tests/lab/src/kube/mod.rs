@@ -4,6 +4,7 @@ pub mod audit;
 mod discovery;
 mod errors;
 mod event_namespace;
+mod event_versions;
 mod faults;
 mod handlers;
 mod patch;

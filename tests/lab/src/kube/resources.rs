@@ -40,9 +40,15 @@ impl ResourceType {
         }
     }
 
-    /// Storage key shared by every version of the resource.
+    /// Storage key shared by every version of the resource. events.k8s.io Events are stored
+    /// as core Events, as in the API server (see [`super::event_versions`]).
     pub fn storage_key(&self) -> String {
-        format!("{}/{}", self.group, self.plural)
+        let group = if super::event_versions::is_event(self) {
+            ""
+        } else {
+            &self.group
+        };
+        format!("{group}/{}", self.plural)
     }
 
     /// `Kind.group` as the API server names a kind in messages (`FloatingIP.floatip.io`).

@@ -95,7 +95,8 @@ fn split_top_level(s: &str) -> Vec<&str> {
     out
 }
 
-/// `metadata.name=web,spec.nodeName!=n1`: any dotted path, compared as text.
+/// `metadata.name=web,spec.nodeName!=n1`: any dotted path of the object as served, compared as
+/// text; and `source` on core/v1 Events (see [`field_text`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FieldSelector(Vec<(String, bool, String)>);
 
@@ -118,19 +119,37 @@ impl FieldSelector {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        self.0.iter().all(|(path, eq, want)| {
-            let mut node = obj;
-            for part in path.split('.') {
-                node = &node[part];
-            }
-            let text = match node {
-                Value::Null => String::new(),
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (text == *want) == *eq
-        })
+        self.0
+            .iter()
+            .all(|(label, eq, want)| (field_text(obj, label) == *want) == *eq)
     }
+}
+
+/// The value a field label selects: the text at its dotted path, except `source` on a core/v1
+/// Event, which is the component that reported it: source.component, or reportingComponent
+/// when that is empty, as Events written through events.k8s.io/v1 have no source
+/// (ToSelectableFields, pkg/registry/core/event/strategy.go).
+fn field_text(obj: &Value, label: &str) -> String {
+    let at = |path: &str| {
+        let mut node = obj;
+        for part in path.split('.') {
+            node = &node[part];
+        }
+        match node {
+            Value::Null => String::new(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    };
+    if label == "source" && obj["apiVersion"] == "v1" && obj["kind"] == "Event" {
+        let component = at("source.component");
+        return if component.is_empty() {
+            at("reportingComponent")
+        } else {
+            component
+        };
+    }
+    at(label)
 }
 
 #[cfg(test)]
@@ -176,5 +195,20 @@ mod tests {
         assert!(m("spec.nodeName==x,metadata.name=n1"));
         assert!(m("metadata.namespace="));
         assert!(FieldSelector::parse("metadata.name").is_err());
+    }
+
+    #[test]
+    fn event_source_is_the_component_or_else_the_reporting_controller() {
+        let m = |s: &str, obj: &Value| FieldSelector::parse(s).unwrap().matches(obj);
+        let old = json!({"apiVersion": "v1", "kind": "Event", "source": {"component": "kubelet"},
+                         "reportingComponent": ""});
+        let new = json!({"apiVersion": "v1", "kind": "Event", "source": {},
+                         "reportingComponent": "floatip.io/controller"});
+        assert!(m("source=kubelet", &old));
+        assert!(m("source=floatip.io/controller", &new));
+        assert!(!m("source=kubelet", &new));
+        // Any other kind: a plain path.
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "source": "x"});
+        assert!(m("source=x", &pod));
     }
 }

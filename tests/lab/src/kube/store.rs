@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
 
 use super::errors::ApiError;
+use super::event_versions;
 use super::resources::{Registry, ResourceType};
 use super::schema::{format_strict, invalid_status, Rejection, UnknownFields};
 
@@ -345,14 +346,16 @@ impl Inner {
             if after.is_some_and(|(ns, name)| (&k.namespace, &k.name) <= (ns, name)) {
                 continue;
             }
-            if !filter.matches(&k.namespace, obj) {
+            // Selectors name the fields of the version asked for.
+            let shown = present(rt, obj.clone());
+            if !filter.matches(&k.namespace, &shown) {
                 continue;
             }
             if items.len() == limit {
                 next = items.last().map(|o: &Value| (namespace_of(o), name_of(o)));
                 break;
             }
-            items.push(present(rt, obj.clone()));
+            items.push(shown);
         }
         (items, next)
     }
@@ -408,10 +411,11 @@ impl Inner {
         tx: &broadcast::Sender<Arc<Event>>,
         rt: &ResourceType,
         namespace: &str,
-        mut obj: Value,
+        obj: Value,
         unknown: UnknownFields,
     ) -> Result<(Value, Vec<String>), ApiError> {
         check_type(rt, &obj)?;
+        let mut obj = event_versions::to_storage(rt, obj);
         self.check_namespace(rt, namespace)?;
         let meta = metadata_mut(&mut obj)?;
         let name = match meta.get("name").and_then(Value::as_str) {
@@ -495,11 +499,12 @@ impl Inner {
         rt: &ResourceType,
         namespace: &str,
         name: &str,
-        mut new: Value,
+        new: Value,
         part: Part,
         unknown: UnknownFields,
     ) -> Result<(Value, Vec<String>), ApiError> {
         check_type(rt, &new)?;
+        let mut new = event_versions::to_storage(rt, new);
         let key = Self::key(rt, namespace, name);
         let old = self
             .objects
@@ -723,8 +728,9 @@ impl Inner {
     }
 }
 
-/// The object as served at `rt`'s version.
-pub fn present(rt: &ResourceType, mut obj: Value) -> Value {
+/// The stored object as served at `rt`'s version.
+pub fn present(rt: &ResourceType, obj: Value) -> Value {
+    let mut obj = event_versions::from_storage(rt, obj);
     obj["apiVersion"] = json!(rt.api_version());
     obj["kind"] = json!(rt.kind);
     obj

@@ -144,10 +144,12 @@ impl Watcher {
 
     /// Sends the event as this watch sees it through its selectors; false once the client is gone.
     async fn send_event(&self, e: &Event) -> bool {
-        let Some(kind) = self.visible_kind(e) else {
+        // Selectors name the fields of the version watched.
+        let obj = present(&self.rt, e.object.clone());
+        let previous = e.previous.clone().map(|p| present(&self.rt, p));
+        let Some(kind) = self.visible_kind(e, &obj, previous.as_ref()) else {
             return true;
         };
-        let obj = present(&self.rt, e.object.clone());
         let obj = if self.wants.table {
             let rv = obj["metadata"]["resourceVersion"]
                 .as_str()
@@ -171,12 +173,9 @@ impl Watcher {
 
     /// An object that starts matching the selectors is ADDED to this watch, one that stops
     /// matching is DELETED from it.
-    fn visible_kind(&self, e: &Event) -> Option<EventType> {
-        let now = self.filter.matches(&e.namespace, &e.object);
-        let before = e
-            .previous
-            .as_ref()
-            .is_some_and(|p| self.filter.matches(&e.namespace, p));
+    fn visible_kind(&self, e: &Event, obj: &Value, previous: Option<&Value>) -> Option<EventType> {
+        let now = self.filter.matches(&e.namespace, obj);
+        let before = previous.is_some_and(|p| self.filter.matches(&e.namespace, p));
         match (e.kind, before, now) {
             (EventType::Added, _, true) => Some(EventType::Added),
             (EventType::Modified, true, true) => Some(EventType::Modified),
