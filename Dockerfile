@@ -9,7 +9,7 @@
 # compile from $BUILDPLATFORM: aws-lc-sys compiles C with the target's C compiler, and Debian
 # packages a musl-gcc only for the machine's own architecture.
 
-FROM rust:1.95-slim-bookworm AS build
+FROM docker.io/library/rust:1.95-slim-bookworm AS build
 ARG TARGETARCH
 # musl-tools: musl-gcc, which compiles aws-lc-sys (the TLS provider of kube and the AWS SDK)
 # against musl. No cmake: on both musl targets aws-lc-sys builds with the cc crate and the
