@@ -17,10 +17,6 @@ ARG TARGETARCH
 RUN apt-get update \
  && apt-get install -y --no-install-recommends musl-tools ca-certificates \
  && rm -rf /var/lib/apt/lists/*
-# The cc crate looks for aarch64-linux-musl-gcc on arm64, a name Debian does not ship; its
-# musl-gcc is the one compiler for either target.
-ENV CC_x86_64_unknown_linux_musl=musl-gcc \
-    CC_aarch64_unknown_linux_musl=musl-gcc
 RUN case "$TARGETARCH" in \
         amd64) echo x86_64-unknown-linux-musl ;; \
         arm64) echo aarch64-unknown-linux-musl ;; \
