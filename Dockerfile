@@ -5,9 +5,10 @@
 #       --build-arg FLOATIP_COMMIT=$(git rev-parse --short=12 HEAD) -t IMAGE --push .
 #
 # The build stage runs on the platform it builds for (natively, or under QEMU on a builder of
-# the other architecture) and compiles for that architecture's musl target. It does not cross
-# compile from $BUILDPLATFORM: aws-lc-sys compiles C with the target's C compiler, and Debian
-# packages a musl-gcc only for the machine's own architecture.
+# the other architecture) and compiles for that architecture's musl target, so both platforms
+# take the same packages and commands. Cross compiling from $BUILDPLATFORM would be faster under
+# emulation but needs a second, multiarch C toolchain for aws-lc-sys; a native arm64 builder
+# node (README, "Building the image") gives the speed without it.
 
 FROM docker.io/library/rust:1.95-slim-bookworm AS build
 ARG TARGETARCH
