@@ -63,6 +63,8 @@ pub async fn serve(
             format!("cannot serve /metrics, /livez and /readyz on {addr}: {e} (choose another address with --admin-addr)"),
         )
     })?;
+    // The bound address: with port 0 the system picks one, and the log says which.
+    let addr = listener.local_addr().unwrap_or(addr);
     tracing::info!(%addr, "admin server listening");
     Ok(tokio::spawn(async move {
         loop {

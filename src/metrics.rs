@@ -1,5 +1,13 @@
 //! Prometheus metrics, served on /metrics by the admin server: the controller's ([`Metrics`])
 //! and the agent's ([`AgentMetrics`]), each in its own registry so neither shows the other's.
+//!
+//! Every series whose labels come from a known, finite set (move reasons, EC2 actions,
+//! protocols and results, probe failure reasons, error kinds) exists from the start at 0, so
+//! that a rate() or an absent() check works on a healthy install. Series keyed by open-ended
+//! values (AWS error codes, FloatingIP and node names) appear when there is something to show.
+
+mod agent;
+mod fleet;
 
 use std::sync::Arc;
 
@@ -8,14 +16,71 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry};
 
+pub use agent::AgentMetrics;
+pub use fleet::{FloatingIpState, Holding};
+
 use crate::admin::Exposition;
+use crate::api::MoveReason;
 use crate::cloud::CloudError;
+use crate::probe::check::Failure;
+
+/// The version this binary was built as.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The commit it was built from (build.rs: FLOATIP_COMMIT, else git, else "unknown").
+pub const COMMIT: &str = match option_env!("FLOATIP_COMMIT") {
+    Some(c) => c,
+    None => "unknown",
+};
+
+/// A probe's results, as labels.
+const RESULTS: [&str; 2] = ["pass", "fail"];
+/// The protocols probes use, as labels ([`crate::probe::protocol_label`]).
+const PROTOCOLS: [&str; 2] = ["TCP", "UDP"];
+
+/// Every move reason, for the moves counter to show each from the start.
+const MOVE_REASONS: [MoveReason; 11] = [
+    MoveReason::Initial,
+    MoveReason::HolderUnhealthy,
+    MoveReason::NodeNotReady,
+    MoveReason::NodeCordoned,
+    MoveReason::NodeTainted,
+    MoveReason::NodeDeleted,
+    MoveReason::Handover,
+    MoveReason::Failback,
+    MoveReason::Drift,
+    MoveReason::AgentNotReady,
+    MoveReason::NodeIneligible,
+];
+
+/// Why a reconcile step failed, as the reconcile_errors label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconcileError {
+    /// The Lease was lost before a write.
+    NotLeader,
+    /// The object was written since it was read (409).
+    Conflict,
+    /// Any other API server error.
+    Kube,
+}
+
+impl ReconcileError {
+    const ALL: [ReconcileError; 3] = [Self::NotLeader, Self::Conflict, Self::Kube];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::NotLeader => "not_leader",
+            Self::Conflict => "conflict",
+            Self::Kube => "kube",
+        }
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
-    reason: String,
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -31,13 +96,8 @@ struct ActionErrorLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct FloatingIpLabel {
-    floatingip: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabel {
-    error: String,
+    error: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -57,10 +117,31 @@ struct ProbeFailureLabel {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabel {
+    version: &'static str,
+    commit: &'static str,
+}
+
+/// Registers `<prefix>_build_info{version,commit} 1`.
+fn build_info(r: &mut Registry) {
+    r.register(
+        "build",
+        "The floatip version and commit this process runs (always 1)",
+        Info::new(BuildLabel {
+            version: VERSION,
+            commit: COMMIT,
+        }),
+    );
+}
+
 struct Inner {
     registry: Registry,
     control: ControlMetrics,
     probe: ProbeMetrics,
+    fleet: fleet::FleetMetrics,
+    /// Where else each finished probe is counted: the agent's peer probes.
+    also_count: Option<Family<agent::ResultLabel, Counter>>,
 }
 
 /// Registers `metric` under `name` and hands it back for recording.
@@ -69,21 +150,32 @@ fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str
     metric
 }
 
-/// What the controller does: moves, EC2 calls, leadership, errors and backoffs.
+/// A histogram family whose every histogram has `buckets`.
+fn histograms<L>(buckets: fn() -> Histogram) -> Family<L, Histogram, fn() -> Histogram>
+where
+    L: Clone + std::hash::Hash + Eq,
+{
+    Family::new_with_constructor(buckets)
+}
+
+/// What the controller does: moves, EC2 calls, leadership, passes, errors and backoffs.
 struct ControlMetrics {
     moves: Family<ReasonLabel, Counter>,
     move_duration: Histogram,
+    failover_duration: Histogram,
     unassigned_window: Histogram,
     ec2_calls: Family<ActionLabel, Counter>,
+    ec2_call_duration: Family<ActionLabel, Histogram, fn() -> Histogram>,
     ec2_errors: Family<ActionErrorLabel, Counter>,
     leader: Gauge,
+    pass_duration: Histogram,
     reconcile_errors: Family<ErrorLabel, Counter>,
-    backoff_until: Family<FloatingIpLabel, Gauge>,
+    backoff_until: Family<fleet::FloatingIpLabel, Gauge>,
 }
 
 impl ControlMetrics {
     fn register(r: &mut Registry) -> Self {
-        Self {
+        let m = Self {
             moves: registered(r, "moves", "Address moves, by reason", Family::default()),
             // 10 ms to ~40 s: one EC2 round trip up to a slow Interface-mode move.
             move_duration: registered(
@@ -91,6 +183,13 @@ impl ControlMetrics {
                 "move_duration_seconds",
                 "From the decision to move to the status write naming the new holder (after EC2 accepted the move)",
                 Histogram::new(exponential_buckets(0.01, 2.0, 13)),
+            ),
+            // 50 ms to ~51 s: a fast detection and one EC2 call up to a slow cross-zone failover.
+            failover_duration: registered(
+                r,
+                "failover_duration_seconds",
+                "Unplanned moves (the holder or the address failed its health check): from the first failed probe of the address or of its holder to the controller's first passing probe of the address after the move",
+                Histogram::new(exponential_buckets(0.05, 2.0, 11)),
             ),
             // 1 ms to ~4 s: one EC2 round trip between the two calls of an IPv6 move.
             unassigned_window: registered(
@@ -100,10 +199,18 @@ impl ControlMetrics {
                 Histogram::new(exponential_buckets(0.001, 2.0, 13)),
             ),
             ec2_calls: registered(r, "ec2_calls", "EC2 API calls, by action", Family::default()),
+            // 5 ms to ~41 s: a warm connection in the same region up to the SDK retrying a
+            // throttled call.
+            ec2_call_duration: registered(
+                r,
+                "ec2_call_duration_seconds",
+                "How long each EC2 API call took (the SDK's retries included, failed calls too), by action",
+                histograms(|| Histogram::new(exponential_buckets(0.005, 2.0, 14))),
+            ),
             ec2_errors: registered(
                 r,
                 "ec2_errors",
-                "Failed EC2 API calls (after the SDK's retries), by action, kind and AWS error code",
+                "Failed EC2 API calls (after the SDK's retries), by action, kind and AWS error code; a series appears at the first error of its kind",
                 Family::default(),
             ),
             leader: registered(
@@ -112,10 +219,17 @@ impl ControlMetrics {
                 "1 while this replica holds the leader Lease",
                 Gauge::default(),
             ),
+            // 1 ms to ~16 s: a pass from the caches up to one that reads EC2 and moves.
+            pass_duration: registered(
+                r,
+                "pass_duration_seconds",
+                "One reconcile pass of the leader: observe, plan and execute",
+                Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            ),
             reconcile_errors: registered(
                 r,
                 "reconcile_errors",
-                "Reconcile passes that ended in an error, by error",
+                "Reconcile steps that ended in an error, by error (not_leader, conflict, kube)",
                 Family::default(),
             ),
             backoff_until: registered(
@@ -124,14 +238,33 @@ impl ControlMetrics {
                 "For each FloatingIP whose move EC2 refused in a way no retry fixes: when it is tried again (Unix time); absent when none backs off",
                 Family::default(),
             ),
+        };
+        for reason in MOVE_REASONS {
+            drop(m.moves.get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            }));
         }
+        for action in crate::cloud::aws::ACTIONS {
+            let label = ActionLabel {
+                action: action.to_string(),
+            };
+            drop(m.ec2_calls.get_or_create(&label));
+            drop(m.ec2_call_duration.get_or_create(&label));
+        }
+        for e in ReconcileError::ALL {
+            drop(
+                m.reconcile_errors
+                    .get_or_create(&ErrorLabel { error: e.label() }),
+            );
+        }
+        m
     }
 }
 
 /// What the probe engine sees, and how long detection takes.
 struct ProbeMetrics {
     probes: Family<ProbeResultLabel, Counter>,
-    rtt: Family<ProtocolLabel, Histogram>,
+    rtt: Family<ProtocolLabel, Histogram, fn() -> Histogram>,
     failures: Family<ProbeFailureLabel, Counter>,
     overruns: Counter,
     targets: Gauge,
@@ -141,22 +274,19 @@ struct ProbeMetrics {
 
 impl ProbeMetrics {
     fn register(r: &mut Registry) -> Self {
-        // 100 us to ~6.5 s: loopback up to a slow cross-zone handshake.
-        let rtt = Family::<ProtocolLabel, Histogram>::new_with_constructor(
-            (|| Histogram::new(exponential_buckets(0.0001, 2.0, 17))) as fn() -> Histogram,
-        );
-        Self {
+        let m = Self {
             probes: registered(
                 r,
                 "probes",
                 "Finished probes, by protocol and result (pass or fail)",
                 Family::default(),
             ),
+            // 100 us to ~6.5 s: loopback up to a slow cross-zone handshake.
             rtt: registered(
                 r,
                 "probe_rtt_seconds",
                 "Round trip of passing probes (TCP handshake, UDP reply), by protocol",
-                rtt,
+                histograms(|| Histogram::new(exponential_buckets(0.0001, 2.0, 17))),
             ),
             failures: registered(
                 r,
@@ -190,7 +320,24 @@ impl ProbeMetrics {
                 "From the first failed probe of an address to the decision to move it",
                 Histogram::new(exponential_buckets(0.05, 2.0, 10)),
             ),
+        };
+        for protocol in PROTOCOLS {
+            for result in RESULTS {
+                drop(
+                    m.probes
+                        .get_or_create(&ProbeResultLabel { protocol, result }),
+                );
+            }
+            drop(m.rtt.get_or_create(&ProtocolLabel { protocol }));
+            for f in Failure::ALL {
+                let reason = f.as_str();
+                drop(
+                    m.failures
+                        .get_or_create(&ProbeFailureLabel { protocol, reason }),
+                );
+            }
         }
+        m
     }
 }
 
@@ -206,25 +353,42 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
+        Self::with(None)
+    }
+
+    /// Unserved metrics whose finished probes are also counted in `results`.
+    fn counting_probes_in(results: Family<agent::ResultLabel, Counter>) -> Self {
+        Self::with(Some(results))
+    }
+
+    fn with(also_count: Option<Family<agent::ResultLabel, Counter>>) -> Self {
         let mut registry = Registry::with_prefix("floatip");
+        build_info(&mut registry);
         let control = ControlMetrics::register(&mut registry);
         let probe = ProbeMetrics::register(&mut registry);
+        let fleet = fleet::FleetMetrics::register(&mut registry);
         Self(Arc::new(Inner {
             registry,
             control,
             probe,
+            fleet,
+            also_count,
         }))
     }
 
-    pub fn moved(&self, reason: &str, seconds: f64) {
+    pub fn moved(&self, reason: MoveReason, seconds: f64) {
+        let reason = reason.as_str();
         self.0
             .control
             .moves
-            .get_or_create(&ReasonLabel {
-                reason: reason.to_string(),
-            })
+            .get_or_create(&ReasonLabel { reason })
             .inc();
         self.0.control.move_duration.observe(seconds);
+    }
+
+    /// An unplanned move ended `seconds` after the first failed probe that led to it.
+    pub fn failover(&self, seconds: f64) {
+        self.0.control.failover_duration.observe(seconds);
     }
 
     pub fn unassigned_window(&self, seconds: f64) {
@@ -241,6 +405,17 @@ impl Metrics {
             .inc();
     }
 
+    /// An EC2 call of `action` answered (or failed) after `seconds`.
+    pub fn ec2_call_took(&self, action: &str, seconds: f64) {
+        self.0
+            .control
+            .ec2_call_duration
+            .get_or_create(&ActionLabel {
+                action: action.to_string(),
+            })
+            .observe(seconds);
+    }
+
     pub fn ec2_error(&self, action: &str, err: &CloudError) {
         self.0
             .control
@@ -253,13 +428,52 @@ impl Metrics {
             .inc();
     }
 
+    /// Leadership changed. A replica that stops leading drops the series only the leader
+    /// exports, so that they come from one replica at a time.
     pub fn set_leader(&self, leading: bool) {
         self.0.control.leader.set(i64::from(leading));
+        if !leading {
+            self.0.fleet.clear();
+            // A backoff is the leader's: a replica that no longer leads does not act on it.
+            self.0.control.backoff_until.clear();
+        }
+    }
+
+    /// One pass (observe, plan, execute) took `seconds`.
+    pub fn pass(&self, seconds: f64) {
+        self.0.control.pass_duration.observe(seconds);
+    }
+
+    /// What FloatingIP `name`'s status says now (the leader only).
+    pub fn floatingip(&self, name: &str, state: &FloatingIpState) {
+        self.0.fleet.set(name, state);
+    }
+
+    /// What FloatingIP `name`'s status says as first read (the leader only): ignored once
+    /// the FloatingIP has series.
+    pub fn floatingip_seen(&self, name: &str, state: &FloatingIpState) {
+        self.0.fleet.first_sight(name, state);
+    }
+
+    /// FloatingIP `name`'s address moved (the leader only).
+    pub fn floatingip_moved(&self, name: &str) {
+        self.0.fleet.moved(name);
+    }
+
+    /// Drops the series of every FloatingIP for which `live` is false (deleted).
+    pub fn retain_floatingips(&self, live: impl Fn(&str) -> bool) {
+        self.0.fleet.retain(live);
+    }
+
+    /// Whether each node some FloatingIP may use has a ready agent (the leader only); the
+    /// series of nodes not listed go.
+    pub fn set_agents_ready(&self, nodes: &std::collections::BTreeMap<String, bool>) {
+        self.0.fleet.set_agents(nodes);
     }
 
     /// A FloatingIP backs off until `until` (Unix seconds), or no longer (None).
     pub fn backoff(&self, floatingip: &str, until: Option<i64>) {
-        let label = FloatingIpLabel {
+        let label = fleet::FloatingIpLabel {
             floatingip: floatingip.to_string(),
         };
         match until {
@@ -272,14 +486,9 @@ impl Metrics {
         }
     }
 
-    pub fn reconcile_error(&self, label: &str) {
-        self.0
-            .control
-            .reconcile_errors
-            .get_or_create(&ErrorLabel {
-                error: label.to_string(),
-            })
-            .inc();
+    pub fn reconcile_error(&self, e: ReconcileError) {
+        let label = ErrorLabel { error: e.label() };
+        self.0.control.reconcile_errors.get_or_create(&label).inc();
     }
 
     /// One finished probe: its round trip when it passed with one, its failure reason when
@@ -296,6 +505,9 @@ impl Metrics {
             .probes
             .get_or_create(&ProbeResultLabel { protocol, result })
             .inc();
+        if let Some(also) = &self.0.also_count {
+            also.get_or_create(&agent::ResultLabel { result }).inc();
+        }
         if let Some(rtt) = rtt {
             self.0
                 .probe
@@ -357,144 +569,5 @@ fn encode(registry: &Registry) -> String {
     out
 }
 
-/// The agent's metrics. Cheap to clone; every clone records into the same registry.
-#[derive(Clone)]
-pub struct AgentMetrics(Arc<AgentInner>);
-
-struct AgentInner {
-    registry: Registry,
-    addresses: Gauge,
-    reconcile_errors: Counter,
-    reconcile_duration: Histogram,
-}
-
-impl Default for AgentMetrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl AgentMetrics {
-    pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("floatip_agent");
-        let addresses = Gauge::default();
-        registry.register(
-            "addresses",
-            "Floating addresses configured on this node after its last successful reconcile \
-             (held, or kept for the release delay)",
-            addresses.clone(),
-        );
-        // A plain counter, not a family: it shows 0 before the first error, so a rate() or an
-        // increase() alert works from the agent's first scrape.
-        let reconcile_errors = Counter::default();
-        registry.register(
-            "reconcile_errors",
-            "Reconciles of the node that failed or left an address it holds unconfigured",
-            reconcile_errors.clone(),
-        );
-        // 0.5 ms to ~4 s: a few netlink round trips up to a node whose kernel is struggling.
-        let reconcile_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
-        registry.register(
-            "reconcile_duration_seconds",
-            "How long one reconcile of the node took, failed ones included",
-            reconcile_duration.clone(),
-        );
-        Self(Arc::new(AgentInner {
-            registry,
-            addresses,
-            reconcile_errors,
-            reconcile_duration,
-        }))
-    }
-
-    /// One reconcile ended after `seconds`; `configured` is how many addresses the node
-    /// carries now, None when the reconcile failed before it could know.
-    pub fn reconciled(&self, seconds: f64, ok: bool, configured: Option<usize>) {
-        self.0.reconcile_duration.observe(seconds);
-        if !ok {
-            self.0.reconcile_errors.inc();
-        }
-        if let Some(n) = configured {
-            self.0.addresses.set(i64::try_from(n).unwrap_or(i64::MAX));
-        }
-    }
-}
-
-impl Exposition for AgentMetrics {
-    fn encode(&self) -> String {
-        encode(&self.0.registry)
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cloud::ErrorKind;
-
-    #[test]
-    fn counts_show_in_the_exposition() {
-        let m = Metrics::new();
-        m.moved("NodeCordoned", 0.2);
-        m.ec2_call("AssignPrivateIpAddresses");
-        m.ec2_error(
-            "AssignPrivateIpAddresses",
-            &CloudError {
-                action: "AssignPrivateIpAddresses",
-                code: "UnauthorizedOperation".into(),
-                message: String::new(),
-                kind: ErrorKind::Permanent,
-            },
-        );
-        m.set_leader(true);
-        m.probe_done("TCP", Some(std::time::Duration::from_millis(2)), None);
-        m.probe_done("UDP", None, Some("no_reply"));
-        m.probe_overrun();
-        m.set_probe_targets(7);
-        m.probe_detected(1.2);
-        let text = m.encode();
-        for want in [
-            "floatip_moves_total{reason=\"NodeCordoned\"} 1",
-            "floatip_move_duration_seconds_count 1",
-            "floatip_ec2_calls_total{action=\"AssignPrivateIpAddresses\"} 1",
-            "floatip_ec2_errors_total{action=\"AssignPrivateIpAddresses\",kind=\"permanent\",code=\"UnauthorizedOperation\"} 1",
-            "floatip_leader 1",
-            "floatip_probes_total{protocol=\"TCP\",result=\"pass\"} 1",
-            "floatip_probes_total{protocol=\"UDP\",result=\"fail\"} 1",
-            "floatip_probe_rtt_seconds_count{protocol=\"TCP\"} 1",
-            "floatip_probe_failures_total{protocol=\"UDP\",reason=\"no_reply\"} 1",
-            "floatip_probe_overruns_total 1",
-            "floatip_probe_targets 7",
-            "floatip_probe_detection_seconds_count 1",
-        ] {
-            assert!(text.contains(want), "missing {want:?} in\n{text}");
-        }
-    }
-
-    #[test]
-    fn agent_metrics_start_at_zero_and_count_failed_reconciles() {
-        let m = AgentMetrics::new();
-        let text = m.encode();
-        for want in [
-            "floatip_agent_addresses 0",
-            "floatip_agent_reconcile_errors_total 0",
-            "floatip_agent_reconcile_duration_seconds_count 0",
-        ] {
-            assert!(text.contains(want), "missing {want:?} in\n{text}");
-        }
-        assert!(
-            !text.contains("floatip_moves"),
-            "no controller metric: {text}"
-        );
-        m.reconciled(0.002, true, Some(2));
-        m.reconciled(0.001, false, Some(1));
-        m.reconciled(0.001, false, None);
-        let text = m.encode();
-        for want in [
-            "floatip_agent_addresses 1",
-            "floatip_agent_reconcile_errors_total 2",
-            "floatip_agent_reconcile_duration_seconds_count 3",
-        ] {
-            assert!(text.contains(want), "missing {want:?} in\n{text}");
-        }
-    }
-}
+mod tests;

@@ -192,7 +192,8 @@ pub fn node_fitness(node: &NodeView, spec: &FloatingIPSpec) -> Result<(), Unfit>
     Ok(())
 }
 
-fn selects(spec: &FloatingIPSpec, node: &NodeView) -> bool {
+/// Whether the FloatingIP's nodeSelector selects the node (every node without one).
+pub fn selects(spec: &FloatingIPSpec, node: &NodeView) -> bool {
     match &spec.node_selector {
         None => true,
         // An invalid selector never reaches here: the spec is validated first.

@@ -26,7 +26,7 @@ fn crd_output_is_byte_identical_to_the_checked_in_files() {
     assert!(ok, "floatip crd failed: {err}");
     for copy in [
         "crds/floatingip.yaml",
-        "charts/floatip/crds/floatingip.yaml",
+        "charts/floatip/files/crds/floatingip.yaml",
     ] {
         assert!(
             out == repo_file(copy),
@@ -66,6 +66,12 @@ fn crd_has_scope_names_columns_and_rules() {
             ("Mode", ".spec.mode"),
             ("Holder", ".status.holder.node"),
             ("Ready", ".status.conditions[?(@.type==\"Ready\")].status"),
+            (
+                "Healthy",
+                ".status.conditions[?(@.type==\"Healthy\")].status"
+            ),
+            ("Reason", ".status.conditions[?(@.type==\"Ready\")].reason"),
+            ("Last Move", ".status.lastMove.at"),
             ("Public", ".status.publicAddress.address"),
             ("Age", ".metadata.creationTimestamp"),
         ]
@@ -247,4 +253,28 @@ fn json_logs_are_one_record_a_line_fatal_error_included() {
         err.contains("invalid value 'yaml' for '--log-format"),
         "{err}"
     );
+}
+
+/// The admin server's log line names the address it is bound to: with port 0 the system picks
+/// the port, and the log was the only place to learn which (it said `:0`).
+#[test]
+fn the_admin_server_logs_the_port_it_bound() {
+    let out = Command::new(env!("CARGO_BIN_EXE_floatip"))
+        .args(["--log-format", "json", "agent"])
+        .env("NODE_NAME", "node-1")
+        .env("FLOATIP_ADMIN_ADDR", "127.0.0.1:0")
+        .env("KUBECONFIG", "/nonexistent/floatip-test-kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("floatip runs");
+    let err = String::from_utf8(out.stderr).unwrap();
+    let listening = (err.lines())
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|r| r["fields"]["message"] == "admin server listening")
+        .unwrap_or_else(|| panic!("no admin server line:\n{err}"));
+    let addr: std::net::SocketAddr = listening["fields"]["addr"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{listening}"));
+    assert_ne!(addr.port(), 0, "{listening}");
 }

@@ -170,12 +170,12 @@ async fn no_candidates_and_duplicate_addresses() {
     assert!(c.holders("10.0.11.20").await.is_empty(), "nothing moved");
     assert!(f.status.as_ref().unwrap().holder.is_none());
 
-    // A candidate appears: the address is assigned and NoCandidates goes away.
+    // A candidate appears: the address is assigned and NoCandidates turns False.
     c.patch_node("node-2", json!({"spec": {"unschedulable": false}}))
         .await;
     let f = c.wait_fip("web", "assigned", T, is_ready).await;
     assert_eq!(holder_of(&f).as_deref(), Some("node-2"));
-    assert!(condition(&f, "NoCandidates").is_none());
+    assert_eq!(condition(&f, "NoCandidates").unwrap().0, "False");
 
     // The same address again, newer: Conflict, never acted on.
     c.create_fip("web-copy", json!({"address": "10.0.11.20"}))
@@ -192,6 +192,40 @@ async fn no_candidates_and_duplicate_addresses() {
         copy.finalizers().is_empty(),
         "a conflicting FloatingIP gets no finalizer"
     );
+    // Each turn to True was one Warning Event in default, however many passes saw it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(c.client.clone(), "default");
+    let mut warnings: Vec<(String, String, String)> = (events.list(&Default::default()).await)
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .map(|e| {
+            let about = e.regarding.and_then(|r| r.name).unwrap_or_default();
+            (
+                about,
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+            )
+        })
+        .collect();
+    // Listed by name, and the names end in a generated suffix: order them by object.
+    warnings.sort();
+    let reasons: Vec<(&str, &str)> = (warnings.iter())
+        .map(|(about, reason, _)| (about.as_str(), reason.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [("web", "NoCandidates"), ("web-copy", "Conflict")],
+        "{warnings:#?}"
+    );
+    assert!(warnings[0]
+        .2
+        .ends_with("10.0.11.20 stays unassigned until a node qualifies"));
+    assert!(warnings[1]
+        .2
+        .starts_with("FloatingIP web is older and claims the same address 10.0.11.20"));
     // Deleting the copy must not touch the owner's address.
     c.fips()
         .delete("web-copy", &DeleteParams::default())
@@ -244,15 +278,30 @@ async fn only_the_lease_holder_writes_and_a_killed_leader_is_replaced() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let follower = 1 - leader;
-    // The follower made no EC2 call at all, mutating or not.
+    // The follower made no EC2 call at all, mutating or not (every action shows, at 0).
     let fm = c.controllers[follower].metrics();
+    let calls: Vec<&str> = (fm.lines())
+        .filter(|l| l.starts_with("floatip_ec2_calls_total{"))
+        .collect();
     assert!(
-        !fm.contains("floatip_ec2_calls_total{"),
+        calls.len() > 10 && calls.iter().all(|l| l.ends_with(" 0")),
         "follower called EC2:\n{fm}"
     );
-    assert!(c.controllers[leader]
-        .metrics()
-        .contains("floatip_ec2_calls_total{action=\"AssignPrivateIpAddresses\"} 1"));
+    // Only the leader exports the per-FloatingIP series.
+    assert!(
+        !fm.contains("floatip_floatingip_"),
+        "a follower exports per-FloatingIP series:\n{fm}"
+    );
+    let lm = c.controllers[leader].metrics();
+    assert!(lm.contains("floatip_ec2_calls_total{action=\"AssignPrivateIpAddresses\"} 1"));
+    let holder = format!("floatip_floatingip_holder_info{{floatingip=\"web\",node=\"{first}\",address=\"10.0.11.40\",mode=\"SecondaryIP\"}} 1");
+    for want in [
+        holder.as_str(),
+        "floatip_floatingip_ready{floatingip=\"web\"} 1",
+        "floatip_floatingip_moves_total{floatingip=\"web\"} 1",
+    ] {
+        assert!(lm.lines().any(|l| l == want), "{want} not in\n{lm}");
+    }
 
     c.controllers[leader].kill9();
     let killed = Instant::now();
@@ -342,7 +391,7 @@ async fn ec2_throttled_then_down_during_moves() {
     let second = moved_from(&c, "web", &first, "NodeCordoned").await;
     let f = c.fips().get("web").await.unwrap();
     assert!(
-        condition(&f, "CloudError").is_none(),
+        condition(&f, "CloudError").is_some_and(|(s, _, _)| s == "False"),
         "cleared once EC2 answered"
     );
     c.patch_node(&first, json!({"spec": {"unschedulable": false}}))
@@ -543,12 +592,12 @@ async fn a_missing_iam_permission_is_a_condition_not_a_crash_loop() {
         "still running and leading"
     );
 
-    // Permission granted: the next resync assigns, and the condition goes.
+    // Permission granted: the next resync assigns, and the condition turns False.
     c.ec2.clear_faults();
     let f = c
         .wait_fip("web", "assigned once allowed", T, is_ready)
         .await;
-    assert!(condition(&f, "CloudError").is_none());
+    assert_eq!(condition(&f, "CloudError").unwrap().0, "False");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::admin::Checks;
+use crate::admin::{Checks, Exposition};
+use crate::metrics::AgentMetrics;
 
 /// How the last reconcile of the node ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +123,20 @@ impl Checks for AgentHealth {
     }
 }
 
+/// The agent's /metrics: its metrics, with floatip_agent_ready read from the same checks
+/// /readyz answers from, at each scrape.
+pub struct Scrape {
+    pub metrics: AgentMetrics,
+    pub health: std::sync::Arc<AgentHealth>,
+}
+
+impl Exposition for Scrape {
+    fn encode(&self) -> String {
+        self.metrics.set_ready(self.health.ready().is_ok());
+        self.metrics.encode()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +200,34 @@ mod tests {
         assert_eq!(h.live(), Ok(()));
         h.reconciled(Reconciled::Ok);
         assert_eq!(h.ready(), Ok(()), "ready again once a reconcile succeeds");
+    }
+
+    #[test]
+    fn the_ready_metric_says_what_readyz_says_at_each_scrape() {
+        let health = std::sync::Arc::new(AgentHealth::new(Duration::from_secs(30)));
+        let scrape = Scrape {
+            metrics: AgentMetrics::new(),
+            health: health.clone(),
+        };
+        let ready = |text: String| {
+            (text.lines())
+                .find(|l| l.starts_with("floatip_agent_ready "))
+                .map(str::to_string)
+        };
+        assert_eq!(
+            ready(scrape.encode()).as_deref(),
+            Some("floatip_agent_ready 0")
+        );
+        health.synced();
+        health.reconciled(Reconciled::Ok);
+        assert_eq!(
+            ready(scrape.encode()).as_deref(),
+            Some("floatip_agent_ready 1")
+        );
+        health.reconciled(Reconciled::Failed("eth1 is gone".into()));
+        assert_eq!(
+            ready(scrape.encode()).as_deref(),
+            Some("floatip_agent_ready 0")
+        );
     }
 }

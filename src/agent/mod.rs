@@ -279,7 +279,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     })?;
     let health = Arc::new(AgentHealth::new(health::stall_bound(args.resync)));
     let metrics = AgentMetrics::new();
-    admin::serve(args.admin_addr, Arc::new(metrics.clone()), health.clone()).await?;
+    let scrape = health::Scrape {
+        metrics: metrics.clone(),
+        health: health.clone(),
+    };
+    admin::serve(args.admin_addr, Arc::new(scrape), health.clone()).await?;
     let client = kube::Client::try_default().await?;
     let changed = Arc::new(Notify::new());
     let peers_changed = Arc::new(Notify::new());
@@ -287,7 +291,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         Api::all(client.clone()),
         [changed.clone(), peers_changed.clone()],
     );
-    let peers = peer_view(&args, &client, &store, peers_changed)?;
+    let peer_metrics = metrics.peer_probe_metrics();
+    let peers = peer_view(&args, &client, &store, peers_changed, peer_metrics)?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut agent = Agent {
         departing: Departing::new(args.release_delay),
@@ -322,12 +327,13 @@ fn peer_view(
     client: &kube::Client,
     store: &Store<FloatingIP>,
     changed: Arc<Notify>,
+    metrics: crate::metrics::Metrics,
 ) -> anyhow::Result<Option<peer::Peers>> {
     let (Some(ns), Some(pod)) = (&args.pod_namespace, &args.pod_name) else {
         tracing::warn!("POD_NAME/POD_NAMESPACE unknown: no peer view is published, so the controller cannot ask this node how the others look");
         return Ok(None);
     };
-    let prober = peer::Prober::spawn(args.host.netns.clone())
+    let prober = peer::Prober::spawn(args.host.netns.clone(), metrics)
         .map_err(|e| anyhow::anyhow!("cannot start the peer probes: {e}"))?;
     let pod = (ns.clone(), pod.clone());
     Ok(Some(peer::Peers::new(

@@ -2,11 +2,13 @@
 //! the same rules checked again in Rust for whatever reaches the controller.
 
 pub mod messages;
+mod owner;
 mod peer;
 mod spec;
 mod status;
 mod validate;
 
+pub use owner::{address_owners, owns_its_address};
 pub use peer::{PeerView, PeerViewError, PEER_VIEW_ANNOTATION};
 pub use spec::*;
 pub use status::*;

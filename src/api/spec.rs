@@ -35,6 +35,26 @@ use super::FloatingIPStatus;
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
+    // -o wide: why Ready is what it is, whether the address itself answers, and when it
+    // last moved.
+    printcolumn(
+        name = "Healthy",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Healthy\")].status",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Last Move",
+        type_ = "date",
+        json_path = ".status.lastMove.at",
+        priority = 1
+    ),
     printcolumn(
         name = "Public",
         type_ = "string",

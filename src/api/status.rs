@@ -14,7 +14,9 @@ pub struct FloatingIPStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Ready, Assigned, Healthy, NoCandidates, Conflict, InvalidSpec, CloudError.
+    /// Ready, Assigned, Healthy, NoCandidates, Conflict, InvalidSpec, CloudError, BackingOff,
+    /// HeldInDoubt, AttachFailed: every one from the first status write, False or Unknown when
+    /// it does not apply, never removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -200,7 +202,23 @@ pub mod condition {
     /// address where it is (the message says what each side sees).
     pub const HELD_IN_DOUBT: &str = "HeldInDoubt";
     /// `floatip attach` could not prepare a node for this FloatingIP's subnet (the message
-    /// names the node and EC2's error); other FloatingIPs are unaffected. Cleared by the next
-    /// attach that prepares the subnet.
+    /// names the node and EC2's error); other FloatingIPs are unaffected. False again once an
+    /// attach prepares the subnet.
     pub const ATTACH_FAILED: &str = "AttachFailed";
+
+    /// Every condition type, in the order status lists them. Each is on every FloatingIP from
+    /// its first status write, False or Unknown when it does not apply, never removed (the
+    /// API conventions: a client can tell "not true" from "not looked at by this version").
+    pub const ALL: [&str; 10] = [
+        READY,
+        ASSIGNED,
+        HEALTHY,
+        NO_CANDIDATES,
+        CONFLICT,
+        INVALID_SPEC,
+        CLOUD_ERROR,
+        BACKING_OFF,
+        HELD_IN_DOUBT,
+        ATTACH_FAILED,
+    ];
 }

@@ -131,6 +131,13 @@ pub async fn attach<C: Cloud>(
     let fips_api: Api<FloatingIP> = Api::all(client.clone());
     let fips = fips_api.list(&ListParams::default()).await?.items;
     let mine = mine(&fips, &view, me);
+    // A FloatingIP in Conflict is left alone, as the controller leaves it.
+    let owners = crate::api::address_owners(&fips);
+    let claimable: Vec<&FloatingIP> = mine
+        .iter()
+        .copied()
+        .filter(|f| crate::api::owns_its_address(&owners, f))
+        .collect();
 
     let mut summary = Summary::default();
     let mut by_subnet =
@@ -145,8 +152,15 @@ pub async fn attach<C: Cloud>(
         return Err(AttachError::Cloud(e.clone()));
     }
     eni::add_primary_enis(cloud, &instance_id, &mine, &mut by_subnet).await?;
-    summary.claimed =
-        claim::claim_unheld(&fips_api, cloud, &view, &instance_id, &mine, &by_subnet).await?;
+    summary.claimed = claim::claim_unheld(
+        &fips_api,
+        cloud,
+        &view,
+        &instance_id,
+        &claimable,
+        &by_subnet,
+    )
+    .await?;
     summary.configured = configure_held(&fips_api, host, me).await?;
     Ok(summary)
 }

@@ -12,8 +12,8 @@ use super::outcome::hint;
 use super::{dedicated, Summary};
 
 /// Says on each FloatingIP whose subnet this node could not prepare why (condition
-/// AttachFailed, naming the node), and clears that condition from those whose subnet it did
-/// prepare. Best effort: a failed write is logged, and the next attach tries again.
+/// AttachFailed, naming the node), and sets it False on those whose subnet it did prepare.
+/// Best effort: a failed write is logged, and the next attach tries again.
 pub(super) async fn report_subnets(
     api: &Api<FloatingIP>,
     mine: &[&FloatingIP],
@@ -36,8 +36,17 @@ pub(super) async fn report_subnets(
                 let d = Desired::new(cond::ATTACH_FAILED, true, &e.code_reason(), msg);
                 conditions::set(&mut status.conditions, &d, g, &now)
             }
-            None => conditions::remove(&mut status.conditions, cond::ATTACH_FAILED),
+            // Resolved (False, never removed) where it was reported; nothing to write elsewhere.
+            None if conditions::is_true(&status.conditions, cond::ATTACH_FAILED) => {
+                let ok = conditions::resolved(cond::ATTACH_FAILED);
+                conditions::set(&mut status.conditions, &ok, g, &now)
+            }
+            None => false,
         };
+        if changed {
+            // Every status write carries every condition type.
+            conditions::complete(&mut status.conditions, g, &now);
+        }
         if changed {
             if let Err(e) = api
                 .replace_status(&f.name_any(), &PostParams::default(), &obj)

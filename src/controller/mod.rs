@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod doubt;
 pub mod events;
 pub mod execute;
+mod failover;
 mod flags;
 mod observe;
 pub mod plan;

@@ -181,6 +181,14 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// Each node some FloatingIP's nodeSelector selects, and whether its agent pod is Ready.
+    pub fn agents_ready(&self) -> BTreeMap<String, bool> {
+        (self.nodes.iter())
+            .filter(|n| (self.fips.iter()).any(|f| crate::nodes::selects(&f.spec, n)))
+            .map(|n| (n.name.clone(), self.agents_ready.contains(&n.name)))
+            .collect()
+    }
+
     pub fn picture<'a>(&'a self, args: &'a ControllerArgs) -> Picture<'a> {
         Picture {
             fips: &self.fips,
@@ -577,5 +585,61 @@ mod tests {
             .await
             .is_empty());
         assert_eq!(cache.reads.allocations.as_ref().map(HashMap::len), Some(2));
+    }
+
+    fn node(name: &str, edge: bool) -> NodeView {
+        let labels = match edge {
+            true => serde_json::json!({"floatip.io/edge": "true"}),
+            false => serde_json::json!({}),
+        };
+        let n: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": labels},
+        }))
+        .unwrap();
+        NodeView::from_node(&n)
+    }
+
+    fn fip(selector: serde_json::Value) -> Arc<FloatingIP> {
+        let mut spec = serde_json::json!({"address": "10.0.8.100", "subnetId": "subnet-a"});
+        if !selector.is_null() {
+            spec["nodeSelector"] = selector;
+        }
+        let f = serde_json::from_value(serde_json::json!({
+            "apiVersion": "floatip.io/v1alpha1", "kind": "FloatingIP",
+            "metadata": {"name": "a"}, "spec": spec,
+        }));
+        Arc::new(f.unwrap())
+    }
+
+    fn seen(fips: Vec<Arc<FloatingIP>>, ready: &[&str]) -> Seen {
+        Seen {
+            fips,
+            nodes: vec![node("n1", true), node("n2", true), node("n3", false)],
+            agents_ready: ready.iter().map(|n| n.to_string()).collect(),
+            agents_leaving: HashSet::new(),
+            enis: HashMap::new(),
+            subnets: HashMap::new(),
+            reads: Reads::default(),
+            health: HashMap::new(),
+            reensured: HashMap::new(),
+            peers: HashMap::new(),
+            cloud_errors: BTreeMap::new(),
+            retry: false,
+        }
+    }
+
+    /// floatip_node_agent_ready{node}: the nodes some FloatingIP may use, each with whether its
+    /// agent is ready; none without a FloatingIP.
+    #[test]
+    fn agents_ready_covers_the_nodes_a_floatingip_selects() {
+        let edge = serde_json::json!({"matchLabels": {"floatip.io/edge": "true"}});
+        let s = seen(vec![fip(edge)], &["n1", "n3"]);
+        let want: BTreeMap<String, bool> =
+            [("n1".to_string(), true), ("n2".to_string(), false)].into();
+        assert_eq!(s.agents_ready(), want, "n3 is selected by none");
+        let s = seen(vec![fip(serde_json::Value::Null)], &["n2"]);
+        assert_eq!(s.agents_ready().len(), 3, "no selector: every node");
+        assert_eq!(s.agents_ready().get("n2"), Some(&true));
+        assert!(seen(vec![], &["n1"]).agents_ready().is_empty());
     }
 }

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use super::execute::{Ctx, Outcome};
+use super::failover::{self, Failovers};
 use super::observe::{check_holders, observe, SubnetCache, Watches};
 use super::plan::{plan, Plan};
 use super::ControllerArgs;
@@ -56,7 +57,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         client: client.clone(),
         cloud,
         metrics: metrics.clone(),
-        events: super::events::Events::new(client.clone(), &args.identity),
+        events: super::events::Events::new(client.clone(), &args.identity, &args.namespace),
         gate: Arc::new(move || gate_leader.guard()),
         backoffs: Default::default(),
     };
@@ -72,6 +73,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         trigger,
         subnets: SubnetCache::default(),
         reensured_at: HashMap::new(),
+        failovers: Failovers::default(),
     };
     controller.run(lease_task, transitions).await
 }
@@ -113,6 +115,8 @@ struct Controller {
     subnets: SubnetCache,
     /// When each FloatingIP's assignment was last re-ensured because its address failed.
     reensured_at: HashMap<String, Instant>,
+    /// Failovers whose address has not answered since its move.
+    failovers: Failovers,
 }
 
 /// When the next pass runs, besides the next change.
@@ -204,8 +208,11 @@ impl Controller {
     }
 
     /// Returns whether this replica now leads.
-    fn leadership_changed(&self, leading: bool) -> bool {
+    fn leadership_changed(&mut self, leading: bool) -> bool {
         self.metrics.set_leader(leading);
+        if !leading {
+            self.failovers.clear();
+        }
         tracing::info!(leading, "leadership changed");
         leading
     }
@@ -250,10 +257,18 @@ impl Controller {
         let planned = started.elapsed();
         let recheck = recheck_after(&plans);
         self.note_plans(&plans);
+        let failovers = self.failovers_decided(&plans, &seen.fips);
+        self.metrics.set_agents_ready(&seen.agents_ready());
         let mut outcome = self
             .ctx
             .execute(&seen.fips, plans, &seen.cloud_errors)
             .await;
+        self.metrics.pass(started.elapsed().as_secs_f64());
+        self.failovers.moved(failovers, &outcome.arrived);
+        let engine = &self.engine;
+        let live = |name: &str| seen.fips.iter().any(|f| f.name_any() == name);
+        let passed_after = |t: &crate::probe::Target, at| engine.passed_after(t, at);
+        self.failovers.finish(&self.metrics, passed_after, live);
         tracing::debug!(
             observe_ms = observed.as_secs_f64() * 1e3,
             plan_ms = (planned - observed).as_secs_f64() * 1e3,
@@ -275,7 +290,9 @@ impl Controller {
             backoffs.retain(|name| seen.fips.iter().any(|f| f.name_any() == name));
             backoffs.next_due()
         };
-        let soon = outcome.recheck_soon.then_some(RECHECK_SOON);
+        // A failover is timed to the first passing probe of its address: look every quarter
+        // second until then.
+        let soon = (outcome.recheck_soon || self.failovers.waiting()).then_some(RECHECK_SOON);
         outcome.recheck = [recheck, backoff_due, soon].into_iter().flatten().min();
         outcome
     }
@@ -300,6 +317,26 @@ impl Controller {
                 }
             }
         }
+    }
+}
+
+impl Controller {
+    /// The unplanned moves among `plans`, with when their first failed probe started.
+    fn failovers_decided(
+        &self,
+        plans: &[Plan],
+        fips: &[Arc<crate::api::FloatingIP>],
+    ) -> HashMap<String, failover::Decided> {
+        let nodes = self.watches.nodes.state();
+        let node_ip = |name: &str| {
+            let node = nodes.iter().find(|n| n.name_any() == name)?;
+            crate::nodes::NodeView::from_node(node).internal_ip
+        };
+        let engine = &self.engine;
+        let failing_from = |t: &crate::probe::Target| {
+            (engine.down_from(t)).or_else(|| engine.state(t)?.failing_since)
+        };
+        failover::decided(plans, fips, node_ip, failing_from)
     }
 }
 

@@ -24,6 +24,15 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// Every reason, for the metrics that show each from the start.
+    pub const ALL: [Failure; 5] = [
+        Failure::Timeout,
+        Failure::Refused,
+        Failure::Unreachable,
+        Failure::NoReply,
+        Failure::Error,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Failure::Timeout => "timeout",
@@ -128,6 +137,22 @@ mod tests {
     use tokio::net::{TcpListener, TcpSocket};
 
     const T: Duration = Duration::from_millis(300);
+
+    /// The metrics show every reason from the start from `Failure::ALL`: the match stops
+    /// compiling when a reason is added, and ALL must then name as many as it has arms.
+    #[test]
+    fn every_failure_reason_is_listed() {
+        let _every_variant = |f: Failure| match f {
+            Failure::Timeout
+            | Failure::Refused
+            | Failure::Unreachable
+            | Failure::NoReply
+            | Failure::Error => (),
+        };
+        let distinct: std::collections::BTreeSet<&str> =
+            Failure::ALL.iter().map(|f| f.as_str()).collect();
+        assert_eq!(distinct.len(), 5, "one per variant in the match");
+    }
 
     async fn udp_echo() -> (SocketAddr, tokio::task::JoinHandle<()>) {
         let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();

@@ -16,6 +16,10 @@ use super::machine::{Health, Machine};
 use super::{protocol_label, ProbeSpec, Target, TargetState, Transition};
 use crate::metrics::Metrics;
 
+/// Passing probes remembered per target ([`ProbeEngine::passed_after`]): the controller looks
+/// every quarter second, and no target is probed eight times as often.
+const PASSES_KEPT: usize = 8;
+
 /// Transitions the channel buffers before the engine holds further ones back (in memory, in
 /// order) until the receiver catches up. Probing never waits for the receiver.
 const CHANNEL_CAPACITY: usize = 256;
@@ -57,6 +61,9 @@ struct Slot {
     /// While Down: when the first failed probe of the run that made it Down started, so a
     /// decision can be timed from the first sign of failure (the failover metric).
     down_from: Option<Instant>,
+    /// When the latest passing probes started and finished, oldest first: when an address
+    /// first answered after a move (the failover metric).
+    passes: VecDeque<(Instant, Instant)>,
     /// A probe is queued or running: the next tick skips rather than stacking a second one.
     busy: bool,
     /// That probe is one started out of turn (a confirmation): a tick it overlaps is not an
@@ -145,6 +152,7 @@ impl ProbeEngine {
                             since: now,
                             last_failure: None,
                             down_from: None,
+                            passes: VecDeque::new(),
                             busy: false,
                             confirming: false,
                             budget,
@@ -171,6 +179,14 @@ impl ProbeEngine {
     /// started. None when it is not Down or not in the set.
     pub fn down_from(&self, target: &Target) -> Option<Instant> {
         self.shared.lock().slots.get(target)?.down_from
+    }
+
+    /// When the first passing probe of `target` that started at or after `after` finished,
+    /// among its latest [`PASSES_KEPT`]; None when there is none (or no such target).
+    pub fn passed_after(&self, target: &Target, after: Instant) -> Option<Instant> {
+        let table = self.shared.lock();
+        let passes = &table.slots.get(target)?.passes;
+        passes.iter().find(|(s, _)| *s >= after).map(|(_, f)| *f)
     }
 
     /// The health of every target.
@@ -357,6 +373,12 @@ impl Scheduler {
         };
         slot.busy = false;
         slot.confirming = false;
+        if failure.is_none() {
+            if slot.passes.len() == PASSES_KEPT {
+                slot.passes.pop_front();
+            }
+            slot.passes.push_back((done.started, done.finished));
+        }
         if let Some(f) = failure {
             if slot.last_failure.as_deref() != Some(f.as_str()) {
                 slot.last_failure = Some(f.as_str().to_string());

@@ -415,3 +415,33 @@ async fn probing_goes_on_without_a_receiver() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A failover ends at the first passing probe started after the move: the engine answers
+/// when that probe finished, and nothing for a time no probe has passed since.
+#[tokio::test]
+async fn passed_after_names_the_first_pass_started_after_a_moment() {
+    let l = Listener::start().await;
+    let (engine, mut rx) = ProbeEngine::new(8, Metrics::new());
+    let before = Instant::now();
+    engine.set_targets(one(l.target(), spec(30, 3, 2)));
+    assert_eq!(engine.passed_after(&l.target(), before), None, "none yet");
+    assert_eq!(next(&mut rx).await.to, Health::Up);
+    let first = engine.passed_after(&l.target(), before).expect("passed");
+    assert!(first > before);
+    let mark = Instant::now();
+    assert_eq!(engine.passed_after(&l.target(), mark), None, "none since");
+    let deadline = Instant::now() + PATIENCE;
+    let after = loop {
+        if let Some(at) = engine.passed_after(&l.target(), mark) {
+            break at;
+        }
+        assert!(Instant::now() < deadline, "no pass after the mark");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(after > mark && after > first);
+    // The first such pass, not the latest: asked again later, the answer stays.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(engine.passed_after(&l.target(), mark), Some(after));
+    let unknown = Target::new(Protocol::TCP, "127.0.0.1:9".parse().unwrap());
+    assert_eq!(engine.passed_after(&unknown, before), None);
+}

@@ -61,17 +61,19 @@ pub struct HeldBack {
 
 /// The status after `observed`, or None when it is `old` unchanged (no write is due).
 ///
-/// | observed    | holder               | pendingMove     | conditions set                        | conditions removed |
+/// | observed    | holder               | pendingMove     | conditions set                        | conditions resolved (False) |
 /// |-------------|----------------------|-----------------|---------------------------------------|--------------------|
-/// | Steady      | EC2's, `since` kept while the node is the same | kept only with keep_claim | Assigned, Ready, NoCandidates?, Healthy?, HeldInDoubt? | CloudError, InvalidSpec, Conflict, BackingOff, and NoCandidates/Healthy/HeldInDoubt when absent |
+/// | Steady      | EC2's, `since` kept while the node is the same | kept only with keep_claim | Assigned, Ready, NoCandidates?, Healthy (Unknown NotChecked without a check), HeldInDoubt? | CloudError, InvalidSpec, Conflict, BackingOff, and NoCandidates/HeldInDoubt when absent |
 /// | Arrived     | the target, since now | dropped        | Assigned, Ready True; lastMove, moveCount+1 | CloudError, NoCandidates, InvalidSpec, Conflict, BackingOff, HeldInDoubt |
 /// | NotActedOn  | kept                 | kept            | the given ones                        | none |
 /// | CloudFailed | kept                 | kept            | extra, CloudError; Assigned Unknown after a failed read; Ready False without a holder | none |
 /// | Claimed     | kept                 | the claim (None when the same target and reason are claimed already) | none | none |
 ///
-/// observedGeneration becomes `generation` for every case but Claimed: a claim says what is
-/// about to happen, not that the spec was looked at. lastTransitionTime moves only when a
-/// condition's status does ([`conditions::set`]).
+/// Every write carries every condition type ([`conditions::complete`]): one that was never
+/// set starts as [`conditions::initial`] says; none is ever removed. observedGeneration
+/// becomes `generation` for every case but Claimed: a claim says what is about to happen, not
+/// that the spec was looked at. lastTransitionTime moves only when a condition's status does
+/// ([`conditions::set`]).
 pub fn next(
     old: &FloatingIPStatus,
     generation: Option<i64>,
@@ -86,8 +88,9 @@ pub fn next(
         Observed::CloudFailed { error, extra } => {
             cloud_failed(&mut s, error, extra, generation, now)
         }
-        Observed::Claimed(pending) => return claimed(s, pending),
+        Observed::Claimed(pending) => return claimed(s, pending, generation, now),
     };
+    let changed = conditions::complete(&mut s.conditions, generation, now) | changed;
     let seen = s.observed_generation != generation;
     s.observed_generation = generation;
     (changed || seen).then_some(s)
@@ -101,26 +104,26 @@ fn set_all(s: &mut FloatingIPStatus, all: &[Desired], g: Option<i64>, now: &Time
     changed
 }
 
-fn remove_all(s: &mut FloatingIPStatus, types: &[&str]) -> bool {
-    let mut changed = false;
-    for t in types {
-        changed |= conditions::remove(&mut s.conditions, t);
-    }
-    changed
-}
-
-/// Sets `d` when there is one, removes the type otherwise.
-fn set_or_remove(
+/// Sets each type to its False state: the trouble it reported is over.
+fn resolve_all(
     s: &mut FloatingIPStatus,
-    type_: &str,
-    d: Option<&Desired>,
+    types: &[&'static str],
     g: Option<i64>,
     now: &Time,
 ) -> bool {
-    match d {
-        Some(d) => conditions::set(&mut s.conditions, d, g, now),
-        None => conditions::remove(&mut s.conditions, type_),
-    }
+    let all: Vec<Desired> = types.iter().map(|t| conditions::resolved(t)).collect();
+    set_all(s, &all, g, now)
+}
+
+/// Sets `d` when there is one, `otherwise` when not.
+fn set_or(
+    s: &mut FloatingIPStatus,
+    d: Option<&Desired>,
+    otherwise: Desired,
+    g: Option<i64>,
+    now: &Time,
+) -> bool {
+    conditions::set(&mut s.conditions, d.unwrap_or(&otherwise), g, now)
 }
 
 fn assigned(address: impl std::fmt::Display, holder: Option<&Seat>) -> Desired {
@@ -184,18 +187,30 @@ fn steady_status(s: &mut FloatingIPStatus, st: &Steady, g: Option<i64>, now: &Ti
         .no_candidates
         .as_ref()
         .map(|why| Desired::new(cond::NO_CANDIDATES, true, "NoCandidates", why.clone()));
-    changed |= set_or_remove(s, cond::NO_CANDIDATES, stuck.as_ref(), g, now);
+    changed |= set_or(
+        s,
+        stuck.as_ref(),
+        conditions::resolved(cond::NO_CANDIDATES),
+        g,
+        now,
+    );
     let stale = [
         cond::CLOUD_ERROR,
         cond::INVALID_SPEC,
         cond::CONFLICT,
         cond::BACKING_OFF,
     ];
-    changed |= remove_all(s, &stale);
-    changed |= set_or_remove(s, cond::HEALTHY, st.healthy.as_ref(), g, now);
+    changed |= resolve_all(s, &stale, g, now);
+    changed |= set_or(s, st.healthy.as_ref(), conditions::not_checked(), g, now);
     let doubt = (st.held_in_doubt.as_ref())
         .map(|h| Desired::new(cond::HELD_IN_DOUBT, true, h.reason, &h.message));
-    changed |= set_or_remove(s, cond::HELD_IN_DOUBT, doubt.as_ref(), g, now);
+    changed |= set_or(
+        s,
+        doubt.as_ref(),
+        conditions::resolved(cond::HELD_IN_DOUBT),
+        g,
+        now,
+    );
     changed
 }
 
@@ -221,7 +236,7 @@ fn arrived(s: &mut FloatingIPStatus, a: &Arrival<'_>, g: Option<i64>, now: &Time
         cond::BACKING_OFF,
         cond::HELD_IN_DOUBT,
     ];
-    remove_all(s, &resolved);
+    resolve_all(s, &resolved, g, now);
     true
 }
 
@@ -232,7 +247,7 @@ fn cloud_failed(
     g: Option<i64>,
     now: &Time,
 ) -> bool {
-    let msg = e.to_string();
+    let msg = format!("{e}; {}", what_to_do(e));
     let mut changed = set_all(s, extra, g, now);
     let error = Desired::new(cond::CLOUD_ERROR, true, &e.code_reason(), &msg);
     changed |= conditions::set(&mut s.conditions, &error, g, now);
@@ -260,12 +275,36 @@ fn cloud_failed(
     changed
 }
 
-fn claimed(mut s: FloatingIPStatus, pending: &PendingMove) -> Option<FloatingIPStatus> {
+/// What a person can do about a failed EC2 call, for the CloudError condition and its Event.
+fn what_to_do(e: &CloudError) -> String {
+    let code = e.code.as_str();
+    if code.contains("Unauthorized") || code.contains("AccessDenied") {
+        format!(
+            "allow ec2:{} to the controller's IAM role (deploy/iam-policy-controller.json)",
+            e.action
+        )
+    } else if e.kind == crate::cloud::ErrorKind::Throttled {
+        "EC2 throttles this account's requests (the VPC CNI and autoscalers share the limit); floatip retries with backoff".into()
+    } else if e.retryable() {
+        "EC2 did not answer or failed on its side; floatip retries with backoff".into()
+    } else {
+        "retrying does not help until what the AWS message names is fixed; floatip backs off meanwhile".into()
+    }
+}
+
+fn claimed(
+    mut s: FloatingIPStatus,
+    pending: &PendingMove,
+    g: Option<i64>,
+    now: &Time,
+) -> Option<FloatingIPStatus> {
     let same = |p: &PendingMove| p.to == pending.to && p.reason == pending.reason;
     if s.pending_move.as_ref().is_some_and(same) {
         return None;
     }
     s.pending_move = Some(pending.clone());
+    // A claim may be a new FloatingIP's first status write.
+    conditions::complete(&mut s.conditions, g, now);
     Some(s)
 }
 

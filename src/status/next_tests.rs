@@ -124,10 +124,35 @@ fn check(row: &str, old: &FloatingIPStatus, observed: Observed<'_>, g: i64, want
 const ASSIGNED: (&str, &str, &str) = (cond::ASSIGNED, "True", "Assigned");
 const READY: (&str, &str, &str) = (cond::READY, "True", "Assigned");
 
+/// Every type a first status write carries, as nothing has set it yet.
+const FIRST: [(&str, &str, &str); 10] = [
+    (cond::READY, "Unknown", "Pending"),
+    (cond::ASSIGNED, "Unknown", "Pending"),
+    (cond::HEALTHY, "Unknown", "NotChecked"),
+    (cond::NO_CANDIDATES, "False", "NotStuck"),
+    (cond::CONFLICT, "False", "NoConflict"),
+    (cond::INVALID_SPEC, "False", "SpecValid"),
+    (cond::CLOUD_ERROR, "False", "NoError"),
+    (cond::BACKING_OFF, "False", "NotBackingOff"),
+    (cond::HELD_IN_DOUBT, "False", "NotInDoubt"),
+    (cond::ATTACH_FAILED, "False", "NoAttachFailure"),
+];
+
+/// Every condition type, in status order: `set` where it names the type, [`FIRST`] elsewhere.
+/// Nothing is ever left out: a condition that no longer applies reads False or Unknown.
+fn all(
+    set: &[(&'static str, &'static str, &'static str)],
+) -> Vec<(&'static str, &'static str, &'static str)> {
+    FIRST
+        .iter()
+        .map(|f| *set.iter().find(|c| c.0 == f.0).unwrap_or(f))
+        .collect()
+}
+
 /// What the rows start from: [`held_by_n1`] unchanged.
 fn base() -> Want {
     Want {
-        conditions: vec![ASSIGNED, READY],
+        conditions: all(&[ASSIGNED, READY]),
         holder: Some("n1"),
         holder_since_now: false,
         pending_to: Some("n2"),
@@ -202,14 +227,14 @@ fn table_steady_why_nothing_moved() {
     let old = held_by_n1();
     // Nobody holds it and no node is fit: Assigned, Ready flip; NoCandidates appears.
     let stuck = Want {
-        conditions: vec![
+        conditions: all(&[
             (cond::ASSIGNED, "False", "NotAssigned"),
             (cond::READY, "False", "NoCandidates"),
             (cond::NO_CANDIDATES, "True", "NoCandidates"),
-        ],
+        ]),
         holder: None,
         pending_to: None,
-        moved: vec![cond::ASSIGNED, cond::READY, cond::NO_CANDIDATES],
+        moved: vec![cond::READY, cond::ASSIGNED, cond::NO_CANDIDATES],
         ..base()
     };
     check(
@@ -229,12 +254,12 @@ fn table_steady_why_nothing_moved() {
         ..steady(Some("n1"))
     };
     let in_doubt = Want {
-        conditions: vec![
+        conditions: all(&[
             ASSIGNED,
             READY,
             (cond::HEALTHY, "False", "ProbeFailing"),
             (cond::HELD_IN_DOUBT, "True", "ControllerInDoubt"),
-        ],
+        ]),
         pending_to: None,
         moved: vec![cond::HEALTHY, cond::HELD_IN_DOUBT],
         ..base()
@@ -289,11 +314,11 @@ fn table_not_acted_on() {
         Desired::new(cond::READY, false, "Conflict", "another owns it"),
     ];
     let conflict = Want {
-        conditions: vec![
+        conditions: all(&[
             ASSIGNED,
             (cond::READY, "False", "Conflict"),
             (cond::CONFLICT, "True", "DuplicateAddress"),
-        ],
+        ]),
         moved: vec![cond::READY, cond::CONFLICT],
         ..base()
     };
@@ -315,13 +340,13 @@ fn table_cloud_failed() {
     // A refused assign while held: CloudError and the extra BackingOff; Ready stays (a holder).
     let backing = Desired::new(cond::BACKING_OFF, true, "UnauthorizedOperation", "later");
     let refused = Want {
-        conditions: vec![
+        conditions: all(&[
             ASSIGNED,
             READY,
             (cond::BACKING_OFF, "True", "UnauthorizedOperation"),
             (cond::CLOUD_ERROR, "True", "UnauthorizedOperation"),
-        ],
-        moved: vec![cond::BACKING_OFF, cond::CLOUD_ERROR],
+        ]),
+        moved: vec![cond::CLOUD_ERROR, cond::BACKING_OFF],
         ..base()
     };
     let failed = Observed::CloudFailed {
@@ -331,11 +356,11 @@ fn table_cloud_failed() {
     check("cloud failed, held", &old, failed, 1, Some(refused));
     // A failed read: Assigned becomes Unknown, naming where the address was last seen.
     let unknown = Want {
-        conditions: vec![
+        conditions: all(&[
             (cond::ASSIGNED, "Unknown", "EC2Unreadable"),
             READY,
             (cond::CLOUD_ERROR, "True", "UnauthorizedOperation"),
-        ],
+        ]),
         moved: vec![cond::ASSIGNED, cond::CLOUD_ERROR],
         ..base()
     };
@@ -353,13 +378,14 @@ fn table_cloud_failed() {
     // Nobody holds the address: the error is why it is not Ready.
     let empty = FloatingIPStatus::default();
     let unheld = Want {
-        conditions: vec![
+        conditions: all(&[
             (cond::CLOUD_ERROR, "True", "UnauthorizedOperation"),
             (cond::READY, "False", "CloudError"),
-        ],
+        ]),
         holder: None,
         pending_to: None,
-        moved: vec![cond::CLOUD_ERROR, cond::READY],
+        // A first write: every condition is new.
+        moved: FIRST.iter().map(|c| c.0).collect(),
         ..base()
     };
     let failed = Observed::CloudFailed {
@@ -414,5 +440,113 @@ fn record_arrival_is_the_arrived_row() {
     assert_eq!(
         Some(recorded),
         next(&old, Some(3), &Observed::Arrived(arrival), &t(10))
+    );
+}
+
+/// The API conventions: trouble that is over turns False (its lastTransitionTime moving once)
+/// rather than disappearing, and a status that already says so is not written again.
+#[test]
+fn resolved_conditions_turn_false_and_stay() {
+    let mut old = held_by_n1();
+    let troubled = Observed::CloudFailed {
+        error: &error("AssignPrivateIpAddresses"),
+        extra: vec![Desired::new(
+            cond::HELD_IN_DOUBT,
+            true,
+            "AgentsDisagree",
+            "n3 sees n1",
+        )],
+    };
+    old = next(&old, Some(1), &troubled, &t(0)).unwrap();
+    let calm = Want {
+        pending_to: None,
+        moved: vec![cond::CLOUD_ERROR, cond::HELD_IN_DOUBT],
+        ..base()
+    };
+    check(
+        "steady after trouble",
+        &old,
+        Observed::Steady(Box::new(steady(Some("n1")))),
+        1,
+        Some(calm),
+    );
+    let after = next(
+        &old,
+        Some(1),
+        &Observed::Steady(Box::new(steady(Some("n1")))),
+        &t(10),
+    );
+    let again = next(
+        &after.unwrap(),
+        Some(1),
+        &Observed::Steady(Box::new(steady(Some("n1")))),
+        &t(20),
+    );
+    assert_eq!(again, None, "nothing new: no write");
+}
+
+/// Whatever the first status write is (a claim, a refusal, an invalid spec), it carries every
+/// condition type, each with the generation it was written for.
+#[test]
+fn the_first_status_write_carries_every_condition() {
+    let empty = FloatingIPStatus::default();
+    let denied = error("AssignPrivateIpAddresses");
+    let invalid = vec![
+        Desired::new(cond::INVALID_SPEC, true, "InvalidSpec", "bad"),
+        Desired::new(cond::READY, false, "InvalidSpec", "see InvalidSpec"),
+    ];
+    let firsts = [
+        ("claim", Observed::Claimed(pending("n2", t(10)))),
+        (
+            "cloud failed",
+            Observed::CloudFailed {
+                error: &denied,
+                extra: vec![],
+            },
+        ),
+        ("not acted on", Observed::NotActedOn(invalid)),
+        ("steady", Observed::Steady(Box::new(steady(None)))),
+    ];
+    for (row, observed) in firsts {
+        let s = next(&empty, Some(4), &observed, &t(10)).expect("a first write");
+        let types: Vec<&str> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, cond::ALL, "{row}");
+        for c in &s.conditions {
+            assert_eq!(c.observed_generation, Some(4), "{row}: {}", c.type_);
+            assert_eq!(c.last_transition_time, t(10), "{row}: {}", c.type_);
+            assert!(
+                !c.reason.is_empty() && !c.message.is_empty(),
+                "{row}: {}",
+                c.type_
+            );
+        }
+    }
+}
+
+/// A status from before every type was written gets the missing ones, and only once.
+#[test]
+fn an_older_status_is_completed_once() {
+    let mut old = held_by_n1();
+    old.conditions
+        .retain(|c| c.type_ == cond::READY || c.type_ == cond::ASSIGNED);
+    old.conditions.reverse();
+    let held = Steady {
+        keep_claim: true,
+        ..steady(Some("n1"))
+    };
+    let s = next(
+        &old,
+        Some(1),
+        &Observed::Steady(Box::new(held.clone())),
+        &t(10),
+    )
+    .expect("the missing types are news");
+    let types: Vec<&str> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
+    assert_eq!(types, cond::ALL);
+    let ready = &s.conditions[0];
+    assert_eq!(ready.last_transition_time, t(0), "Ready's own time is kept");
+    assert_eq!(
+        next(&s, Some(1), &Observed::Steady(Box::new(held)), &t(20)),
+        None
     );
 }

@@ -16,12 +16,16 @@
 {{- end }}
 {{- end }}
 
+{{/* Every object's labels; commonLabels never replace the chart's own. */}}
 {{- define "floatip.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 app.kubernetes.io/name: {{ include "floatip.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with omit (default dict .Values.commonLabels) "helm.sh/chart" "app.kubernetes.io/name" "app.kubernetes.io/instance" "app.kubernetes.io/version" "app.kubernetes.io/managed-by" "app.kubernetes.io/component" }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/* Selector labels of one component: (dict "ctx" $ "component" "controller") */}}
@@ -46,8 +50,40 @@ app.kubernetes.io/component: {{ .component }}
 {{- ternary (printf "[%s]:%v" .address .port) (printf "%s:%v" .address .port) (contains ":" .address) }}
 {{- end }}
 
+{{/* repository@digest when a digest is set (the tag is then ignored), else repository:tag. */}}
 {{- define "floatip.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* A pod template's labels: the selector labels, commonLabels and the component's podLabels.
+(dict "ctx" $ "component" "agent" "podLabels" .Values.agent.podLabels) */}}
+{{- define "floatip.podLabels" -}}
+{{- $selector := include "floatip.selectorLabels" . | fromYaml }}
+{{- toYaml (merge $selector (default dict .podLabels) (default dict .ctx.Values.commonLabels)) }}
+{{- end }}
+
+{{/* A probe: the HTTP handler on the admin port, then the timing values. */}}
+{{- define "floatip.probe" -}}
+httpGet:
+  path: {{ .path }}
+  port: admin
+{{ toYaml .timing }}
+{{- end }}
+
+{{/* A duration value (500ms, 4s, 1m30s, 1h) in seconds, as a float: for checks between values. */}}
+{{- define "floatip.seconds" -}}
+{{- $total := 0.0 }}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ms|h|m|s)" . -1 }}
+{{- $unit := regexFind "(ms|h|m|s)$" . }}
+{{- $n := float64 (trimSuffix $unit .) }}
+{{- $scale := get (dict "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0) $unit }}
+{{- $total = addf $total (mulf $n $scale) }}
+{{- end }}
+{{- $total }}
 {{- end }}
 
 {{- define "floatip.controllerServiceAccount" -}}
@@ -89,21 +125,17 @@ app.kubernetes.io/component: {{ .component }}
 - --garp={{ .Values.agent.garp }}
 {{- end }}
 
-{{/* The agent's container securityContext: root for netlink, but only the capabilities it uses. */}}
+{{/* The agent's container securityContext (agent.securityContext: root for netlink, only
+NET_ADMIN), with NET_RAW added for gratuitous ARP. */}}
 {{- define "floatip.agentSecurityContext" -}}
-runAsUser: 0
-runAsGroup: 0
-runAsNonRoot: false
-privileged: false
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-capabilities:
-  drop: [ALL]
-  add:
-    - NET_ADMIN
-    {{- if .Values.agent.garp }}
-    - NET_RAW
-    {{- end }}
-seccompProfile:
-  type: RuntimeDefault
+{{- $sc := deepCopy .Values.agent.securityContext }}
+{{- if .Values.agent.garp }}
+{{- $caps := default dict $sc.capabilities }}
+{{- $add := default list $caps.add }}
+{{- if not (has "NET_RAW" $add) }}
+{{- $_ := set $caps "add" (append $add "NET_RAW") }}
+{{- end }}
+{{- $_ := set $sc "capabilities" $caps }}
+{{- end }}
+{{- toYaml $sc }}
 {{- end }}

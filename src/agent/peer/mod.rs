@@ -39,11 +39,12 @@ pub struct Prober {
 }
 
 impl Prober {
-    pub fn spawn(netns: Option<PathBuf>) -> io::Result<Self> {
+    /// `metrics` are not served themselves; the agent's peer-probe counter is fed from them
+    /// ([`crate::metrics::AgentMetrics::peer_probe_metrics`]).
+    pub fn spawn(netns: Option<PathBuf>, metrics: Metrics) -> io::Result<Self> {
         let (stop, stopped) = oneshot::channel::<()>();
         let (engine, transitions) = super::netns::spawn_in("floatip-peers", netns, move || {
-            // Its metrics are not served: the agent's /metrics is about configuring the node.
-            let started = ProbeEngine::new(CONCURRENCY, Metrics::new());
+            let started = ProbeEngine::new(CONCURRENCY, metrics);
             Ok((started, async move {
                 let _ = stopped.await;
             }))

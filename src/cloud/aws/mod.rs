@@ -19,6 +19,27 @@ use convert::{
     by_family, classify, to_allocation, to_border_groups, to_eni, to_instance, to_subnet,
 };
 
+/// Every EC2 action [`Ec2`] calls, for the metrics that show each from the start (a test
+/// below checks this list against the calls).
+pub const ACTIONS: &[&str] = &[
+    "AssignIpv6Addresses",
+    "AssignPrivateIpAddresses",
+    "AssociateAddress",
+    "AttachNetworkInterface",
+    "CreateNetworkInterface",
+    "DeleteNetworkInterface",
+    "DescribeAddresses",
+    "DescribeAvailabilityZones",
+    "DescribeInstanceTypes",
+    "DescribeInstances",
+    "DescribeNetworkInterfaces",
+    "DescribeSubnets",
+    "DisassociateAddress",
+    "ModifyNetworkInterfaceAttribute",
+    "UnassignIpv6Addresses",
+    "UnassignPrivateIpAddresses",
+];
+
 /// What EC2 answers DisassociateAddress for an association that no longer exists.
 const ASSOCIATION_GONE: &str = "InvalidAssociationID.NotFound";
 
@@ -60,7 +81,11 @@ impl Ec2 {
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         self.metrics.ec2_call(action);
-        fut.await.map_err(|e| {
+        let started = std::time::Instant::now();
+        let result = fut.await;
+        self.metrics
+            .ec2_call_took(action, started.elapsed().as_secs_f64());
+        result.map_err(|e| {
             let err = classify(action, &e);
             self.metrics.ec2_error(action, &err);
             tracing::warn!(action, code = %err.code, message = %err.message, "EC2 call failed");
@@ -456,5 +481,30 @@ impl Cloud for Ec2 {
             )
             .await?;
         Ok(to_border_groups(out.availability_zones()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The action of every call through `Ec2::call` in this file (before its tests).
+    fn called_actions() -> std::collections::BTreeSet<String> {
+        let source = include_str!("mod.rs");
+        let code = &source[..source.find("#[cfg(test)]").unwrap_or(source.len())];
+        code.split(".call(")
+            .skip(1)
+            .filter_map(|rest| {
+                let rest = rest.trim_start().strip_prefix('"')?;
+                Some(rest[..rest.find('"')?].to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_action_called_is_listed_for_the_metrics() {
+        let called = called_actions();
+        assert!(called.len() > 10, "the scan finds the calls: {called:?}");
+        let listed: std::collections::BTreeSet<String> =
+            super::ACTIONS.iter().map(|a| a.to_string()).collect();
+        assert_eq!(called, listed);
     }
 }

@@ -31,12 +31,11 @@ use super::plan::{Placement, Plan};
 use crate::api::{condition as cond, FloatingIP, Mode};
 use crate::cloud::{Cloud, CloudError};
 use crate::leader::NotLeader;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ReconcileError};
 use crate::placement::Decision;
 use crate::status::conditions::Desired;
 use crate::status::Observed;
 
-#[cfg(test)]
 pub(crate) use steady::ready_condition;
 
 /// Plans acted on at once, besides the moves (which go first, each batch's claims and records
@@ -71,6 +70,8 @@ pub struct Outcome {
     pub recheck: Option<Duration>,
     /// A move was held back because its target did not answer right before it.
     pub recheck_soon: bool,
+    /// FloatingIPs whose move was recorded, and when EC2 accepted it.
+    pub arrived: Vec<(String, Instant)>,
 }
 
 impl Outcome {
@@ -82,6 +83,7 @@ impl Outcome {
         self.reensured.extend(other.reensured);
         self.recheck = [self.recheck, other.recheck].into_iter().flatten().min();
         self.recheck_soon |= other.recheck_soon;
+        self.arrived.extend(other.arrived);
     }
 }
 
@@ -122,6 +124,7 @@ impl<C: Cloud> Ctx<C> {
     ) -> Outcome {
         let by_name: BTreeMap<String, &Arc<FloatingIP>> =
             fips.iter().map(|f| (f.name_any(), f)).collect();
+        self.export_first_sight(&by_name);
         let mut out = Outcome::default();
         let mut batches = Batches::new();
         // Moves first: clients wait on them, not on the status of addresses that stay.
@@ -149,6 +152,21 @@ impl<C: Cloud> Ctx<C> {
             out.absorb(one);
         }
         out
+    }
+
+    /// The per-FloatingIP metrics: those of FloatingIPs gone are dropped, those of FloatingIPs
+    /// not seen before start from their status as read (later, each write sets them).
+    fn export_first_sight(&self, by_name: &BTreeMap<String, &Arc<FloatingIP>>) {
+        if self.check().is_err() {
+            return;
+        }
+        self.metrics
+            .retain_floatingips(|name| by_name.contains_key(name));
+        for (name, fip) in by_name {
+            let status = fip.status.clone().unwrap_or_default();
+            let state = writes::exported(fip, &status);
+            self.metrics.floatingip_seen(name, &state);
+        }
     }
 
     /// Acts on one plan (a move is gathered into `batches`).
@@ -189,7 +207,9 @@ impl<C: Cloud> Ctx<C> {
         let fip = self.ensure_finalizer(fip).await?;
         match (&act.decision, &act.target, self.waiting(&fip)) {
             (Decision::Move { .. } | Decision::Reensure, _, Some(entry)) => {
-                let why = vec![super::backoff::condition(&entry)];
+                // Ready too: a holder that should give the address up is not Ready while its
+                // move waits out a refusal.
+                let why = vec![super::backoff::condition(&entry), ready_condition(&act)];
                 self.write(&fip, &Observed::NotActedOn(why)).await.map(drop)
             }
             (Decision::Move { reason, .. }, Some(to), _) => {
@@ -202,6 +222,7 @@ impl<C: Cloud> Ctx<C> {
                         reason: *reason,
                         decided: Instant::now(),
                         confirm: act.confirm_target,
+                        ready: ready_condition(&act),
                         fip,
                     });
                 Ok(())
@@ -237,9 +258,9 @@ impl<C: Cloud> Ctx<C> {
     fn note_error(&self, name: &str, e: &StepError, out: &mut Outcome) {
         out.retry = true;
         let label = match e {
-            StepError::NotLeader(_) => "not_leader",
-            _ if e.conflict() => "conflict",
-            _ => "kube",
+            StepError::NotLeader(_) => ReconcileError::NotLeader,
+            _ if e.conflict() => ReconcileError::Conflict,
+            _ => ReconcileError::Kube,
         };
         self.metrics.reconcile_error(label);
         if e.conflict() {
@@ -269,7 +290,8 @@ fn not_acted_on<'a>(
             vec![why, not_ready("InvalidSpec", see)]
         }
         Plan::Conflict { winner, .. } => {
-            let msg = format!("FloatingIP {winner} is older and has the same address; this one is not acted on until that one is gone or the address changes");
+            let address = &fip.spec.address;
+            let msg = format!("FloatingIP {winner} is older and claims the same address {address}; this one is not acted on until {winner} is deleted or this one's spec.address changes");
             let why = Desired::new(cond::CONFLICT, true, "DuplicateAddress", msg);
             vec![
                 why,

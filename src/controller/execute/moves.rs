@@ -13,6 +13,7 @@ use super::{ec2, Ctx, Outcome, StepError};
 use crate::api::{FloatingIP, Mode, MoveReason, PendingMove};
 use crate::cloud::{AddressMove, Cloud, CloudError};
 use crate::mode::Moved;
+use crate::status::conditions::Desired;
 use crate::status::{Arrival, Observed, Seat};
 
 /// One address moving in a batch.
@@ -24,6 +25,9 @@ pub(super) struct Claimed {
     pub decided: Instant,
     /// Probed once more before the move (an unplanned one): the target must answer now.
     pub confirm: Option<crate::probe::Target>,
+    /// Ready as the plan found it, written with the error if EC2 refuses the move: the
+    /// holder's trouble stays visible while the move waits.
+    pub ready: Desired,
 }
 
 impl Claimed {
@@ -194,14 +198,18 @@ impl<C: Cloud> Ctx<C> {
     ) -> Result<(), StepError> {
         match r {
             Ok(moved) => {
+                let at = Instant::now();
                 self.accepted(&c.fip.name_any());
-                self.record_move(c, moved).await.map(|()| out.moved += 1)
+                self.record_move(c, moved).await?;
+                out.moved += 1;
+                out.arrived.push((c.fip.name_any(), at));
+                Ok(())
             }
             Err(e) if e.retryable() => {
                 out.retry = true;
-                self.cloud_error(&c.fip, &e, vec![]).await
+                self.cloud_error(&c.fip, &e, vec![c.ready.clone()]).await
             }
-            Err(e) => self.refused(&c.fip, &e).await,
+            Err(e) => self.refused(&c.fip, &e, vec![c.ready.clone()]).await,
         }
     }
 
@@ -219,7 +227,8 @@ impl<C: Cloud> Ctx<C> {
         self.write(&c.fip, &Observed::Arrived(arrival)).await?;
         // From the decision to the status write the new holder's agent waits on.
         let took = c.decided.elapsed();
-        self.metrics.moved(c.reason.as_str(), took.as_secs_f64());
+        self.metrics.moved(c.reason, took.as_secs_f64());
+        self.metrics.floatingip_moved(&c.fip.name_any());
         let two_steps = moved.unassigned_for.map_or(String::new(), |w| {
             format!(
                 " in two steps (UnassignIpv6Addresses, then AssignIpv6Addresses: on no ENI for {} ms)",

@@ -54,7 +54,7 @@ impl<C: Cloud> Ctx<C> {
             }
             Err(e) if e.retryable() => out.retry = true,
             Err(e) => {
-                if let Err(err) = self.refused(fip, &e).await {
+                if let Err(err) = self.refused(fip, &e, vec![]).await {
                     self.note_error(&fip.name_any(), &err, out);
                 }
             }
@@ -78,7 +78,7 @@ impl<C: Cloud> Ctx<C> {
             }
             Err(e) if e.retryable() => out.retry = true,
             Err(e) => {
-                if let Err(err) = self.refused(fip, &e).await {
+                if let Err(err) = self.refused(fip, &e, vec![]).await {
                     self.note_error(&fip.name_any(), &err, out);
                 }
             }

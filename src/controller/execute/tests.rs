@@ -102,18 +102,65 @@ async fn execute<F>(
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
+    execute_with(fip(), true, cloud, plan, scenario).await
+}
+
+/// [`execute`] on the FloatingIP `fip` as the pass read it.
+async fn execute_on<F>(
+    fip: Arc<FloatingIP>,
+    cloud: FakeCloud,
+    plan: Plan,
+    scenario: impl FnOnce(ApiServer, Arc<Ctx<FakeCloud>>) -> F,
+) -> (Outcome, Arc<Ctx<FakeCloud>>)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    execute_with(fip, true, cloud, plan, scenario).await
+}
+
+/// [`execute`], by a replica that leads or one that does not.
+async fn execute_as<F>(
+    leading: bool,
+    cloud: FakeCloud,
+    plan: Plan,
+    scenario: impl FnOnce(ApiServer, Arc<Ctx<FakeCloud>>) -> F,
+) -> (Outcome, Arc<Ctx<FakeCloud>>)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    execute_with(fip(), leading, cloud, plan, scenario).await
+}
+
+/// [`execute`] on `fip`, by a replica that leads or one that does not.
+async fn execute_with<F>(
+    fip: Arc<FloatingIP>,
+    leading: bool,
+    cloud: FakeCloud,
+    plan: Plan,
+    scenario: impl FnOnce(ApiServer, Arc<Ctx<FakeCloud>>) -> F,
+) -> (Outcome, Arc<Ctx<FakeCloud>>)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
     let (service, handle) = pair();
     let client = kube::Client::new(service, "default");
+    let gate = move || match leading {
+        true => Ok(()),
+        false => Err(crate::leader::NotLeader {
+            lease: "floatip/floatip-controller".into(),
+            holder: Some("other".into()),
+        }),
+    };
     let ctx = Arc::new(Ctx {
-        events: crate::controller::events::Events::new(client.clone(), "test"),
+        events: crate::controller::events::Events::new(client.clone(), "test", "floatip-system"),
         client,
         cloud,
         metrics: crate::metrics::Metrics::new(),
-        gate: Arc::new(|| Ok(())),
+        gate: Arc::new(gate),
         backoffs: Default::default(),
     });
     let server = tokio::spawn(scenario(handle, ctx.clone()));
-    let out = ctx.execute(&[fip()], vec![plan], &BTreeMap::new()).await;
+    let out = ctx.execute(&[fip], vec![plan], &BTreeMap::new()).await;
     let wait = std::time::Duration::from_secs(5);
     tokio::time::timeout(wait, server)
         .await
@@ -184,6 +231,114 @@ async fn expect_event(api: &mut ApiServer) {
     );
     assert_eq!(body["reason"], "Moved");
     answer(respond, body, "1");
+}
+
+/// A Warning Event with `reason`, accepted; its note.
+async fn expect_warning(api: &mut ApiServer, reason: &str) -> String {
+    let (method, path, body, respond) = next_request(api).await;
+    assert_eq!(
+        (method, path.as_str()),
+        (
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/default/events"
+        )
+    );
+    assert_eq!(
+        (&body["type"], &body["reason"]),
+        (&json!("Warning"), &json!(reason))
+    );
+    assert_eq!(body["regarding"]["name"], "a");
+    let note = body["note"].as_str().unwrap_or_default().to_string();
+    answer(respond, body, "1");
+    note
+}
+
+/// Nothing more is sent.
+async fn expect_silence(api: &mut ApiServer) {
+    let wait = std::time::Duration::from_millis(200);
+    let more = tokio::time::timeout(wait, api.next_request()).await;
+    match more {
+        Err(_) | Ok(None) => {}
+        Ok(Some((request, _))) => panic!("unexpected {} {}", request.method(), request.uri()),
+    }
+}
+
+/// "a" as the next pass reads it after `body` (a status write) was accepted.
+fn as_written(body: &Value) -> Arc<FloatingIP> {
+    let mut f = (*fip()).clone();
+    f.status = Some(serde_json::from_value(body["status"].clone()).unwrap());
+    Arc::new(f)
+}
+
+/// Conflict turning True is one Warning naming the older FloatingIP; the passes after it,
+/// which find the same conflict, write nothing and publish nothing.
+#[tokio::test]
+async fn a_conflict_is_one_warning_event_not_one_per_pass() {
+    let plan = || Plan::Conflict {
+        name: "a".into(),
+        winner: "web".into(),
+    };
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let keep = written.clone();
+    execute(cloud(), plan(), |mut api, _| async move {
+        let (method, path, body, respond) = next_request(&mut api).await;
+        assert_eq!((method, path.as_str()), (Method::PUT, STATUS_PATH));
+        let conflict = condition(&body, "Conflict").expect("Conflict");
+        assert_eq!(conflict["status"], "True");
+        *keep.lock().unwrap() = body.clone();
+        answer(respond, body, "8");
+        let note = expect_warning(&mut api, "Conflict").await;
+        assert!(
+            note.starts_with("FloatingIP web is older and claims the same address 10.0.8.100"),
+            "{note}"
+        );
+        expect_silence(&mut api).await;
+    })
+    .await;
+    let after = as_written(&written.lock().unwrap());
+    execute_on(after, cloud(), plan(), |mut api, _| async move {
+        expect_silence(&mut api).await;
+    })
+    .await;
+}
+
+/// No candidate: one Warning saying why no node qualifies and where the address stays.
+#[tokio::test]
+async fn no_candidates_is_one_warning_event_saying_why() {
+    let why = "no node is fit to hold the address (n2: the node is cordoned)";
+    let plan = || {
+        let Plan::Place(mut p) = move_to_n2() else {
+            unreachable!()
+        };
+        p.decision = Decision::Stuck {
+            why: format!("n1 holds the address but fails its health check, but {why}"),
+        };
+        p.target = None;
+        Plan::Place(p)
+    };
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let keep = written.clone();
+    execute(cloud(), plan(), |mut api, _| async move {
+        let (method, path, body, respond) = next_request(&mut api).await;
+        assert_eq!((method, path.as_str()), (Method::PUT, STATUS_PATH));
+        let stuck = condition(&body, "NoCandidates").expect("NoCandidates");
+        assert_eq!(stuck["status"], "True");
+        *keep.lock().unwrap() = body.clone();
+        answer(respond, body, "8");
+        let note = expect_warning(&mut api, "NoCandidates").await;
+        assert!(note.contains(why), "{note}");
+        assert!(
+            note.ends_with("10.0.8.100 stays on n1 until a node qualifies"),
+            "{note}"
+        );
+        expect_silence(&mut api).await;
+    })
+    .await;
+    let after = as_written(&written.lock().unwrap());
+    execute_on(after, cloud(), plan(), |mut api, _| async move {
+        expect_silence(&mut api).await;
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -280,11 +435,25 @@ async fn an_ec2_failure_after_the_claim_is_written_and_leaves_the_claim() {
             (&error["status"], &error["reason"]),
             (&json!("True"), &json!("RequestLimitExceeded"))
         );
+        // The holder fails its check: not Ready, whether or not EC2 lets the address go.
+        let ready = condition(&body, "Ready").expect("Ready");
+        assert_eq!(
+            (&ready["status"], &ready["reason"]),
+            (&json!("False"), &json!("HolderUnhealthy"))
+        );
         // The claim stays for the next pass, or the next leader, to see.
         assert_eq!(body["status"]["pendingMove"]["to"], "n2");
         assert_eq!(body["status"]["holder"]["node"], "n1");
         assert_eq!(body["status"]["moveCount"], 0);
         answer(respond, body, "9");
+        // The error is news: a Warning Event with AWS's code and what to do about it.
+        let note = expect_warning(&mut api, "CloudError").await;
+        assert!(
+            note.starts_with(
+                "EC2 AssignPrivateIpAddresses failed: RequestLimitExceeded: slow down; "
+            ) && note.contains("retries with backoff"),
+            "{note}"
+        );
     })
     .await;
     assert_eq!((out.moved, out.retry), (0, true));
@@ -391,4 +560,91 @@ async fn a_move_awaiting_a_second_opinion_writes_no_status_yet() {
         answer(respond, body, "8");
     })
     .await;
+}
+
+/// The per-FloatingIP series of `ctx`'s metrics.
+fn fip_series(ctx: &Ctx<FakeCloud>) -> Vec<String> {
+    (ctx.metrics.encode().lines())
+        .filter(|l| l.starts_with("floatip_floatingip_"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn holder_series(ctx: &Ctx<FakeCloud>) -> Vec<String> {
+    (fip_series(ctx).into_iter())
+        .filter(|l| l.starts_with("floatip_floatingip_holder_info{"))
+        .collect()
+}
+
+fn holder_on(node: &str) -> String {
+    format!("floatip_floatingip_holder_info{{floatingip=\"a\",node=\"{node}\",address=\"{ADDRESS}\",mode=\"SecondaryIP\"}} 1")
+}
+
+/// The leader's metrics follow status: the holder it read first, then the one its move wrote
+/// (the old series gone), the move counted.
+#[tokio::test]
+async fn a_move_shows_in_the_leaders_per_floatingip_metrics() {
+    let (_, ctx) = execute(cloud(), move_to_n2(), |mut api, ctx| async move {
+        expect_claim(&mut api, &ctx).await;
+        let (_, _, body, respond) = next_request(&mut api).await;
+        // The move's status write is on its way, not answered yet: what was read (and
+        // claimed) shows.
+        assert_eq!(holder_series(&ctx), vec![holder_on("n1")]);
+        let series = fip_series(&ctx);
+        assert!(
+            series.contains(&"floatip_floatingip_moves_total{floatingip=\"a\"} 0".to_string()),
+            "{series:?}"
+        );
+        answer(respond, body, "9");
+        expect_event(&mut api).await;
+    })
+    .await;
+    assert_eq!(holder_series(&ctx), vec![holder_on("n2")]);
+    let series = fip_series(&ctx);
+    for want in [
+        "floatip_floatingip_moves_total{floatingip=\"a\"} 1",
+        "floatip_floatingip_ready{floatingip=\"a\"} 1",
+    ] {
+        assert!(series.contains(&want.to_string()), "{want}: {series:?}");
+    }
+    // Deleted: every series of it goes.
+    ctx.execute(&[], vec![], &BTreeMap::new()).await;
+    assert_eq!(fip_series(&ctx), Vec::<String>::new());
+}
+
+/// A status written Ready=False shows as 0 at once.
+#[tokio::test]
+async fn a_failing_holder_shows_not_ready() {
+    let mut plan = move_to_n2();
+    if let Plan::Place(p) = &mut plan {
+        p.decision = Decision::Stay;
+    }
+    let (_, ctx) = execute(cloud(), plan, |mut api, _| async move {
+        let (_, _, body, respond) = next_request(&mut api).await;
+        let ready = condition(&body, "Ready").expect("Ready");
+        assert_eq!(ready["status"], "False");
+        answer(respond, body, "8");
+    })
+    .await;
+    let series = fip_series(&ctx);
+    assert!(
+        series.contains(&"floatip_floatingip_ready{floatingip=\"a\"} 0".to_string()),
+        "{series:?}"
+    );
+    assert_eq!(holder_series(&ctx), vec![holder_on("n1")]);
+}
+
+#[tokio::test]
+async fn a_replica_that_does_not_lead_exports_no_per_floatingip_series() {
+    let (out, ctx) = execute_as(false, cloud(), move_to_n2(), |mut api, _| async move {
+        let wait = std::time::Duration::from_millis(200);
+        let more = tokio::time::timeout(wait, api.next_request()).await;
+        assert!(
+            matches!(more, Err(_) | Ok(None)),
+            "a write while not leading"
+        );
+    })
+    .await;
+    assert_eq!(out.moved, 0);
+    assert_eq!(fip_series(&ctx), Vec::<String>::new());
 }

@@ -9,15 +9,31 @@ use kube::ResourceExt;
 use serde_json::json;
 
 use super::{Ctx, StepError};
-use crate::api::FloatingIP;
+use crate::api::{condition as cond, FloatingIP, FloatingIPStatus};
 use crate::cloud::{Cloud, CloudError};
 use crate::controller::plan::{has_finalizer, FINALIZER};
-use crate::status::{next, Observed};
+use crate::metrics::{FloatingIpState, Holding};
+use crate::status::{conditions, next, Observed};
+
+/// What the per-FloatingIP metrics show of `status`.
+pub(super) fn exported(fip: &FloatingIP, status: &FloatingIPStatus) -> FloatingIpState {
+    FloatingIpState {
+        ready: conditions::is_true(&status.conditions, cond::READY),
+        healthy: conditions::is_true(&status.conditions, cond::HEALTHY),
+        holder: status.holder.as_ref().map(|h| Holding {
+            node: h.node.clone(),
+            address: fip.spec.address.clone(),
+            mode: fip.spec.mode.to_string(),
+        }),
+    }
+}
 
 impl<C: Cloud> Ctx<C> {
     /// Writes the status `observed` calls for, when it differs from the object's; the
     /// replace carries the object's resourceVersion, so a write since it was read is a 409.
-    /// Returns the object as written, None when no write was due.
+    /// A write that turns CloudError, NoCandidates or Conflict True is also a Warning Event
+    /// ([`crate::controller::events::warnings`]). Returns the object as written, None when no
+    /// write was due.
     pub(super) async fn write(
         &self,
         fip: &FloatingIP,
@@ -26,6 +42,10 @@ impl<C: Cloud> Ctx<C> {
         let now = Time(jiff::Timestamp::now());
         let old = fip.status.clone().unwrap_or_default();
         let Some(status) = next(&old, fip.metadata.generation, observed, &now) else {
+            if self.check().is_ok() {
+                self.metrics
+                    .floatingip(&fip.name_any(), &exported(fip, &old));
+            }
             return Ok(None);
         };
         let mut obj = fip.clone();
@@ -35,6 +55,12 @@ impl<C: Cloud> Ctx<C> {
             .api()
             .replace_status(&fip.name_any(), &PostParams::default(), &obj)
             .await?;
+        if let Some(new) = &obj.status {
+            self.events.warn_on_change(fip, &old, new).await;
+        }
+        let status = written.status.clone().unwrap_or_default();
+        self.metrics
+            .floatingip(&written.name_any(), &exported(&written, &status));
         Ok(Some(written))
     }
 
@@ -50,8 +76,13 @@ impl<C: Cloud> Ctx<C> {
     }
 
     /// EC2 refused this FloatingIP's address: hold it back (jittered exponential), and say so
-    /// on its status beside the error.
-    pub(super) async fn refused(&self, fip: &FloatingIP, e: &CloudError) -> Result<(), StepError> {
+    /// on its status beside the error (and the `extra` conditions).
+    pub(super) async fn refused(
+        &self,
+        fip: &FloatingIP,
+        e: &CloudError,
+        extra: Vec<crate::status::conditions::Desired>,
+    ) -> Result<(), StepError> {
         let entry = {
             let mut backoffs = self.backoffs.lock().expect("backoffs lock");
             let g = fip.metadata.generation;
@@ -61,8 +92,9 @@ impl<C: Cloud> Ctx<C> {
         self.metrics.backoff(&fip.name_any(), Some(until));
         tracing::warn!(floatingip = %fip.name_any(), error = %e, attempts = entry.attempts,
             until = %entry.until_wall, "EC2 refused the address; backing off");
-        let backing_off = crate::controller::backoff::condition(&entry);
-        self.cloud_error(fip, e, vec![backing_off]).await
+        let mut conditions = vec![crate::controller::backoff::condition(&entry)];
+        conditions.extend(extra);
+        self.cloud_error(fip, e, conditions).await
     }
 
     pub(super) async fn ensure_finalizer(

@@ -2,9 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 
-use jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::{has_finalizer, Picture, Plan, Seat};
@@ -134,27 +132,4 @@ fn release_or(fip: &FloatingIP, plan: Plan) -> Plan {
     } else {
         plan
     }
-}
-
-/// For each address, the FloatingIP that owns it: the oldest, then the first by name.
-pub(super) fn conflict_winners(fips: &[&Arc<FloatingIP>]) -> HashMap<IpAddr, String> {
-    let mut winners: HashMap<IpAddr, (Option<Timestamp>, String)> = HashMap::new();
-    for f in fips {
-        let Some(addr) = crate::api::parse_address(&f.spec.address) else {
-            continue;
-        };
-        let key = (
-            f.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            f.name_any(),
-        );
-        winners
-            .entry(addr)
-            .and_modify(|w| {
-                if key < *w {
-                    *w = key.clone();
-                }
-            })
-            .or_insert(key);
-    }
-    winners.into_iter().map(|(a, (_, n))| (a, n)).collect()
 }

@@ -145,7 +145,7 @@ pub const FINALIZER: &str = "floatip.io/release";
 pub fn plan(picture: &Picture<'_>) -> Vec<Plan> {
     let mut fips: Vec<&Arc<FloatingIP>> = picture.fips.iter().collect();
     fips.sort_by_key(|f| f.name_any());
-    let winners = locate::conflict_winners(&fips);
+    let winners = crate::api::address_owners(fips.iter().map(|f| f.as_ref()));
     let node_ips: HashMap<IpAddr, String> = picture
         .nodes
         .iter()

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use floatip_lab::chart::{self, Rendered, Request};
+use floatip_lab::chart::{self, monitoring, Rendered, Request};
 use floatip_lab::process::KubeLab;
 use floatip_lab::repo_root;
 use floatip_lab::sim::kubelet;
@@ -43,6 +43,16 @@ fn render_defaults() -> Rendered {
     let mut req = Request::new(chart_dir());
     req.set = required();
     try_render(&req).expect("the chart renders with its defaults")
+}
+
+/// The defaults with `set` on top, released into `namespace`.
+fn render_with(namespace: &str, set: Vec<(&str, Value)>) -> Rendered {
+    let mut req = Request::new(chart_dir());
+    req.namespace = namespace.into();
+    req.set = required();
+    req.set
+        .extend(set.into_iter().map(|(k, v)| (k.to_string(), v)));
+    try_render(&req).unwrap_or_else(|e| panic!("the chart renders: {e:#}"))
 }
 
 fn render_custom() -> Rendered {
@@ -234,6 +244,59 @@ fn assert_agent_probes(c: &Value) {
     );
 }
 
+/// The controller may create Events where the API server accepts those of cluster-scoped
+/// objects: kube-system when it runs there, else default.
+fn assert_events_role_in(r: &Rendered, fullname: &str, namespace: &str) {
+    let name = format!("{fullname}-controller-events");
+    for kind in ["Role", "RoleBinding"] {
+        let o = r
+            .find(kind, &name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"));
+        assert_eq!(o["metadata"]["namespace"], namespace, "{kind} {name}");
+    }
+}
+
+/// View and edit roles for people, folded into the built-in roles.
+fn assert_aggregated_roles(r: &Rendered, fullname: &str) {
+    let view = r
+        .find("ClusterRole", &format!("{fullname}-view"))
+        .expect("a view ClusterRole");
+    let labels = &view["metadata"]["labels"];
+    for role in ["view", "edit", "admin"] {
+        assert_eq!(
+            labels[format!("rbac.authorization.k8s.io/aggregate-to-{role}")],
+            "true"
+        );
+    }
+    assert_eq!(
+        strings(&view["rules"][0]["verbs"]),
+        ["get", "list", "watch"]
+    );
+    assert_eq!(strings(&view["rules"][0]["resources"])[0], "floatingips");
+    let edit = r
+        .find("ClusterRole", &format!("{fullname}-edit"))
+        .expect("an edit ClusterRole");
+    let labels = &edit["metadata"]["labels"];
+    assert!(labels["rbac.authorization.k8s.io/aggregate-to-view"].is_null());
+    assert_eq!(
+        labels["rbac.authorization.k8s.io/aggregate-to-edit"],
+        "true"
+    );
+    assert_eq!(
+        labels["rbac.authorization.k8s.io/aggregate-to-admin"],
+        "true"
+    );
+    let verbs = strings(&edit["rules"][0]["verbs"]);
+    for verb in ["create", "update", "patch", "delete"] {
+        assert!(verbs.contains(&verb), "{verbs:?}");
+    }
+    assert_eq!(
+        strings(&edit["rules"][0]["resources"]),
+        ["floatingips"],
+        "status stays the controller's"
+    );
+}
+
 #[test]
 fn default_values_render_valid_hardened_objects() {
     let r = render_defaults();
@@ -243,8 +306,11 @@ fn default_values_render_valid_hardened_objects() {
         [
             "ClusterRole/floatip-agent",
             "ClusterRole/floatip-controller",
+            "ClusterRole/floatip-edit",
+            "ClusterRole/floatip-view",
             "ClusterRoleBinding/floatip-agent",
             "ClusterRoleBinding/floatip-controller",
+            "CustomResourceDefinition/floatingips.floatip.io",
             "DaemonSet/floatip-agent",
             "Deployment/floatip-controller",
             "PodDisruptionBudget/floatip-controller",
@@ -258,11 +324,26 @@ fn default_values_render_valid_hardened_objects() {
             "ServiceAccount/floatip-agent",
             "ServiceAccount/floatip-controller",
         ],
-        "no ServiceMonitor or NetworkPolicy unless asked for"
+        "no ServiceMonitor, PodMonitor, PrometheusRule, dashboard or NetworkPolicy unless asked for"
     );
-    assert_eq!(r.crds.len(), 1);
-    assert_eq!(r.crds[0].name(), "floatingips.floatip.io");
+    assert!(
+        r.crds.is_empty(),
+        "the CRD is a template, so that helm upgrade upgrades it"
+    );
+    let crd = r
+        .find("CustomResourceDefinition", "floatingips.floatip.io")
+        .unwrap();
+    assert_eq!(
+        crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
+        "helm uninstall must not delete the CRD and with it every FloatingIP"
+    );
+    assert_eq!(
+        crd["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "Helm"
+    );
     assert_hardened(&r, "floatip");
+    assert_events_role_in(&r, "floatip", "default");
+    assert_aggregated_roles(&r, "floatip");
 
     let deploy = r.find("Deployment", "floatip-controller").unwrap();
     assert_eq!(deploy["spec"]["replicas"], 2);
@@ -325,6 +406,7 @@ fn default_values_render_valid_hardened_objects() {
         "kubectl -n floatip-system logs ds/floatip-agent -c attach",
         "kubectl get fip web -w",
         "port-forward svc/floatip-metrics 8080",
+        "grep -E '^floatip_(build_info|leader)[{ ]'",
         "EKS Pod Identity",
     ] {
         assert!(
@@ -338,9 +420,40 @@ fn default_values_render_valid_hardened_objects() {
 #[test]
 fn custom_values_take_effect_and_render_valid_objects() {
     let r = render_custom();
-    // ServiceMonitor is prometheus-operator's custom resource: no Kubernetes schema for it.
-    every_object_is_valid(&r, &["ServiceMonitor"]);
+    // prometheus-operator's custom resources: no Kubernetes schema for them.
+    every_object_is_valid(&r, &["ServiceMonitor", "PodMonitor", "PrometheusRule"]);
     assert_hardened(&r, "vip");
+    assert_events_role_in(&r, "vip", "default");
+    assert!(
+        r.find("ClusterRole", "vip-view").is_none() && r.find("ClusterRole", "vip-edit").is_none(),
+        "rbac.aggregate: false"
+    );
+
+    // commonLabels on every object and pod template, never replacing the chart's own.
+    for d in &r.documents {
+        let labels = &d.object["metadata"]["labels"];
+        assert_eq!(labels["team"], "network", "{} {}", d.kind(), d.name());
+        assert_eq!(labels["cost-center"], "4711", "{} {}", d.kind(), d.name());
+        assert_eq!(
+            labels["app.kubernetes.io/name"],
+            "floatip",
+            "{} {}",
+            d.kind(),
+            d.name()
+        );
+        let pod = &d.object["spec"]["template"]["metadata"]["labels"];
+        if !pod.is_null() {
+            assert_eq!(pod["team"], "network");
+            assert_eq!(pod["app.kubernetes.io/name"], "floatip");
+        }
+    }
+    let crd = r
+        .find("CustomResourceDefinition", "floatingips.floatip.io")
+        .expect("crds.enabled");
+    assert!(
+        crd["metadata"]["annotations"]["helm.sh/resource-policy"].is_null(),
+        "crds.keep: false"
+    );
 
     let ctrl = pod_spec(&r, "Deployment", "vip-controller");
     let c = container(ctrl, "containers", "controller");
@@ -348,9 +461,64 @@ fn custom_values_take_effect_and_render_valid_objects() {
         r.find("Deployment", "vip-controller").unwrap()["spec"]["replicas"],
         3
     );
+    // The digest wins over the tag, in every container.
+    let image = "111122223333.dkr.ecr.us-west-2.amazonaws.com/floatip@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    assert_eq!(c["image"], image);
+    let agent = pod_spec(&r, "DaemonSet", "vip-agent");
+    for c in [
+        container(agent, "initContainers", "attach"),
+        container(agent, "containers", "agent"),
+    ] {
+        assert_eq!(c["image"], image);
+    }
+    // extraArgs after the chart's own flags.
+    assert_eq!(strings(&c["args"]).last(), Some(&"--holder-check=1s"));
     assert_eq!(
-        c["image"],
-        "111122223333.dkr.ecr.us-west-2.amazonaws.com/floatip:0.1.0-rc1"
+        strings(&container(agent, "containers", "agent")["args"]).last(),
+        Some(&"--peer-view-interval=3s")
+    );
+    assert_eq!(
+        strings(&container(agent, "initContainers", "attach")["args"]).last(),
+        Some(&"--ec2-attempts=6")
+    );
+    // securityContext and probe values merge over the defaults.
+    assert_eq!(
+        ctrl["securityContext"],
+        json!({"runAsNonRoot": true, "runAsUser": 65000, "runAsGroup": 65000, "fsGroup": 65000,
+               "seccompProfile": {"type": "RuntimeDefault"}})
+    );
+    assert_eq!(c["securityContext"]["runAsUser"], 65000);
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        c["livenessProbe"],
+        json!({"httpGet": {"path": "/livez", "port": "admin"}, "initialDelaySeconds": 5,
+               "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 5})
+    );
+    assert_eq!(c["readinessProbe"]["periodSeconds"], 3);
+    assert_eq!(c["readinessProbe"]["failureThreshold"], 2);
+    assert_eq!(
+        agent["securityContext"]["appArmorProfile"]["type"],
+        "RuntimeDefault"
+    );
+    for c in [
+        container(agent, "initContainers", "attach"),
+        container(agent, "containers", "agent"),
+    ] {
+        assert_eq!(
+            c["securityContext"]["appArmorProfile"]["type"],
+            "RuntimeDefault"
+        );
+        assert_eq!(c["securityContext"]["runAsUser"], 0);
+        assert_eq!(
+            env(c, "AWS_STS_REGIONAL_ENDPOINTS"),
+            Some(&json!("regional")),
+            "agent.extraEnv in {}",
+            c["name"]
+        );
+    }
+    assert_eq!(
+        container(agent, "containers", "agent")["livenessProbe"]["timeoutSeconds"],
+        3
     );
     assert_eq!(arg(c, "admin-addr"), Some("[::]:9090"));
     assert_eq!(arg(c, "lease-name"), Some("vip-leader"));
@@ -428,6 +596,50 @@ fn custom_values_take_effect_and_render_valid_objects() {
         r.find("Deployment", "vip-controller").unwrap()["spec"]["selector"]["matchLabels"]
     );
 
+    let pods = r.find("PodMonitor", "vip-agent").expect("a PodMonitor");
+    assert_eq!(pods["metadata"]["labels"]["release"], "prometheus");
+    assert_eq!(
+        pods["spec"]["selector"]["matchLabels"],
+        r.find("DaemonSet", "vip-agent").unwrap()["spec"]["selector"]["matchLabels"]
+    );
+    let endpoint = &pods["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(
+        (&endpoint["port"], &endpoint["path"], &endpoint["interval"]),
+        (&json!("admin"), &json!("/metrics"), &json!("1m"))
+    );
+    assert_prometheus_rule(r.find("PrometheusRule", "vip").expect("a PrometheusRule"));
+    let dashboard = r
+        .find("ConfigMap", "vip-dashboard")
+        .expect("a dashboard ConfigMap");
+    assert_eq!(dashboard["metadata"]["namespace"], "monitoring");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana"], "shared");
+    assert_eq!(
+        dashboard["metadata"]["annotations"]["grafana_folder"],
+        "Networking"
+    );
+    let file = std::fs::read_to_string(repo_root().join(monitoring::DASHBOARD)).unwrap();
+    assert_eq!(
+        dashboard["data"]["floatip.json"]
+            .as_str()
+            .map(str::trim_end),
+        Some(file.trim_end()),
+        "the ConfigMap holds files/dashboard.json as written"
+    );
+
+    for want in [
+        "ServiceMonitor floatip-system/vip-controller",
+        "PodMonitor floatip-system/vip-agent (the agents, node port 10291)",
+        "PrometheusRule floatip-system/vip (alerts",
+        "ConfigMap monitoring/vip-dashboard",
+    ] {
+        assert!(
+            r.notes.contains(want),
+            "NOTES.txt lacks {want:?}:\n{}",
+            r.notes
+        );
+    }
+
     let policy = r
         .find("NetworkPolicy", "vip-controller")
         .expect("a NetworkPolicy");
@@ -438,6 +650,123 @@ fn custom_values_take_effect_and_render_valid_objects() {
         ingress["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
         "monitoring"
     );
+}
+
+/// values-custom.yaml's PrometheusRule: files/prometheus-rules.yaml with one alert left out,
+/// labels added, runbook links made absolute and a group appended.
+fn assert_prometheus_rule(rule: &Value) {
+    assert_eq!(rule["metadata"]["labels"]["release"], "prometheus");
+    let file: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(repo_root().join(monitoring::RULES)).unwrap(),
+    )
+    .unwrap();
+    let groups = rule["spec"]["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), file["groups"].as_array().unwrap().len() + 1);
+    assert_eq!(groups.last().unwrap()["name"], "floatip-recording");
+    for (want, have) in file["groups"].as_array().unwrap().iter().zip(groups) {
+        assert_eq!(have["name"], want["name"]);
+        let kept: Vec<&Value> = want["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["alert"] != "FloatipProbeOverruns")
+            .collect();
+        let rules = have["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), kept.len(), "FloatipProbeOverruns is disabled");
+        for (want, have) in kept.into_iter().zip(rules) {
+            let alert = want["alert"].as_str().unwrap();
+            assert_eq!(have["expr"], want["expr"], "{alert}");
+            assert_eq!(have["for"], want["for"], "{alert}");
+            assert_eq!(have["labels"]["team"], "network", "{alert}");
+            assert_eq!(
+                have["labels"]["severity"], "page",
+                "alertLabels win: {alert}"
+            );
+            assert_eq!(
+                have["annotations"]["summary"], want["annotations"]["summary"],
+                "{alert}"
+            );
+            assert_eq!(
+                have["annotations"]["runbook_url"].as_str().unwrap(),
+                format!(
+                    "https://github.com/example/floatip/blob/v0.1.0/{}",
+                    want["annotations"]["runbook_url"].as_str().unwrap()
+                ),
+                "{alert}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_crd_follows_crds_values_and_equals_floatip_crd() {
+    // The CRD the chart installs is `floatip crd`'s, plus Helm's labels and the keep policy.
+    let r = render_defaults();
+    let mut installed = r
+        .find("CustomResourceDefinition", "floatingips.floatip.io")
+        .expect("the CRD")
+        .clone();
+    let metadata = installed["metadata"].as_object_mut().unwrap();
+    assert!(metadata.remove("labels").is_some());
+    assert!(metadata.remove("annotations").is_some());
+    let generated: Value = serde_yaml_ng::from_str(&floatip::api::crd_yaml()).unwrap();
+    assert!(
+        installed == generated,
+        "the chart's CRD differs from `floatip crd`; regenerate it with: cargo run -- crd > charts/floatip/files/crds/floatingip.yaml"
+    );
+
+    let r = render_with(chart::NAMESPACE, vec![("crds.enabled", json!(false))]);
+    assert!(
+        !kinds(&r)
+            .iter()
+            .any(|k| k.starts_with("CustomResourceDefinition/"))
+            && r.crds.is_empty(),
+        "crds.enabled: false installs no CRD: {:?}",
+        kinds(&r)
+    );
+    let r = render_with(chart::NAMESPACE, vec![("crds.keep", json!(false))]);
+    let crd = r
+        .find("CustomResourceDefinition", "floatingips.floatip.io")
+        .unwrap();
+    assert!(crd["metadata"]["annotations"].is_null(), "{crd:#}");
+}
+
+#[test]
+fn events_role_follows_the_namespace_the_api_server_accepts() {
+    // Released into kube-system the controller writes Events there; elsewhere into default.
+    let r = render_with("kube-system", vec![]);
+    assert_events_role_in(&r, "floatip", "kube-system");
+    assert_eq!(
+        r.find("Role", "floatip-controller").unwrap()["metadata"]["namespace"],
+        "kube-system"
+    );
+    let r = render_with("edge-system", vec![]);
+    assert_events_role_in(&r, "floatip", "default");
+}
+
+#[test]
+fn a_subchart_gets_global_values_and_probes_merge_over_defaults() {
+    // Helm hands every subchart the parent's `global`; the schema must accept it.
+    let r = render_with(
+        chart::NAMESPACE,
+        vec![
+            (
+                "global",
+                json!({"imageRegistry": "registry.example.com", "storageClass": "gp3"}),
+            ),
+            ("agent.readinessProbe", json!({"failureThreshold": 4})),
+            ("agent.handover", json!("1m30s")),
+            ("agent.terminationGracePeriodSeconds", json!(91)),
+        ],
+    );
+    let agent = pod_spec(&r, "DaemonSet", "floatip-agent");
+    let c = container(agent, "containers", "agent");
+    assert_eq!(
+        c["readinessProbe"],
+        json!({"httpGet": {"path": "/readyz", "port": "admin"}, "periodSeconds": 2,
+               "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 4})
+    );
+    assert_eq!(arg(c, "grace-period"), Some("1m30s"));
 }
 
 #[test]
@@ -453,13 +782,44 @@ fn refused_values_name_what_to_change() {
     assert!(err.contains("clusterName is required"), "{err}");
     let err = refused(vec![("aws.region", json!(""))]);
     assert!(err.contains("aws.region is required"), "{err}");
-    let err = refused(vec![("agent.handoverSeconds", json!(30))]);
+    let err = refused(vec![("agent.handover", json!("30s"))]);
     assert!(
         err.contains(
-            "agent.handoverSeconds (30) must be below agent.terminationGracePeriodSeconds (30)"
+            "agent.handover (30s) must be below agent.terminationGracePeriodSeconds (30s)"
         ),
         "{err}"
     );
+    // Compound durations count in full: 1m30s is 90 s.
+    let err = refused(vec![
+        ("agent.handover", json!("1m30s")),
+        ("agent.terminationGracePeriodSeconds", json!(90)),
+    ]);
+    assert!(
+        err.contains("agent.handover (1m30s) must be below"),
+        "{err}"
+    );
+    // The value renamed in chart 0.2.0 says what it is called now.
+    let err = refused(vec![("agent.handoverSeconds", json!(20))]);
+    assert!(
+        err.contains("agent.handoverSeconds was renamed in chart 0.2.0: write agent.handover: 20s"),
+        "{err}"
+    );
+    let err = refused(vec![("agent.handover", json!(20))]);
+    assert!(err.contains("handover"), "a number is no duration: {err}");
+    let err = refused(vec![("image.digest", json!("0123abcd"))]);
+    assert!(err.contains("digest"), "{err}");
+    let err = refused(vec![("controller.extraArgs", json!("--holder-check=1s"))]);
+    assert!(err.contains("extraArgs"), "a list, not a string: {err}");
+    let err = refused(vec![(
+        "controller.livenessProbe",
+        json!({"exec": {"command": ["true"]}}),
+    )]);
+    assert!(err.contains("exec"), "the chart owns the handler: {err}");
+    let err = refused(vec![(
+        "metrics.prometheusRule.disabled",
+        json!(["FloatipNoSuchAlert"]),
+    )]);
+    assert!(err.contains("disabled"), "{err}");
     // values.schema.json: a misspelt key and a bad duration.
     let err = refused(vec![("controller.replica", json!(3))]);
     assert!(err.contains("replica"), "{err}");
@@ -517,6 +877,22 @@ fn applies_and_reads_back(lab: &KubeLab, r: &Rendered) {
     assert_eq!(read_back(lab, r), stored, "applying again changed objects");
 }
 
+/// The value with every whole float (the CRD's `maximum: 3600.0`) as an integer, as the API
+/// server returns it.
+fn whole_numbers(v: Value) -> Value {
+    match v {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9e15 => json!(f as i64),
+            _ => Value::Number(n),
+        },
+        Value::Array(a) => Value::Array(a.into_iter().map(whole_numbers).collect()),
+        Value::Object(o) => {
+            Value::Object(o.into_iter().map(|(k, v)| (k, whole_numbers(v))).collect())
+        }
+        other => other,
+    }
+}
+
 /// Every template object as the server has it, checked against what was applied; returns
 /// their resourceVersions.
 fn read_back(lab: &KubeLab, r: &Rendered) -> Vec<String> {
@@ -541,7 +917,12 @@ fn read_back(lab: &KubeLab, r: &Rendered) -> Vec<String> {
         assert_eq!(got["kind"], d.object["kind"]);
         assert_eq!(got["metadata"]["labels"], d.object["metadata"]["labels"]);
         if let Some(spec) = d.object.get("spec") {
-            assert_eq!(&got["spec"], spec, "{kind} {} stored as applied", d.name());
+            assert_eq!(
+                whole_numbers(got["spec"].clone()),
+                whole_numbers(spec.clone()),
+                "{kind} {} stored as applied",
+                d.name()
+            );
         }
         let version = got["metadata"]["resourceVersion"].as_str().unwrap();
         versions.push(format!("{kind}/{}@{version}", d.name()));
@@ -554,16 +935,24 @@ fn rendered_manifests_apply_to_the_lab_api_with_kubectl() {
     let lab = KubeLab::start();
     applies_and_reads_back(&lab, &render_defaults());
 
-    // The ServiceMonitor needs prometheus-operator's CRD; a minimal stand-in of it comes first.
+    // The monitors and the PrometheusRule need prometheus-operator's CRDs; minimal stand-ins
+    // of them come first.
     let lab = KubeLab::start();
-    let crd = repo_root().join("tests/lab/chart/servicemonitor-crd.yaml");
+    let crd = repo_root().join("tests/lab/chart/prometheus-operator-crds.yaml");
     lab.kubectl_ok(&["apply", "-f", crd.to_str().unwrap()]);
-    lab.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/servicemonitors.monitoring.coreos.com",
-        "--timeout=10s",
-    ]);
+    for name in ["servicemonitors", "podmonitors", "prometheusrules"] {
+        lab.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            &format!("crd/{name}.monitoring.coreos.com"),
+            "--timeout=10s",
+        ]);
+    }
+    // The dashboard goes to Grafana's namespace (metrics.dashboard.namespace), which exists.
+    apply(
+        &lab,
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: monitoring\n",
+    );
     applies_and_reads_back(&lab, &render_custom());
 }
 
@@ -637,13 +1026,15 @@ fn parse_container(c: &Value) -> floatip::cli::Command {
 #[test]
 fn the_binary_accepts_every_rendered_command_line() {
     use floatip::cli::Command;
-    for (r, fullname, garp, groups) in [
-        (render_defaults(), "floatip", false, &[][..]),
+    use std::time::Duration;
+    for (r, fullname, garp, groups, custom) in [
+        (render_defaults(), "floatip", false, &[][..], false),
         (
             render_custom(),
             "vip",
             true,
             &["sg-0a1b2c3d4e5f60718", "sg-1a2b3c4d"][..],
+            true,
         ),
     ] {
         let ctrl = pod_spec(&r, "Deployment", &format!("{fullname}-controller"));
@@ -652,6 +1043,9 @@ fn the_binary_accepts_every_rendered_command_line() {
                 assert_eq!(a.identity, "from-the-downward-api");
                 assert!(a.renew_deadline < a.lease_duration);
                 assert!(a.require_agent);
+                // controller.extraArgs reach the binary.
+                let check = if custom { 1 } else { 2 };
+                assert_eq!(a.holder_check, Duration::from_secs(check));
             }
             other => panic!("the controller container runs {other:?}"),
         }
@@ -660,6 +1054,7 @@ fn the_binary_accepts_every_rendered_command_line() {
             Command::Attach(a) => {
                 assert_eq!(a.host.garp, garp);
                 assert_eq!(a.security_group_ids, groups);
+                assert_eq!(a.ec2_attempts, if custom { 6 } else { 4 });
             }
             other => panic!("the init container runs {other:?}"),
         }
@@ -672,6 +1067,9 @@ fn the_binary_accepts_every_rendered_command_line() {
                 );
                 assert_eq!(a.host.fwmark_mask, 0x00ff_0000);
                 assert!(a.pod_name.is_some() && a.pod_namespace.is_some());
+                let (view, grace) = if custom { (3, 40) } else { (5, 20) };
+                assert_eq!(a.peer_view_interval, Duration::from_secs(view));
+                assert_eq!(a.grace_period, Duration::from_secs(grace));
             }
             other => panic!("the agent container runs {other:?}"),
         }

@@ -102,9 +102,183 @@ fn holder_service_dies() {
             assert!(m.timeline.tcp.failed > 0, "the client saw the service die");
             assert!(m.timeline.tcp.recovered.is_some() && m.timeline.udp.recovered.is_some());
             assert!(m.timeline.decided.is_some() && m.timeline.first_failed_probe.is_some());
+            exports_every_metric_after_a_failover(&sim, &m.timeline.from, &m.timeline.to).await?;
             Ok(sim)
         },
     );
+}
+
+/// The value of the series `series` (name and labels, exactly as exposed) in `text`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Polls `scrape` until `check` accepts it (10 s at most); the last scrape either way.
+async fn scrape_until(
+    scrape: impl Fn() -> anyhow::Result<String>,
+    check: impl Fn(&str) -> bool,
+) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = scrape()?;
+        if check(&text) || Instant::now() > deadline {
+            return Ok(text);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// After an unplanned failover from `from` to `to`, the leader and the agents export every
+/// metric the chart's alerts and dashboard are built on, with values that say what happened.
+async fn exports_every_metric_after_a_failover(
+    sim: &Sim,
+    from: &str,
+    to: &str,
+) -> anyhow::Result<()> {
+    let failovers = "floatip_failover_duration_seconds_count";
+    let leader = scrape_until(
+        || sim.leader_metrics(),
+        |t| sample(t, failovers).is_some_and(|n| n >= 1.0),
+    )
+    .await?;
+    println!(
+        "the leader's failover metric:\n{}",
+        (leader.lines())
+            .filter(|l| l.starts_with("floatip_failover_duration_seconds"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for name in [
+        "floatip_build_info{",
+        "floatip_leader 1",
+        "floatip_floatingip_ready{",
+        "floatip_floatingip_healthy{",
+        "floatip_floatingip_holder_info{",
+        "floatip_floatingip_moves_total{",
+        "floatip_moves_total{reason=\"HolderUnhealthy\"}",
+        "floatip_move_duration_seconds_bucket",
+        "floatip_ec2_calls_total{action=\"AssignPrivateIpAddresses\"}",
+        "floatip_ec2_call_duration_seconds_bucket{",
+        "floatip_pass_duration_seconds_bucket",
+        "floatip_failover_duration_seconds_bucket",
+        "floatip_probes_total{",
+        "floatip_node_agent_ready{",
+    ] {
+        anyhow::ensure!(
+            leader.contains(name),
+            "{name} not in the leader's /metrics:\n{leader}"
+        );
+    }
+    anyhow::ensure!(
+        sample(&leader, failovers).is_some_and(|n| n >= 1.0),
+        "no failover observed:\n{leader}"
+    );
+    let holders: Vec<&str> = (leader.lines())
+        .filter(|l| {
+            l.starts_with(&format!(
+                "floatip_floatingip_holder_info{{floatingip=\"{FIP}\""
+            ))
+        })
+        .collect();
+    anyhow::ensure!(
+        holders.len() == 1 && holders[0].contains(&format!("node=\"{to}\"")),
+        "one holder series, on {to}: {holders:?}"
+    );
+    let moves = format!("floatip_floatingip_moves_total{{floatingip=\"{FIP}\"}}");
+    anyhow::ensure!(
+        sample(&leader, &moves).is_some_and(|n| n >= 1.0),
+        "{moves}: {leader}"
+    );
+    let ec2 = "floatip_ec2_call_duration_seconds_count{action=\"AssignPrivateIpAddresses\"}";
+    anyhow::ensure!(
+        sample(&leader, ec2).is_some_and(|n| n >= 1.0),
+        "{ec2}: {leader}"
+    );
+    let agent_ready = format!("floatip_node_agent_ready{{node=\"{to}\"}}");
+    anyhow::ensure!(
+        sample(&leader, &agent_ready) == Some(1.0),
+        "{agent_ready}: {leader}"
+    );
+    // The agents: the new holder's, and a bystander's, whose peer view probes the holder.
+    let bystander = (sim.nodes.iter())
+        .map(|n| n.name.as_str())
+        .find(|n| *n != from && *n != to)
+        .expect("a third node");
+    let mut scraped = vec![leader.clone()];
+    for node in [to, bystander] {
+        let peer_passes = "floatip_agent_peer_probes_total{result=\"pass\"}";
+        let agent = scrape_until(
+            || sim.agent_metrics(node),
+            |t| node != bystander || sample(t, peer_passes).is_some_and(|n| n >= 1.0),
+        )
+        .await?;
+        for name in [
+            "floatip_agent_build_info{",
+            "floatip_agent_ready 1",
+            "floatip_agent_addresses ",
+            "floatip_agent_reconcile_errors_total ",
+            "floatip_agent_reconcile_duration_seconds_bucket",
+            "floatip_agent_peer_probes_total{result=\"fail\"}",
+            peer_passes,
+        ] {
+            anyhow::ensure!(
+                agent.contains(name),
+                "{name} not in {node}'s agent /metrics:\n{agent}"
+            );
+        }
+        anyhow::ensure!(
+            !agent.lines().any(|l| l.starts_with("floatip_floatingip_")),
+            "an agent exports the controller's series:\n{agent}"
+        );
+        if node == bystander {
+            anyhow::ensure!(
+                sample(&agent, peer_passes).is_some_and(|n| n >= 1.0),
+                "{node}'s peer view probed nothing:\n{agent}"
+            );
+        }
+        scraped.push(agent);
+    }
+    chart_metrics_are_exported(&scraped)
+}
+
+/// Metrics with series only once something went wrong: an EC2 error, a FloatingIP backing
+/// off. Other scenarios see them exported: `ec2_throttling_during_a_failure` here,
+/// `tests/controller.rs` for the backoff.
+const ONLY_ON_TROUBLE: [&str; 2] = [
+    "floatip_ec2_errors_total",
+    "floatip_backoff_until_timestamp_seconds",
+];
+
+/// Every metric the chart's alerts and dashboard name has a series in one of `scraped` (the
+/// leader's and agents' /metrics), but for those in [`ONLY_ON_TROUBLE`].
+fn chart_metrics_are_exported(scraped: &[String]) -> anyhow::Result<()> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let names = floatip_lab::chart::monitoring::chart_metric_names(&root)?;
+    for trouble in ONLY_ON_TROUBLE {
+        anyhow::ensure!(
+            names.contains(trouble),
+            "the chart no longer reads {trouble}"
+        );
+    }
+    let missing: Vec<&String> = (names.iter())
+        .filter(|n| !ONLY_ON_TROUBLE.contains(&n.as_str()))
+        .filter(|n| !scraped.iter().any(|text| has_series(text, n)))
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "the chart reads metrics no running controller or agent exports: {missing:?}"
+    );
+    println!("all {} metrics the chart reads are exported", names.len());
+    Ok(())
+}
+
+/// Whether `text` has a sample of `name`: a counter or gauge itself, or a histogram's buckets.
+fn has_series(text: &str, name: &str) -> bool {
+    text.lines().any(|l| {
+        l.strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with(['{', ' ']) || rest.starts_with("_bucket{"))
+    })
 }
 
 #[test]
@@ -393,6 +567,13 @@ fn ec2_throttling_during_a_failure() {
             );
             let f = sim.fip().await?;
             assert!(condition(&f, "CloudError").is_none_or(|(on, _)| !on));
+            // The alerts' EC2 error series (see ONLY_ON_TROUBLE).
+            let leader = sim.leader_metrics()?;
+            let throttled = "floatip_ec2_errors_total{action=\"AssignPrivateIpAddresses\",kind=\"throttled\",code=\"RequestLimitExceeded\"}";
+            assert!(
+                sample(&leader, throttled).is_some_and(|n| n >= 1.0),
+                "{throttled} in\n{leader}"
+            );
             Ok(sim)
         },
     );
@@ -853,7 +1034,7 @@ fn controllers_cut_off_from_every_node_move_nothing() {
             let f = sim.fip().await?;
             assert_eq!(move_count(&f), moves, "no move during the cut or after it");
             assert!(
-                condition(&f, "HeldInDoubt").is_none(),
+                condition(&f, "HeldInDoubt").is_none_or(|(on, _)| !on),
                 "the doubt ends with the cut"
             );
             let held = held.expect("HeldInDoubt during the cut");

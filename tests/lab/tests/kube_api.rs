@@ -354,6 +354,79 @@ async fn leases_nodes_and_events_are_stored() {
     }
 }
 
+/// The API server's rule for Events about cluster-scoped objects: with an eventTime (every
+/// events.k8s.io/v1 Event) only `default` and `kube-system` take them; without one, only
+/// `default`. Events about namespaced objects go where the object is.
+#[tokio::test]
+async fn events_about_cluster_scoped_objects_only_in_default_or_kube_system() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::api::events::v1::Event as EventV1;
+    let (lab, _) = setup().await;
+    let client = lab.client();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns = serde_json::from_value(json!({"metadata": {"name": "floatip-system"}})).unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let about = |regarding: serde_json::Value| -> EventV1 {
+        serde_json::from_value(json!({
+            "metadata": {"generateName": "web."},
+            "eventTime": "2026-11-30T09:00:00.000000Z",
+            "type": "Warning", "reason": "NoCandidates", "action": "Place", "note": "stuck",
+            "regarding": regarding,
+            "reportingController": "floatip.io/controller", "reportingInstance": "pod-a",
+        }))
+        .unwrap()
+    };
+    let fip = json!({"apiVersion": "floatip.io/v1alpha1", "kind": "FloatingIP", "name": "web"});
+    let post = |ns: &str, event: EventV1| {
+        let api: Api<EventV1> = Api::namespaced(client.clone(), ns);
+        async move { api.create(&PostParams::default(), &event).await }
+    };
+    for ns in ["default", "kube-system"] {
+        post(ns, about(fip.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("refused in {ns}: {e}"));
+    }
+    match post("floatip-system", about(fip.clone())).await {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"), "{e:?}");
+            assert!(
+                e.message.ends_with(
+                    "is invalid: involvedObject.namespace: Invalid value: \"\": does not match event.namespace"
+                ) && e.message.starts_with("Event.events.k8s.io \"web."),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("expected 422, got {other:?}"),
+    }
+    // About a namespaced object: anywhere (the API server leaves that one alone).
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "name": "agent-x", "namespace": "floatip-system"});
+    post("floatip-system", about(pod)).await.unwrap();
+
+    // core/v1 without an eventTime (the old recorders): default only.
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    let old_style: CoreEvent = serde_json::from_value(json!({
+        "metadata": {"generateName": "web."},
+        "involvedObject": fip, "reason": "Moved", "message": "moved", "type": "Normal",
+    }))
+    .unwrap();
+    let core = |ns: &str| -> Api<CoreEvent> { Api::namespaced(client.clone(), ns) };
+    core("default")
+        .create(&PostParams::default(), &old_style)
+        .await
+        .unwrap();
+    let refused = core("kube-system")
+        .create(&PostParams::default(), &old_style)
+        .await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(e)) if e.code == 422),
+        "{refused:?}"
+    );
+}
+
 #[test]
 fn server_uses_a_free_loopback_port_and_leaves_no_process() {
     let a = KubeLab::start();

@@ -203,3 +203,128 @@ fn invalid_floatingips_are_refused_with_the_rule_message() {
         "nothing invalid was stored"
     );
 }
+
+/// The cells of a kubectl table, by column: kubectl left-aligns every cell under its header,
+/// so a header's offset is where its cells start (headers may hold a space: LAST MOVE).
+fn table_cells<'a>(table: &'a str, headers: &[&str]) -> Vec<Vec<&'a str>> {
+    let mut lines = table.lines();
+    let header = lines.next().expect("a header line");
+    let starts: Vec<usize> = headers
+        .iter()
+        .map(|h| {
+            header
+                .find(h)
+                .unwrap_or_else(|| panic!("no {h} in {header:?}"))
+        })
+        .collect();
+    assert!(
+        starts.windows(2).all(|w| w[0] < w[1]),
+        "columns out of order in {header:?}"
+    );
+    lines
+        .map(|line| {
+            (0..starts.len())
+                .map(|i| {
+                    let end = starts.get(i + 1).copied().unwrap_or(line.len());
+                    line.get(starts[i]..end.min(line.len()))
+                        .unwrap_or("")
+                        .trim()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// `-o wide` adds Healthy, the Ready condition's reason, the last move's age and the public
+/// address, in that order; the plain table keeps its columns.
+#[test]
+fn get_wide_shows_health_ready_reason_last_move_and_public_address() {
+    let lab = setup();
+    let applied = lab.kubectl_stdin(&["apply", "-f", "-"], Some(WEB));
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    // Ready True while the address's own check fails: the holder passes its check and the
+    // address is re-assigned to it (the case -o wide exists to show).
+    let moved_at = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(72);
+    let status = serde_json::json!({"status": {
+        "observedGeneration": 1,
+        "holder": {"node": "node-b", "instanceId": "i-0b", "since": moved_at.to_string()},
+        "lastMove": {"from": "node-a", "to": "node-b", "reason": "HolderUnhealthy",
+                     "at": moved_at.to_string(), "durationMs": 850},
+        "moveCount": 3,
+        "publicAddress": {"address": "203.0.113.10", "kind": "ElasticIP",
+                          "allocationId": "eipalloc-0123456789abcdef0"},
+        "conditions": [
+            {"type": "Ready", "status": "True", "reason": "Assigned", "message": "held by node-b",
+             "lastTransitionTime": moved_at.to_string(), "observedGeneration": 1},
+            {"type": "Healthy", "status": "False", "reason": "ProbeFailing",
+             "message": "10.0.8.100:30080 fails its health check: refused",
+             "lastTransitionTime": moved_at.to_string(), "observedGeneration": 1},
+        ],
+    }});
+    lab.kubectl_ok(&[
+        "patch",
+        "fip",
+        "web",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ]);
+
+    let wide = lab.kubectl_ok(&["get", "fip", "-o", "wide"]);
+    let headers = [
+        "NAME",
+        "ADDRESS",
+        "MODE",
+        "HOLDER",
+        "READY",
+        "HEALTHY",
+        "REASON",
+        "LAST MOVE",
+        "PUBLIC",
+        "AGE",
+    ];
+    let header: Vec<&str> = wide.lines().next().unwrap().split("  ").collect();
+    let header: Vec<&str> = header
+        .into_iter()
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .collect();
+    assert_eq!(header, headers, "{wide}");
+    let rows = table_cells(&wide, &headers);
+    assert_eq!(rows.len(), 1, "{wide}");
+    assert_eq!(
+        rows[0][..9],
+        [
+            "web",
+            "10.0.8.100",
+            "SecondaryIP",
+            "node-b",
+            "True",
+            "False",
+            "Assigned",
+            "3d",
+            "203.0.113.10"
+        ],
+        "{wide}"
+    );
+
+    // Without -o wide the priority-1 columns stay hidden.
+    let plain = lab.kubectl_ok(&["get", "fip"]);
+    let header: Vec<&str> = plain.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "ADDRESS", "MODE", "HOLDER", "READY", "AGE"]
+    );
+
+    // A FloatingIP with no status yet: the wide cells are blank, not an error.
+    let other = WEB
+        .replace("name: web", "name: api")
+        .replace("10.0.8.100", "10.0.8.101");
+    lab.kubectl_stdin(&["apply", "-f", "-"], Some(&other));
+    let wide = lab.kubectl_ok(&["get", "fip", "api", "-o", "wide"]);
+    let rows = table_cells(&wide, &headers);
+    assert_eq!(rows[0][..3], ["api", "10.0.8.101", "SecondaryIP"], "{wide}");
+    assert!(rows[0][3..9].iter().all(|c| c.is_empty()), "{wide}");
+    assert!(rows[0][9].ends_with('s'), "age like 0s: {wide}");
+}

@@ -85,11 +85,25 @@ async fn dropped(sim: &Sim, flavor: Flavor) -> Result<()> {
 }
 
 /// Whether the router switched `address` to node `index` (the convergence delay after EC2).
-fn switched(sim: &Sim, address: IpAddr, index: usize) -> bool {
-    let seen = sim.follower.seen.lock().unwrap();
-    seen.switches
-        .iter()
-        .any(|s| s.address == address && s.node == index)
+/// Whether the router recorded `address` leading to node `index`, waiting up to 2 s: the
+/// router applies a change before recording it, so traffic can reach the node an instant
+/// before the record exists.
+async fn switched(sim: &Sim, address: IpAddr, index: usize) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let seen = sim
+            .follower
+            .seen
+            .lock()
+            .unwrap()
+            .switches
+            .iter()
+            .any(|s| s.address == address && s.node == index);
+        if seen || Instant::now() >= deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Puts `address` on `node`'s eth0 (`add`) or takes it off, as an agent would.
@@ -120,7 +134,10 @@ async fn ipv6_is_routed_then_dropped_then_moved(sim: &mut Sim) -> Result<()> {
     configure(sim, "node-1", v6, true)?;
     served_by(sim, Flavor::Ipv6, Proto::Tcp, "node-1").await?;
     served_by(sim, Flavor::Ipv6, Proto::Udp, "node-1").await?;
-    assert!(switched(sim, v6, 1), "the router recorded {v6} -> node-1");
+    assert!(
+        switched(sim, v6, 1).await,
+        "the router recorded {v6} -> node-1"
+    );
     assert_eq!(sim.holder_nodes_for(Flavor::Ipv6).await?, ["node-1"]);
 
     sim.direct
@@ -171,7 +188,10 @@ async fn elastic_ip_on_a_primary_address_is_reassociated(sim: &mut Sim) -> Resul
             .await?;
         served_by(sim, Flavor::ElasticIp, Proto::Tcp, node).await?;
         served_by(sim, Flavor::ElasticIp, Proto::Udp, node).await?;
-        assert!(switched(sim, public, index), "{public} -> {node} recorded");
+        assert!(
+            switched(sim, public, index).await,
+            "{public} -> {node} recorded"
+        );
         assert_eq!(sim.holder_nodes_for(Flavor::ElasticIp).await?, [node]);
     }
     sim.check_invariants_for(Flavor::ElasticIp)?;
@@ -215,7 +235,7 @@ async fn elastic_ip_follows_its_secondary_address(sim: &mut Sim) -> Result<()> {
     served_by(sim, Flavor::SecondaryIpElastic, Proto::Tcp, "node-2").await?;
     served_by(sim, Flavor::SecondaryIpElastic, Proto::Udp, "node-2").await?;
     assert!(
-        switched(sim, allocation.public, 2),
+        switched(sim, allocation.public, 2).await,
         "public -> node-2 recorded"
     );
     sim.check_invariants_for(Flavor::SecondaryIpElastic)?;

@@ -2,9 +2,10 @@
 //! helm-python-sdk wheel bundles it, so no helm binary is needed), every object validated
 //! against the Kubernetes OpenAPI schemas (kubernetes-validate), and written out as the plain
 //! manifests in deploy/. [`rbac`] and [`iam`] check recorded calls against what the chart and
-//! the IAM policies grant.
+//! the IAM policies grant; [`monitoring`] reads the chart's alerts and dashboard.
 
 pub mod iam;
+pub mod monitoring;
 pub mod rbac;
 
 use std::path::{Path, PathBuf};
@@ -65,7 +66,7 @@ pub struct Validation {
 pub struct Rendered {
     /// The version of Helm's Go SDK that rendered it.
     pub helm: String,
-    /// The chart's crds/ folder.
+    /// The chart's crds/ folder (empty: the FloatingIP CRD is a template, see templates/crds.yaml).
     pub crds: Vec<Doc>,
     /// The templates' objects.
     pub documents: Vec<Doc>,
@@ -150,6 +151,7 @@ const INSTALL_ORDER: &[&str] = &[
     "NetworkPolicy",
     "PodDisruptionBudget",
     "ServiceAccount",
+    "ConfigMap",
     "CustomResourceDefinition",
     "ClusterRole",
     "ClusterRoleBinding",

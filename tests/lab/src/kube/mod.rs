@@ -3,6 +3,7 @@
 pub mod audit;
 mod discovery;
 mod errors;
+mod event_namespace;
 mod faults;
 mod handlers;
 mod patch;

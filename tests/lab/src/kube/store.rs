@@ -466,6 +466,7 @@ impl Inner {
             obj.as_object_mut().expect("object").remove("status");
         }
         let warnings = self.admit(rt, &name, &mut obj, None, unknown)?;
+        super::event_namespace::check(rt, namespace, &name, &obj)?;
         if rt.group == "apiextensions.k8s.io" {
             self.registry.apply_crd(&obj).map_err(|e| {
                 ApiError::invalid(
@@ -586,6 +587,7 @@ impl Inner {
             }
         }
         let warnings = self.admit(rt, name, &mut merged, Some(&old), unknown)?;
+        super::event_namespace::check(rt, namespace, name, &merged)?;
         if spec_changed(&old, &merged) {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             merged["metadata"]["generation"] = json!(generation);

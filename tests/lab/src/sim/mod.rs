@@ -201,6 +201,8 @@ pub struct SimNode {
     pub instance: String,
     pub primary_ip: String,
     pub agent: Option<Proc>,
+    /// Where its agent serves /metrics, /readyz and /livez, once one was started.
+    pub agent_admin: Option<SocketAddr>,
     pub service: Service,
     pub ns: Netns,
 }
@@ -426,6 +428,7 @@ impl Sim {
                 instance,
                 primary_ip,
                 agent: None,
+                agent_admin: None,
                 service,
                 ns,
             });
@@ -611,7 +614,9 @@ impl Sim {
                 format!("{}ms", self.opts.release_delay.as_millis()),
             );
         let proc = Proc::spawn(&format!("agent-{name}"), cmd, &self.log_dir, self.opts.echo)?;
-        self.node_mut(name)?.agent = Some(proc);
+        let node = self.node_mut(name)?;
+        node.agent = Some(proc);
+        node.agent_admin = Some(admin);
         self.kubelet.container_started(&pod, admin);
         Ok(())
     }
@@ -634,6 +639,20 @@ impl Sim {
             identity: identity.to_string(),
             admin,
         })
+    }
+
+    /// The /metrics of the leading controller.
+    pub fn leader_metrics(&self) -> Result<String> {
+        let i = self.leader().context("no controller says it leads")?;
+        let c = self.controllers[i].as_ref().context("the leader is gone")?;
+        http(&c.admin.to_string(), "GET", "/metrics", "")
+    }
+
+    /// The /metrics of the agent on node `name`.
+    pub fn agent_metrics(&self, name: &str) -> Result<String> {
+        let admin = self.node(name)?.agent_admin;
+        let admin = admin.with_context(|| format!("no agent was started on {name}"))?;
+        http(&admin.to_string(), "GET", "/metrics", "")
     }
 
     /// The index of the leading controller, if one says it leads.

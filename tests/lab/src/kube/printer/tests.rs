@@ -23,9 +23,11 @@ fn held() -> Value {
         "spec": {"address": "10.0.8.100", "mode": "SecondaryIP"},
         "status": {
             "holder": {"node": "ip-10-0-8-11", "instanceId": "i-1", "since": "2024-05-01T10:00:05Z"},
+            "lastMove": {"to": "ip-10-0-8-11", "reason": "Initial", "at": "2024-05-03T12:55:00Z", "durationMs": 90},
             "conditions": [
-                {"type": "Assigned", "status": "True"},
-                {"type": "Ready", "status": "True"},
+                {"type": "Assigned", "status": "True", "reason": "Assigned"},
+                {"type": "Ready", "status": "True", "reason": "Assigned"},
+                {"type": "Healthy", "status": "Unknown", "reason": "NotChecked"},
             ],
         },
     })
@@ -58,10 +60,26 @@ fn columns_come_from_the_crd() {
                 "string",
                 ".status.conditions[?(@.type==\"Ready\")].status"
             ),
+            (
+                "Healthy",
+                "string",
+                ".status.conditions[?(@.type==\"Healthy\")].status"
+            ),
+            (
+                "Reason",
+                "string",
+                ".status.conditions[?(@.type==\"Ready\")].reason"
+            ),
+            ("Last Move", "date", ".status.lastMove.at"),
             ("Public", "string", ".status.publicAddress.address"),
             ("Age", "date", ".metadata.creationTimestamp"),
         ]
     );
+    let wide: Vec<&str> = (columns.iter())
+        .filter(|c| c.priority == 1)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(wide, ["Healthy", "Reason", "Last Move", "Public"]);
     assert_eq!(
         columns[0].description,
         "Custom resource definition column (in JSONPath format): .spec.address"
@@ -95,7 +113,18 @@ fn floatingip_table() {
         .collect();
     assert_eq!(
         columns,
-        ["Name", "Address", "Mode", "Holder", "Ready", "Public", "Age"]
+        [
+            "Name",
+            "Address",
+            "Mode",
+            "Holder",
+            "Ready",
+            "Healthy",
+            "Reason",
+            "Last Move",
+            "Public",
+            "Age"
+        ]
     );
     assert_eq!(
         table["columnDefinitions"][0],
@@ -107,10 +136,12 @@ fn floatingip_table() {
             "priority": 0,
         })
     );
-    // The public address shows with -o wide only.
-    assert_eq!(table["columnDefinitions"][5]["priority"], 1);
+    // Healthy, Reason, Last Move and the public address show with -o wide only.
+    for wide in 5..=8 {
+        assert_eq!(table["columnDefinitions"][wide]["priority"], 1);
+    }
     assert_eq!(
-        table["columnDefinitions"][6],
+        table["columnDefinitions"][9],
         json!({
             "name": "Age",
             "type": "date",
@@ -122,7 +153,8 @@ fn floatingip_table() {
     assert_eq!(table["kind"], "Table");
     assert_eq!(table["apiVersion"], "meta.k8s.io/v1");
     assert_eq!(table["metadata"], json!({"resourceVersion": "42"}));
-    // Ready from the conditions filter; an absent holder and an absent Ready are null cells.
+    // Ready, Healthy and Reason from the conditions filter, the last move as an age; an absent
+    // holder, condition or public address is a null cell.
     assert_eq!(
         table["rows"][0]["cells"],
         json!([
@@ -131,13 +163,27 @@ fn floatingip_table() {
             "SecondaryIP",
             "ip-10-0-8-11",
             "True",
+            "Unknown",
+            "Assigned",
+            "10m",
             null,
             "2d3h"
         ])
     );
     assert_eq!(
         table["rows"][1]["cells"],
-        json!(["db", "10.0.8.101", "ElasticIP", null, null, null, "3m"])
+        json!([
+            "db",
+            "10.0.8.101",
+            "ElasticIP",
+            null,
+            null,
+            null,
+            null,
+            null,
+            null,
+            "3m"
+        ])
     );
     assert_eq!(
         table["rows"][0]["object"],
