@@ -28,12 +28,25 @@ fn run_async(
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             match format {
-                LogFormat::Json => tracing::error!(error = %format!("{e:#}"), "stopping"),
-                LogFormat::Text => eprintln!("floatip: {e:#}"),
+                LogFormat::Json => tracing::error!(error = %said_once(&e), "stopping"),
+                LogFormat::Text => eprintln!("floatip: {}", said_once(&e)),
             }
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each said once: a cause whose text an earlier
+/// message already includes (kube's configuration errors quote their sources) is left out.
+fn said_once(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
 }
 
 /// How log records are written on stderr: `Text`, one line a record for people, coloured only
@@ -151,6 +164,34 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error whose message quotes its source, as kube's configuration errors do.
+    #[derive(Debug)]
+    struct Quoting(std::io::Error);
+
+    impl std::fmt::Display for Quoting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "failed to read kubeconfig: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Quoting {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_fatal_error_names_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(Quoting(io)).context("cannot reach the API server");
+        assert_eq!(
+            said_once(&e),
+            "cannot reach the API server: failed to read kubeconfig: no such file"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(said_once(&plain), "outer: inner");
+    }
 
     #[test]
     fn durations_the_chart_and_the_docs_pass_are_accepted() {
