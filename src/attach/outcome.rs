@@ -46,6 +46,8 @@ pub(super) fn hint(e: &CloudError) -> String {
         "check spec.subnetId of the FloatingIPs".into()
     } else if e.code.starts_with("InvalidGroup") || e.code.starts_with("InvalidSecurityGroup") {
         "check --security-group-ids (chart value agent.securityGroupIds): each group must exist in the VPC of the FloatingIPs' subnet".into()
+    } else if e.code == crate::cloud::NO_CREDENTIALS {
+        "the agent has no AWS credentials: give its service account an IAM role (chart value agent.iamRoleArn for IRSA) or an EKS Pod Identity association".into()
     } else if e.code == "AttachmentLimitExceeded" {
         "no free ENI slot on the instance: use a larger instance type or free a device index".into()
     } else if e.retryable() {
@@ -100,5 +102,33 @@ impl std::fmt::Display for Summary {
             write!(f, "; skipped subnet {subnet}: {e}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::ErrorKind;
+
+    /// The attach line's hint for each failure: no credentials names the service account's
+    /// role, not a policy nor an EC2 outage.
+    #[test]
+    fn the_hint_names_the_fix() {
+        let failed = |code: &str, kind| CloudError {
+            action: "CreateNetworkInterface",
+            code: code.into(),
+            message: String::new(),
+            kind,
+        };
+        assert_eq!(
+            hint(&failed("UnauthorizedOperation", ErrorKind::Permanent)),
+            "allow ec2:CreateNetworkInterface to the agent's IAM role"
+        );
+        assert!(
+            hint(&failed(crate::cloud::NO_CREDENTIALS, ErrorKind::Transient))
+                .starts_with("the agent has no AWS credentials")
+        );
+        assert!(hint(&failed("ConnectionError", ErrorKind::Transient))
+            .starts_with("EC2 is throttling or unavailable"));
     }
 }

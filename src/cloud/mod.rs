@@ -102,6 +102,10 @@ pub enum ErrorKind {
     Permanent,
 }
 
+/// The code of a call the SDK could not sign for want of AWS credentials (not an AWS error
+/// code: no request was sent).
+pub const NO_CREDENTIALS: &str = "NoCredentials";
+
 /// A failed EC2 call, naming the action and AWS's error code so a user can act on it.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("EC2 {action} failed: {code}: {message}")]

@@ -283,6 +283,8 @@ fn what_to_do(e: &CloudError) -> String {
             "allow ec2:{} to the controller's IAM role (deploy/iam-policy-controller.json)",
             e.action
         )
+    } else if code == crate::cloud::NO_CREDENTIALS {
+        "the controller has no AWS credentials: give its service account an IAM role (chart value controller.iamRoleArn for IRSA) or an EKS Pod Identity association".into()
     } else if e.kind == crate::cloud::ErrorKind::Throttled {
         "EC2 throttles this account's requests (the VPC CNI and autoscalers share the limit); floatip retries with backoff".into()
     } else if e.retryable() {

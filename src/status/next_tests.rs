@@ -550,3 +550,22 @@ fn an_older_status_is_completed_once() {
         None
     );
 }
+
+/// Each kind of EC2 failure says what a person can do about it; no credentials at all is not
+/// an IAM policy problem nor an EC2 outage.
+#[test]
+fn what_to_do_names_the_fix_for_each_kind_of_failure() {
+    let failed = |code: &str, kind| CloudError {
+        action: "AssignPrivateIpAddresses",
+        code: code.into(),
+        message: String::new(),
+        kind,
+    };
+    let said = |code, kind| what_to_do(&failed(code, kind));
+    assert!(said("UnauthorizedOperation", ErrorKind::Permanent)
+        .starts_with("allow ec2:AssignPrivateIpAddresses to the controller's IAM role"));
+    assert!(said(crate::cloud::NO_CREDENTIALS, ErrorKind::Transient)
+        .starts_with("the controller has no AWS credentials"));
+    assert!(said("RequestLimitExceeded", ErrorKind::Throttled).starts_with("EC2 throttles"));
+    assert!(said("ConnectionError", ErrorKind::Transient).starts_with("EC2 did not answer"));
+}

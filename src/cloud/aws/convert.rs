@@ -38,6 +38,13 @@ where
             "Timeout".into(),
             "the request timed out".into(),
         ),
+        // The SDK signs before it sends: no credentials fail here too, without a request.
+        // Still retried: a web identity token or a Pod Identity agent can appear later.
+        SdkError::DispatchFailure(_) if names_credentials(&causes(e)) => (
+            ErrorKind::Transient,
+            crate::cloud::NO_CREDENTIALS.into(),
+            format!("no AWS credentials to sign the request with: {}", causes(e)),
+        ),
         SdkError::DispatchFailure(_) => (
             ErrorKind::Transient,
             "ConnectionError".into(),
@@ -56,6 +63,13 @@ where
         message,
         kind,
     }
+}
+
+/// Whether the SDK's words say it found no credentials (the credentials chain finding none,
+/// or no identity resolver at all); the SDK has no error kind of its own for it.
+fn names_credentials(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    text.contains("credential") || text.contains("identity resolver")
 }
 
 /// An error and its sources as one sentence ("dispatch failure: io error: Connection
@@ -236,6 +250,32 @@ mod tests {
         );
         assert!(
             !c.message.contains('{') && !c.message.contains("ConnectorError"),
+            "{}",
+            c.message
+        );
+    }
+
+    /// No credentials at all (no IRSA token, no Pod Identity, no instance role reachable): the
+    /// SDK fails before it sends anything. Said as such, not as EC2 being unreachable.
+    #[tokio::test]
+    async fn missing_credentials_are_named_as_such() {
+        let config = aws_sdk_ec2::Config::builder()
+            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+            .region(aws_sdk_ec2::config::Region::new("us-west-2"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let client = aws_sdk_ec2::Client::from_conf(config);
+        let e = client
+            .describe_network_interfaces()
+            .send()
+            .await
+            .unwrap_err();
+        let c = classify("DescribeNetworkInterfaces", &e);
+        assert_eq!(c.code, crate::cloud::NO_CREDENTIALS, "{c:?}");
+        assert!(c.retryable(), "{c:?}");
+        assert!(
+            c.message
+                .starts_with("no AWS credentials to sign the request with: "),
             "{}",
             c.message
         );
