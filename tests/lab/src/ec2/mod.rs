@@ -76,6 +76,12 @@ pub const ENI_ATTACH_MS: u64 = 5_000;
 pub const ENI_DETACH_MS: u64 = 10_000;
 
 impl EniDelays {
+    /// Attaches and detaches that take effect at once, as moto's do.
+    pub const NONE: Self = Self {
+        attach_ms: 0,
+        detach_ms: 0,
+    };
+
     /// The `floatip-lab ec2` flags that pass these delays on.
     pub fn flags(&self) -> [String; 4] {
         [
