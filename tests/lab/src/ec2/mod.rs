@@ -82,6 +82,12 @@ impl EniDelays {
         detach_ms: 0,
     };
 
+    /// The defaults of `floatip-lab ec2`.
+    pub const DEFAULT: Self = Self {
+        attach_ms: ENI_ATTACH_MS,
+        detach_ms: ENI_DETACH_MS,
+    };
+
     /// The `floatip-lab ec2` flags that pass these delays on.
     pub fn flags(&self) -> [String; 4] {
         [
