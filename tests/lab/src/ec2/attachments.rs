@@ -272,6 +272,10 @@ pub async fn carry_out(
     parts: http::request::Parts,
     body: Bytes,
 ) -> Reply {
+    // One at a time, so that two attaches of one ENI cannot both pass the check before
+    // either is carried out. A lab process serves one EC2, so one lock serves it.
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_AT_A_TIME.lock().await;
     match action {
         "AttachNetworkInterface" => attach(state, parts, body).await,
         "DetachNetworkInterface" => detach(state, parts, body).await,
