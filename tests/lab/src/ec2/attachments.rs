@@ -36,13 +36,7 @@ use http_body_util::Full;
 use serde::Serialize;
 
 use super::proxy::{self, Reply, State};
-
-/// How long each transition takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Delays {
-    pub attach: Duration,
-    pub detach: Duration,
-}
+use super::EniDelays;
 
 /// A transition in progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -123,19 +117,19 @@ pub struct Now {
 /// The attachments in transition: pure bookkeeping, with the clock passed in.
 #[derive(Debug)]
 pub struct Book {
-    delays: Delays,
+    delays: EniDelays,
     pending: BTreeMap<String, Pending>,
 }
 
 impl Book {
-    pub fn new(delays: Delays) -> Self {
+    pub fn new(delays: EniDelays) -> Self {
         Self {
             delays,
             pending: BTreeMap::new(),
         }
     }
 
-    pub fn delays(&self) -> Delays {
+    pub fn delays(&self) -> EniDelays {
         self.delays
     }
 
@@ -165,7 +159,7 @@ impl Book {
             attachment.into(),
             Pending {
                 phase: Phase::Attaching,
-                until: at + self.delays.attach,
+                until: at + Duration::from_millis(self.delays.attach_ms),
                 held: None,
             },
         );
@@ -181,7 +175,7 @@ impl Book {
             attachment.into(),
             Pending {
                 phase: Phase::Detaching,
-                until: at + self.delays.detach,
+                until: at + Duration::from_millis(self.delays.detach_ms),
                 held: Some(held),
             },
         );
@@ -331,7 +325,7 @@ async fn attach(state: &State, parts: http::request::Parts, body: Bytes) -> Repl
         .and_then(|b| between(b, "<attachmentId>", "</attachmentId>"));
     if let (true, Some(id)) = (parts.status.is_success(), id) {
         let mut book = state.attachments();
-        if !book.delays().attach.is_zero() {
+        if book.delays().attach_ms > 0 {
             book.attached(&id, Instant::now());
         }
     }
@@ -355,7 +349,7 @@ async fn detach(state: &State, parts: http::request::Parts, body: Bytes) -> Repl
         .send()
         .await
         .is_ok_and(|r| !r.network_interfaces().is_empty());
-    if !known || state.attachments().delays().detach.is_zero() {
+    if !known || state.attachments().delays().detach_ms == 0 {
         return proxy::forward(state, parts, body).await;
     }
     let held = Held {
@@ -498,9 +492,9 @@ mod tests {
     }
 
     fn book() -> Book {
-        Book::new(Delays {
-            attach: 300 * MS,
-            detach: 500 * MS,
+        Book::new(EniDelays {
+            attach_ms: 300,
+            detach_ms: 500,
         })
     }
 

@@ -81,8 +81,8 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Reply {
                 &serde_json::json!({
                     "attaching": ids(Phase::Attaching),
                     "detaching": ids(Phase::Detaching),
-                    "attach_ms": book.delays().attach.as_millis() as u64,
-                    "detach_ms": book.delays().detach.as_millis() as u64,
+                    "attach_ms": book.delays().attach_ms,
+                    "detach_ms": book.delays().detach_ms,
                 }),
             )
         }

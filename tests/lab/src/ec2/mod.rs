@@ -127,15 +127,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let round_trip = std::time::Duration::from_millis(args.latency_ms);
-    let delays = attachments::Delays {
-        attach: std::time::Duration::from_millis(args.eni.attach_ms),
-        detach: std::time::Duration::from_millis(args.eni.detach_ms),
-    };
     let state = Arc::new(proxy::State::new(
         moto.addr(),
         moto.pid(),
         round_trip,
-        delays,
+        args.eni,
     ));
     tokio::spawn(attachments::settle(state.clone()));
     {

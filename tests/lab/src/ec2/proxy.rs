@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::attachments::{self, Book, Delays};
+use super::attachments::{self, Book};
 use super::control;
 use super::faults::{is_mutating, CallRecord, Calls, Faults, Kind, Outcome};
 
@@ -43,7 +43,7 @@ impl State {
         moto: SocketAddr,
         moto_pid: Option<u32>,
         round_trip: Duration,
-        delays: Delays,
+        delays: super::EniDelays,
     ) -> Self {
         let moto_client = crate::sim::ec2_client_with(
             &format!("http://{moto}"),
