@@ -27,7 +27,7 @@
 //! that does not finish (an instance that does not answer), not as a faster path, and the lab
 //! has no instance that stops answering EC2.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -66,6 +66,8 @@ pub struct Held {
 #[derive(Debug, Clone)]
 struct Pending {
     phase: Phase,
+    /// The ENI attaching, for the VPC (attaches only).
+    eni: Option<String>,
     until: Instant,
     held: Option<Held>,
 }
@@ -119,6 +121,8 @@ pub struct Now {
 pub struct Book {
     delays: EniDelays,
     pending: BTreeMap<String, Pending>,
+    /// ENIs whose attach moto may have carried out before its attachment id is known here.
+    in_flight: BTreeSet<String>,
 }
 
 impl Book {
@@ -126,6 +130,7 @@ impl Book {
         Self {
             delays,
             pending: BTreeMap::new(),
+            in_flight: BTreeSet::new(),
         }
     }
 
@@ -153,12 +158,27 @@ impl Book {
         }
     }
 
-    /// moto carried out an attach that gave `attachment`: it is attaching for the delay.
-    pub fn attached(&mut self, attachment: &str, at: Instant) {
+    /// An attach of `eni` goes to moto: it counts as attaching from now, as moto may carry it
+    /// out before its answer (and the attachment id) comes back.
+    pub fn attach_begins(&mut self, eni: &str) {
+        self.in_flight.insert(eni.into());
+    }
+
+    /// The attach of `eni` came back: it gave `attachment` (attaching for the delay), or
+    /// failed (None).
+    pub fn attach_ends(&mut self, eni: &str, attachment: Option<&str>, at: Instant) {
+        self.in_flight.remove(eni);
+        let Some(attachment) = attachment else {
+            return;
+        };
+        if self.delays.attach_ms == 0 {
+            return;
+        }
         self.pending.insert(
             attachment.into(),
             Pending {
                 phase: Phase::Attaching,
+                eni: Some(eni.into()),
                 until: at + Duration::from_millis(self.delays.attach_ms),
                 held: None,
             },
@@ -175,6 +195,7 @@ impl Book {
             attachment.into(),
             Pending {
                 phase: Phase::Detaching,
+                eni: None,
                 until: at + Duration::from_millis(self.delays.detach_ms),
                 held: Some(held),
             },
@@ -198,6 +219,16 @@ impl Book {
             .filter_map(|id| self.pending.remove(id)?.held)
             .collect();
         (due.len(), held)
+    }
+
+    /// The ENIs attaching, or whose attach is on its way through moto.
+    pub fn attaching_enis(&self) -> BTreeSet<String> {
+        let pending = self
+            .pending
+            .values()
+            .filter(|p| p.phase == Phase::Attaching);
+        let enis = pending.filter_map(|p| p.eni.clone());
+        enis.chain(self.in_flight.iter().cloned()).collect()
     }
 
     /// attachment id -> its phase, for every transition in progress.
@@ -319,16 +350,15 @@ async fn attach(state: &State, parts: http::request::Parts, body: Bytes) -> Repl
         let (code, message) = refusal.code_and_message();
         return proxy::ec2_error_with(StatusCode::BAD_REQUEST, code, &message);
     }
+    state.attachments().attach_begins(&eni);
     let (parts, body) = proxy::split(proxy::forward(state, parts, body).await).await;
     let id = std::str::from_utf8(&body)
         .ok()
-        .and_then(|b| between(b, "<attachmentId>", "</attachmentId>"));
-    if let (true, Some(id)) = (parts.status.is_success(), id) {
-        let mut book = state.attachments();
-        if book.delays().attach_ms > 0 {
-            book.attached(&id, Instant::now());
-        }
-    }
+        .and_then(|b| between(b, "<attachmentId>", "</attachmentId>"))
+        .filter(|_| parts.status.is_success());
+    state
+        .attachments()
+        .attach_ends(&eni, id.as_deref(), Instant::now());
     http::Response::from_parts(parts, Full::new(body))
 }
 
@@ -501,19 +531,29 @@ mod tests {
     #[test]
     fn an_attach_is_attaching_until_its_delay_has_passed() {
         let (mut b, t0) = (book(), Instant::now());
-        b.attached("eni-attach-1", t0);
+        b.attach_begins("eni-1");
+        assert_eq!(b.attaching_enis(), BTreeSet::from(["eni-1".to_string()]));
+        b.attach_ends("eni-1", Some("eni-attach-1"), t0);
+        assert_eq!(b.attaching_enis(), BTreeSet::from(["eni-1".to_string()]));
         assert_eq!(b.phase("eni-attach-1"), Some(Phase::Attaching));
         assert_eq!(b.due(t0 + 299 * MS).0, 0);
         assert_eq!(b.phase("eni-attach-1"), Some(Phase::Attaching));
         let (done, held) = b.due(t0 + 300 * MS);
         assert_eq!((done, held.len()), (1, 0));
         assert_eq!(b.phase("eni-attach-1"), None);
+        assert!(b.attaching_enis().is_empty());
+        b.attach_begins("eni-2");
+        b.attach_ends("eni-2", None, t0);
+        assert!(
+            b.attaching_enis().is_empty(),
+            "a failed attach is not attaching"
+        );
     }
 
     #[test]
     fn a_detach_is_held_until_due_and_a_second_one_does_not_restart_it() {
         let (mut b, t0) = (book(), Instant::now());
-        b.attached("eni-attach-1", t0);
+        b.attach_ends("eni-1", Some("eni-attach-1"), t0);
         b.detach("eni-attach-1", held(), t0 + 100 * MS);
         assert_eq!(b.phase("eni-attach-1"), Some(Phase::Detaching));
         b.detach("eni-attach-1", held(), t0 + 400 * MS);

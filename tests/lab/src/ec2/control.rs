@@ -7,7 +7,8 @@
 //! - `GET /_lab/info` tells moto's address and process id, and the round trip every EC2
 //!   request waits (`latency_ms`).
 //! - `GET /_lab/attachments` lists the ENI attachments in transition, `{"attaching": [ID],
-//!   "detaching": [ID]}`, and the delays (`attach_ms`, `detach_ms`).
+//!   "detaching": [ID]}`, the ENIs attaching or on their way (`attaching_enis`), and the
+//!   delays (`attach_ms`, `detach_ms`).
 //! - `GET /_lab/generation?after=N&waitMs=M` answers `{"generation": G}`, how many mutating
 //!   calls moto carried out, once G exceeds N or M ms (at most [`MAX_WAIT`]) have passed:
 //!   how the simulated VPC hears of changes in EC2 as they happen.
@@ -81,6 +82,7 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Reply {
                 &serde_json::json!({
                     "attaching": ids(Phase::Attaching),
                     "detaching": ids(Phase::Detaching),
+                    "attaching_enis": book.attaching_enis(),
                     "attach_ms": book.delays().attach_ms,
                     "detach_ms": book.delays().detach_ms,
                 }),

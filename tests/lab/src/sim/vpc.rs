@@ -252,9 +252,6 @@ impl State {
     /// Reads ENIs and Elastic IPs, plugging in interfaces for newly attached ENIs and
     /// unplugging those of detached ones.
     async fn read(&mut self, lab: &Generation) -> Option<Read> {
-        // Asked before moto is read: an attach that ends between the two is plugged at the next
-        // read rather than an attaching one plugged now.
-        let attaching = lab.attaching().await.unwrap_or_default();
         let enis = self
             .aws
             .describe_network_interfaces()
@@ -268,14 +265,16 @@ impl State {
             .await
             .ok()?;
         let eips = self.aws.describe_addresses().send().await.ok()?;
+        // Asked after moto is read: an attach moto shows was begun by then, so the lab lists it
+        // unless it is attached by now.
+        let attaching = lab.attaching().await.unwrap_or_default();
         let mut read = Read::default();
         let router_links = ip(&self.router, "-o link").unwrap_or_default();
         let mut wired = BTreeSet::new();
         for ni in enis.network_interfaces() {
             holdings(ni, &mut read.holders);
             let attaching = ni
-                .attachment()
-                .and_then(|a| a.attachment_id())
+                .network_interface_id()
                 .is_some_and(|id| attaching.contains(id));
             if attaching {
                 continue;

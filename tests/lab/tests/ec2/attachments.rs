@@ -135,6 +135,7 @@ async fn an_eni_moves_between_instances_through_attaching_and_detaching() {
     );
     let pending = lab.control_json("GET", "/_lab/attachments", "");
     assert_eq!(pending["attaching"], serde_json::json!([first]));
+    assert_eq!(pending["attaching_enis"], serde_json::json!([eni]));
     // Attaching is in use: neither another attach nor a delete is taken.
     assert_eq!(
         attach(&ec2, &eni, two, 1).await.unwrap_err(),

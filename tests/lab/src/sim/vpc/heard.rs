@@ -48,8 +48,9 @@ impl Generation {
             .flatten()
     }
 
-    /// The attachment ids EC2 shows `attaching` (`GET /_lab/attachments`); moto, which the
-    /// router reads, already shows them attached. None when the lab does not answer.
+    /// The ENIs EC2 shows `attaching`, or whose attach is on its way through moto
+    /// (`GET /_lab/attachments`); moto, which the router reads, shows them attached. None when
+    /// the lab does not answer.
     pub async fn attaching(&self) -> Option<BTreeSet<String>> {
         let uri = format!("http://{}/_lab/attachments", self.lab)
             .parse()
@@ -58,7 +59,7 @@ impl Generation {
             let reply = self.client.get(uri).await.ok()?;
             let body = reply.into_body().collect().await.ok()?.to_bytes();
             let value: serde_json::Value = serde_json::from_slice(&body).ok()?;
-            let ids = value["attaching"].as_array()?.iter();
+            let ids = value["attaching_enis"].as_array()?.iter();
             Some(
                 ids.filter_map(|id| Some(id.as_str()?.to_string()))
                     .collect(),
