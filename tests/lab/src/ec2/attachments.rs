@@ -11,9 +11,10 @@
 //! `detaching` (the ENI stays `in-use`, as EC2 shows it). So moto's state is what the instance
 //! has (an ENI that is attaching or detaching is still bound to it), and every reader agrees:
 //! callers through the proxy see the transitional status; the simulated VPC, which reads moto
-//! directly, asks `GET /_lab/attachments` which attachments are still attaching and plugs an
-//! interface into the node only once its attachment is `attached`, and unplugs it once moto
-//! no longer shows it (the held detach was carried out). A change that becomes due counts as a
+//! directly, asks `GET /_lab/attachments` which ENIs are still attaching (an attach is booked
+//! before moto sees it, so none shows attached in moto unbooked) and plugs an interface into
+//! the node only once its attachment is `attached`, and unplugs it once moto no longer shows
+//! it (the held detach was carried out). A change that becomes due counts as a
 //! change of EC2 for `GET /_lab/generation`, so the VPC hears of it at once.
 //!
 //! Refusals, as EC2 words them: attaching an ENI that is attached, attaching or detaching
