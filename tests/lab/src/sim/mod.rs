@@ -476,21 +476,13 @@ impl Sim {
         if !out.status.success() {
             bail!("kubectl apply: {}", String::from_utf8_lossy(&out.stderr));
         }
-        // Every node's init container at once, as a DaemonSet's pods start: each waits out
-        // EC2's attach of its floating ENI (--eni-attach-ms) beside the others.
-        let names: Vec<String> = sim.nodes.iter().map(|n| n.name.clone()).collect();
-        say(&format!(
-            "floatip attach on {} (the agents' init containers)",
-            names.join(", ")
-        ));
-        let sim_ref = &sim;
-        std::thread::scope(|s| {
-            let runs: Vec<_> = (names.iter())
-                .map(|name| s.spawn(move || sim_ref.attach(name)))
-                .collect();
-            runs.into_iter()
-                .try_for_each(|r| r.join().expect("attach thread").map(drop))
-        })?;
+        for i in 0..sim.nodes.len() {
+            let name = sim.nodes[i].name.clone();
+            say(&format!(
+                "floatip attach on {name} (the agent's init container)"
+            ));
+            sim.attach(&name)?;
+        }
         for i in 0..sim.nodes.len() {
             let name = sim.nodes[i].name.clone();
             say(&format!("floatip agent on {name}"));
