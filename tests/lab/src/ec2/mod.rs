@@ -8,7 +8,6 @@ mod control;
 mod faults;
 mod moto;
 mod proxy;
-mod routes;
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -410,7 +410,6 @@ impl Sim {
             subnet.clone(),
             router.name.clone(),
             map,
-            vpc.edge_subnets(),
             opts.convergence,
         );
         let changes: Changes = Default::default();

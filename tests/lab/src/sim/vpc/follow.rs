@@ -6,25 +6,24 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-/// One change that is due: `address` goes from `old` to `new` (None: nowhere). The key is an
-/// address, or an address in a route table.
+/// One change that is due: `address` goes from `old` to `new` (None: nowhere).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Due<V, K = IpAddr> {
-    pub address: K,
+pub struct Due<V> {
+    pub address: IpAddr,
     pub old: Option<V>,
     pub new: Option<V>,
 }
 
 /// What EC2 said of each address and since when, and what is in effect.
 #[derive(Debug)]
-pub struct Follow<V, K = IpAddr> {
+pub struct Follow<V> {
     delay: Duration,
     /// address -> (what EC2 says, None for nothing; since when EC2 says so).
-    first_seen: BTreeMap<K, (Option<V>, Instant)>,
-    effective: BTreeMap<K, V>,
+    first_seen: BTreeMap<IpAddr, (Option<V>, Instant)>,
+    effective: BTreeMap<IpAddr, V>,
 }
 
-impl<V: Clone + PartialEq, K: Ord + Clone> Follow<V, K> {
+impl<V: Clone + PartialEq> Follow<V> {
     pub fn new(delay: Duration) -> Self {
         Self {
             delay,
@@ -35,12 +34,12 @@ impl<V: Clone + PartialEq, K: Ord + Clone> Follow<V, K> {
 
     /// The changes due at `now`, given what EC2 says now (`said`); none is in effect until
     /// [`Follow::applied`] records it.
-    pub fn due(&mut self, said: &BTreeMap<K, V>, now: Instant) -> Vec<Due<V, K>> {
+    pub fn due(&mut self, said: &BTreeMap<IpAddr, V>, now: Instant) -> Vec<Due<V>> {
         let gone = self.effective.keys().filter(|a| !said.contains_key(a));
-        let all: BTreeMap<K, Option<V>> = said
+        let all: BTreeMap<IpAddr, Option<V>> = said
             .iter()
-            .map(|(a, v)| (a.clone(), Some(v.clone())))
-            .chain(gone.map(|a| (a.clone(), None)))
+            .map(|(a, v)| (*a, Some(v.clone())))
+            .chain(gone.map(|a| (*a, None)))
             .collect();
         self.first_seen.retain(|a, (v, _)| all.get(a) == Some(v));
         for (a, v) in all {
@@ -51,7 +50,7 @@ impl<V: Clone + PartialEq, K: Ord + Clone> Follow<V, K> {
             .filter(|(_, (_, since))| now.duration_since(*since) >= self.delay)
             .filter(|(a, (v, _))| self.effective.get(a) != v.as_ref())
             .map(|(a, (v, _))| Due {
-                address: a.clone(),
+                address: *a,
                 old: self.effective.get(a).cloned(),
                 new: v.clone(),
             })
@@ -59,10 +58,10 @@ impl<V: Clone + PartialEq, K: Ord + Clone> Follow<V, K> {
     }
 
     /// Records that `due` took effect.
-    pub fn applied(&mut self, due: &[Due<V, K>]) {
+    pub fn applied(&mut self, due: &[Due<V>]) {
         for d in due {
             match &d.new {
-                Some(v) => self.effective.insert(d.address.clone(), v.clone()),
+                Some(v) => self.effective.insert(d.address, v.clone()),
                 None => self.effective.remove(&d.address),
             };
         }
@@ -73,7 +72,7 @@ impl<V: Clone + PartialEq, K: Ord + Clone> Follow<V, K> {
         self.effective.retain(|_, v| !gone(v));
     }
 
-    pub fn effective(&self) -> &BTreeMap<K, V> {
+    pub fn effective(&self) -> &BTreeMap<IpAddr, V> {
         &self.effective
     }
 }
