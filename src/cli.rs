@@ -39,14 +39,7 @@ fn run_async(
 /// The error and its causes on one line, each said once: a cause whose text an earlier
 /// message already includes (kube's configuration errors quote their sources) is left out.
 fn said_once(e: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-    }
-    parts.join(": ")
+    crate::causes::causes(e.as_ref())
 }
 
 /// How log records are written on stderr: `Text`, one line a record for people, coloured only

@@ -40,22 +40,29 @@ where
         ),
         // The SDK signs before it sends: no credentials fail here too, without a request.
         // Still retried: a web identity token or a Pod Identity agent can appear later.
-        SdkError::DispatchFailure(_) if names_credentials(&causes(e)) => (
+        SdkError::DispatchFailure(_) if names_credentials(&crate::causes::causes(e)) => (
             ErrorKind::Transient,
             crate::cloud::NO_CREDENTIALS.into(),
-            format!("no AWS credentials to sign the request with: {}", causes(e)),
+            format!(
+                "no AWS credentials to sign the request with: {}",
+                crate::causes::causes(e)
+            ),
         ),
         SdkError::DispatchFailure(_) => (
             ErrorKind::Transient,
             "ConnectionError".into(),
-            format!("could not reach EC2: {}", causes(e)),
+            format!("could not reach EC2: {}", crate::causes::causes(e)),
         ),
         SdkError::ResponseError(_) => (
             ErrorKind::Transient,
             "ResponseError".into(),
-            format!("unreadable response from EC2: {}", causes(e)),
+            format!("unreadable response from EC2: {}", crate::causes::causes(e)),
         ),
-        other => (ErrorKind::Permanent, "ClientError".into(), causes(other)),
+        other => (
+            ErrorKind::Permanent,
+            "ClientError".into(),
+            crate::causes::causes(other),
+        ),
     };
     CloudError {
         action,
@@ -70,22 +77,6 @@ where
 fn names_credentials(text: &str) -> bool {
     let text = text.to_ascii_lowercase();
     text.contains("credential") || text.contains("identity resolver")
-}
-
-/// An error and its sources as one sentence ("dispatch failure: io error: Connection
-/// refused"), each said once: what a person can act on, where the SDK's Debug form was a dump
-/// of its structures.
-fn causes(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut said: Vec<String> = Vec::new();
-    let mut next = Some(e);
-    while let Some(err) = next {
-        let text = err.to_string();
-        if !text.is_empty() && !said.iter().any(|s| s.contains(&text)) {
-            said.push(text);
-        }
-        next = err.source();
-    }
-    said.join(": ")
 }
 
 /// The addresses as EC2 takes them: IPv4 and IPv6 go to different actions.
