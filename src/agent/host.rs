@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::retry;
 
 use super::netlink::{Addr, Link, Netlink};
-use super::nft::{Nft, Ruleset, NFPROTO_IPV4, NFPROTO_IPV6};
+use super::nft::{MarkedIface, Nft, NFPROTO_IPV4, NFPROTO_IPV6};
 use super::want::{self, HostState, Iface, RoutingTuning, Vip};
 
 /// How the host is changed.
@@ -108,8 +108,8 @@ struct Worker {
     cfg: HostConfig,
     nl: Netlink,
     nft: Nft,
-    /// The rulesets (IPv4, IPv6) last written to nf_tables; None until the first reconcile.
-    written: Option<(Ruleset, Ruleset)>,
+    /// The marked interfaces last written to nf_tables; None until the first reconcile.
+    written: Option<(Vec<MarkedIface>, Vec<MarkedIface>)>,
 }
 
 impl Worker {
@@ -268,26 +268,26 @@ impl Worker {
         Ok(changes)
     }
 
-    /// Rewrites floatip's nf_tables tables when their rules changed or the tables vanished;
-    /// returns 1 when it changed something.
+    /// Rewrites floatip's nf_tables tables when the marked interfaces changed or the tables
+    /// vanished; returns 1 when it changed something.
     fn sync_marks(&mut self, state: &HostState) -> io::Result<usize> {
-        let want_nft = (state.rules_v4.clone(), state.rules_v6.clone());
+        let want_nft = (state.marked_v4.clone(), state.marked_v6.clone());
         let mut rewrite = self.written.as_ref() != Some(&want_nft);
         if !rewrite {
             // Someone may have flushed the ruleset since: check the tables are still there.
-            for (fam, rules) in [(NFPROTO_IPV4, &want_nft.0), (NFPROTO_IPV6, &want_nft.1)] {
-                rewrite |= self.nft.table_exists(fam)? == rules.is_empty();
+            for (fam, marked) in [(NFPROTO_IPV4, &want_nft.0), (NFPROTO_IPV6, &want_nft.1)] {
+                rewrite |= self.nft.table_exists(fam)? == marked.is_empty();
             }
         }
         if !rewrite {
             return Ok(0);
         }
         let mask = self.cfg.tuning.mark_mask;
-        for (fam, rules, table) in [
+        for (fam, marked, table) in [
             (NFPROTO_IPV4, &want_nft.0, "ip"),
             (NFPROTO_IPV6, &want_nft.1, "ip6"),
         ] {
-            self.nft.replace(fam, rules, mask).map_err(|e| {
+            self.nft.replace(fam, marked, mask).map_err(|e| {
                 io::Error::new(e.kind(), format!("writing the {table} floatip table: {e}"))
             })?;
         }

@@ -101,9 +101,7 @@ pub struct AgentArgs {
     #[arg(long, env = "FLOATIP_GRACE_PERIOD", default_value = "20s", value_parser = parse_duration)]
     pub grace_period: Duration,
     /// After an address moves to another node, keep it here this long: the VPC still routes
-    /// some packets here while it converges (about 1.2 s in AWS). Connections already open
-    /// finish; new ones are not taken (their SYNs are dropped, the client retries to the new
-    /// holder).
+    /// some packets here while it converges (about 1.2 s in AWS).
     #[arg(long, env = "FLOATIP_RELEASE_DELAY", default_value = "2s", value_parser = parse_duration)]
     pub release_delay: Duration,
     /// The peer view (what this node sees of the nodes holding addresses, for the
@@ -162,10 +160,6 @@ impl Departing {
                         .is_some_and(|h| h.node != node)
             });
             if elsewhere {
-                let v = Vip {
-                    departing: true,
-                    ..v
-                };
                 self.kept.insert(v.address, (v, now + self.delay));
             }
         }
@@ -437,9 +431,7 @@ mod tests {
         );
         let moved = [fip("10.0.0.1", Some("other"))];
         let t1 = t0 + Duration::from_secs(1);
-        let kept = k.desired(&moved, "me", t1);
-        assert_eq!(addrs(&kept), ["10.0.0.1"]);
-        assert!(kept[0].departing, "kept, it takes no new connection");
+        assert_eq!(addrs(&k.desired(&moved, "me", t1)), ["10.0.0.1"]);
         assert_eq!(k.next_wake(), Some(t1 + Duration::from_secs(2)));
         // Still kept before the deadline, even across reconciles.
         assert_eq!(
@@ -496,9 +488,10 @@ mod tests {
         let mut k = Departing::new(Duration::from_secs(2));
         k.desired(&[fip("10.0.0.1", Some("me"))], "me", t0);
         k.desired(&[fip("10.0.0.1", Some("other"))], "me", t0);
-        let back = k.desired(&[fip("10.0.0.1", Some("me"))], "me", t0);
-        assert_eq!(addrs(&back), ["10.0.0.1"]);
-        assert!(!back[0].departing, "held again, it takes connections again");
+        assert_eq!(
+            addrs(&k.desired(&[fip("10.0.0.1", Some("me"))], "me", t0)),
+            ["10.0.0.1"]
+        );
         assert_eq!(k.next_wake(), None);
     }
 

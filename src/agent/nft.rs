@@ -11,35 +11,14 @@
 //! DNAT-forwarded ones whose source is a pod until POSTROUTING, then carry the mark, and an
 //! `ip rule fwmark v/mask` sends them to that interface's table. Bits outside `mask` are never
 //! touched, so kube-proxy's and the VPC CNI's marks survive.
-//!
-//! Per departing address `a` (moved to another node, kept here while the VPC converges), first
-//! in prerouting: `ip daddr a tcp flags & (fin|syn|rst|ack) == syn drop`. A connection opened
-//! here now would be cut the moment the VPC switches, since the VPC drops this ENI's packets
-//! from an address it no longer owns; its SYN is dropped instead, and the client's retry
-//! reaches the new holder. Connections already open carry on until the address goes.
 
 use std::io;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use rtnetlink::sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
 /// The name of floatip's tables.
 pub const TABLE: &str = "floatip";
-
-/// What floatip's table of one family holds; empty: no table.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Ruleset {
-    pub marked: Vec<MarkedIface>,
-    /// Departing addresses, which take no new TCP connection.
-    pub closed: Vec<IpAddr>,
-}
-
-impl Ruleset {
-    pub fn is_empty(&self) -> bool {
-        self.marked.is_empty() && self.closed.is_empty()
-    }
-}
 
 /// One interface whose connections are marked, and its mark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -86,26 +65,13 @@ const NFTA_DATA_VALUE: u16 = 1;
 
 const NF_INET_PRE_ROUTING: u32 = 0;
 const NF_INET_LOCAL_OUT: u32 = 3;
-const NF_DROP: u32 = 0;
 const NF_ACCEPT: u32 = 1;
 /// NF_IP_PRI_MANGLE: after conntrack (-200), before DNAT (-100).
 const PRIORITY_MANGLE: i32 = -150;
 
-const NFT_REG_VERDICT: u32 = 0;
 const NFT_REG_1: u32 = 1;
 const NFT_META_MARK: u32 = 3;
 const NFT_META_IIF: u32 = 4;
-const NFT_META_L4PROTO: u32 = 16;
-const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
-const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
-const NFTA_DATA_VERDICT: u16 = 2;
-const NFTA_VERDICT_CODE: u16 = 1;
-const IPPROTO_TCP: u8 = 6;
-/// The TCP flags byte: its offset in the header, the flags looked at (FIN, SYN, RST, ACK) and
-/// the value of a connection's first packet (SYN alone).
-const TCP_FLAGS_OFFSET: u32 = 13;
-const TCP_FLAGS_LOOKED_AT: u8 = 0x17;
-const TCP_SYN: u8 = 0x02;
 const NFT_CT_DIRECTION: u32 = 1;
 const NFT_CT_MARK: u32 = 3;
 const NFT_CMP_EQ: u32 = 0;
@@ -183,39 +149,13 @@ fn cmp_eq(value: &[u8]) -> Attrs {
 
 /// reg1 = (reg1 & mask) ^ xor, on a 32-bit value.
 fn bitwise(mask: u32, xor: u32) -> Attrs {
-    bitwise_bytes(&mask.to_ne_bytes(), &xor.to_ne_bytes())
-}
-
-/// reg1 = (reg1 & mask) ^ xor, on as many bytes as `mask` has.
-fn bitwise_bytes(mask: &[u8], xor: &[u8]) -> Attrs {
     let mut d = Attrs::default();
     d.be32(1, NFT_REG_1) // SREG
         .be32(2, NFT_REG_1) // DREG
-        .be32(3, mask.len() as u32) // LEN
-        .data(4, mask)
-        .data(5, xor);
+        .be32(3, 4) // LEN
+        .data(4, &mask.to_ne_bytes())
+        .data(5, &xor.to_ne_bytes());
     expr("bitwise", d)
-}
-
-/// reg1 = `len` bytes of the packet at `offset` from the start of header `base`.
-fn load_payload(base: u32, offset: u32, len: u32) -> Attrs {
-    let mut d = Attrs::default();
-    d.be32(1, NFT_REG_1) // DREG
-        .be32(2, base)
-        .be32(3, offset)
-        .be32(4, len);
-    expr("payload", d)
-}
-
-/// The rule's verdict: drop the packet.
-fn drop_verdict() -> Attrs {
-    let mut code = Attrs::default();
-    code.be32(NFTA_VERDICT_CODE, NF_DROP);
-    let mut data = Attrs::default();
-    data.nested(NFTA_DATA_VERDICT, code);
-    let mut d = Attrs::default();
-    d.be32(1, NFT_REG_VERDICT).nested(2, data); // NFTA_IMMEDIATE_DREG, NFTA_IMMEDIATE_DATA
-    expr("immediate", d)
 }
 
 fn expressions(list: Vec<Attrs>) -> Attrs {
@@ -236,24 +176,6 @@ fn mark_rule(iface: MarkedIface, mask: u32) -> Attrs {
         load_ct(NFT_CT_MARK),
         bitwise(!mask, iface.mark),
         set_ct(NFT_CT_MARK),
-    ])
-}
-
-/// `ip daddr a tcp flags & (fin|syn|rst|ack) == syn drop` (`ip6 daddr` for IPv6).
-fn closed_rule(address: IpAddr) -> Attrs {
-    let (offset, octets) = match address {
-        IpAddr::V4(a) => (16, a.octets().to_vec()),
-        IpAddr::V6(a) => (24, a.octets().to_vec()),
-    };
-    expressions(vec![
-        load_meta(NFT_META_L4PROTO),
-        cmp_eq(&[IPPROTO_TCP]),
-        load_payload(NFT_PAYLOAD_NETWORK_HEADER, offset, octets.len() as u32),
-        cmp_eq(&octets),
-        load_payload(NFT_PAYLOAD_TRANSPORT_HEADER, TCP_FLAGS_OFFSET, 1),
-        bitwise_bytes(&[TCP_FLAGS_LOOKED_AT], &[0]),
-        cmp_eq(&[TCP_SYN]),
-        drop_verdict(),
     ])
 }
 
@@ -366,14 +288,13 @@ fn rule(chain: &str, exprs: Attrs) -> Attrs {
     a
 }
 
-/// The batch that replaces floatip's table of `family` with one holding `rules`; an empty
-/// ruleset deletes it. "Create, delete, create" is the atomic replace-or-create idiom of
-/// nf_tables.
-fn replace_batch(seq: u32, family: u8, rules: &Ruleset, mask: u32) -> Encoded {
+/// The batch that replaces floatip's table of `family` with one marking `marked`; none deletes
+/// it. "Create, delete, create" is the atomic replace-or-create idiom of nf_tables.
+fn replace_batch(seq: u32, family: u8, marked: &[MarkedIface], mask: u32) -> Encoded {
     let mut b = Batch::new(seq);
     b.nft(NFT_MSG_NEWTABLE, NLM_F_CREATE, family, &table_attrs());
     b.nft(NFT_MSG_DELTABLE, 0, family, &table_attrs());
-    if !rules.is_empty() {
+    if !marked.is_empty() {
         b.nft(NFT_MSG_NEWTABLE, NLM_F_CREATE, family, &table_attrs());
         b.nft(
             NFT_MSG_NEWCHAIN,
@@ -387,15 +308,7 @@ fn replace_batch(seq: u32, family: u8, rules: &Ruleset, mask: u32) -> Encoded {
             family,
             &chain("output", "route", NF_INET_LOCAL_OUT),
         );
-        for a in &rules.closed {
-            b.nft(
-                NFT_MSG_NEWRULE,
-                NLM_F_CREATE | NLM_F_APPEND,
-                family,
-                &rule("prerouting", closed_rule(*a)),
-            );
-        }
-        for s in &rules.marked {
+        for s in marked {
             b.nft(
                 NFT_MSG_NEWRULE,
                 NLM_F_CREATE | NLM_F_APPEND,
@@ -434,9 +347,9 @@ impl Nft {
         Ok(Self { socket, seq: 1 })
     }
 
-    /// Makes floatip's table of `family` exactly `rules` (empty: no table).
-    pub fn replace(&mut self, family: u8, rules: &Ruleset, mask: u32) -> io::Result<()> {
-        let (buf, acked, next) = replace_batch(self.seq, family, rules, mask);
+    /// Makes floatip's table of `family` exactly `marked` (none: no table).
+    pub fn replace(&mut self, family: u8, marked: &[MarkedIface], mask: u32) -> io::Result<()> {
+        let (buf, acked, next) = replace_batch(self.seq, family, marked, mask);
         self.seq = next;
         self.socket.send(&buf, 0)?;
         self.wait_acks(&acked)
@@ -543,7 +456,7 @@ mod tests {
 
     #[test]
     fn an_empty_ruleset_deletes_the_table_atomically() {
-        let (buf, acked, next) = replace_batch(7, NFPROTO_IPV4, &Ruleset::default(), 0xff0000);
+        let (buf, acked, next) = replace_batch(7, NFPROTO_IPV4, &[], 0xff0000);
         let kinds: Vec<u16> = messages(&buf).iter().map(|m| m.0).collect();
         assert_eq!(kinds, [0x10, 0xa00, 0xa02, 0x11]);
         assert_eq!(acked, [8, 9]);
@@ -562,11 +475,7 @@ mod tests {
                 mark: 0x40000,
             },
         ];
-        let rules = Ruleset {
-            marked: marked.to_vec(),
-            closed: vec![],
-        };
-        let (buf, acked, _) = replace_batch(1, NFPROTO_IPV6, &rules, 0xff0000);
+        let (buf, acked, _) = replace_batch(1, NFPROTO_IPV6, &marked, 0xff0000);
         let msgs = messages(&buf);
         let rules = msgs.iter().filter(|m| m.0 == 0xa06).count();
         assert_eq!(rules, 6);
@@ -576,31 +485,6 @@ mod tests {
             msgs.len() - 2,
             "everything but begin and end is acked"
         );
-    }
-
-    #[test]
-    fn a_departing_address_alone_gets_a_table_with_its_syn_drop_rule() {
-        let rules = Ruleset {
-            marked: vec![],
-            closed: vec!["10.99.8.100".parse().unwrap()],
-        };
-        let (buf, _, _) = replace_batch(1, NFPROTO_IPV4, &rules, 0xff0000);
-        let kinds: Vec<u16> = messages(&buf).iter().map(|m| m.0).collect();
-        // begin, table, delete, table, two chains, one rule, end
-        assert_eq!(
-            kinds,
-            [0x10, 0xa00, 0xa02, 0xa00, 0xa03, 0xa03, 0xa06, 0x11]
-        );
-        let address = [10, 99, 8, 100];
-        assert!(
-            buf.windows(4).any(|w| w == address),
-            "the rule names the address"
-        );
-        for name in ["payload", "immediate", "bitwise"] {
-            let mut z = name.as_bytes().to_vec();
-            z.push(0);
-            assert!(buf.windows(z.len()).any(|w| w == z), "{name} expression");
-        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::api::{FloatingIP, Mode};
 
-use super::nft::{MarkedIface, Ruleset};
+use super::nft::MarkedIface;
 
 /// Marks routes, rules and addresses floatip added (RTPROT / IFA_PROTO value), so a restarted
 /// agent removes exactly those and nothing else. Outside the ranges iproute2 and routing
@@ -25,9 +25,6 @@ pub struct Vip {
     /// The interface's own address (ElasticIP mode: the private address the VPC NATs the
     /// Elastic IP to): routed like a floating address, but never added or removed.
     pub own: bool,
-    /// Moved to another node and kept here while the VPC converges: it takes no new TCP
-    /// connection, since the VPC will drop this node's replies from it once it has switched.
-    pub departing: bool,
 }
 
 /// The addresses whose holder, per status, is `node`. An ElasticIP address is NATed by the VPC
@@ -52,7 +49,6 @@ pub fn held_by(fips: &[FloatingIP], node: &str) -> Vec<Vip> {
                 mac: holder.mac_address.as_deref()?.to_ascii_lowercase(),
                 name: f.metadata.name.clone().unwrap_or_default(),
                 own,
-                departing: false,
             })
         })
         .collect();
@@ -138,9 +134,8 @@ pub struct HostState {
     pub addresses: BTreeSet<(u32, IpAddr)>,
     pub routes: BTreeSet<RouteSpec>,
     pub rules: BTreeSet<RuleSpec>,
-    /// floatip's nf_tables rules per family: connection marks and departing addresses.
-    pub rules_v4: Ruleset,
-    pub rules_v6: Ruleset,
+    pub marked_v4: Vec<MarkedIface>,
+    pub marked_v6: Vec<MarkedIface>,
     /// What could not be done, one sentence each.
     pub problems: Vec<String>,
 }
@@ -201,9 +196,6 @@ impl HostState {
             };
             if !v.own {
                 self.addresses.insert((iface.index, v.address));
-                if v.departing {
-                    self.ruleset(v.address.is_ipv6()).closed.push(v.address);
-                }
             }
             self.rules.insert(RuleSpec {
                 v6: v.address.is_ipv6(),
@@ -300,15 +292,12 @@ impl HostState {
             source: None,
             fwmark: Some((mark, n.mark_mask)),
         });
-        self.ruleset(v6).marked.push(MarkedIface { ifindex, mark });
-    }
-
-    fn ruleset(&mut self, v6: bool) -> &mut Ruleset {
-        if v6 {
-            &mut self.rules_v6
+        let marked = if v6 {
+            &mut self.marked_v6
         } else {
-            &mut self.rules_v4
-        }
+            &mut self.marked_v4
+        };
+        marked.push(MarkedIface { ifindex, mark });
     }
 }
 
@@ -442,11 +431,7 @@ mod tests {
             sources.contains(&Some("10.99.8.21".parse().unwrap())),
             "{sources:?}"
         );
-        assert_eq!(p.rules_v4.marked.len(), 1);
-        assert!(
-            p.rules_v4.closed.is_empty(),
-            "an own address is never closed"
-        );
+        assert_eq!(p.marked_v4.len(), 1);
         assert_eq!(p.routes.len(), 2, "{:?}", p.routes);
     }
 
@@ -470,7 +455,6 @@ mod tests {
             mac: "02:aa:00:00:00:01".into(),
             name: "web".into(),
             own: false,
-            departing: false,
         }];
         let p = host_state(&vips, &[eth1()], &N);
         assert!(p.problems.is_empty(), "{:?}", p.problems);
@@ -500,39 +484,13 @@ mod tests {
             ]
         );
         assert_eq!(
-            p.rules_v4.marked,
+            p.marked_v4,
             [MarkedIface {
                 ifindex: 3,
                 mark: 0x30000
             }]
         );
-        assert!(
-            p.rules_v4.closed.is_empty(),
-            "a held address takes connections"
-        );
-        assert!(p.rules_v6.is_empty());
-    }
-
-    #[test]
-    fn a_departing_vip_keeps_its_address_and_routing_but_takes_no_new_connection() {
-        let vip = |address: &str, departing| Vip {
-            address: address.parse().unwrap(),
-            mac: "02:aa:00:00:00:01".into(),
-            name: "web".into(),
-            own: false,
-            departing,
-        };
-        let p = host_state(
-            &[vip("10.99.8.100", true), vip("10.99.8.101", false)],
-            &[eth1()],
-            &N,
-        );
-        assert_eq!(p.addresses.len(), 2, "{:?}", p.addresses);
-        assert_eq!(
-            p.rules_v4.closed,
-            ["10.99.8.100".parse::<IpAddr>().unwrap()]
-        );
-        assert_eq!(p.rules_v4.marked.len(), 1);
+        assert!(p.marked_v6.is_empty());
     }
 
     #[test]
@@ -543,7 +501,6 @@ mod tests {
             mac: "02:bb:00:00:00:09".into(),
             name: "web".into(),
             own: false,
-            departing: false,
         }];
         let p = host_state(&vips, &[eth1()], &N);
         assert!(p.addresses.is_empty() && p.rules.is_empty());
