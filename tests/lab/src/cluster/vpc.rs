@@ -67,6 +67,11 @@ impl Vpc {
         }
     }
 
+    /// When the router switched `address` to a node, in order.
+    pub fn switches(&self, address: std::net::IpAddr) -> Vec<std::time::SystemTime> {
+        self.follower.switches(address)
+    }
+
     /// The namespace of node `i` (1-based).
     pub fn node(&self, i: usize) -> &Netns {
         self.nodes[i - 1].as_ref().expect("node namespace")

@@ -214,6 +214,7 @@ mod tests {
             to: to.parse().unwrap(),
             sent: SystemTime::UNIX_EPOCH + Duration::from_millis(ms),
             took: Duration::from_millis(1),
+            connected: None,
             result: answer.map(String::from).map_err(String::from),
         }
     }

@@ -420,6 +420,7 @@ mod tests {
             to: "10.99.8.100:30080".parse().unwrap(),
             sent: SystemTime::UNIX_EPOCH + Duration::from_millis(ms),
             took: Duration::from_millis(1),
+            connected: None,
             result: if ok { Ok("n".into()) } else { Err("x".into()) },
         }
     }

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::io::AsyncReadExt;
@@ -25,6 +25,9 @@ pub struct Attempt {
     pub to: SocketAddr,
     pub sent: SystemTime,
     pub took: Duration,
+    /// When the request was on its way to a node: the TCP connection established, the UDP
+    /// datagram sent.
+    pub connected: Option<SystemTime>,
     /// The answer (the node that served it), or why there was none.
     pub result: Result<String, String>,
 }
@@ -83,10 +86,12 @@ impl Traffic {
                                     tokio::time::sleep(wait).await;
                                     let sent = SystemTime::now();
                                     let started = std::time::Instant::now();
-                                    let result = tokio::time::timeout(timeout, request(proto, to))
+                                    let connected = OnceLock::new();
+                                    let result = tokio::time::timeout(timeout, request(proto, to, &connected))
                                         .await
                                         .unwrap_or_else(|_| Err("timed out".into()));
-                                    out.lock().unwrap().push(Attempt { proto, to, sent, took: started.elapsed(), result });
+                                    let connected = connected.get().copied();
+                                    out.lock().unwrap().push(Attempt { proto, to, sent, took: started.elapsed(), connected, result });
                                 });
                             }
                             while tasks.try_join_next().is_some() {}
@@ -153,7 +158,7 @@ pub async fn request_once_with(
     std::thread::spawn(move || {
         let answer = match runtime_in(&ns) {
             Ok(rt) => rt.block_on(async {
-                tokio::time::timeout(timeout, request(proto, to))
+                tokio::time::timeout(timeout, request(proto, to, &OnceLock::new()))
                     .await
                     .unwrap_or_else(|_| Err("timed out".into()))
             }),
@@ -165,12 +170,18 @@ pub async fn request_once_with(
         .unwrap_or_else(|_| Err("the request thread died".into()))
 }
 
-async fn request(proto: Proto, to: SocketAddr) -> Result<String, String> {
+/// One request; sets `connected` once it is on its way (see [`Attempt::connected`]).
+async fn request(
+    proto: Proto,
+    to: SocketAddr,
+    connected: &OnceLock<SystemTime>,
+) -> Result<String, String> {
     match proto {
         Proto::Tcp => {
             let mut s = tokio::net::TcpStream::connect(to)
                 .await
                 .map_err(|e| format!("connect: {e}"))?;
+            let _ = connected.set(SystemTime::now());
             let mut out = String::new();
             s.read_to_string(&mut out)
                 .await
@@ -187,11 +198,37 @@ async fn request(proto: Proto, to: SocketAddr) -> Result<String, String> {
                 .map_err(|e| format!("bind: {e}"))?;
             s.connect(to).await.map_err(|e| format!("connect: {e}"))?;
             s.send(b"ping").await.map_err(|e| format!("send: {e}"))?;
+            let _ = connected.set(SystemTime::now());
             let mut buf = [0u8; 512];
             let n = s.recv(&mut buf).await.map_err(|e| format!("recv: {e}"))?;
             Ok(String::from_utf8_lossy(&buf[..n]).trim().to_string())
         }
     }
+}
+
+/// Whether `a` is a request that failed because the VPC switched the address while it was
+/// under way: its connection was established (its datagram sent) before one of `switches` and
+/// it failed after it. The VPC then sends the address's packets to the new holder, which
+/// knows nothing of the connection, and drops the old holder's replies from an address it no
+/// longer owns: AWS cuts such a request too, whatever the nodes do.
+pub fn cut_by_a_switch(a: &Attempt, switches: &[SystemTime]) -> bool {
+    let (Err(_), Some(connected)) = (&a.result, a.connected) else {
+        return false;
+    };
+    let ended = a.sent + a.took;
+    switches.iter().any(|s| connected <= *s && *s <= ended)
+}
+
+/// The failed requests the VPC's switches do not account for ([`cut_by_a_switch`]), and how
+/// many they do.
+pub fn failed_beside_switches<'a>(
+    attempts: &'a [Attempt],
+    switches: &[SystemTime],
+) -> (Vec<&'a Attempt>, usize) {
+    let failed = attempts.iter().filter(|a| a.result.is_err());
+    let (cut, other): (Vec<&Attempt>, Vec<&Attempt>) =
+        failed.partition(|a| cut_by_a_switch(a, switches));
+    (other, cut.len())
 }
 
 /// What the client saw of one protocol over a stretch of time.
@@ -291,12 +328,57 @@ mod tests {
             to: "10.99.8.100:30080".parse().unwrap(),
             sent: SystemTime::UNIX_EPOCH + Duration::from_millis(ms),
             took: Duration::from_millis(1),
+            connected: None,
             result: if ok {
                 Ok("node-1".into())
             } else {
                 Err("refused".into())
             },
         }
+    }
+
+    #[test]
+    fn only_a_connection_open_across_a_switch_is_the_switchs_doing() {
+        let t = |ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+        let attempt = |sent, connected: Option<u64>, took, ok: bool| Attempt {
+            took: Duration::from_millis(took),
+            connected: connected.map(t),
+            ..at(sent, ok)
+        };
+        let switches = [t(1000)];
+        // Established before the switch, failed after it: cut.
+        assert!(cut_by_a_switch(
+            &attempt(990, Some(992), 1000, false),
+            &switches
+        ));
+        // Never connected (SYN lost): not the switch's doing.
+        assert!(!cut_by_a_switch(
+            &attempt(990, None, 1000, false),
+            &switches
+        ));
+        // Connected after the switch, or over before it.
+        assert!(!cut_by_a_switch(
+            &attempt(1001, Some(1002), 1000, false),
+            &switches
+        ));
+        assert!(!cut_by_a_switch(
+            &attempt(900, Some(901), 50, false),
+            &switches
+        ));
+        // Answered: nothing to account for.
+        assert!(!cut_by_a_switch(
+            &attempt(990, Some(992), 20, true),
+            &switches
+        ));
+        let all = [
+            attempt(990, Some(992), 1000, false),
+            attempt(1500, None, 1000, false),
+            attempt(1600, Some(1601), 2, true),
+        ];
+        let (other, cut) = failed_beside_switches(&all, &switches);
+        assert_eq!(cut, 1);
+        assert_eq!(other.len(), 1);
+        assert_eq!(other[0].sent, t(1500));
     }
 
     #[test]

@@ -134,6 +134,15 @@ impl Follower {
         }
     }
 
+    /// When the router switched `address` to a node, in order.
+    pub fn switches(&self, address: IpAddr) -> Vec<SystemTime> {
+        let seen = self.seen.lock().unwrap();
+        (seen.switches.iter())
+            .filter(|s| s.address == address)
+            .map(|s| s.at)
+            .collect()
+    }
+
     /// Waits for `n` more reads of EC2 (so the router has seen what EC2 says now).
     pub fn wait_reads(&self, n: u64, timeout: Duration) -> bool {
         let start = self.seen.lock().unwrap().reads;
