@@ -187,6 +187,72 @@ async fn attach_after_reboot_reuses_the_eni() {
     assert!(link.contains("UP"), "the floating interface is up: {link}");
 }
 
+/// The primary address EC2 gave `eni`.
+async fn primary_of(c: &Cluster, eni: &str) -> String {
+    let out = c
+        .aws
+        .describe_network_interfaces()
+        .network_interface_ids(eni)
+        .send()
+        .await
+        .expect("describe");
+    let primary = out.network_interfaces()[0].private_ip_address();
+    primary.unwrap_or_default().to_string()
+}
+
+/// EC2 gives a new ENI a free address of its subnet as its primary, and a FloatingIP's address
+/// is free until a node holds it. With three nodes attaching at once (every floating ENI created
+/// before any claim), EC2 gave node-1's new ENI 10.99.8.100; node-3 won the claim, EC2 refused
+/// its assign ("assigned to another interface") and nobody held the address: a primary address
+/// never moves. Here node-1 boots first (not Ready yet, so it prepares its ENI and claims
+/// nothing) and EC2 picks the floating address for that ENI; then node-2 attaches and claims.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_floating_eni_never_keeps_a_floating_address_as_its_primary() {
+    if !can_netns("a_new_floating_eni_never_keeps_a_floating_address_as_its_primary") {
+        return;
+    }
+    let c = Cluster::with_layout(2, vpc::layout()).await;
+    let net = Vpc::start(&c, Duration::ZERO);
+    c.create_fip("web", json!({"address": VIP})).await;
+    let not_ready = json!({"type": "Ready", "status": "False", "reason": "KubeletNotReady"});
+    c.patch_node_status("node-1", json!({"status": {"conditions": [not_ready]}}))
+        .await;
+    c.ec2.give_next_eni(VIP);
+
+    let (ok, out, err) = vpc::attach(&c, "node-1", net.node(1));
+    println!("node-1: {}\n{}", out.trim(), err.trim());
+    assert!(ok, "attach on node-1 failed: {err}");
+    assert!(out.contains("claimed: []"), "node-1 is not Ready: {out}");
+    let (ok, out, err) = vpc::attach(&c, "node-2", net.node(2));
+    println!("node-2: {}\n{}", out.trim(), err.trim());
+    assert!(ok, "attach on node-2 failed: {err}");
+    assert!(
+        out.contains("claimed: [web]"),
+        "node-2 claims the address nobody holds: {out}{err}"
+    );
+
+    let f = c.fips().get("web").await.unwrap();
+    assert_eq!(holder_of(&f).as_deref(), Some("node-2"));
+    let enis = floating_enis(&c).await;
+    let mut nodes: Vec<&str> = enis.iter().map(|(node, _, _)| node.as_str()).collect();
+    nodes.sort();
+    assert_eq!(
+        nodes,
+        ["node-1", "node-2"],
+        "one floating ENI each: {enis:?}"
+    );
+    for (node, eni, _) in &enis {
+        assert_ne!(
+            primary_of(&c, eni).await,
+            VIP,
+            "{node}'s floating ENI {eni}"
+        );
+    }
+    let on_node2 = enis.iter().find(|(node, _, _)| node == "node-2").unwrap();
+    assert_eq!(c.holders(VIP).await, std::slice::from_ref(&on_node2.1));
+    assert!(has_vip(&net, 2) && !has_vip(&net, 1));
+}
+
 /// Two FloatingIPs declaring one address: the controller acts on the older only (the other is
 /// in Conflict), and attach must leave the other alone too. It once claimed both, giving the
 /// newer one a holder and a move the controller then undid.

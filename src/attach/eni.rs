@@ -1,6 +1,11 @@
 //! The ENIs that take this node's addresses: a floating ENI per subnet (found or created,
 //! its security groups corrected, attached at a free device index, its interface up and
 //! addressed), or the instance's primary ENI for FloatingIPs that use it.
+//!
+//! EC2 gives a new ENI a free address of its subnet as its primary, and a FloatingIP's address
+//! is free until a node holds it: when nodes attach at once, every floating ENI is created
+//! before any claim. A floating ENI whose primary is a FloatingIP's address is never kept, as a
+//! primary address never moves and the FloatingIP could never be held.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -18,14 +23,15 @@ use super::{dedicated, AttachArgs, AttachError, Summary};
 pub(super) type EniBySubnet = HashMap<(String, InterfaceChoice), Eni>;
 
 /// Prepares this node's floating ENI in each subnet a dedicated-interface FloatingIP of
-/// `mine` names. A subnet EC2 refuses for good is skipped (in `summary.skipped`); any other
-/// error fails attach.
+/// `mine` names; none keeps an address of `floating` (every FloatingIP's) as its primary. A
+/// subnet EC2 refuses for good is skipped (in `summary.skipped`); any other error fails attach.
 pub(super) async fn prepare_dedicated<C: Cloud>(
     cloud: &C,
     host: &Host,
     args: &AttachArgs,
     instance_id: &str,
     mine: &[&FloatingIP],
+    floating: &BTreeSet<IpAddr>,
     summary: &mut Summary,
 ) -> Result<EniBySubnet, AttachError> {
     let mut by_subnet = EniBySubnet::new();
@@ -37,9 +43,9 @@ pub(super) async fn prepare_dedicated<C: Cloud>(
     if subnets.is_empty() {
         return Ok(by_subnet);
     }
-    let mut preparer = Preparer::new(cloud, host, args, instance_id).await?;
+    let mut preparer = Preparer::new(cloud, args, instance_id, floating).await?;
     for subnet in subnets {
-        match preparer.prepare(&subnet, summary).await {
+        match preparer.prepare(host, &subnet, summary).await {
             Ok((eni, link)) => {
                 summary.enis.push((subnet.clone(), eni.id.clone(), link));
                 by_subnet.insert((subnet, InterfaceChoice::Dedicated), eni);
@@ -88,8 +94,9 @@ pub(super) async fn add_primary_enis<C: Cloud>(
 /// What preparing floating ENIs needs to know about this node, read from EC2 once.
 struct Preparer<'a, C> {
     cloud: &'a C,
-    host: &'a Host,
     args: &'a AttachArgs,
+    /// Every FloatingIP's address: never a floating ENI's primary.
+    floating: &'a BTreeSet<IpAddr>,
     instance: Instance,
     /// The security groups every floating ENI of this node gets.
     groups: Vec<String>,
@@ -100,9 +107,9 @@ struct Preparer<'a, C> {
 impl<'a, C: Cloud> Preparer<'a, C> {
     async fn new(
         cloud: &'a C,
-        host: &'a Host,
         args: &'a AttachArgs,
         instance_id: &str,
+        floating: &'a BTreeSet<IpAddr>,
     ) -> Result<Self, AttachError> {
         let instance = cloud.instance(instance_id).await?;
         let groups = wanted_groups(&args.security_group_ids, &instance)?;
@@ -115,8 +122,8 @@ impl<'a, C: Cloud> Preparer<'a, C> {
             .collect();
         Ok(Self {
             cloud,
-            host,
             args,
+            floating,
             instance,
             groups,
             tagged,
@@ -127,6 +134,7 @@ impl<'a, C: Cloud> Preparer<'a, C> {
     /// carries the ENI's own primary address.
     async fn prepare(
         &mut self,
+        host: &Host,
         subnet: &str,
         summary: &mut Summary,
     ) -> Result<(Eni, String), AttachError> {
@@ -138,8 +146,7 @@ impl<'a, C: Cloud> Preparer<'a, C> {
             _ => None,
         };
         let mac = eni.mac.clone().unwrap_or_default();
-        let link = self
-            .host
+        let link = host
             .prepare(&mac, address, self.args.timeout)
             .await
             .map_err(|error| AttachError::Interface {
@@ -157,6 +164,7 @@ impl<'a, C: Cloud> Preparer<'a, C> {
         subnet: &str,
         summary: &mut Summary,
     ) -> Result<Eni, AttachError> {
+        self.forget_spoiled(subnet).await;
         let in_subnet: Vec<&Eni> = self
             .tagged
             .iter()
@@ -187,17 +195,77 @@ impl<'a, C: Cloud> Preparer<'a, C> {
         self.attach_at_free_slot(eni).await
     }
 
+    /// Deletes this node's detached floating ENIs in `subnet` whose primary is a FloatingIP's
+    /// address, rather than use them: left by a run that stopped before it could delete them
+    /// ([`Self::create_eni`]).
+    async fn forget_spoiled(&mut self, subnet: &str) {
+        let spoiled: Vec<String> = (self.tagged.iter())
+            .filter(|e| e.subnet_id == subnet && e.instance_id.is_none())
+            .filter(|e| self.takes_floating(e).is_some())
+            .map(|e| e.id.clone())
+            .collect();
+        self.tagged.retain(|e| !spoiled.contains(&e.id));
+        self.delete_spoiled(&spoiled).await;
+    }
+
+    /// A new floating ENI in `subnet`. One that EC2 gave a FloatingIP's address as its primary
+    /// is kept while another is created, so that EC2 cannot give it that address again, and
+    /// then deleted. Each one kept holds another floating address, so one of at most
+    /// `floating.len() + 1` ENIs has an address of its own (or EC2 says the subnet is full).
     async fn create_eni(&self, subnet: &str, summary: &mut Summary) -> Result<Eni, AttachError> {
-        let (cluster, node) = (&self.args.cluster_name, &self.args.node_name);
-        let description = format!("floatip floating ENI of node {node} (cluster {cluster})");
-        let tags = floating_tags(cluster, node);
-        let e = self
-            .cloud
-            .create_eni(subnet, &description, &self.groups, &tags)
-            .await?;
+        let mut spoiled = Vec::new();
+        let created = loop {
+            let e = match self.create_one(subnet).await {
+                Ok(e) => e,
+                Err(error) => break Err(error),
+            };
+            let Some(address) = self.takes_floating(&e) else {
+                break Ok(e);
+            };
+            tracing::warn!(eni = %e.id, %address, "EC2 gave the new floating ENI a FloatingIP's address as its primary; creating another, then deleting this one");
+            spoiled.push(e.id);
+            if spoiled.len() > self.floating.len() {
+                let subnet = subnet.to_string();
+                let tries = spoiled.len();
+                break Err(AttachError::FloatingPrimary { subnet, tries });
+            }
+        };
+        self.delete_spoiled(&spoiled).await;
+        let e = created?;
         tracing::info!(eni = %e.id, subnet, security_groups = %self.groups.join(","), "created the floating ENI");
         summary.created.push(e.id.clone());
         Ok(e)
+    }
+
+    async fn create_one(&self, subnet: &str) -> Result<Eni, AttachError> {
+        let (cluster, node) = (&self.args.cluster_name, &self.args.node_name);
+        let description = format!("floatip floating ENI of node {node} (cluster {cluster})");
+        let tags = floating_tags(cluster, node);
+        let created = (self.cloud)
+            .create_eni(subnet, &description, &self.groups, &tags)
+            .await;
+        Ok(created?)
+    }
+
+    /// The FloatingIP's address that is `eni`'s primary, if any.
+    fn takes_floating(&self, eni: &Eni) -> Option<IpAddr> {
+        eni.primary_ip.filter(|a| self.floating.contains(a))
+    }
+
+    /// Deletes this node's detached floating ENIs whose primary is a FloatingIP's address. Best
+    /// effort: one left is deleted by the next attach on this node, or by the controller once
+    /// the node is gone.
+    async fn delete_spoiled(&self, enis: &[String]) {
+        for eni in enis {
+            match self.cloud.delete_eni(eni).await {
+                Ok(()) => {
+                    tracing::info!(%eni, "deleted the floating ENI that had a FloatingIP's address as its primary")
+                }
+                Err(error) => {
+                    tracing::warn!(%eni, %error, "could not delete the floating ENI that has a FloatingIP's address as its primary; the next attach on this node tries again")
+                }
+            }
+        }
     }
 
     /// Attaches `eni` at the lowest free device index and waits until EC2 shows it attached.
@@ -373,5 +441,105 @@ mod tests {
         assert_eq!(groups("eni-drifted"), wanted);
         assert_eq!(groups("eni-other-cluster"), ["sg-0default"]);
         assert_eq!(groups("eni-primary"), ["sg-0default"]);
+    }
+
+    const SUBNET: &str = "subnet-0a1b2c3d";
+    const HERE: &str = "i-0123456789abcdef0";
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn args() -> AttachArgs {
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from([
+            "floatip",
+            "attach",
+            "--node-name",
+            "n1",
+            "--cluster-name",
+            "lab",
+        ])
+        .unwrap();
+        match cli.command {
+            crate::cli::Command::Attach(args) => *args,
+            other => panic!("not attach: {other:?}"),
+        }
+    }
+
+    /// A cloud with this node's instance, handing out `primaries` to new ENIs in order.
+    fn cloud_giving(primaries: &[&str]) -> crate::cloud::fake::FakeCloud {
+        let cloud = crate::cloud::fake::FakeCloud::default();
+        *cloud.instances.lock().unwrap() = vec![instance(&["sg-0node"])];
+        *cloud.primaries.lock().unwrap() = primaries.iter().map(|p| ip(p)).collect();
+        cloud
+    }
+
+    fn calls(cloud: &crate::cloud::fake::FakeCloud) -> Vec<(&'static str, String)> {
+        cloud.calls.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn a_new_eni_given_a_floating_address_is_deleted_once_another_is_made() {
+        let cloud = cloud_giving(&["10.0.8.100", "10.0.8.50"]);
+        let (args, floating) = (args(), BTreeSet::from([ip("10.0.8.100")]));
+        let mut p = Preparer::new(&cloud, &args, HERE, &floating).await.unwrap();
+        let mut summary = Summary::default();
+        let eni = p.ensure_eni(SUBNET, &mut summary).await.unwrap();
+        assert_eq!(eni.primary_ip, Some(ip("10.0.8.50")));
+        assert_eq!(eni.instance_id.as_deref(), Some(HERE));
+        assert_eq!(
+            calls(&cloud),
+            [
+                ("CreateNetworkInterface", "eni-fake0".to_string()),
+                // Kept until then, so that EC2 cannot give the address again.
+                ("CreateNetworkInterface", "eni-fake1".to_string()),
+                ("DeleteNetworkInterface", "eni-fake0".to_string()),
+                ("AttachNetworkInterface", "eni-fake1".to_string()),
+            ]
+        );
+        assert_eq!(summary.created, ["eni-fake1"]);
+    }
+
+    #[tokio::test]
+    async fn attach_gives_up_after_one_new_eni_more_than_there_are_floating_addresses() {
+        let cloud = cloud_giving(&["10.0.8.100", "10.0.8.100"]);
+        let (args, floating) = (args(), BTreeSet::from([ip("10.0.8.100")]));
+        let mut p = Preparer::new(&cloud, &args, HERE, &floating).await.unwrap();
+        let mut summary = Summary::default();
+        let err = p.ensure_eni(SUBNET, &mut summary).await.unwrap_err();
+        assert!(
+            matches!(&err, AttachError::FloatingPrimary { tries: 2, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("subnet CIDR reservation"), "{err}");
+        let deleted: Vec<String> = (calls(&cloud).into_iter())
+            .filter(|(action, _)| *action == "DeleteNetworkInterface")
+            .map(|(_, eni)| eni)
+            .collect();
+        assert_eq!(deleted, ["eni-fake0", "eni-fake1"]);
+        assert!(cloud.enis.lock().unwrap().is_empty());
+        assert!(summary.created.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_detached_floating_eni_with_a_floating_address_is_deleted_not_reused() {
+        let cloud = cloud_giving(&["10.0.8.50"]);
+        let mut left = floating("eni-left", "lab", &["sg-0node"]);
+        (left.instance_id, left.device_index) = (None, None);
+        left.primary_ip = Some(ip("10.0.8.100"));
+        *cloud.enis.lock().unwrap() = vec![left];
+        let (args, floating) = (args(), BTreeSet::from([ip("10.0.8.100")]));
+        let mut p = Preparer::new(&cloud, &args, HERE, &floating).await.unwrap();
+        let mut summary = Summary::default();
+        let eni = p.ensure_eni(SUBNET, &mut summary).await.unwrap();
+        assert_eq!(eni.primary_ip, Some(ip("10.0.8.50")));
+        assert_eq!(
+            calls(&cloud),
+            [
+                ("DeleteNetworkInterface", "eni-left".to_string()),
+                ("CreateNetworkInterface", "eni-fake0".to_string()),
+                ("AttachNetworkInterface", "eni-fake0".to_string()),
+            ]
+        );
     }
 }

@@ -139,9 +139,22 @@ pub async fn attach<C: Cloud>(
         .filter(|f| crate::api::owns_its_address(&owners, f))
         .collect();
 
+    let floating = fips
+        .iter()
+        .filter_map(|f| crate::api::parse_address(&f.spec.address))
+        .collect();
+
     let mut summary = Summary::default();
-    let mut by_subnet =
-        eni::prepare_dedicated(cloud, host, args, &instance_id, &mine, &mut summary).await?;
+    let mut by_subnet = eni::prepare_dedicated(
+        cloud,
+        host,
+        args,
+        &instance_id,
+        &mine,
+        &floating,
+        &mut summary,
+    )
+    .await?;
     report::report_subnets(&fips_api, &mine, me, &summary).await;
     // Every subnet refused: nothing on this node works, so fail as before (with the
     // FloatingIPs told why) rather than start an agent that can hold nothing.

@@ -29,6 +29,8 @@ pub enum AttachError {
     },
     #[error("the primary ENI of {instance} has no security groups for its floating ENI to copy; set --security-group-ids (chart value agent.securityGroupIds)")]
     NoSecurityGroups { instance: String },
+    #[error("EC2 gave each of the {tries} floating ENIs attach created in {subnet} a FloatingIP's address as its primary; reserve the FloatingIPs' addresses in the subnet (an explicit subnet CIDR reservation) so that EC2 does not hand them out")]
+    FloatingPrimary { subnet: String, tries: usize },
     #[error("floating ENI {eni} was not attached within {timeout:?}; check its attachment in EC2")]
     NotAttached { eni: String, timeout: Duration },
     #[error("floating ENI {eni}: {error}; check that the instance hot-plugs ENIs and the pod has hostNetwork")]

@@ -1,6 +1,6 @@
 //! An in-memory cloud for unit tests: ENIs in a map, every call recorded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
@@ -11,6 +11,8 @@ use super::{
 #[derive(Default)]
 pub struct FakeCloud {
     pub enis: Mutex<Vec<Eni>>,
+    /// The primary addresses EC2 gives the next ENIs created, in order; none once used up.
+    pub primaries: Mutex<VecDeque<IpAddr>>,
     /// (action, ENI) for every mutating call.
     pub calls: Mutex<Vec<(&'static str, String)>>,
     /// When set, every mutating call fails with it.
@@ -276,7 +278,7 @@ impl Cloud for FakeCloud {
             instance_id: None,
             device_index: None,
             mac: Some(format!("02:00:00:00:00:{:02x}", enis.len())),
-            primary_ip: None,
+            primary_ip: self.primaries.lock().unwrap().pop_front(),
             secondary: Vec::new(),
             tags: tags.clone(),
             security_groups: security_groups.to_vec(),

@@ -347,6 +347,41 @@ async fn network_interface_lifecycle_and_source_dest_check() {
     );
 }
 
+/// EC2 picks a new ENI's primary address among the subnet's free ones, and a floating address
+/// nobody holds yet is one of them: a test can make it EC2's pick.
+#[tokio::test]
+async fn a_queued_address_is_the_primary_of_the_next_eni_naming_none() {
+    let lab = Ec2Lab::start();
+    let ec2 = lab.client();
+    let w = world(&ec2).await;
+    lab.give_next_eni(VIP);
+    let create = |named: Option<&str>| {
+        ec2.create_network_interface()
+            .subnet_id(&w.subnet)
+            .set_private_ip_address(named.map(String::from))
+            .send()
+    };
+    let primary =
+        |out: aws_sdk_ec2::operation::create_network_interface::CreateNetworkInterfaceOutput| {
+            let eni = out.network_interface().unwrap();
+            (
+                eni.network_interface_id().unwrap().to_owned(),
+                eni.private_ip_address().unwrap().to_owned(),
+            )
+        };
+    let (_, named) = primary(create(Some("10.0.1.150")).await.unwrap());
+    assert_eq!(named, "10.0.1.150", "a request naming its address keeps it");
+    let (eni, picked) = primary(create(None).await.unwrap());
+    assert_eq!(picked, VIP);
+    assert_eq!(addresses_of(&ec2, &eni).await, [VIP]);
+    let queued = lab.control_json("GET", "/_lab/primaries", "");
+    assert_eq!(
+        queued,
+        serde_json::json!([]),
+        "each queued address goes to one ENI"
+    );
+}
+
 async fn security_group(ec2: &Client, vpc: &str, name: &str) -> String {
     let out = ec2
         .create_security_group()

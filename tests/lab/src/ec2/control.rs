@@ -4,6 +4,9 @@
 //! - `GET /_lab/faults` lists the armed faults; `DELETE /_lab/faults` disarms them all.
 //! - `GET /_lab/calls` counts requests per EC2 Action, mutating or not, and per caller (access
 //!   key ID) and Action; `DELETE` resets them.
+//! - `POST /_lab/primaries` with `{"address": A}` makes A the primary address EC2 gives the next
+//!   new ENI whose CreateNetworkInterface names none, as EC2 may pick any free address (moto
+//!   picks at random); queued addresses go one per ENI, in order. `GET` lists those queued.
 //! - `GET /_lab/info` tells moto's address and process id, and the round trip every EC2
 //!   request waits (`latency_ms`).
 //! - `GET /_lab/generation?after=N&waitMs=M` answers `{"generation": G}`, how many mutating
@@ -16,7 +19,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::faults::{Calls, Spec};
 use super::proxy::{text, Reply, State};
@@ -51,6 +54,15 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Reply {
             tracing::info!(cleared, "faults cleared");
             json(StatusCode::OK, &serde_json::json!({ "cleared": cleared }))
         }
+        (&Method::POST, "primaries") => match serde_json::from_slice::<Primary>(&body) {
+            Ok(p) => {
+                tracing::info!(address = %p.address, "the next new ENI naming no address gets it");
+                state.primaries().queue(p.address);
+                json(StatusCode::CREATED, &state.primaries().queued())
+            }
+            Err(err) => text(StatusCode::BAD_REQUEST, format!("primary: {err}")),
+        },
+        (&Method::GET, "primaries") => json(StatusCode::OK, &state.primaries().queued()),
         (&Method::GET, "calls") => json(StatusCode::OK, &*state.calls()),
         (&Method::DELETE, "calls") => {
             *state.calls() = Calls::default();
@@ -72,11 +84,18 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Reply {
                 &serde_json::json!({ "generation": generation }),
             )
         }
-        (_, "faults" | "calls" | "info" | "generation") => {
+        (_, "faults" | "calls" | "info" | "generation" | "primaries") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => text(StatusCode::NOT_FOUND, "no such lab path"),
     }
+}
+
+/// The JSON body of `POST /_lab/primaries`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Primary {
+    address: String,
 }
 
 /// `after` and `waitMs` of a generation query: without `after` the answer comes at once.

@@ -7,6 +7,7 @@
 mod control;
 mod faults;
 mod moto;
+mod primaries;
 mod proxy;
 
 use std::io::Write;

@@ -19,12 +19,14 @@ use tokio::sync::watch;
 
 use super::control;
 use super::faults::{is_mutating, CallRecord, Calls, Faults, Kind, Outcome};
+use super::primaries::Primaries;
 
 pub struct State {
     pub moto: SocketAddr,
     pub moto_pid: Option<u32>,
     faults: Mutex<Faults>,
     calls: Mutex<Calls>,
+    primaries: Mutex<Primaries>,
     /// How many mutating calls moto carried out (answered with success): the simulated VPC
     /// waits on it to follow EC2 as it changes rather than read EC2 over and over.
     generation: watch::Sender<u64>,
@@ -39,6 +41,7 @@ impl State {
             moto_pid,
             faults: Mutex::new(Faults::with_round_trip(round_trip)),
             calls: Mutex::default(),
+            primaries: Mutex::default(),
             generation: watch::Sender::new(0),
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
@@ -59,6 +62,12 @@ impl State {
 
     pub fn calls(&self) -> MutexGuard<'_, Calls> {
         self.calls.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn primaries(&self) -> MutexGuard<'_, Primaries> {
+        self.primaries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -132,7 +141,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Drop
     tracing::debug!(?action, ?decision, "request");
     tokio::time::sleep(decision.delay).await;
     let reply = match decision.outcome {
-        Outcome::Forward => Ok(forward(&state, parts, body).await),
+        Outcome::Forward => {
+            let (parts, body) = name_primary(&state, action.as_deref(), parts, body);
+            Ok(forward(&state, parts, body).await)
+        }
         Outcome::Error(kind) => Ok(ec2_error(kind)),
         Outcome::Drop => Err(Dropped),
     };
@@ -185,6 +197,23 @@ fn caller_of(headers: &http::HeaderMap) -> Option<String> {
     let credential = auth.split_once("Credential=")?.1;
     let key = credential.split('/').next()?.trim();
     (!key.is_empty()).then(|| key.to_string())
+}
+
+/// The request with the next queued primary address named in it, when it creates an ENI
+/// that names none ([`Primaries`]). moto checks no signature: only the length changes.
+fn name_primary(
+    state: &State,
+    action: Option<&str>,
+    mut parts: http::request::Parts,
+    body: Bytes,
+) -> (http::request::Parts, Bytes) {
+    match state.primaries().name_next(action, &body) {
+        Some(named) => {
+            (parts.headers).insert(header::CONTENT_LENGTH, named.len().into());
+            (parts, named)
+        }
+        None => (parts, body),
+    }
 }
 
 async fn forward(state: &State, mut parts: http::request::Parts, body: Bytes) -> Reply {

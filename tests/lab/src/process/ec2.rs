@@ -77,6 +77,13 @@ impl Ec2Lab {
         self.control_json("GET", "/_lab/calls", "")
     }
 
+    /// Makes `address` the primary address EC2 gives the next new ENI that names none
+    /// (`POST /_lab/primaries`), as EC2 may pick any free address of the subnet.
+    pub fn give_next_eni(&self, address: &str) {
+        let body = serde_json::json!({ "address": address }).to_string();
+        self.control_json("POST", "/_lab/primaries", &body);
+    }
+
     pub fn reset_calls(&self) {
         self.control_json("DELETE", "/_lab/calls", "");
     }
