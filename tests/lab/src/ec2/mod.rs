@@ -8,6 +8,7 @@ mod control;
 mod faults;
 mod moto;
 mod proxy;
+mod routes;
 
 use std::io::Write;
 use std::net::SocketAddr;

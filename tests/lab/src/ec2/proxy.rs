@@ -17,8 +17,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::control;
 use super::faults::{is_mutating, CallRecord, Calls, Faults, Kind, Outcome};
+use super::{control, routes};
 
 pub struct State {
     pub moto: SocketAddr,
@@ -28,7 +28,7 @@ pub struct State {
     /// How many mutating calls moto carried out (answered with success): the simulated VPC
     /// waits on it to follow EC2 as it changes rather than read EC2 over and over.
     generation: watch::Sender<u64>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    pub(super) client: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl State {
@@ -132,7 +132,16 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Drop
     tracing::debug!(?action, ?decision, "request");
     tokio::time::sleep(decision.delay).await;
     let reply = match decision.outcome {
-        Outcome::Forward => Ok(forward(&state, parts, body).await),
+        Outcome::Forward => {
+            let refused = match action.as_deref() {
+                Some(a) => routes::refusal(&state, a, &body, &parts.headers).await,
+                None => None,
+            };
+            match refused {
+                Some((status, code, message)) => Ok(error_reply(status, code, &message)),
+                None => Ok(forward(&state, parts, body).await),
+            }
+        }
         Outcome::Error(kind) => Ok(ec2_error(kind)),
         Outcome::Drop => Err(Dropped),
     };
@@ -237,6 +246,11 @@ fn ec2_error(kind: Kind) -> Reply {
             "An internal error has occurred.",
         ),
     };
+    error_reply(status, code, message)
+}
+
+/// An EC2 error reply with `code` and `message`.
+fn error_reply(status: StatusCode, code: &str, message: &str) -> Reply {
     let id = request_id();
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code>\

@@ -410,6 +410,7 @@ impl Sim {
             subnet.clone(),
             router.name.clone(),
             map,
+            vpc.edge_subnets(),
             opts.convergence,
         );
         let changes: Changes = Default::default();
