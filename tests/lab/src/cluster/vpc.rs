@@ -22,6 +22,7 @@ pub fn layout() -> Layout {
         vpc_cidr: "10.99.0.0/16",
         subnet_cidr: "10.99.8.0/22",
         floating_enis: false,
+        eni_delays: crate::ec2::EniDelays::NONE,
     }
 }
 

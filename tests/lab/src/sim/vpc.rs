@@ -1,6 +1,8 @@
-//! The VPC: a router namespace that follows EC2 (moto). When an ENI is attached to a node's
-//! instance, an interface with its MAC appears in the node's namespace (as a hot-plugged ENI
-//! does), wired to the router. The router routes every address EC2 says an ENI owns, IPv4 and
+//! The VPC: a router namespace that follows EC2 (moto). When EC2 shows an ENI `attached` to a
+//! node's instance (not while it is `attaching`: the EC2 lab says which are, [`crate::ec2`]), an
+//! interface with its MAC appears in the node's namespace (as a hot-plugged ENI does), wired to
+//! the router; when EC2 no longer shows it attached (a detach is done, not while `detaching`),
+//! the interface and its wire go. The router routes every address EC2 says an ENI owns, IPv4 and
 //! IPv6, to that ENI's wire once EC2 has said so for the convergence delay, drops what is sent
 //! to an address EC2 has shown on no ENI for that long (as AWS does), and enforces the
 //! source/dest check: a packet whose source the sending ENI does not own is dropped. At its
@@ -240,7 +242,7 @@ impl State {
             let changed = now_heard.is_some() && now_heard != heard;
             let stale = last.as_ref().is_none_or(|(_, at)| at.elapsed() >= BACKSTOP);
             if changed || stale {
-                match rt.block_on(self.read()) {
+                match rt.block_on(self.read(&generation)) {
                     Some(read) => {
                         self.check(&read);
                         heard = now_heard;
@@ -265,8 +267,9 @@ impl State {
         nft(&self.router, nat::RULESET)
     }
 
-    /// Reads ENIs and Elastic IPs, plugging in interfaces for newly attached ENIs.
-    async fn read(&mut self) -> Option<Read> {
+    /// Reads ENIs and Elastic IPs, plugging in interfaces for newly attached ENIs and
+    /// unplugging those of detached ones.
+    async fn read(&mut self, lab: &Generation) -> Option<Read> {
         let enis = self
             .aws
             .describe_network_interfaces()
@@ -280,11 +283,22 @@ impl State {
             .await
             .ok()?;
         let eips = self.aws.describe_addresses().send().await.ok()?;
+        // Asked after moto is read: an attach moto shows was begun by then, so the lab lists it
+        // unless it is attached by now.
+        let attaching = lab.attaching().await.unwrap_or_default();
         let mut read = Read::default();
         let router_links = ip(&self.router, "-o link").unwrap_or_default();
+        let mut wired = BTreeSet::new();
         for ni in enis.network_interfaces() {
             holdings(ni, &mut read.holders);
+            let attaching = ni
+                .network_interface_id()
+                .is_some_and(|id| attaching.contains(id));
+            if attaching {
+                continue;
+            }
             if let Some(rdev) = self.plugged(ni, &router_links) {
+                wired.insert(rdev.clone());
                 if let Some(mac) = ni.mac_address() {
                     read.macs.insert(rdev.clone(), mac.to_string());
                 }
@@ -304,6 +318,7 @@ impl State {
         if let Some(vpc) = enis.network_interfaces().iter().find_map(|n| n.vpc_id()) {
             read.tables = self.tables(vpc).await?;
         }
+        self.unplug_all_but(&wired, &router_links);
         for e in eips.addresses() {
             let public = [parse(e.public_ip()), parse(e.customer_owned_ip())];
             read.allocated.extend(public.iter().flatten());
@@ -349,6 +364,20 @@ impl State {
             self.overlays.forget_wire(&rdev);
         }
         Some(rdev)
+    }
+
+    /// Removes every node wire not in `wired` (its ENI was detached): deleting the router's end
+    /// of the pair takes the node's interface with it.
+    fn unplug_all_but(&mut self, wired: &BTreeSet<String>, router_links: &str) {
+        let wires = router_links.lines().filter_map(|line| {
+            let name = line.split(": ").nth(1)?.split('@').next()?;
+            node_of_wire(name).map(|_| name.to_string())
+        });
+        for w in wires.filter(|w| !wired.contains(w)).collect::<Vec<_>>() {
+            if ip(&self.router, &format!("link del {w}")).is_ok() {
+                self.routes.forget_wire(&w);
+            }
+        }
     }
 
     /// Records addresses on two ENIs, and IPv6 addresses on none.
