@@ -4,6 +4,8 @@
 // Under ec2/ so cargo does not build them as test binaries of their own.
 #[path = "ec2/addresses.rs"]
 mod addresses;
+#[path = "ec2/attachments.rs"]
+mod attachments;
 #[path = "ec2/faults.rs"]
 mod faults;
 
@@ -268,7 +270,8 @@ async fn unassign_removes_the_address_and_refuses_one_not_held() {
 
 #[tokio::test]
 async fn network_interface_lifecycle_and_source_dest_check() {
-    let lab = Ec2Lab::start();
+    // Without attachment delays: this is about the calls, attachments.rs about their timing.
+    let lab = Ec2Lab::start_with(&["--eni-attach-ms", "0", "--eni-detach-ms", "0"]);
     let ec2 = lab.client();
     let w = world(&ec2).await;
 

@@ -90,6 +90,9 @@ pub struct Layout {
     pub subnet_cidr: &'static str,
     /// Give every node a floating ENI at device index 1 up front (else `floatip attach` does).
     pub floating_enis: bool,
+    /// How long EC2 shows attachments attaching and detaching: none by default, as these
+    /// tests were written against attaches that take effect at once.
+    pub eni_delays: crate::ec2::EniDelays,
 }
 
 impl Default for Layout {
@@ -98,6 +101,7 @@ impl Default for Layout {
             vpc_cidr: "10.0.0.0/16",
             subnet_cidr: "10.0.8.0/22",
             floating_enis: true,
+            eni_delays: crate::ec2::EniDelays::NONE,
         }
     }
 }
@@ -119,7 +123,7 @@ impl Cluster {
 
     pub async fn with_layout(n: usize, layout: Layout) -> Self {
         let kube = KubeLab::start();
-        let ec2 = Ec2Lab::start();
+        let ec2 = Ec2Lab::start_with(&layout.eni_delays.flags().each_ref().map(String::as_str));
         let client = kube.client();
         let aws = ec2.client();
         let vpc = aws

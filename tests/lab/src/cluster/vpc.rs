@@ -22,6 +22,7 @@ pub fn layout() -> Layout {
         vpc_cidr: "10.99.0.0/16",
         subnet_cidr: "10.99.8.0/22",
         floating_enis: false,
+        eni_delays: crate::ec2::EniDelays::NONE,
     }
 }
 
@@ -57,6 +58,8 @@ impl Vpc {
             cluster.subnet.clone(),
             router.name.clone(),
             map,
+            // The client here is in no subnet of EC2's: these tests use no route tables.
+            Vec::new(),
             delay,
         );
         Self {

@@ -9,6 +9,9 @@
 //!   picks at random); queued addresses go one per ENI, in order. `GET` lists those queued.
 //! - `GET /_lab/info` tells moto's address and process id, and the round trip every EC2
 //!   request waits (`latency_ms`).
+//! - `GET /_lab/attachments` lists the ENI attachments in transition, `{"attaching": [ID],
+//!   "detaching": [ID]}`, the ENIs attaching or on their way (`attaching_enis`), and the
+//!   delays (`attach_ms`, `detach_ms`).
 //! - `GET /_lab/generation?after=N&waitMs=M` answers `{"generation": G}`, how many mutating
 //!   calls moto carried out, once G exceeds N or M ms (at most [`MAX_WAIT`]) have passed:
 //!   how the simulated VPC hears of changes in EC2 as they happen.
@@ -21,6 +24,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
+use super::attachments::Phase;
 use super::faults::{Calls, Spec};
 use super::proxy::{text, Reply, State};
 
@@ -76,6 +80,26 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Reply {
                 "latency_ms": state.faults().round_trip().as_millis() as u64,
             }),
         ),
+        (&Method::GET, "attachments") => {
+            let book = state.attachments();
+            let ids = |phase| {
+                book.shown()
+                    .into_iter()
+                    .filter(|(_, p)| *p == phase)
+                    .map(|(id, _)| id)
+                    .collect::<Vec<_>>()
+            };
+            json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "attaching": ids(Phase::Attaching),
+                    "detaching": ids(Phase::Detaching),
+                    "attaching_enis": book.attaching_enis(),
+                    "attach_ms": book.delays().attach_ms,
+                    "detach_ms": book.delays().detach_ms,
+                }),
+            )
+        }
         (&Method::GET, "generation") => {
             let (after, wait) = generation_query(parts.uri.query().unwrap_or_default());
             let generation = state.generation_after(after, wait).await;
@@ -84,7 +108,7 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Reply {
                 &serde_json::json!({ "generation": generation }),
             )
         }
-        (_, "faults" | "calls" | "info" | "generation" | "primaries") => {
+        (_, "faults" | "calls" | "info" | "attachments" | "generation" | "primaries") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => text(StatusCode::NOT_FOUND, "no such lab path"),

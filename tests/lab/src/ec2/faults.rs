@@ -418,6 +418,23 @@ mod tests {
     }
 
     #[test]
+    fn route_table_and_eni_attribute_changes_are_mutating() {
+        // The router hears of these through the generation count, and the bench counts them.
+        for action in [
+            "CreateRoute",
+            "ReplaceRoute",
+            "DeleteRoute",
+            "ModifyNetworkInterfaceAttribute",
+            "AssociateRouteTable",
+        ] {
+            assert!(is_mutating(action), "{action}");
+        }
+        for action in ["DescribeRouteTables", "DescribeNetworkInterfaceAttribute"] {
+            assert!(!is_mutating(action), "{action}");
+        }
+    }
+
+    #[test]
     fn calls_split_mutating_from_read_only() {
         let mut calls = Calls::default();
         calls.record(Some("DescribeNetworkInterfaces"), Some("agent"), false);

@@ -1,14 +1,17 @@
 //! An EC2 endpoint for tests: moto's server, patched where it differs from AWS in ways floatip
-//! relies on (tests/lab/moto/), behind a proxy that injects latency, throttling, 5xx and outages.
+//! relies on (tests/lab/moto/), behind a proxy that injects latency, throttling, 5xx and outages
+//! and gives ENI attachments EC2's delays and refusals ([`attachments`]).
 //!
 //! Prints `AWS_ENDPOINT_URL=http://ADDR` as its first stdout line once it serves, then serves
 //! until SIGINT or SIGTERM. moto never outlives it.
 
+mod attachments;
 mod control;
 mod faults;
 mod moto;
 mod primaries;
 mod proxy;
+mod routes;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -51,6 +54,51 @@ pub struct Args {
     /// trip to the Region that a local EC2 lacks. The /_lab/ control paths never wait.
     #[arg(long = "latency-ms", env = "LAB_EC2_LATENCY_MS", default_value_t = 0)]
     pub latency_ms: u64,
+    #[command(flatten)]
+    pub eni: EniDelays,
+}
+
+/// How long EC2 shows an ENI attachment `attaching` / `detaching` (the README's lab section
+/// gives the figures behind the defaults).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct EniDelays {
+    /// Milliseconds an attachment shows `attaching` after AttachNetworkInterface, before it is
+    /// `attached` and the interface appears on the node.
+    #[arg(long = "eni-attach-ms", env = "LAB_ENI_ATTACH_MS", default_value_t = ENI_ATTACH_MS)]
+    pub attach_ms: u64,
+    /// Milliseconds an attachment shows `detaching` after DetachNetworkInterface (Force or
+    /// not), before the ENI is `available` and the interface leaves the node.
+    #[arg(long = "eni-detach-ms", env = "LAB_ENI_DETACH_MS", default_value_t = ENI_DETACH_MS)]
+    pub detach_ms: u64,
+}
+
+/// Default attach delay: a choice, as no published figure for EC2's attach time was found.
+pub const ENI_ATTACH_MS: u64 = 5_000;
+/// Default detach delay: a choice, as no published figure for EC2's detach time was found.
+pub const ENI_DETACH_MS: u64 = 10_000;
+
+impl EniDelays {
+    /// Attaches and detaches that take effect at once, as moto's do.
+    pub const NONE: Self = Self {
+        attach_ms: 0,
+        detach_ms: 0,
+    };
+
+    /// The defaults of `floatip-lab ec2`.
+    pub const DEFAULT: Self = Self {
+        attach_ms: ENI_ATTACH_MS,
+        detach_ms: ENI_DETACH_MS,
+    };
+
+    /// The `floatip-lab ec2` flags that pass these delays on.
+    pub fn flags(&self) -> [String; 4] {
+        [
+            "--eni-attach-ms".into(),
+            self.attach_ms.to_string(),
+            "--eni-detach-ms".into(),
+            self.detach_ms.to_string(),
+        ]
+    }
 }
 
 /// The virtualenv folder `floatip-lab ec2` uses when given no --venv: `LAB_VENV`, else
@@ -81,13 +129,26 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let round_trip = std::time::Duration::from_millis(args.latency_ms);
-    let state = Arc::new(proxy::State::new(moto.addr(), moto.pid(), round_trip));
+    let state = Arc::new(proxy::State::new(
+        moto.addr(),
+        moto.pid(),
+        round_trip,
+        args.eni,
+    ));
+    tokio::spawn(attachments::settle(state.clone()));
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "AWS_ENDPOINT_URL=http://{addr}")?;
         out.flush()?;
     }
-    tracing::info!(%addr, moto = %moto.addr(), latency_ms = args.latency_ms, "EC2 lab serving");
+    tracing::info!(
+        %addr,
+        moto = %moto.addr(),
+        latency_ms = args.latency_ms,
+        eni_attach_ms = args.eni.attach_ms,
+        eni_detach_ms = args.eni.detach_ms,
+        "EC2 lab serving"
+    );
     let mut term = signal(SignalKind::terminate())?;
     let result = tokio::select! {
         served = proxy::serve(listener, state) => served,

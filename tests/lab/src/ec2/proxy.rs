@@ -17,9 +17,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::control;
+use super::attachments::{self, Book};
 use super::faults::{is_mutating, CallRecord, Calls, Faults, Kind, Outcome};
 use super::primaries::Primaries;
+use super::{control, routes};
 
 pub struct State {
     pub moto: SocketAddr,
@@ -30,13 +31,29 @@ pub struct State {
     /// How many mutating calls moto carried out (answered with success): the simulated VPC
     /// waits on it to follow EC2 as it changes rather than read EC2 over and over.
     generation: watch::Sender<u64>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    pub(super) client: Client<HttpConnector, Full<Bytes>>,
+    /// Attachments in transition ([`attachments`]).
+    attachments: Mutex<Book>,
+    /// moto itself, for what the proxy checks before it forwards.
+    moto_client: aws_sdk_ec2::Client,
 }
 
 impl State {
-    /// Forwards to moto at `moto`; every EC2 request waits `round_trip` first.
-    pub fn new(moto: SocketAddr, moto_pid: Option<u32>, round_trip: Duration) -> Self {
+    /// Forwards to moto at `moto`; every EC2 request waits `round_trip` first; attachments
+    /// take `delays`.
+    pub fn new(
+        moto: SocketAddr,
+        moto_pid: Option<u32>,
+        round_trip: Duration,
+        delays: super::EniDelays,
+    ) -> Self {
+        let moto_client = crate::sim::ec2_client_with(
+            &format!("http://{moto}"),
+            aws_sdk_ec2::config::retry::RetryConfig::disabled(),
+        );
         Self {
+            attachments: Mutex::new(Book::new(delays)),
+            moto_client,
             moto,
             moto_pid,
             faults: Mutex::new(Faults::with_round_trip(round_trip)),
@@ -68,6 +85,25 @@ impl State {
         self.primaries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn attachments(&self) -> MutexGuard<'_, Book> {
+        self.attachments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn moto_client(&self) -> &aws_sdk_ec2::Client {
+        &self.moto_client
+    }
+
+    /// Counts a change of EC2 made outside a call (a transition that became due).
+    pub fn changed(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    pub async fn send_to_moto(&self, req: Request<Full<Bytes>>) -> anyhow::Result<StatusCode> {
+        Ok(self.client.request(req).await?.status())
     }
 }
 
@@ -143,7 +179,25 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Drop
     let reply = match decision.outcome {
         Outcome::Forward => {
             let (parts, body) = name_primary(&state, action.as_deref(), parts, body);
-            Ok(forward(&state, parts, body).await)
+            let refused = match action.as_deref() {
+                Some(a) => routes::refusal(&state, a, &body, &parts.headers).await,
+                None => None,
+            };
+            match (refused, action.as_deref()) {
+                (Some((status, code, message)), _) => Ok(ec2_error_with(status, code, &message)),
+                (
+                    None,
+                    Some(
+                        a @ ("AttachNetworkInterface"
+                        | "DetachNetworkInterface"
+                        | "DeleteNetworkInterface"),
+                    ),
+                ) => Ok(attachments::carry_out(&state, a, parts, body).await),
+                (None, Some(a)) if a.starts_with("Describe") => {
+                    Ok(attachments::shown_in(&state, forward(&state, parts, body).await).await)
+                }
+                (None, _) => Ok(forward(&state, parts, body).await),
+            }
         }
         Outcome::Error(kind) => Ok(ec2_error(kind)),
         Outcome::Drop => Err(Dropped),
@@ -216,7 +270,7 @@ fn name_primary(
     }
 }
 
-async fn forward(state: &State, mut parts: http::request::Parts, body: Bytes) -> Reply {
+pub(super) async fn forward(state: &State, mut parts: http::request::Parts, body: Bytes) -> Reply {
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     parts.uri = match format!("http://{}{path}", state.moto).parse() {
         Ok(uri) => uri,
@@ -235,6 +289,33 @@ async fn forward(state: &State, mut parts: http::request::Parts, body: Bytes) ->
             format!("moto did not answer: {err:#}"),
         )
     })
+}
+
+/// A reply's head and whole body.
+pub(super) async fn split(reply: Reply) -> (http::response::Parts, Bytes) {
+    let (parts, body) = reply.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    (parts, body)
+}
+
+/// A success as EC2's query API sends it for actions that answer only `true`.
+pub(super) fn ec2_ok(element: &str) -> Reply {
+    let id = request_id();
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{element} \
+         xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>{id}</requestId>\
+         <return>true</return></{element}>"
+    );
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/xml;charset=UTF-8")
+        .header("x-amzn-requestid", id)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_default()
 }
 
 /// An error as EC2's query API sends it: status, XML body, and the request id header.
@@ -266,6 +347,11 @@ fn ec2_error(kind: Kind) -> Reply {
             "An internal error has occurred.",
         ),
     };
+    ec2_error_with(status, code, message)
+}
+
+/// An EC2 error with this status, code and message.
+pub(super) fn ec2_error_with(status: StatusCode, code: &str, message: &str) -> Reply {
     let id = request_id();
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code>\

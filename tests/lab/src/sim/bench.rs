@@ -334,6 +334,8 @@ pub struct Args {
     /// trip to the Region (the lab's EC2 answers in a few ms; AWS in tens to hundreds).
     #[arg(long = "ec2-latency-ms", default_value_t = 0)]
     pub ec2_latency_ms: u64,
+    #[command(flatten)]
+    pub eni: crate::ec2::EniDelays,
     /// Scenarios to run (default: all).
     #[arg(long = "scenario", value_enum)]
     pub scenarios: Vec<Failure>,
@@ -634,6 +636,7 @@ fn one_simulation(plan: Plan, args: &Args, bins: Binaries) -> Result<Vec<Summary
     let opts = Options {
         convergence: Duration::from_millis(plan.convergence_ms),
         ec2_latency: Duration::from_millis(plan.ec2_latency_ms),
+        eni_delays: args.eni,
         log_dir: args.log_dir.as_ref().map(|d| d.join(dir)),
         ..Options::default()
     };

@@ -85,6 +85,8 @@ pub struct Options {
     /// How long every EC2 call waits in the lab's fault proxy before it is carried out: the
     /// round trip to the Region that the lab's EC2, on this machine, lacks.
     pub ec2_latency: Duration,
+    /// How long the lab's EC2 shows ENI attachments attaching and detaching.
+    pub eni_delays: crate::ec2::EniDelays,
     /// The agents' --release-delay.
     pub release_delay: Duration,
     /// The FloatingIP's failover.minHoldSeconds.
@@ -110,6 +112,7 @@ impl Default for Options {
             controllers: 2,
             convergence: Duration::from_millis(1200),
             ec2_latency: Duration::ZERO,
+            eni_delays: crate::ec2::EniDelays::DEFAULT,
             release_delay: Duration::from_secs(2),
             min_hold_seconds: 3,
             echo: false,
@@ -340,7 +343,8 @@ impl Sim {
         ec2.args(["ec2", "--listen", "127.0.0.1:0", "--venv"])
             .arg(crate::ec2::venv_root()?)
             .arg("--latency-ms")
-            .arg(opts.ec2_latency.as_millis().to_string());
+            .arg(opts.ec2_latency.as_millis().to_string())
+            .args(opts.eni_delays.flags());
         let (ec2_proc, ec2_endpoint) = spawn_ready(
             "ec2",
             ec2,
@@ -410,6 +414,7 @@ impl Sim {
             subnet.clone(),
             router.name.clone(),
             map,
+            vpc.edge_subnets(),
             opts.convergence,
         );
         let changes: Changes = Default::default();

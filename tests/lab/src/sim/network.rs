@@ -2,6 +2,11 @@
 //! /64 out of that block) and the namespaces at the router's edges: infra, the client inside
 //! the VPC's reach, and the internet (documentation addresses), whose client reaches nodes
 //! only through Elastic IPs.
+//!
+//! The client and infra namespaces sit in subnets of their own in EC2 (no ENIs: nothing of
+//! theirs moves), so that route tables reach them as they reach an in-VPC client: each subnet
+//! has an explicit route table association, `nodes` for the node subnet and `clients` for the
+//! client and infra subnets, which the router follows ([`super::vpc`]).
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -14,7 +19,12 @@ const SUBNET_CIDR: &str = "10.99.8.0/22";
 /// Which /64 of the VPC's IPv6 block the node subnet gets (AWS numbers them 00..ff in a /56).
 const SUBNET_V6_INDEX: u128 = 8;
 const INFRA: &str = "10.99.200.2";
+const INFRA_SUBNET: &str = "10.99.200.0/24";
 const CLIENT: &str = "10.99.100.2";
+const CLIENT_SUBNET: &str = "10.99.100.0/24";
+/// The router's wires to the client and infra namespaces.
+pub const CLIENT_WIRE: &str = "rclient";
+pub const INFRA_WIRE: &str = "rinfra";
 /// The client's IPv6 network: a unique local one, the lab's own.
 const CLIENT6: &str = "fd00:99:100::2";
 const ROUTER_ON_CLIENT6: &str = "fd00:99:100::1";
@@ -35,6 +45,23 @@ pub struct Vpc {
     pub subnet_v6: Ipv6Addr,
     /// The nodes' own security group.
     pub node_group: String,
+    /// The subnets of the client and infra namespaces.
+    pub client_subnet: String,
+    pub infra_subnet: String,
+    /// The route table associated with the node subnet, and the one associated with the
+    /// client and infra subnets (the VPC's main table is associated with none).
+    pub node_table: String,
+    pub client_table: String,
+}
+
+impl Vpc {
+    /// The router's wires from namespaces other than nodes, each with its subnet.
+    pub fn edge_subnets(&self) -> Vec<(String, String)> {
+        vec![
+            (CLIENT_WIRE.to_string(), self.client_subnet.clone()),
+            (INFRA_WIRE.to_string(), self.infra_subnet.clone()),
+        ]
+    }
 }
 
 /// Creates the VPC (with an Amazon-provided IPv6 block: moto lets no one choose it), the node
@@ -76,12 +103,73 @@ pub async fn create_vpc(aws: &aws_sdk_ec2::Client) -> Result<Vpc> {
         .send()
         .await?;
     let node_group = group.group_id().context("group id")?.to_string();
+    let client_subnet = plain_subnet(aws, &id, CLIENT_SUBNET).await?;
+    let infra_subnet = plain_subnet(aws, &id, INFRA_SUBNET).await?;
+    let node_table = route_table(aws, &id, "nodes", &[&subnet]).await?;
+    let client_table = route_table(aws, &id, "clients", &[&client_subnet, &infra_subnet]).await?;
     Ok(Vpc {
         id,
         subnet,
         subnet_v6,
         node_group,
+        client_subnet,
+        infra_subnet,
+        node_table,
+        client_table,
     })
+}
+
+/// An IPv4-only subnet in the node subnet's zone.
+async fn plain_subnet(aws: &aws_sdk_ec2::Client, vpc: &str, cidr: &str) -> Result<String> {
+    let out = aws
+        .create_subnet()
+        .vpc_id(vpc)
+        .cidr_block(cidr)
+        .availability_zone(format!("{REGION}a"))
+        .send()
+        .await?;
+    Ok(out
+        .subnet()
+        .and_then(|s| s.subnet_id())
+        .with_context(|| format!("no id for subnet {cidr}"))?
+        .to_string())
+}
+
+/// A route table tagged `Name=name`, associated with each of `subnets`.
+async fn route_table(
+    aws: &aws_sdk_ec2::Client,
+    vpc: &str,
+    name: &str,
+    subnets: &[&str],
+) -> Result<String> {
+    let name_tag = aws_sdk_ec2::types::Tag::builder()
+        .key("Name")
+        .value(name)
+        .build();
+    let out = aws
+        .create_route_table()
+        .vpc_id(vpc)
+        .tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::RouteTable)
+                .tags(name_tag)
+                .build(),
+        )
+        .send()
+        .await?;
+    let id = out
+        .route_table()
+        .and_then(|t| t.route_table_id())
+        .with_context(|| format!("no id for route table {name}"))?
+        .to_string();
+    for subnet in subnets {
+        aws.associate_route_table()
+            .route_table_id(&id)
+            .subnet_id(*subnet)
+            .send()
+            .await?;
+    }
+    Ok(id)
 }
 
 /// The network address of /64 number `n` in `block` (a /56 or larger, e.g. "2400:6500:ab:1200::/56").
@@ -120,7 +208,7 @@ pub fn wire(infra: &Netns) -> Result<Edges> {
     // another (the agents' peer probes go node to node).
     // (It answers at once: see the proxy delay of each node's wire in vpc.rs.)
     router.sysctl("net.ipv4.conf.all.proxy_arp", "1")?;
-    veth(infra, "vpc0", &router, "rinfra")?;
+    veth(infra, "vpc0", &router, INFRA_WIRE)?;
     infra.ip(&format!("addr add {INFRA}/24 dev vpc0"))?;
     infra.ip(&super::infra_route())?;
     router.ip(&format!("addr add {ROUTER_ON_INFRA}/24 dev rinfra"))?;
@@ -131,7 +219,7 @@ pub fn wire(infra: &Netns) -> Result<Edges> {
         "-6 addr add {ROUTER_ON_INFRA6}/64 dev rinfra nodad"
     ))?;
     let client = Netns::new("client")?;
-    veth(&client, "c0", &router, "rclient")?;
+    veth(&client, "c0", &router, CLIENT_WIRE)?;
     client.ip(&format!("addr add {CLIENT}/24 dev c0"))?;
     client.ip("route add default via 10.99.100.1")?;
     client.ip(&format!("-6 addr add {CLIENT6}/64 dev c0 nodad"))?;

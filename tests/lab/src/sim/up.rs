@@ -36,6 +36,8 @@ pub struct Args {
     /// trip to the Region; the lab's EC2 answers in a few ms).
     #[arg(long = "ec2-latency-ms", default_value_t = 0)]
     pub ec2_latency_ms: u64,
+    #[command(flatten)]
+    pub eni: crate::ec2::EniDelays,
     /// Where process logs go (kept after exit). Default: a temporary folder.
     #[arg(long)]
     pub log_dir: Option<std::path::PathBuf>,
@@ -54,6 +56,7 @@ pub fn run(args: Args, bins: Binaries) -> Result<()> {
     let opts = Options {
         convergence: Duration::from_millis(args.convergence_ms),
         ec2_latency: Duration::from_millis(args.ec2_latency_ms),
+        eni_delays: args.eni,
         log_dir: args.log_dir.clone(),
         echo: args.verbose,
         progress: true,

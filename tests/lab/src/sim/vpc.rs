@@ -1,11 +1,18 @@
-//! The VPC: a router namespace that follows EC2 (moto). When an ENI is attached to a node's
-//! instance, an interface with its MAC appears in the node's namespace (as a hot-plugged ENI
-//! does), wired to the router. The router routes every address EC2 says an ENI owns, IPv4 and
+//! The VPC: a router namespace that follows EC2 (moto). When EC2 shows an ENI `attached` to a
+//! node's instance (not while it is `attaching`: the EC2 lab says which are, [`crate::ec2`]), an
+//! interface with its MAC appears in the node's namespace (as a hot-plugged ENI does), wired to
+//! the router; when EC2 no longer shows it attached (a detach is done, not while `detaching`),
+//! the interface and its wire go. The router routes every address EC2 says an ENI owns, IPv4 and
 //! IPv6, to that ENI's wire once EC2 has said so for the convergence delay, drops what is sent
 //! to an address EC2 has shown on no ENI for that long (as AWS does), and enforces the
 //! source/dest check: a packet whose source the sending ENI does not own is dropped. At its
 //! edge it translates Elastic IPs (and customer-owned IPs) to the private address EC2
 //! associates them with, after the same delay ([`nat`]).
+//!
+//! It follows route tables too ([`tables`]): a /32 or /128 route outside the VPC's CIDRs to
+//! an attached ENI whose source/dest check is off delivers that address to the ENI's wire,
+//! for the clients (the namespaces at the router's edge, each in a subnet of its own) whose
+//! subnet's table has the route, after the same delay; such an ENI may send from any source.
 //!
 //! The follower reads EC2 when the EC2 lab says a mutating call went through ([`heard`]), and
 //! every [`BACKSTOP`] in any case (for changes made to moto directly); between reads it looks
@@ -27,12 +34,14 @@ use aws_sdk_ec2::types::Filter;
 
 use heard::Generation;
 use nat::{Nat, NatPlan};
-use routes::{Plan, Routes};
+use routes::Routes;
+use tables::{Overlays, Table, Wired};
 
 mod follow;
 mod heard;
 mod nat;
 mod routes;
+mod tables;
 
 /// The subnet's gateway, on every router-side wire.
 pub const GATEWAY: &str = "10.99.8.1";
@@ -101,13 +110,15 @@ pub struct Follower {
 
 impl Follower {
     /// Follows EC2 as `aws` (moto itself) shows it, told of changes by the EC2 lab at
-    /// `lab` (its endpoint URL).
+    /// `lab` (its endpoint URL). `clients`: the router's wires to namespaces that are no
+    /// node, each with the subnet it stands for (whose route table it follows).
     pub fn start(
         aws: aws_sdk_ec2::Client,
         lab: &str,
         subnet: String,
         router: String,
         nodes: BTreeMap<usize, (String, String)>,
+        clients: Vec<(String, String)>,
         delay: Duration,
     ) -> Self {
         let seen = Arc::new(Mutex::new(Seen {
@@ -123,6 +134,8 @@ impl Follower {
             seen: seen.clone(),
             routes: Routes::new(delay),
             nat: Nat::new(delay),
+            overlays: Overlays::new(delay),
+            clients: clients.into_iter().collect(),
             reach: BTreeMap::new(),
         };
         let s = stop.clone();
@@ -175,6 +188,9 @@ struct State {
     seen: Arc<Mutex<Seen>>,
     routes: Routes,
     nat: Nat,
+    overlays: Overlays,
+    /// Router wire -> the subnet of the namespace at its other end.
+    clients: BTreeMap<String, String>,
     /// public address -> the node its translation leads to, as last recorded.
     reach: BTreeMap<IpAddr, usize>,
 }
@@ -191,6 +207,10 @@ struct Read {
     allocated: BTreeSet<IpAddr>,
     /// router wire -> the MAC of the ENI at its other end.
     macs: BTreeMap<String, String>,
+    /// Attached ENI id -> its wire and source/dest check.
+    enis: BTreeMap<String, Wired>,
+    /// The VPC's route tables.
+    tables: Vec<Table>,
 }
 
 fn ip(ns: &str, args: &str) -> Result<String, String> {
@@ -231,7 +251,7 @@ impl State {
             let changed = now_heard.is_some() && now_heard != heard;
             let stale = last.as_ref().is_none_or(|(_, at)| at.elapsed() >= BACKSTOP);
             if changed || stale {
-                match rt.block_on(self.read()) {
+                match rt.block_on(self.read(&generation)) {
                     Some(read) => {
                         self.check(&read);
                         heard = now_heard;
@@ -256,8 +276,9 @@ impl State {
         nft(&self.router, nat::RULESET)
     }
 
-    /// Reads ENIs and Elastic IPs, plugging in interfaces for newly attached ENIs.
-    async fn read(&mut self) -> Option<Read> {
+    /// Reads ENIs and Elastic IPs, plugging in interfaces for newly attached ENIs and
+    /// unplugging those of detached ones.
+    async fn read(&mut self, lab: &Generation) -> Option<Read> {
         let enis = self
             .aws
             .describe_network_interfaces()
@@ -271,19 +292,42 @@ impl State {
             .await
             .ok()?;
         let eips = self.aws.describe_addresses().send().await.ok()?;
+        // Asked after moto is read: an attach moto shows was begun by then, so the lab lists it
+        // unless it is attached by now.
+        let attaching = lab.attaching().await.unwrap_or_default();
         let mut read = Read::default();
         let router_links = ip(&self.router, "-o link").unwrap_or_default();
+        let mut wired = BTreeSet::new();
         for ni in enis.network_interfaces() {
             holdings(ni, &mut read.holders);
+            let attaching = ni
+                .network_interface_id()
+                .is_some_and(|id| attaching.contains(id));
+            if attaching {
+                continue;
+            }
             if let Some(rdev) = self.plugged(ni, &router_links) {
+                wired.insert(rdev.clone());
                 if let Some(mac) = ni.mac_address() {
                     read.macs.insert(rdev.clone(), mac.to_string());
+                }
+                if let Some(id) = ni.network_interface_id() {
+                    let wired = Wired {
+                        wire: rdev.clone(),
+                        // AWS's default, for an answer that leaves it out.
+                        source_dest_check: ni.source_dest_check().unwrap_or(true),
+                    };
+                    read.enis.insert(id.to_string(), wired);
                 }
                 for a in addresses(ni) {
                     read.owned.insert(a, rdev.clone());
                 }
             }
         }
+        if let Some(vpc) = enis.network_interfaces().iter().find_map(|n| n.vpc_id()) {
+            read.tables = self.tables(vpc).await?;
+        }
+        self.unplug_all_but(&wired, &router_links);
         for e in eips.addresses() {
             let public = [parse(e.public_ip()), parse(e.customer_owned_ip())];
             read.allocated.extend(public.iter().flatten());
@@ -296,6 +340,18 @@ impl State {
             }
         }
         Some(read)
+    }
+
+    /// The route tables of `vpc`, as the router needs them.
+    async fn tables(&self, vpc: &str) -> Option<Vec<Table>> {
+        let out = self
+            .aws
+            .describe_route_tables()
+            .filters(Filter::builder().name("vpc-id").values(vpc).build())
+            .send()
+            .await
+            .ok()?;
+        Some(out.route_tables().iter().map(table).collect())
     }
 
     /// The router wire of `ni` when it is attached to a node, plugging it in if it is new.
@@ -314,8 +370,23 @@ impl State {
         if !router_links.contains(&format!(" {rdev}@")) {
             self.plug(ns, dev, ni, &rdev);
             self.routes.forget_wire(&rdev);
+            self.overlays.forget_wire(&rdev);
         }
         Some(rdev)
+    }
+
+    /// Removes every node wire not in `wired` (its ENI was detached): deleting the router's end
+    /// of the pair takes the node's interface with it.
+    fn unplug_all_but(&mut self, wired: &BTreeSet<String>, router_links: &str) {
+        let wires = router_links.lines().filter_map(|line| {
+            let name = line.split(": ").nth(1)?.split('@').next()?;
+            node_of_wire(name).map(|_| name.to_string())
+        });
+        for w in wires.filter(|w| !wired.contains(w)).collect::<Vec<_>>() {
+            if ip(&self.router, &format!("link del {w}")).is_ok() {
+                self.routes.forget_wire(&w);
+            }
+        }
     }
 
     /// Records addresses on two ENIs, and IPv6 addresses on none.
@@ -389,7 +460,13 @@ impl State {
         let plan = self.routes.plan(&read.owned, &read.macs, now);
         if !plan.cmds.is_empty() && batch(&self.router, &plan.cmds) {
             self.routes.applied(&plan);
-            self.record(&plan);
+            self.record_routed(&plan.routed);
+        }
+        let said = tables::said(&read.tables, &self.clients, &read.enis);
+        let overlay = self.overlays.plan(&said, &read.macs, now);
+        if overlay.cmds.is_empty() || batch(&self.router, &overlay.cmds) {
+            self.record_routed(&overlay.routed);
+            self.overlays.applied(overlay);
         }
         let edge = self.nat.plan(&read.associated, &read.allocated, now);
         if self.translate(&edge) {
@@ -404,10 +481,11 @@ impl State {
             && (edge.nft.is_empty() || nft(&self.router, &edge.nft).is_ok())
     }
 
-    fn record(&self, plan: &Plan) {
+    /// Records each address now routed to a node's wire.
+    fn record_routed(&self, routed: &[(IpAddr, Option<String>)]) {
         let at = SystemTime::now();
         let mut seen = self.seen.lock().unwrap();
-        for (address, d) in &plan.routed {
+        for (address, d) in routed {
             if let Some(node) = d.as_deref().and_then(node_of_wire) {
                 seen.switches.push(Switch {
                     at,
@@ -440,6 +518,30 @@ impl State {
         }
         self.reach = now;
     }
+}
+
+/// The parts of a route table the router follows.
+fn table(t: &aws_sdk_ec2::types::RouteTable) -> Table {
+    let mut out = Table {
+        id: t.route_table_id().unwrap_or_default().to_string(),
+        ..Table::default()
+    };
+    for a in t.associations() {
+        out.main |= a.main() == Some(true);
+        out.subnets.extend(a.subnet_id().map(str::to_string));
+    }
+    for r in t.routes() {
+        let dest = r
+            .destination_cidr_block()
+            .or(r.destination_ipv6_cidr_block());
+        let Some(dest) = dest else { continue };
+        if r.gateway_id() == Some("local") {
+            out.local.push(dest.to_string());
+        } else if let (Some(a), Some(eni)) = (tables::host_route(dest), r.network_interface_id()) {
+            out.to_eni.insert(a, eni.to_string());
+        }
+    }
+    out
 }
 
 /// Every address an ENI has: its private IPv4 addresses and its IPv6 addresses.

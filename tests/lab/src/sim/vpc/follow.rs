@@ -6,24 +6,25 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-/// One change that is due: `address` goes from `old` to `new` (None: nowhere).
+/// One change that is due: `address` goes from `old` to `new` (None: nowhere). The key is an
+/// address, or an address in a route table.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Due<V> {
-    pub address: IpAddr,
+pub struct Due<V, K = IpAddr> {
+    pub address: K,
     pub old: Option<V>,
     pub new: Option<V>,
 }
 
 /// What EC2 said of each address and since when, and what is in effect.
 #[derive(Debug)]
-pub struct Follow<V> {
+pub struct Follow<V, K = IpAddr> {
     delay: Duration,
     /// address -> (what EC2 says, None for nothing; since when EC2 says so).
-    first_seen: BTreeMap<IpAddr, (Option<V>, Instant)>,
-    effective: BTreeMap<IpAddr, V>,
+    first_seen: BTreeMap<K, (Option<V>, Instant)>,
+    effective: BTreeMap<K, V>,
 }
 
-impl<V: Clone + PartialEq> Follow<V> {
+impl<V: Clone + PartialEq, K: Ord + Clone> Follow<V, K> {
     pub fn new(delay: Duration) -> Self {
         Self {
             delay,
@@ -34,12 +35,12 @@ impl<V: Clone + PartialEq> Follow<V> {
 
     /// The changes due at `now`, given what EC2 says now (`said`); none is in effect until
     /// [`Follow::applied`] records it.
-    pub fn due(&mut self, said: &BTreeMap<IpAddr, V>, now: Instant) -> Vec<Due<V>> {
+    pub fn due(&mut self, said: &BTreeMap<K, V>, now: Instant) -> Vec<Due<V, K>> {
         let gone = self.effective.keys().filter(|a| !said.contains_key(a));
-        let all: BTreeMap<IpAddr, Option<V>> = said
+        let all: BTreeMap<K, Option<V>> = said
             .iter()
-            .map(|(a, v)| (*a, Some(v.clone())))
-            .chain(gone.map(|a| (*a, None)))
+            .map(|(a, v)| (a.clone(), Some(v.clone())))
+            .chain(gone.map(|a| (a.clone(), None)))
             .collect();
         self.first_seen.retain(|a, (v, _)| all.get(a) == Some(v));
         for (a, v) in all {
@@ -50,7 +51,7 @@ impl<V: Clone + PartialEq> Follow<V> {
             .filter(|(_, (_, since))| now.duration_since(*since) >= self.delay)
             .filter(|(a, (v, _))| self.effective.get(a) != v.as_ref())
             .map(|(a, (v, _))| Due {
-                address: *a,
+                address: a.clone(),
                 old: self.effective.get(a).cloned(),
                 new: v.clone(),
             })
@@ -58,10 +59,10 @@ impl<V: Clone + PartialEq> Follow<V> {
     }
 
     /// Records that `due` took effect.
-    pub fn applied(&mut self, due: &[Due<V>]) {
+    pub fn applied(&mut self, due: &[Due<V, K>]) {
         for d in due {
             match &d.new {
-                Some(v) => self.effective.insert(d.address, v.clone()),
+                Some(v) => self.effective.insert(d.address.clone(), v.clone()),
                 None => self.effective.remove(&d.address),
             };
         }
@@ -72,7 +73,7 @@ impl<V: Clone + PartialEq> Follow<V> {
         self.effective.retain(|_, v| !gone(v));
     }
 
-    pub fn effective(&self) -> &BTreeMap<IpAddr, V> {
+    pub fn effective(&self) -> &BTreeMap<K, V> {
         &self.effective
     }
 }

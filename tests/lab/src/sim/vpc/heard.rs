@@ -1,7 +1,8 @@
 //! Word from the EC2 lab that EC2 changed: its proxy counts the mutating calls moto carried out
 //! (`GET /_lab/generation`, [`crate::ec2`]), so the router reads EC2 as soon as that count
-//! moves instead of reading it over and over.
+//! moves instead of reading it over and over; and which attachments are still attaching.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -42,6 +43,29 @@ impl Generation {
         };
         // Bounded, so a lab that hangs cannot stop the router.
         tokio::time::timeout(wait + Duration::from_secs(1), answer)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The ENIs EC2 shows `attaching`, or whose attach is on its way through moto
+    /// (`GET /_lab/attachments`); moto, which the router reads, shows them attached. None when
+    /// the lab does not answer.
+    pub async fn attaching(&self) -> Option<BTreeSet<String>> {
+        let uri = format!("http://{}/_lab/attachments", self.lab)
+            .parse()
+            .ok()?;
+        let answer = async {
+            let reply = self.client.get(uri).await.ok()?;
+            let body = reply.into_body().collect().await.ok()?.to_bytes();
+            let value: serde_json::Value = serde_json::from_slice(&body).ok()?;
+            let ids = value["attaching_enis"].as_array()?.iter();
+            Some(
+                ids.filter_map(|id| Some(id.as_str()?.to_string()))
+                    .collect(),
+            )
+        };
+        tokio::time::timeout(Duration::from_secs(1), answer)
             .await
             .ok()
             .flatten()
