@@ -16,8 +16,9 @@
 //! port would make the plan name a cloud type it never calls.
 //!
 //! The modes carried out: [`SecondaryIp`] (IPv4 and IPv6, with or without an Elastic IP, whose
-//! checks and association live in [`public`]) and [`ElasticIp`]. A new mode (RouteTable and
-//! Interface in later issues) is:
+//! checks and association live in [`public`]), [`ElasticIp`] and [`RouteTableMode`] (whose
+//! route tables and the cluster's ENIs are in [`Reads`]). A new mode (Interface in a later
+//! issue) is:
 //! - a unit struct in its own file implementing both traits (the address checks of [`usable`]
 //!   serve every mode that carries a private address in a subnet);
 //! - a variant of `Implementation` and its arm in [`implementation`], the one place that says
@@ -244,6 +245,7 @@ pub trait Carrier<C: Cloud>: AddressMode {
 enum Implementation {
     SecondaryIp,
     ElasticIp,
+    RouteTable,
 }
 
 /// Which implementation carries out `mode`: the one place that says which modes this version
@@ -252,7 +254,8 @@ fn implementation(mode: Mode) -> Option<Implementation> {
     match mode {
         Mode::SecondaryIP => Some(Implementation::SecondaryIp),
         Mode::ElasticIP => Some(Implementation::ElasticIp),
-        Mode::RouteTable | Mode::Interface => None,
+        Mode::RouteTable => Some(Implementation::RouteTable),
+        Mode::Interface => None,
     }
 }
 
@@ -261,6 +264,7 @@ pub fn port(mode: Mode) -> Option<&'static dyn AddressMode> {
     Some(match implementation(mode)? {
         Implementation::SecondaryIp => &SecondaryIp,
         Implementation::ElasticIp => &ElasticIp,
+        Implementation::RouteTable => &RouteTableMode,
     })
 }
 
@@ -270,6 +274,7 @@ pub fn carrier<C: Cloud>(mode: Mode) -> Option<&'static dyn Carrier<C>> {
     Some(match implementation(mode)? {
         Implementation::SecondaryIp => &SecondaryIp,
         Implementation::ElasticIp => &ElasticIp,
+        Implementation::RouteTable => &RouteTableMode,
     })
 }
 
