@@ -191,3 +191,53 @@ async fn a_routed_address_follows_its_holder_in_every_table() {
     }
     assert_eq!(routed_to(&c, "100.64.0.10", &tables).await, [None, None]);
 }
+
+/// A route replaced outside floatip (one table now leads to another node's ENI) is routed back
+/// to the holder within seconds, not at the next resync: the holder check reads the tables back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_changed_outside_floatip_is_put_back_within_seconds() {
+    let mut c = Cluster::new(2).await;
+    let vpc = c.vpc.clone();
+    let tables = vec![route_table(&c, &vpc).await, route_table(&c, &vpc).await];
+    let names: Vec<&str> = tables.iter().map(String::as_str).collect();
+    c.start_controller_with("controller-a", &[("FLOATIP_RESYNC", "120s")]);
+    c.create_fip("overlay", routed("100.64.0.10", &names)).await;
+    let f = c
+        .wait_fip("overlay", "routed", T, |f| {
+            is_ready(f) && holder_of(f).is_some()
+        })
+        .await;
+    let holder = holder_of(&f).unwrap();
+    let other = ["node-1", "node-2"]
+        .into_iter()
+        .find(|n| *n != holder)
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let changed = std::time::Instant::now();
+    c.ec2
+        .direct_client()
+        .replace_route()
+        .route_table_id(&tables[1])
+        .destination_cidr_block("100.64.0.10/32")
+        .network_interface_id(&c.node(other).eni)
+        .send()
+        .await
+        .unwrap();
+    let f = c
+        .wait_fip("overlay", "routed back", Duration::from_secs(10), |f| {
+            f.status.as_ref().is_some_and(|s| s.move_count == 2)
+        })
+        .await;
+    let last = f.status.as_ref().unwrap().last_move.clone().unwrap();
+    assert_eq!(last.reason.as_str(), "Drift");
+    assert_eq!(holder_of(&f).as_deref(), Some(holder.as_str()));
+    let eni = c.node(&holder).eni.clone();
+    assert_eq!(
+        routed_to(&c, "100.64.0.10", &tables).await,
+        [Some(eni.clone()), Some(eni)]
+    );
+    println!(
+        "a route replaced outside floatip was put back after {} ms (resync 120 s)",
+        changed.elapsed().as_millis()
+    );
+}

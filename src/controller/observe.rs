@@ -476,6 +476,7 @@ pub async fn check_holders<C: Cloud>(
     fips: &[Arc<FloatingIP>],
     cluster: &str,
 ) {
+    check_route_tables(cloud, cache).await;
     let cached = cache.snapshot(cluster);
     // (FloatingIP, its mode, its address, a holding ENI, that ENI's subnet)
     let mut held = Vec::new();
@@ -520,6 +521,32 @@ pub async fn check_holders<C: Cloud>(
             "an address is no longer where floatip saw it in EC2: reading the subnet again"
         );
         cache.remove(&subnet);
+    }
+}
+
+/// Reads the cached route tables back (one DescribeRouteTables); when EC2 no longer shows
+/// what the cache holds (a route replaced or deleted outside floatip), the next pass reads
+/// them again and repairs, as [`check_holders`] does for ENIs. A failed read changes nothing.
+async fn check_route_tables<C: Cloud>(cloud: &C, cache: &mut SubnetCache) {
+    let Some(cached) = &cache.reads.route_tables else {
+        return;
+    };
+    let mut ids: Vec<String> = cached.keys().cloned().collect();
+    ids.sort();
+    match cloud.route_tables(&ids).await {
+        Ok(fresh) => {
+            let same =
+                fresh.len() == cached.len() && fresh.iter().all(|t| cached.get(&t.id) == Some(t));
+            if !same {
+                tracing::info!(
+                    "a route table is no longer what floatip saw in EC2: reading the tables again"
+                );
+                cache.reads_at.remove(READ_ROUTE_TABLES);
+            }
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "could not read the route tables back; the resync will");
+        }
     }
 }
 
