@@ -192,7 +192,8 @@ impl AddressMode for RouteTableMode {
 }
 
 impl<C: Cloud> Carrier<C> for RouteTableMode {
-    /// The target's source/dest check turned off (when it is on) beside the routes: one route
+    /// The target's source/dest check turned off first (a read, and a call only when it is
+    /// on): a route must never lead to an ENI that drops the address's traffic. Then one route
     /// call per table and address, at most [`ROUTE_CALLS_IN_FLIGHT`] at a time. Every table is
     /// tried even when one fails, so the others lead to the target; the first error is
     /// returned.
@@ -203,10 +204,8 @@ impl<C: Cloud> Carrier<C> for RouteTableMode {
         moves: &'a [AddressMove],
     ) -> BoxFuture<'a, Result<Moved, CloudError>> {
         Box::pin(async move {
-            let routes = route_all(cloud, &to.eni, moves);
-            let (check, routes) = futures::join!(cloud.source_dest_check_off(&to.eni), routes);
-            check?;
-            routes?;
+            cloud.source_dest_check_off(&to.eni).await?;
+            route_all(cloud, &to.eni, moves).await?;
             Ok(Moved::default())
         })
     }

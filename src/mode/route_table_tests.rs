@@ -362,3 +362,33 @@ async fn release_deletes_only_the_routes_that_lead_to_the_eni() {
     );
     assert_eq!(*c.calls.lock().unwrap(), [("DeleteRoute", T1.to_string())]);
 }
+
+/// The source/dest check comes off before any route leads to the ENI: when EC2 refuses that
+/// (a missing permission), no route is changed.
+#[tokio::test]
+async fn no_route_leads_to_an_eni_whose_check_could_not_be_turned_off() {
+    let c = fake(vec![table(T1, VPC, vec![to("eni-11")])]);
+    *c.fail_with.lock().unwrap() = Some(CloudError {
+        action: "ModifyNetworkInterfaceAttribute",
+        code: "UnauthorizedOperation".into(),
+        message: "not allowed".into(),
+        kind: ErrorKind::Permanent,
+    });
+    let err = Carrier::<FakeCloud>::move_to(
+        &RouteTableMode,
+        &c,
+        &seat_on("eni-21"),
+        &[mv(OVERLAY, &[T1])],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, "UnauthorizedOperation");
+    assert_eq!(
+        *c.calls.lock().unwrap(),
+        [("ModifyNetworkInterfaceAttribute", "eni-21".to_string())]
+    );
+    assert_eq!(
+        target_in(&c, T1, OVERLAY),
+        Some(RouteTarget::Eni("eni-11".into()))
+    );
+}
