@@ -506,3 +506,54 @@ async fn security_group_ids_override_the_primary_enis_groups() {
     assert!(ok, "attach with one group: {err}");
     assert_eq!(groups_of(&c, &eni).await, [vip_b]);
 }
+
+/// A RouteTable FloatingIP selecting the node: attach gives the node a floating ENI in the
+/// subnet of its primary ENI (no FloatingIP names a subnet) with its source/dest check off,
+/// and claims nothing (the controller makes the first routes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routed_address_gets_a_floating_eni_with_its_check_off() {
+    if !can_netns("a_routed_address_gets_a_floating_eni_with_its_check_off") {
+        return;
+    }
+    let c = Cluster::with_layout(1, vpc::layout()).await;
+    let net = Vpc::start(&c, Duration::ZERO);
+    let table = c
+        .aws
+        .create_route_table()
+        .vpc_id(&c.vpc)
+        .send()
+        .await
+        .unwrap();
+    let table = table
+        .route_table()
+        .unwrap()
+        .route_table_id()
+        .unwrap()
+        .to_string();
+    c.create_fip(
+        "overlay",
+        json!({"address": "100.64.0.10", "mode": "RouteTable", "subnetId": null, "routeTableIds": [table]}),
+    )
+    .await;
+    let (ok, out, err) = vpc::attach(&c, "node-1", net.node(1));
+    assert!(ok, "attach: {err}");
+    println!("{}", out.trim());
+    assert!(out.contains("claimed: []"), "{out}");
+    let eni = the_floating_eni(&c).await;
+    let described = c
+        .aws
+        .describe_network_interfaces()
+        .network_interface_ids(&eni)
+        .send()
+        .await
+        .unwrap();
+    let ni = &described.network_interfaces()[0];
+    assert_eq!(
+        ni.subnet_id(),
+        Some(c.subnet.as_str()),
+        "the primary ENI's subnet"
+    );
+    assert_eq!(ni.source_dest_check(), Some(false));
+    let link = net.node(1).ip("-o link show eth1").unwrap();
+    assert!(link.contains("UP"), "the floating interface is up: {link}");
+}

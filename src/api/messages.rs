@@ -18,6 +18,7 @@ pub const ELASTIC_IP_NOT_FOR_MODE: &str =
     "spec.elasticIP is only used when mode is ElasticIP or SecondaryIP; remove it or change the mode";
 pub const ELASTIC_IP_IPV4_ONLY: &str =
     "spec.elasticIP needs an IPv4 spec.address: Elastic IPs map to IPv4 private addresses only";
+pub const LOCAL_GATEWAY_ROUTE_TABLE: &str = "spec.routeTableIds lists an Outposts local gateway route table (lgw-rtb-...): local gateway route tables are not supported yet; list VPC route tables (rtb-...)";
 pub const ROUTE_TABLES_NOT_FOR_MODE: &str =
     "spec.routeTableIds is only used when mode is RouteTable; remove it or change the mode";
 pub const INTERFACE_NOT_FOR_MODE: &str =

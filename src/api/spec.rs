@@ -135,7 +135,11 @@ pub struct FloatingIPSpec {
     /// RouteTable only: the route tables whose route for the address points at the holder's ENI.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = bounds::ROUTE_TABLES_MAX), inner(regex(pattern = r"^rtb-([0-9a-f]{8}|[0-9a-f]{17})$")))]
-    #[x_kube(merge_strategy = ListMerge::Set)]
+    #[x_kube(
+        merge_strategy = ListMerge::Set,
+        validation = Rule::new("self.all(t, !t.startsWith('lgw-rtb-'))")
+            .message(msg::LOCAL_GATEWAY_ROUTE_TABLE)
+    )]
     pub route_table_ids: Vec<String>,
 
     /// Which nodes may hold the address. Empty or absent selects every node.
@@ -202,7 +206,8 @@ impl Mode {
     /// an implementation for (that lookup decides; a test beside it proves this list agrees).
     /// The CRD accepts every mode so that objects written for a later release are stored; the
     /// others get Ready=False, ModeNotSupported.
-    pub const CARRIED_OUT: &'static [Mode] = &[Mode::SecondaryIP, Mode::ElasticIP];
+    pub const CARRIED_OUT: &'static [Mode] =
+        &[Mode::SecondaryIP, Mode::ElasticIP, Mode::RouteTable];
 
     /// Why the controller leaves a FloatingIP of this mode alone, or None when it carries it out.
     pub fn not_supported(self) -> Option<String> {

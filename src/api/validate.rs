@@ -40,6 +40,8 @@ pub enum SpecError {
     ElasticIpIpv4Only,
     #[error("{}", msg::ROUTE_TABLES_NOT_FOR_MODE)]
     RouteTablesNotForMode,
+    #[error("{}", msg::LOCAL_GATEWAY_ROUTE_TABLE)]
+    LocalGatewayRouteTable,
     #[error("{}", msg::INTERFACE_NOT_FOR_MODE)]
     InterfaceNotForMode,
     #[error("{}", msg::IPV4_REQUIRED)]
@@ -280,7 +282,13 @@ fn check_ids(spec: &FloatingIPSpec, errs: &mut Vec<SpecError>) {
             max: bounds::ROUTE_TABLES_MAX,
         });
     }
+    if tables.iter().any(|t| t.starts_with("lgw-rtb-")) {
+        errs.push(SpecError::LocalGatewayRouteTable);
+    }
     for (i, table) in tables.iter().enumerate() {
+        if table.starts_with("lgw-rtb-") {
+            continue;
+        }
         if !is_aws_id(table, "rtb") {
             errs.push(SpecError::BadFormat {
                 field: "spec.routeTableIds",

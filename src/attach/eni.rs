@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use crate::agent::host::Host;
-use crate::api::{FloatingIP, InterfaceChoice};
+use crate::api::{FloatingIP, InterfaceChoice, Mode};
 use crate::cloud::{floating_tags, same_security_groups, Cloud, CloudError, Eni, Instance};
 use crate::retry;
 
@@ -35,11 +35,17 @@ pub(super) async fn prepare_dedicated<C: Cloud>(
     summary: &mut Summary,
 ) -> Result<EniBySubnet, AttachError> {
     let mut by_subnet = EniBySubnet::new();
-    let subnets: BTreeSet<String> = mine
+    let mut subnets: BTreeSet<String> = mine
         .iter()
         .filter(|f| dedicated(f))
         .filter_map(|f| f.spec.subnet_id.clone())
         .collect();
+    let routed = mine.iter().any(|f| routed(f));
+    // A routed address may sit on any floating ENI of the node: one in the subnet of its
+    // primary ENI (the node's own zone) when no other FloatingIP gives it one.
+    if routed && subnets.is_empty() {
+        subnets.extend(primary_subnet(cloud, instance_id).await?);
+    }
     if subnets.is_empty() {
         return Ok(by_subnet);
     }
@@ -61,7 +67,31 @@ pub(super) async fn prepare_dedicated<C: Cloud>(
             Err(e) => return Err(e),
         }
     }
+    if routed {
+        // Route tables lead the address to the ENI, whose source/dest check would drop it.
+        for eni in by_subnet.values() {
+            if cloud.source_dest_check_off(&eni.id).await? {
+                tracing::info!(eni = %eni.id, "turned the floating ENI's source/dest check off for routed addresses");
+            }
+        }
+    }
     Ok(by_subnet)
+}
+
+/// A RouteTable FloatingIP: its address reaches the node's floating ENI through route tables.
+fn routed(f: &FloatingIP) -> bool {
+    f.spec.mode == Mode::RouteTable
+}
+
+/// The subnet of the instance's primary ENI (device index 0).
+async fn primary_subnet<C: Cloud>(
+    cloud: &C,
+    instance_id: &str,
+) -> Result<Option<String>, AttachError> {
+    let enis = cloud.instance_enis(&[instance_id.to_string()]).await?;
+    Ok((enis.into_iter())
+        .find(|e| e.instance_id.as_deref() == Some(instance_id) && e.device_index == Some(0))
+        .map(|e| e.subnet_id))
 }
 
 /// Adds the instance's primary ENI in the subnet of each FloatingIP of `mine` that puts its

@@ -81,11 +81,14 @@ fn claimable_mode(f: &FloatingIP) -> bool {
     f.spec.mode == Mode::SecondaryIP
 }
 
-/// Whether attach prepares this node's ENI for the FloatingIP: SecondaryIP, and ElasticIP in
+/// Whether attach prepares this node's ENI for the FloatingIP: SecondaryIP, ElasticIP in
 /// a subnet (whose floating ENI's primary address the Elastic IP is associated with; the
-/// controller makes the first association).
+/// controller makes the first association), and RouteTable when this version carries it out
+/// (a floating ENI with its source/dest check off; the controller makes the first routes).
 fn prepared_mode(f: &FloatingIP) -> bool {
-    claimable_mode(f) || (f.spec.mode == Mode::ElasticIP && f.spec.subnet_id.is_some())
+    claimable_mode(f)
+        || (f.spec.mode == Mode::ElasticIP && f.spec.subnet_id.is_some())
+        || (f.spec.mode == Mode::RouteTable && crate::mode::port(f.spec.mode).is_some())
 }
 
 fn dedicated(f: &FloatingIP) -> bool {

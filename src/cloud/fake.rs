@@ -5,7 +5,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 
 use super::{
-    AddressMove, Allocation, Association, Cloud, CloudError, Eni, ErrorKind, Instance, Subnet,
+    AddressMove, Allocation, Association, Cloud, CloudError, Eni, ErrorKind, Instance, Route,
+    RouteTable, RouteTarget, Subnet,
 };
 
 #[derive(Default)]
@@ -32,6 +33,13 @@ pub struct FakeCloud {
     /// Zone -> network border group. `associate` refuses an ENI whose subnet's zone is in
     /// another group than the allocation's; a subnet without a zone here is not checked.
     pub border_groups: Mutex<BTreeMap<String, String>>,
+    /// Route tables. `route_to` refuses an ENI of another VPC than the table's, as EC2 does
+    /// (an ENI's VPC is `vpc_of_subnet` of its subnet; unknown subnets are not checked).
+    pub route_tables: Mutex<Vec<RouteTable>>,
+    /// Subnet -> VPC, for the route checks.
+    pub vpc_of_subnet: Mutex<BTreeMap<String, String>>,
+    /// ENIs whose source/dest check is off.
+    pub source_dest_off: Mutex<std::collections::BTreeSet<String>>,
 }
 
 fn not_found(action: &'static str, code: &str, what: &str) -> CloudError {
@@ -416,6 +424,62 @@ impl Cloud for FakeCloud {
 
     async fn border_groups(&self) -> Result<BTreeMap<String, String>, CloudError> {
         Ok(self.border_groups.lock().unwrap().clone())
+    }
+
+    async fn route_tables(&self, ids: &[String]) -> Result<Vec<RouteTable>, CloudError> {
+        let tables = self.route_tables.lock().unwrap();
+        Ok((tables.iter())
+            .filter(|t| ids.contains(&t.id))
+            .cloned()
+            .collect())
+    }
+
+    async fn route_to(&self, table: &str, address: IpAddr, eni: &str) -> Result<(), CloudError> {
+        self.mutate("ReplaceRoute", table)?;
+        let subnet = (self.enis.lock().unwrap().iter())
+            .find(|e| e.id == eni)
+            .map(|e| e.subnet_id.clone());
+        let eni_vpc = subnet.and_then(|s| self.vpc_of_subnet.lock().unwrap().get(&s).cloned());
+        let mut tables = self.route_tables.lock().unwrap();
+        let t = (tables.iter_mut().find(|t| t.id == table))
+            .ok_or_else(|| not_found("ReplaceRoute", "InvalidRouteTableID.NotFound", table))?;
+        if eni_vpc.is_some_and(|v| v != t.vpc_id) {
+            return Err(CloudError {
+                action: "ReplaceRoute",
+                code: "InvalidParameterValue".into(),
+                message: format!(
+                    "Route table {table} and network interface {eni} belong to different networks."
+                ),
+                kind: ErrorKind::Permanent,
+            });
+        }
+        let destination = super::host_route(address);
+        t.routes.retain(|r| r.destination != destination);
+        t.routes.push(Route {
+            destination,
+            target: RouteTarget::Eni(eni.to_string()),
+            blackhole: false,
+        });
+        Ok(())
+    }
+
+    async fn delete_route(&self, table: &str, address: IpAddr) -> Result<(), CloudError> {
+        self.mutate("DeleteRoute", table)?;
+        let destination = super::host_route(address);
+        for t in self.route_tables.lock().unwrap().iter_mut() {
+            if t.id == table {
+                t.routes.retain(|r| r.destination != destination);
+            }
+        }
+        Ok(())
+    }
+
+    async fn source_dest_check_off(&self, eni: &str) -> Result<bool, CloudError> {
+        if self.source_dest_off.lock().unwrap().contains(eni) {
+            return Ok(false);
+        }
+        self.mutate("ModifyNetworkInterfaceAttribute", eni)?;
+        Ok(self.source_dest_off.lock().unwrap().insert(eni.to_string()))
     }
 }
 

@@ -115,6 +115,7 @@ async fn reassociation_needs_the_flag_and_the_eip_follows_its_secondary_address(
         address: ip(VIP),
         from_eni: None,
         allocation_id: None,
+        route_tables: Vec::new(),
     };
     c.assign("eni-2", &[to_eni2]).await.unwrap();
     assert_eq!(c.holder_of(ip(VIP)), ["eni-2"]);

@@ -7,9 +7,11 @@ mod eip;
 #[cfg(test)]
 pub mod fake;
 mod orphans;
+mod route;
 
 pub use eip::{Allocation, Association};
 pub use orphans::{delete_orphaned_floating_enis, orphaned_floating_enis};
+pub use route::{host_route, Route, RouteTable, RouteTarget};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -154,6 +156,8 @@ pub struct AddressMove {
     pub from_eni: Option<String>,
     /// The Elastic IP allocation that carries the address (ElasticIP mode).
     pub allocation_id: Option<String>,
+    /// The route tables whose host route of the address leads to the target (RouteTable mode).
+    pub route_tables: Vec<String>,
 }
 
 /// What floatip asks of EC2 in SecondaryIP mode.
@@ -272,6 +276,37 @@ pub trait Cloud: Send + Sync + 'static {
     fn border_groups(
         &self,
     ) -> impl Future<Output = Result<BTreeMap<String, String>, CloudError>> + Send;
+
+    /// The route tables among `ids` that exist: DescribeRouteTables with a route-table-id
+    /// filter, so a missing one is left out rather than failing the call.
+    fn route_tables(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<RouteTable>, CloudError>> + Send;
+
+    /// Points the table's host route of `address` (/32 or /128) at `eni`: ReplaceRoute, or
+    /// CreateRoute when the table has no such route yet. One table per call: EC2 has no batch.
+    fn route_to(
+        &self,
+        table: &str,
+        address: IpAddr,
+        eni: &str,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// DeleteRoute of the table's host route of `address`. A route already gone is not an error.
+    fn delete_route(
+        &self,
+        table: &str,
+        address: IpAddr,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// Turns the ENI's source/dest check off, so that it takes traffic for addresses that are
+    /// not its own (a route's). Reads the attribute first: Ok(false) when it was already off
+    /// and no mutating call was made.
+    fn source_dest_check_off(
+        &self,
+        eni: &str,
+    ) -> impl Future<Output = Result<bool, CloudError>> + Send;
 }
 
 /// Whether two lists name the same security groups: EC2 keeps them as a set.

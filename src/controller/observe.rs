@@ -125,11 +125,14 @@ pub struct SubnetCache {
     /// The allocations and instances the last reads asked for: a FloatingIP naming a new one
     /// is planned from a fresh read, never from one that could not have seen it.
     asked: (Vec<String>, BTreeSet<String>),
+    /// The route tables the last read asked for, likewise.
+    asked_tables: Vec<String>,
 }
 
 /// The keys of [`SubnetCache::reads_at`], also used as the keys of their read errors.
 pub const READ_ALLOCATIONS: &str = "Elastic IP allocations";
 pub const READ_NODE_ENIS: &str = "the nodes' ENIs";
+pub const READ_ROUTE_TABLES: &str = "route tables";
 const READ_BORDER_GROUPS: &str = "zones";
 
 /// How long the zones' border groups are trusted: they change only when a Local Zone is
@@ -144,6 +147,7 @@ impl SubnetCache {
         self.enis.clear();
         self.reads_at.remove(READ_ALLOCATIONS);
         self.reads_at.remove(READ_NODE_ENIS);
+        self.reads_at.remove(READ_ROUTE_TABLES);
     }
 
     /// Whether `key` was read less than `ttl` ago.
@@ -240,7 +244,7 @@ pub async fn observe<C: Cloud>(
     let (mut cloud_errors, mut retry) =
         read_subnets(&ctx.cloud, cache, &fips, args, full_refresh).await;
     let instances = nodes.iter().filter_map(|n| n.instance_id.clone()).collect();
-    let needs = Needs::of(&fips, instances);
+    let needs = Needs::of(&fips, instances, &args.cluster_name);
     let beyond = read_beyond_subnets(&ctx.cloud, cache, &needs, args.resync, full_refresh);
     for (key, e) in beyond.await {
         retry |= e.retryable();
@@ -316,23 +320,30 @@ struct Needs {
     allocations: Vec<String>,
     node_enis: bool,
     instances: HashSet<String>,
+    /// The route tables RouteTable FloatingIPs list (their cluster's ENIs are read with them).
+    route_tables: Vec<String>,
+    cluster: String,
 }
 
 impl Needs {
-    fn of(fips: &[Arc<FloatingIP>], instances: HashSet<String>) -> Self {
+    fn of(fips: &[Arc<FloatingIP>], instances: HashSet<String>, cluster: &str) -> Self {
         let mut allocations: BTreeSet<String> = BTreeSet::new();
         let mut node_enis = false;
+        let mut route_tables: BTreeSet<String> = BTreeSet::new();
         for f in fips {
             let Some(mode) = crate::mode::port(f.spec.mode) else {
                 continue;
             };
             allocations.extend(f.spec.elastic_ip.iter().map(|e| e.allocation_id.clone()));
             node_enis |= mode.needs_node_enis(&f.spec);
+            route_tables.extend(f.spec.route_table_ids.iter().cloned());
         }
         Self {
             allocations: allocations.into_iter().collect(),
             node_enis,
             instances,
+            route_tables: route_tables.into_iter().collect(),
+            cluster: cluster.to_string(),
         }
     }
 }
@@ -357,7 +368,12 @@ async fn read_beyond_subnets<C: Cloud>(
     }
     if cache.asked.1 != instances {
         cache.reads_at.remove(READ_NODE_ENIS);
+        cache.reads_at.remove(READ_ROUTE_TABLES);
         cache.asked.1 = instances;
+    }
+    if cache.asked_tables != needs.route_tables {
+        cache.reads_at.remove(READ_ROUTE_TABLES);
+        cache.asked_tables = needs.route_tables.clone();
     }
     let stale = |c: &SubnetCache, key| full_refresh || !c.fresh(key, resync);
     let mut errors = Vec::new();
@@ -381,7 +397,41 @@ async fn read_beyond_subnets<C: Cloud>(
             }
         }
     }
+    if needs.route_tables.is_empty() {
+        cache.reads.route_tables = None;
+        cache.reads.cluster_enis = None;
+    } else if stale(cache, READ_ROUTE_TABLES) {
+        errors.extend(read_route_tables(cloud, cache, &needs.route_tables, &needs.cluster).await);
+    }
     errors
+}
+
+/// The route tables and, with them, the cluster's ENIs their routes may lead to (a holder's
+/// ENI whose node is gone included).
+async fn read_route_tables<C: Cloud>(
+    cloud: &C,
+    cache: &mut SubnetCache,
+    ids: &[String],
+    cluster: &str,
+) -> Option<(&'static str, CloudError)> {
+    let read = match cloud.route_tables(ids).await {
+        Ok(tables) => cloud.cluster_enis(cluster).await.map(|enis| (tables, enis)),
+        Err(e) => Err(e),
+    };
+    match read {
+        Ok((tables, enis)) => {
+            let by_id = tables.into_iter().map(|t| (t.id.clone(), t));
+            cache.reads.route_tables = Some(by_id.collect());
+            cache.reads.cluster_enis = Some(enis);
+            cache.reads_at.insert(READ_ROUTE_TABLES, Instant::now());
+            None
+        }
+        Err(e) => {
+            cache.reads.route_tables = None;
+            cache.reads.cluster_enis = None;
+            Some((READ_ROUTE_TABLES, e))
+        }
+    }
 }
 
 /// The allocations (and, hourly, the zones' border groups they are checked against).
@@ -426,6 +476,7 @@ pub async fn check_holders<C: Cloud>(
     fips: &[Arc<FloatingIP>],
     cluster: &str,
 ) {
+    check_route_tables(cloud, cache).await;
     let cached = cache.snapshot(cluster);
     // (FloatingIP, its mode, its address, a holding ENI, that ENI's subnet)
     let mut held = Vec::new();
@@ -470,6 +521,32 @@ pub async fn check_holders<C: Cloud>(
             "an address is no longer where floatip saw it in EC2: reading the subnet again"
         );
         cache.remove(&subnet);
+    }
+}
+
+/// Reads the cached route tables back (one DescribeRouteTables); when EC2 no longer shows
+/// what the cache holds (a route replaced or deleted outside floatip), the next pass reads
+/// them again and repairs, as [`check_holders`] does for ENIs. A failed read changes nothing.
+async fn check_route_tables<C: Cloud>(cloud: &C, cache: &mut SubnetCache) {
+    let Some(cached) = &cache.reads.route_tables else {
+        return;
+    };
+    let mut ids: Vec<String> = cached.keys().cloned().collect();
+    ids.sort();
+    match cloud.route_tables(&ids).await {
+        Ok(fresh) => {
+            let same =
+                fresh.len() == cached.len() && fresh.iter().all(|t| cached.get(&t.id) == Some(t));
+            if !same {
+                tracing::info!(
+                    "a route table is no longer what floatip saw in EC2: reading the tables again"
+                );
+                cache.reads_at.remove(READ_ROUTE_TABLES);
+            }
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "could not read the route tables back; the resync will");
+        }
     }
 }
 
@@ -554,6 +631,8 @@ mod tests {
             allocations: allocations.iter().map(|a| a.to_string()).collect(),
             node_enis: false,
             instances: HashSet::new(),
+            route_tables: Vec::new(),
+            cluster: "c1".into(),
         }
     }
 

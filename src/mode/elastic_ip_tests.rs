@@ -87,6 +87,7 @@ impl World {
                 ]),
                 node_enis: Some(enis),
                 node_instances: HashSet::from(["i-1".to_string(), "i-2".to_string()]),
+                ..Reads::default()
             },
         }
     }
@@ -351,6 +352,7 @@ async fn elastic_ip_mode_moves_by_reassociating_and_releases_by_disassociating()
         address: ip(PUBLIC),
         from_eni: Some("eni-11".into()),
         allocation_id: Some(ALLOCATION.into()),
+        route_tables: Vec::new(),
     }];
     let port: &dyn Carrier<FakeCloud> = &ElasticIp;
     let moved = port.move_to(&c, &to, &moves).await.unwrap();
@@ -398,6 +400,7 @@ async fn an_ipv6_move_is_two_calls_and_reports_the_window_between() {
             address: ip(a),
             from_eni: Some("eni-11".into()),
             allocation_id: None,
+            route_tables: Vec::new(),
         })
         .collect();
     let port: &dyn Carrier<FakeCloud> = &SecondaryIp;
@@ -417,6 +420,7 @@ async fn an_ipv6_move_is_two_calls_and_reports_the_window_between() {
         address: ip("10.0.8.100"),
         from_eni: Some("eni-11".into()),
         allocation_id: None,
+        route_tables: Vec::new(),
     }];
     let moved = port.move_to(&c, &to, &v4).await.unwrap();
     assert_eq!(moved.unassigned_for, None);

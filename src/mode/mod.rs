@@ -16,8 +16,9 @@
 //! port would make the plan name a cloud type it never calls.
 //!
 //! The modes carried out: [`SecondaryIp`] (IPv4 and IPv6, with or without an Elastic IP, whose
-//! checks and association live in [`public`]) and [`ElasticIp`]. A new mode (RouteTable and
-//! Interface in later issues) is:
+//! checks and association live in [`public`]), [`ElasticIp`] and [`RouteTableMode`] (whose
+//! route tables and the cluster's ENIs are in [`Reads`]). A new mode (Interface in a later
+//! issue) is:
 //! - a unit struct in its own file implementing both traits (the address checks of [`usable`]
 //!   serve every mode that carries a private address in a subnet);
 //! - a variant of `Implementation` and its arm in [`implementation`], the one place that says
@@ -33,11 +34,13 @@ mod elastic_ip;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod public;
+mod route_table;
 mod secondary_ip;
 pub mod usable;
 
 pub use elastic_ip::ElasticIp;
 pub use public::Associate;
+pub use route_table::RouteTableMode;
 pub use secondary_ip::SecondaryIp;
 pub use usable::Unusable;
 
@@ -49,7 +52,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use crate::api::{FloatingIPSpec, Mode};
-use crate::cloud::{AddressMove, Allocation, Cloud, CloudError, Eni, Subnet};
+use crate::cloud::{AddressMove, Allocation, Cloud, CloudError, Eni, RouteTable, Subnet};
 use crate::nodes::{NodeView, Unfit};
 use crate::status::Seat;
 
@@ -71,6 +74,12 @@ pub struct Snapshot<'a> {
     pub node_enis: Option<&'a [Eni]>,
     /// The instances of the cluster's nodes.
     pub node_instances: &'a HashSet<String>,
+    /// RouteTable mode: the route tables the FloatingIPs name, by ID; None while unread. A
+    /// table missing from a read map does not exist.
+    pub route_tables: Option<&'a HashMap<String, RouteTable>>,
+    /// RouteTable mode: every ENI tagged for this cluster, in any subnet, attached or not;
+    /// None while unread.
+    pub cluster_enis: Option<&'a [Eni]>,
 }
 
 /// What a pass read of EC2 besides subnets, owned: the maps a [`Snapshot`] borrows.
@@ -82,6 +91,10 @@ pub struct Reads {
     /// None while unread.
     pub node_enis: Option<Vec<Eni>>,
     pub node_instances: HashSet<String>,
+    /// None while unread.
+    pub route_tables: Option<HashMap<String, RouteTable>>,
+    /// None while unread.
+    pub cluster_enis: Option<Vec<Eni>>,
 }
 
 impl<'a> Snapshot<'a> {
@@ -100,6 +113,8 @@ impl<'a> Snapshot<'a> {
             border_groups: &reads.border_groups,
             node_enis: reads.node_enis.as_deref(),
             node_instances: &reads.node_instances,
+            route_tables: reads.route_tables.as_ref(),
+            cluster_enis: reads.cluster_enis.as_deref(),
         }
     }
 
@@ -108,6 +123,8 @@ impl<'a> Snapshot<'a> {
         mode.subnets(spec).iter().all(|s| self.enis.contains_key(s))
             && (spec.elastic_ip.is_none() || self.allocations.is_some())
             && (!mode.needs_node_enis(spec) || self.node_enis.is_some())
+            && (spec.route_table_ids.is_empty()
+                || (self.route_tables.is_some() && self.cluster_enis.is_some()))
     }
 }
 
@@ -228,6 +245,7 @@ pub trait Carrier<C: Cloud>: AddressMode {
 enum Implementation {
     SecondaryIp,
     ElasticIp,
+    RouteTable,
 }
 
 /// Which implementation carries out `mode`: the one place that says which modes this version
@@ -236,7 +254,8 @@ fn implementation(mode: Mode) -> Option<Implementation> {
     match mode {
         Mode::SecondaryIP => Some(Implementation::SecondaryIp),
         Mode::ElasticIP => Some(Implementation::ElasticIp),
-        Mode::RouteTable | Mode::Interface => None,
+        Mode::RouteTable => Some(Implementation::RouteTable),
+        Mode::Interface => None,
     }
 }
 
@@ -245,6 +264,7 @@ pub fn port(mode: Mode) -> Option<&'static dyn AddressMode> {
     Some(match implementation(mode)? {
         Implementation::SecondaryIp => &SecondaryIp,
         Implementation::ElasticIp => &ElasticIp,
+        Implementation::RouteTable => &RouteTableMode,
     })
 }
 
@@ -254,6 +274,7 @@ pub fn carrier<C: Cloud>(mode: Mode) -> Option<&'static dyn Carrier<C>> {
     Some(match implementation(mode)? {
         Implementation::SecondaryIp => &SecondaryIp,
         Implementation::ElasticIp => &ElasticIp,
+        Implementation::RouteTable => &RouteTableMode,
     })
 }
 

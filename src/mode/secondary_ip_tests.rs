@@ -73,6 +73,7 @@ fn mv(address: &str, from: Option<&Eni>) -> AddressMove {
         address: ip(address),
         from_eni: from.map(|e| e.id.clone()),
         allocation_id: None,
+        route_tables: Vec::new(),
     }
 }
 

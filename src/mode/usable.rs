@@ -45,6 +45,21 @@ pub enum Unusable {
         has: String,
         address: IpAddr,
     },
+    #[error("{address} lies inside the VPC's block {block} (route table {table}): a route more specific than the VPC's local route takes effect only for a whole subnet's CIDR, so RouteTable mode needs an address outside every CIDR of the VPC: choose one (from 100.64.0.0/10 or a private range the VPC does not use), or use SecondaryIP mode")]
+    AddressInsideVpc {
+        address: IpAddr,
+        table: String,
+        block: String,
+    },
+    #[error("route table {table} does not exist in this account and Region: check spec.routeTableIds (aws ec2 describe-route-tables --route-table-ids {table})")]
+    RouteTableNotFound { table: String },
+    #[error("route table {table} belongs to {vpc}, but the floating ENI {eni} of the cluster's nodes is not in it; EC2 routes only to ENIs of the table's own VPC: list the route tables of the nodes' VPC")]
+    RouteTableOtherVpc {
+        table: String,
+        vpc: String,
+        /// The ENI and its address, e.g. "eni-1 (10.0.8.11)".
+        eni: String,
+    },
 }
 
 impl Unusable {
@@ -58,6 +73,9 @@ impl Unusable {
             Unusable::BorderGroupMismatch { .. } => "BorderGroupMismatch",
             Unusable::AllocationInUse { .. } => "AllocationInUse",
             Unusable::AllocationAddressMismatch { .. } => "AllocationAddressMismatch",
+            Unusable::AddressInsideVpc { .. } => "AddressInsideVpc",
+            Unusable::RouteTableNotFound { .. } => "RouteTableNotFound",
+            Unusable::RouteTableOtherVpc { .. } => "RouteTableInOtherVpc",
         }
     }
 

@@ -12,8 +12,11 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use aws_sdk_ec2::Client;
 
 mod convert;
+mod routes;
 
-use super::{AddressMove, Allocation, Cloud, CloudError, Eni, ErrorKind, Instance, Subnet};
+use super::{
+    AddressMove, Allocation, Cloud, CloudError, Eni, ErrorKind, Instance, RouteTable, Subnet,
+};
 use crate::metrics::Metrics;
 use convert::{
     by_family, classify, to_allocation, to_border_groups, to_eni, to_instance, to_subnet,
@@ -27,15 +30,19 @@ pub const ACTIONS: &[&str] = &[
     "AssociateAddress",
     "AttachNetworkInterface",
     "CreateNetworkInterface",
+    "CreateRoute",
     "DeleteNetworkInterface",
+    "DeleteRoute",
     "DescribeAddresses",
     "DescribeAvailabilityZones",
     "DescribeInstanceTypes",
     "DescribeInstances",
     "DescribeNetworkInterfaces",
+    "DescribeRouteTables",
     "DescribeSubnets",
     "DisassociateAddress",
     "ModifyNetworkInterfaceAttribute",
+    "ReplaceRoute",
     "UnassignIpv6Addresses",
     "UnassignPrivateIpAddresses",
 ];
@@ -482,14 +489,32 @@ impl Cloud for Ec2 {
             .await?;
         Ok(to_border_groups(out.availability_zones()))
     }
+
+    async fn route_tables(&self, ids: &[String]) -> Result<Vec<RouteTable>, CloudError> {
+        self.read_route_tables(ids).await
+    }
+
+    async fn route_to(&self, table: &str, address: IpAddr, eni: &str) -> Result<(), CloudError> {
+        self.replace_or_create_route(table, address, eni).await
+    }
+
+    async fn delete_route(&self, table: &str, address: IpAddr) -> Result<(), CloudError> {
+        self.remove_route(table, address).await
+    }
+
+    async fn source_dest_check_off(&self, eni: &str) -> Result<bool, CloudError> {
+        self.turn_source_dest_check_off(eni).await
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    /// The action of every call through `Ec2::call` in this file (before its tests).
+    /// The action of every call through `Ec2::call` in this file and in routes.rs (before
+    /// their tests).
     fn called_actions() -> std::collections::BTreeSet<String> {
-        let source = include_str!("mod.rs");
-        let code = &source[..source.find("#[cfg(test)]").unwrap_or(source.len())];
+        let code = [include_str!("mod.rs"), include_str!("routes.rs")]
+            .map(|source| &source[..source.find("#[cfg(test)]").unwrap_or(source.len())])
+            .join("\n");
         code.split(".call(")
             .skip(1)
             .filter_map(|rest| {

@@ -26,7 +26,7 @@ use kube::api::Api;
 use kube::ResourceExt;
 
 use super::backoff::{Backoffs, Entry};
-use super::observe::{READ_ALLOCATIONS, READ_NODE_ENIS};
+use super::observe::{READ_ALLOCATIONS, READ_NODE_ENIS, READ_ROUTE_TABLES};
 use super::plan::{Placement, Plan};
 use crate::api::{condition as cond, FloatingIP, Mode};
 use crate::cloud::{Cloud, CloudError};
@@ -306,7 +306,12 @@ fn not_acted_on<'a>(
         Plan::Unsupported { why, .. } => vec![not_ready("ModeNotSupported", why)],
         Plan::Unknown { .. } => {
             let subnet = fip.spec.subnet_id.clone().unwrap_or_default();
-            let reads = [subnet.as_str(), READ_ALLOCATIONS, READ_NODE_ENIS];
+            let reads = [
+                subnet.as_str(),
+                READ_ALLOCATIONS,
+                READ_NODE_ENIS,
+                READ_ROUTE_TABLES,
+            ];
             if let Some(error) = reads.iter().find_map(|k| cloud_errors.get(*k)) {
                 return Some(Observed::CloudFailed {
                     error,

@@ -36,6 +36,7 @@ impl Claimed {
             address: crate::api::parse_address(&self.fip.spec.address).expect("validated"),
             from_eni: self.from.as_ref().map(|f| f.eni.clone()),
             allocation_id: (self.fip.spec.elastic_ip.as_ref()).map(|e| e.allocation_id.clone()),
+            route_tables: self.fip.spec.route_table_ids.clone(),
         }
     }
 }

@@ -46,6 +46,7 @@ impl<C: Cloud> Ctx<C> {
             address: act.address,
             from_eni: None,
             allocation_id: (fip.spec.elastic_ip.as_ref()).map(|e| e.allocation_id.clone()),
+            route_tables: fip.spec.route_table_ids.clone(),
         }];
         match ec2::move_to(&self.cloud, fip.spec.mode, holder, &moves).await {
             Ok(_) => {

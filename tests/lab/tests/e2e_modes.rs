@@ -1,11 +1,13 @@
 //! End to end for the address kinds beside "web": a SecondaryIP address with an Elastic IP
-//! (clients use the public address, from the internet side), an ElasticIP-mode address, and an
-//! IPv6 SecondaryIP address. One simulation runs the three scenarios one after the other (CI
-//! time): the holder's service dies, the holder node dies, the holder is cordoned and drained.
-//! Every kind prefers the same nodes, so each failure moves all of them at once. After each
-//! scenario: every kind left the failed node, answers its client from the new holder, status
-//! equals EC2, EC2 never showed two holders, and for IPv6 the time EC2 had the address on no
-//! ENI is bounded and reported in status. Root only (network namespaces).
+//! (clients use the public address, from the internet side), an ElasticIP-mode address, an
+//! IPv6 SecondaryIP address and a RouteTable overlay address (10.200.0.10, outside the lab
+//! VPC, routed by the clients' and the nodes' tables). One simulation runs the three
+//! scenarios one after the other (CI time): the holder's service dies, the holder node dies,
+//! the holder is cordoned and drained. Every kind prefers the same nodes, so each failure
+//! moves all of them at once. After each scenario: every kind left the failed node, answers
+//! its client from the new holder, status equals EC2, EC2 never showed two holders, every
+//! listed route table leads to the holder's ENI and only to it, and for IPv6 the time EC2 had
+//! the address on no ENI is bounded and reported in status. Root only (network namespaces).
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -16,7 +18,12 @@ use floatip_lab::sim::flavor::Flavor;
 use floatip_lab::sim::traffic::{outage, Proto, Traffic};
 use floatip_lab::sim::{isolated, net, Binaries, Options, Sim};
 
-const KINDS: [Flavor; 3] = [Flavor::SecondaryIpElastic, Flavor::ElasticIp, Flavor::Ipv6];
+const KINDS: [Flavor; 4] = [
+    Flavor::SecondaryIpElastic,
+    Flavor::ElasticIp,
+    Flavor::Ipv6,
+    Flavor::RouteTable,
+];
 
 fn binaries() -> Binaries {
     let lab = PathBuf::from(env!("CARGO_BIN_EXE_floatip-lab"));
@@ -84,8 +91,30 @@ fn outages(all: Vec<(Flavor, Traffic)>, from: SystemTime) -> Vec<(Flavor, usize)
     failed
 }
 
+/// Every route table the RouteTable kind lists leads to the ENI status names, none elsewhere.
+async fn routes_lead_to_the_holder(sim: &Sim) -> Result<()> {
+    let fip = sim.flavor(Flavor::RouteTable)?;
+    let f = sim.fip_named(Flavor::RouteTable.name()).await?;
+    let holder = f.status.and_then(|s| s.holder).context("no holder")?;
+    let eni = holder.network_interface_id.context("no ENI in status")?;
+    let routes = sim.route_targets(fip.address, &fip.route_tables).await?;
+    println!("  {:<10} routes {routes:?}", Flavor::RouteTable.name());
+    if routes.len() < 2
+        || routes
+            .iter()
+            .any(|(_, to)| to.as_deref() != Some(eni.as_str()))
+    {
+        bail!(
+            "the route tables do not all lead to {eni} ({}): {routes:?}",
+            holder.node
+        );
+    }
+    Ok(())
+}
+
 /// The invariants of every kind, and for IPv6 the window on no ENI, bounded and reported.
 async fn invariants(sim: &Sim, moved: bool) -> Result<()> {
+    routes_lead_to_the_holder(sim).await?;
     for k in KINDS {
         let r = sim.check_invariants_for(k)?;
         println!(
@@ -237,7 +266,11 @@ async fn drained(sim: &mut Sim) -> Result<()> {
     );
     sim.kill_node(&from)?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    for (k, failed) in outages(t, start) {
+    let failed = outages(t, start);
+    // Where every kind went is checked before what the clients saw, so a lost request does
+    // not hide a broken invariant.
+    invariants(sim, true).await?;
+    for (k, failed) in failed {
         assert_eq!(
             failed,
             0,
@@ -245,7 +278,6 @@ async fn drained(sim: &mut Sim) -> Result<()> {
             k.name()
         );
     }
-    invariants(sim, true).await?;
     Ok(())
 }
 
@@ -279,7 +311,8 @@ fn apply(sim: &Sim, name: &str, spec: &str) -> Result<()> {
 
 /// What EC2 would refuse is refused first, on the FloatingIP concerned, with no call: an
 /// allocation of another network border group (a Local Zone's), an allocation associated
-/// with something floatip did not associate, an IPv6 address outside the subnet's block.
+/// with something floatip did not associate, an IPv6 address outside the subnet's block, a
+/// RouteTable address inside the VPC, and a route table of another VPC.
 async fn refusals(sim: &Sim) -> Result<()> {
     // The kinds' own first placement and association are done first.
     settled_together(sim).await?;
@@ -319,6 +352,35 @@ async fn refusals(sim: &Sim) -> Result<()> {
         "bad-v6",
         &format!("  address: \"{outside}\"\n  subnetId: {subnet}\n"),
     )?;
+    let other_vpc = sim
+        .direct
+        .create_vpc()
+        .cidr_block("10.98.0.0/16")
+        .send()
+        .await?;
+    let other_vpc = (other_vpc.vpc().and_then(|v| v.vpc_id()))
+        .context("vpc")?
+        .to_string();
+    let other_table = sim
+        .direct
+        .create_route_table()
+        .vpc_id(&other_vpc)
+        .send()
+        .await?;
+    let other_table = (other_table.route_table().and_then(|t| t.route_table_id()))
+        .context("route table")?
+        .to_string();
+    let clients = &sim.vpc.client_table;
+    apply(
+        sim,
+        "bad-in-vpc",
+        &format!("  mode: RouteTable\n  address: 10.99.150.10\n  routeTableIds: [{clients}]\n"),
+    )?;
+    apply(
+        sim,
+        "bad-table",
+        &format!("  mode: RouteTable\n  address: 10.200.0.20\n  routeTableIds: [{clients}, {other_table}]\n"),
+    )?;
     let zone = condition(sim, "bad-zone", "InvalidSpec", "BorderGroupMismatch").await?;
     println!("bad-zone: {zone}");
     assert!(
@@ -331,6 +393,12 @@ async fn refusals(sim: &Sim) -> Result<()> {
     assert!(held.contains(&taken.id) && held.contains(&node1), "{held}");
     let v6 = condition(sim, "bad-v6", "InvalidSpec", "AddressOutsideSubnet").await?;
     println!("bad-v6: {v6}");
+    let in_vpc = condition(sim, "bad-in-vpc", "InvalidSpec", "AddressInsideVpc").await?;
+    println!("bad-in-vpc: {in_vpc}");
+    assert!(in_vpc.contains("10.99.0.0/16"), "{in_vpc}");
+    let table = condition(sim, "bad-table", "InvalidSpec", "RouteTableInOtherVpc").await?;
+    println!("bad-table: {table}");
+    assert!(table.contains(&other_vpc), "{table}");
     // A few passes later, still no call for any of them.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = sim.ec2_mutating()?;
@@ -340,7 +408,7 @@ async fn refusals(sim: &Sim) -> Result<()> {
         "a refused FloatingIP made an EC2 call: {}",
         sim.ec2_calls()?
     );
-    for name in ["bad-zone", "bad-taken", "bad-v6"] {
+    for name in ["bad-zone", "bad-taken", "bad-v6", "bad-in-vpc", "bad-table"] {
         let out = sim.kubectl(&["delete", "fip", name], None)?;
         assert!(
             out.status.success(),

@@ -166,3 +166,115 @@ async fn routes_to_enis_are_created_replaced_and_refused_as_aws_does() {
         .unwrap();
     assert_eq!(target(&ec2, &table, OVERLAY6).await, None);
 }
+
+/// The calls of `action` the lab's EC2 counted.
+fn count(lab: &Ec2Lab, action: &str) -> u64 {
+    lab.calls()["actions"][action]["calls"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// floatip's AWS adapter (RouteTable mode's calls) against the lab's EC2: a first route is
+/// created after ReplaceRoute finds none, later ones replaced in one call each; a route to
+/// another VPC's ENI is refused, not created; deleting a route already gone makes no call;
+/// the source/dest check is turned off once; missing tables are left out of reads.
+#[tokio::test]
+async fn the_adapter_routes_replaces_deletes_and_turns_the_check_off() {
+    use floatip::cloud::aws::Ec2;
+    use floatip::cloud::{Cloud, RouteTarget};
+    use floatip::metrics::Metrics;
+
+    let lab = Ec2Lab::start();
+    let ec2 = lab.client();
+    let floatip = Ec2::with_client(lab.client(), Metrics::new());
+    let (vpc_id, subnet) = vpc(&ec2, "10.0.0.0/16", "10.0.1.0/24").await;
+    let (_, other_subnet) = vpc(&ec2, "10.50.0.0/16", "10.50.0.0/24").await;
+    let (eni1, eni2) = (eni(&ec2, &subnet).await, eni(&ec2, &subnet).await);
+    let foreign = eni(&ec2, &other_subnet).await;
+    let table = ec2
+        .create_route_table()
+        .vpc_id(&vpc_id)
+        .send()
+        .await
+        .unwrap();
+    let table = table
+        .route_table()
+        .unwrap()
+        .route_table_id()
+        .unwrap()
+        .to_owned();
+    let address: std::net::IpAddr = OVERLAY.trim_end_matches("/32").parse().unwrap();
+    let address6: std::net::IpAddr = OVERLAY6.trim_end_matches("/128").parse().unwrap();
+
+    let read = floatip
+        .route_tables(&[table.clone(), "rtb-0123456789abcdef0".into()])
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 1, "the missing table is left out: {read:?}");
+    assert_eq!(read[0].vpc_id, vpc_id);
+    let blocks: Vec<String> = read[0]
+        .local_blocks()
+        .iter()
+        .map(|b| b.to_string())
+        .collect();
+    assert_eq!(
+        blocks,
+        ["10.0.0.0/16"],
+        "the local route is the VPC's block"
+    );
+
+    lab.reset_calls();
+    floatip.route_to(&table, address, &eni1).await.unwrap();
+    assert_eq!(target(&ec2, &table, OVERLAY).await, Some(eni1.clone()));
+    assert_eq!(
+        (count(&lab, "ReplaceRoute"), count(&lab, "CreateRoute")),
+        (1, 1)
+    );
+    floatip.route_to(&table, address, &eni2).await.unwrap();
+    assert_eq!(target(&ec2, &table, OVERLAY).await, Some(eni2.clone()));
+    assert_eq!(
+        (count(&lab, "ReplaceRoute"), count(&lab, "CreateRoute")),
+        (2, 1)
+    );
+    floatip.route_to(&table, address6, &eni1).await.unwrap();
+    assert_eq!(target(&ec2, &table, OVERLAY6).await, Some(eni1.clone()));
+    let read = floatip
+        .route_tables(std::slice::from_ref(&table))
+        .await
+        .unwrap();
+    assert_eq!(
+        read[0].host_route_of(address).map(|r| r.target.clone()),
+        Some(RouteTarget::Eni(eni2.clone()))
+    );
+
+    let refused = floatip
+        .route_to(&table, address, &foreign)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, "InvalidParameterValue", "{refused}");
+    assert!(!refused.retryable());
+    assert_eq!(target(&ec2, &table, OVERLAY).await, Some(eni2.clone()));
+
+    floatip.delete_route(&table, address).await.unwrap();
+    assert_eq!(target(&ec2, &table, OVERLAY).await, None);
+    let deletes = count(&lab, "DeleteRoute");
+    floatip.delete_route(&table, address).await.unwrap();
+    assert_eq!(
+        count(&lab, "DeleteRoute"),
+        deletes,
+        "nothing to delete: no call"
+    );
+
+    let modify = |lab: &Ec2Lab| count(lab, "ModifyNetworkInterfaceAttribute");
+    let before = modify(&lab);
+    assert!(floatip.source_dest_check_off(&eni1).await.unwrap());
+    assert!(!floatip.source_dest_check_off(&eni1).await.unwrap());
+    assert_eq!(modify(&lab), before + 1, "turned off once");
+    let out = ec2
+        .describe_network_interfaces()
+        .network_interface_ids(&eni1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.network_interfaces()[0].source_dest_check(), Some(false));
+}

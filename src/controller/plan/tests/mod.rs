@@ -98,5 +98,6 @@ fn holder_status(node: &str) -> serde_json::Value {
 
 mod families;
 mod placing;
+mod route_tables;
 mod settled;
 mod with_health_checks;

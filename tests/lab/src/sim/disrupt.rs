@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams};
 
 use super::procs::Proc;
-use super::{create_agent_pod, http, infra_route, net, wait_until, Sim, NAMESPACE};
+use super::{create_agent_pod, http, infra_routes, net, wait_until, Sim, NAMESPACE};
 
 /// The chart's terminationGracePeriodSeconds for the controller: the kubelet's SIGKILL after it.
 const CONTROLLER_GRACE: Duration = Duration::from_secs(10);
@@ -94,7 +94,7 @@ impl Cut {
 
     fn restore(&self) -> Result<()> {
         self.ip("link set vpc0 up")?;
-        self.ip(&infra_route())
+        infra_routes().iter().try_for_each(|route| self.ip(route))
     }
 
     fn ip(&self, args: &str) -> Result<()> {

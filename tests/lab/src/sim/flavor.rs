@@ -32,14 +32,22 @@ pub enum Flavor {
     /// "web6": a secondary IPv6 address (unassign, then assign).
     #[value(name = "ipv6")]
     Ipv6,
+    /// "web-routed": an overlay address outside the VPC ([`ROUTED`]), routed to the holder's
+    /// floating ENI by the clients' and the nodes' route tables.
+    #[value(name = "route-table", alias = "RouteTable")]
+    RouteTable,
 }
 
+/// The RouteTable flavor's address: outside the lab VPC's 10.99.0.0/16, used nowhere else.
+pub const ROUTED: &str = "10.200.0.10";
+
 impl Flavor {
-    pub const ALL: [Flavor; 4] = [
+    pub const ALL: [Flavor; 5] = [
         Flavor::SecondaryIp,
         Flavor::SecondaryIpElastic,
         Flavor::ElasticIp,
         Flavor::Ipv6,
+        Flavor::RouteTable,
     ];
 
     /// The FloatingIP's name.
@@ -49,6 +57,7 @@ impl Flavor {
             Flavor::SecondaryIpElastic => "web-eip",
             Flavor::ElasticIp => "web-public",
             Flavor::Ipv6 => "web6",
+            Flavor::RouteTable => "web-routed",
         }
     }
 
@@ -59,6 +68,7 @@ impl Flavor {
             Flavor::SecondaryIpElastic => "SecondaryIP+ElasticIP",
             Flavor::ElasticIp => "ElasticIP",
             Flavor::Ipv6 => "SecondaryIP-IPv6",
+            Flavor::RouteTable => "RouteTable",
         }
     }
 
@@ -86,6 +96,9 @@ pub struct Fip {
     /// Where a node has the private address configured (from `ip monitor`); empty for
     /// ElasticIp, whose address is never on a node.
     pub changes: Changes,
+    /// The RouteTable flavor's spec.routeTableIds: the clients' (and infra's) table and the
+    /// nodes' table. Empty for the others.
+    pub route_tables: Vec<String>,
     _monitors: Vec<Monitor>,
 }
 
@@ -170,10 +183,65 @@ impl Sim {
     /// flavors the ENI the allocation is associated with (DescribeAddresses).
     pub async fn ec2_holders_for(&self, flavor: Flavor) -> Result<Vec<String>> {
         let fip = self.flavor(flavor)?;
+        if !fip.route_tables.is_empty() {
+            return self.routed_to(fip.address, &fip.route_tables).await;
+        }
         match &fip.allocation {
             Some(a) => self.associated_eni(&a.id).await,
             None => self.enis_holding(fip.address).await,
         }
+    }
+
+    /// The ENIs the host route of `address` leads to in `tables`, straight from moto: none
+    /// when no table has the route; an error when some tables have it and others do not (the
+    /// address is then reached from some subnets only).
+    pub async fn routed_to(&self, address: IpAddr, tables: &[String]) -> Result<Vec<String>> {
+        let by_table = self.route_targets(address, tables).await?;
+        let missing: Vec<&String> = (by_table.iter())
+            .filter(|(_, t)| t.is_none())
+            .map(|(id, _)| id)
+            .collect();
+        let mut enis: Vec<String> = by_table.iter().filter_map(|(_, t)| t.clone()).collect();
+        if !enis.is_empty() && !missing.is_empty() {
+            bail!("{address} is routed to {enis:?}, but not in {missing:?}");
+        }
+        enis.sort();
+        enis.dedup();
+        Ok(enis)
+    }
+
+    /// Per table of `tables`, the ENI (or other target) its host route of `address` leads to.
+    pub async fn route_targets(
+        &self,
+        address: IpAddr,
+        tables: &[String],
+    ) -> Result<Vec<(String, Option<String>)>> {
+        let out = self
+            .direct
+            .describe_route_tables()
+            .set_route_table_ids(Some(tables.to_vec()))
+            .send()
+            .await?;
+        let host = floatip::cloud::host_route(address);
+        let mut by_table = Vec::new();
+        for id in tables {
+            let table = (out.route_tables().iter())
+                .find(|t| t.route_table_id() == Some(id.as_str()))
+                .with_context(|| format!("no route table {id}"))?;
+            let target = (table.routes().iter())
+                .find(|r| {
+                    r.destination_cidr_block()
+                        .or(r.destination_ipv6_cidr_block())
+                        == Some(host.as_str())
+                })
+                .map(|r| {
+                    (r.network_interface_id().or(r.gateway_id()))
+                        .unwrap_or("unknown")
+                        .to_string()
+                });
+            by_table.push((id.clone(), target));
+        }
+        Ok(by_table)
     }
 
     /// The nodes whose ENIs [`Sim::ec2_holders_for`] names.
@@ -351,7 +419,12 @@ impl Sim {
         };
         let address = match (flavor, &allocation) {
             (Flavor::ElasticIp, Some(a)) => a.public,
+            (Flavor::RouteTable, _) => ROUTED.parse()?,
             _ => self.free_address(flavor == Flavor::Ipv6, &[]).await?,
+        };
+        let route_tables = match flavor {
+            Flavor::RouteTable => vec![self.vpc.client_table.clone(), self.vpc.node_table.clone()],
+            _ => Vec::new(),
         };
         let changes = Changes::default();
         let mut monitors = Vec::new();
@@ -366,6 +439,7 @@ impl Sim {
             address,
             allocation,
             changes,
+            route_tables,
             _monitors: monitors,
         });
         self.flavor(flavor)
@@ -545,9 +619,20 @@ fn manifest_avoiding(
     nodes: &[String],
     avoid: Option<&str>,
 ) -> String {
-    let mode = match fip.flavor {
-        Flavor::ElasticIp => "ElasticIP",
-        _ => "SecondaryIP",
+    let (mode, subnet) = match fip.flavor {
+        Flavor::ElasticIp => ("ElasticIP", subnet),
+        // Routed to any floating ENI of a node, in any subnet: spec.subnetId has no use.
+        Flavor::RouteTable => ("RouteTable", ""),
+        _ => ("SecondaryIP", subnet),
+    };
+    let tables: String = fip
+        .route_tables
+        .iter()
+        .map(|t| format!("  - {t}\n"))
+        .collect();
+    let tables = match tables.is_empty() {
+        true => String::new(),
+        false => format!("  routeTableIds:\n{tables}"),
     };
     let elastic = fip
         .allocation
@@ -563,7 +648,7 @@ fn manifest_avoiding(
         mode,
         fip.address,
         subnet,
-        &(elastic + &placement),
+        &(elastic + &tables + &placement),
         min_hold_seconds,
     )
 }
@@ -578,7 +663,7 @@ pub fn preferred_nodes(nodes: &[String]) -> String {
 }
 
 /// A FloatingIP the lab applies: `more` is spec lines (two-space indented) besides the mode,
-/// address, subnet, health check (the node's service) and hold time.
+/// address, subnet (none when empty), health check (the node's service) and hold time.
 pub fn floating_ip_yaml(
     name: &str,
     mode: &str,
@@ -587,8 +672,12 @@ pub fn floating_ip_yaml(
     more: &str,
     min_hold_seconds: u32,
 ) -> String {
+    let subnet = match subnet {
+        "" => String::new(),
+        s => format!("  subnetId: {s}\n"),
+    };
     format!(
-        "apiVersion: floatip.io/v1alpha1\nkind: FloatingIP\nmetadata:\n  name: {name}\nspec:\n  mode: {mode}\n  address: \"{address}\"\n  subnetId: {subnet}\n{more}  healthCheck:\n    protocol: TCP\n    port: {NODE_PORT}\n  failover:\n    minHoldSeconds: {min_hold_seconds}\n"
+        "apiVersion: floatip.io/v1alpha1\nkind: FloatingIP\nmetadata:\n  name: {name}\nspec:\n  mode: {mode}\n  address: \"{address}\"\n{subnet}{more}  healthCheck:\n    protocol: TCP\n    port: {NODE_PORT}\n  failover:\n    minHoldSeconds: {min_hold_seconds}\n"
     )
 }
 
@@ -605,6 +694,10 @@ mod tests {
                 public: "198.51.100.7".parse().unwrap(),
             }),
             changes: Changes::default(),
+            route_tables: match flavor {
+                Flavor::RouteTable => vec!["rtb-1".into(), "rtb-2".into()],
+                _ => Vec::new(),
+            },
             _monitors: Vec::new(),
         }
     }
@@ -634,6 +727,13 @@ mod tests {
         let v6 = spec(&fip(Flavor::Ipv6, "2400:6500:ab:1208::165", None));
         assert_eq!(v6["address"], "2400:6500:ab:1208::165");
         assert!(v6.get("elasticIP").is_none());
+        let routed = spec(&fip(Flavor::RouteTable, ROUTED, None));
+        assert_eq!(routed["mode"], "RouteTable");
+        assert_eq!(
+            routed["routeTableIds"],
+            serde_json::json!(["rtb-1", "rtb-2"])
+        );
+        assert!(routed.get("subnetId").is_none(), "{routed}");
         assert_eq!(
             fip(Flavor::ElasticIp, "198.51.100.7", Some("a")).private(),
             None,

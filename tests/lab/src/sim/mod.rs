@@ -1038,9 +1038,13 @@ async fn create_agent_pod(client: &kube::Client, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The infra namespace's route into the VPC, through the router (`ip` arguments).
-fn infra_route() -> String {
-    format!("route replace {VPC_CIDR} via {ROUTER_ON_INFRA} dev vpc0")
+/// Overlay addresses of RouteTable mode: outside the VPC, reached through route tables.
+pub const OVERLAY_CIDR: &str = "10.200.0.0/16";
+
+/// The infra namespace's routes through the router (`ip` arguments): into the VPC, and to the
+/// overlay addresses, which the controllers probe as any in-VPC client reaches them.
+fn infra_routes() -> [String; 2] {
+    [VPC_CIDR, OVERLAY_CIDR].map(|to| format!("route replace {to} via {ROUTER_ON_INFRA} dev vpc0"))
 }
 
 /// Polls `check` every 50 ms until it holds.

@@ -210,7 +210,9 @@ pub fn wire(infra: &Netns) -> Result<Edges> {
     router.sysctl("net.ipv4.conf.all.proxy_arp", "1")?;
     veth(infra, "vpc0", &router, INFRA_WIRE)?;
     infra.ip(&format!("addr add {INFRA}/24 dev vpc0"))?;
-    infra.ip(&super::infra_route())?;
+    for route in super::infra_routes() {
+        infra.ip(&route)?;
+    }
     router.ip(&format!("addr add {ROUTER_ON_INFRA}/24 dev rinfra"))?;
     // The controllers probe IPv6 addresses too (an address's own check) from here.
     infra.ip(&format!("-6 addr add {INFRA6}/64 dev vpc0 nodad"))?;

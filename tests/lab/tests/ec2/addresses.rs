@@ -243,6 +243,7 @@ async fn the_adapter_associates_follows_moves_and_disassociates() {
         address: ip(VIP),
         from_eni: Some(w.enis[0].clone()),
         allocation_id: None,
+        route_tables: Vec::new(),
     };
     floatip.assign(&w.enis[1], &[to_eni1]).await.unwrap();
     assert!(one_allocation(&floatip, &id)
@@ -430,6 +431,7 @@ async fn the_adapter_moves_ipv6_by_unassigning_first() {
         address: vip,
         from_eni: Some(d.enis[0].clone()),
         allocation_id: None,
+        route_tables: Vec::new(),
     };
     floatip.assign(&d.enis[1], &[moved]).await.unwrap();
     assert_eq!(
