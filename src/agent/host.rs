@@ -223,7 +223,10 @@ impl Worker {
                 report.removed.push(a.address);
             }
         }
-        report.routing_changes += self.sync_routes(&state).await?;
+        report.routing_changes += self
+            .sync_routes(&state)
+            .await
+            .map_err(|e| with_links(e, &links, &addrs))?;
         report.routing_changes += self.sync_rules(&state).await?;
         report.routing_changes += self.sync_marks(&state)?;
         self.add_addresses(&state, &links, &addrs, &mut report)
@@ -343,5 +346,68 @@ impl Worker {
             }
             tracing::debug!(%address, "sent gratuitous ARP");
         });
+    }
+}
+
+/// `e` with what the kernel had of each link at the time (state, carrier, addresses): a route
+/// the kernel refuses ("Invalid argument") names no interface, and the cause is usually there.
+fn with_links(e: io::Error, links: &[Link], addrs: &[Addr]) -> io::Error {
+    let shown: Vec<String> = links
+        .iter()
+        .filter(|l| l.name != "lo")
+        .map(|l| {
+            let own: Vec<String> = (addrs.iter())
+                .filter(|a| a.index == l.index)
+                .map(|a| format!("{}/{}", a.address, a.prefix))
+                .collect();
+            format!(
+                "{} (index {}, {}{}, addresses [{}])",
+                l.name,
+                l.index,
+                if l.up { "up" } else { "down" },
+                if l.carrier { "" } else { ", no carrier" },
+                own.join(" ")
+            )
+        })
+        .collect();
+    io::Error::new(
+        e.kind(),
+        format!("{e}; the links then: {}", shown.join("; ")),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_route_says_how_each_link_was() {
+        let link = |index, name: &str, up, carrier| Link {
+            index,
+            name: name.into(),
+            mac: "02:00:00:00:00:01".into(),
+            up,
+            carrier,
+        };
+        let e = io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "adding route 0.0.0.0/0 to table 20004: Invalid argument",
+        );
+        let links = [
+            link(1, "lo", true, true),
+            link(2, "eth0", true, true),
+            link(4, "eth1", true, false),
+        ];
+        let out = with_links(e, &links, &[]).to_string();
+        assert!(
+            out.starts_with("adding route 0.0.0.0/0 to table 20004"),
+            "{out}"
+        );
+        assert!(
+            out.contains("eth1 (index 4, up, no carrier, addresses [])"),
+            "{out}"
+        );
+        assert!(out.contains("eth0 (index 2, up, addresses [])"), "{out}");
+        assert!(!out.contains("lo ("), "{out}");
     }
 }
