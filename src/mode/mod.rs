@@ -32,11 +32,13 @@
 mod elastic_ip;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod interface;
 pub mod public;
 mod secondary_ip;
 pub mod usable;
 
 pub use elastic_ip::ElasticIp;
+pub use interface::Interface;
 pub use public::Associate;
 pub use secondary_ip::SecondaryIp;
 pub use usable::Unusable;
