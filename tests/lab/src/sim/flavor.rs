@@ -32,6 +32,10 @@ pub enum Flavor {
     /// "web6": a secondary IPv6 address (unassign, then assign).
     #[value(name = "ipv6")]
     Ipv6,
+    /// "web-eni": the primary address of an ENI of its own, moved whole (detach, then
+    /// attach). Not in [`Flavor::ALL`]: its moves take the lab's ENI attachment delays.
+    #[value(name = "interface", alias = "Interface")]
+    Interface,
 }
 
 impl Flavor {
@@ -49,6 +53,7 @@ impl Flavor {
             Flavor::SecondaryIpElastic => "web-eip",
             Flavor::ElasticIp => "web-public",
             Flavor::Ipv6 => "web6",
+            Flavor::Interface => "web-eni",
         }
     }
 
@@ -59,6 +64,7 @@ impl Flavor {
             Flavor::SecondaryIpElastic => "SecondaryIP+ElasticIP",
             Flavor::ElasticIp => "ElasticIP",
             Flavor::Ipv6 => "SecondaryIP-IPv6",
+            Flavor::Interface => "Interface",
         }
     }
 
@@ -83,6 +89,8 @@ pub struct Fip {
     pub address: IpAddr,
     /// For the Elastic IP flavors.
     pub allocation: Option<Allocation>,
+    /// Interface: the ENI whose primary address `address` is (named in the FloatingIP).
+    pub eni: Option<String>,
     /// Where a node has the private address configured (from `ip monitor`); empty for
     /// ElasticIp, whose address is never on a node.
     pub changes: Changes,
@@ -170,9 +178,13 @@ impl Sim {
     /// flavors the ENI the allocation is associated with (DescribeAddresses).
     pub async fn ec2_holders_for(&self, flavor: Flavor) -> Result<Vec<String>> {
         let fip = self.flavor(flavor)?;
-        match &fip.allocation {
-            Some(a) => self.associated_eni(&a.id).await,
-            None => self.enis_holding(fip.address).await,
+        match (&fip.allocation, &fip.eni) {
+            (Some(a), _) => self.associated_eni(&a.id).await,
+            (None, Some(eni)) => {
+                let attached = self.instances_with_eni(eni).await?;
+                Ok(attached.iter().map(|_| eni.clone()).take(1).collect())
+            }
+            (None, None) => self.enis_holding(fip.address).await,
         }
     }
 
@@ -221,6 +233,13 @@ impl Sim {
             .filter(|n| holds(n))
             .filter_map(|n| n.network_interface_id().map(String::from))
             .collect())
+    }
+
+    /// The instances EC2 (moto, under the lab's attachment delays) shows `eni` attached to,
+    /// attaching to or detaching from: DescribeInstances filtered by the ENI. Never more than
+    /// one, or the ENI was attached twice.
+    pub async fn instances_with_eni(&self, eni: &str) -> Result<Vec<String>> {
+        instances_with_eni(&self.direct, eni).await
     }
 
     /// The node whose instance `eni` is attached to.
@@ -353,6 +372,10 @@ impl Sim {
             (Flavor::ElasticIp, Some(a)) => a.public,
             _ => self.free_address(flavor == Flavor::Ipv6, &[]).await?,
         };
+        let eni = match flavor {
+            Flavor::Interface => Some(self.address_eni(address).await?),
+            _ => None,
+        };
         let changes = Changes::default();
         let mut monitors = Vec::new();
         if flavor != Flavor::ElasticIp {
@@ -365,6 +388,7 @@ impl Sim {
             flavor,
             address,
             allocation,
+            eni,
             changes,
             _monitors: monitors,
         });
@@ -418,6 +442,21 @@ impl Sim {
     pub fn flavor_manifest(&self, fip: &Fip) -> String {
         let nodes: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
         manifest(fip, &self.subnet, self.opts.min_hold_seconds, &nodes)
+    }
+
+    /// A detached ENI in the node subnet whose primary address is `address`, as a user makes
+    /// one for Interface mode, straight from moto.
+    pub async fn address_eni(&self, address: IpAddr) -> Result<String> {
+        let out = self
+            .direct
+            .create_network_interface()
+            .subnet_id(&self.subnet)
+            .private_ip_address(address.to_string())
+            .description("web-eni: Interface mode's ENI")
+            .send()
+            .await?;
+        let eni = out.network_interface().and_then(|n| n.network_interface_id());
+        Ok(eni.context("no ENI id")?.to_string())
     }
 
     /// A new Elastic IP (AllocateAddress, domain vpc), straight from moto.
@@ -530,6 +569,19 @@ impl Sim {
     }
 }
 
+/// [`Sim::instances_with_eni`] through any client (a watcher of its own): every instance's
+/// interfaces are read, so no filter of moto's is trusted with the answer.
+pub async fn instances_with_eni(ec2: &aws_sdk_ec2::Client, eni: &str) -> Result<Vec<String>> {
+    let out = ec2.describe_instances().send().await?;
+    Ok((out.reservations().iter())
+        .flat_map(|r| r.instances())
+        .filter(|i| {
+            (i.network_interfaces().iter()).any(|n| n.network_interface_id() == Some(eni))
+        })
+        .filter_map(|i| i.instance_id().map(String::from))
+        .collect())
+}
+
 /// The FloatingIP of `fip`. Every flavor lists the nodes in the same order as preferred nodes,
 /// the README's pattern for addresses that must stay together (a dual-stack pair): the
 /// scenarios fail one node and expect every kind to leave it for the same one.
@@ -547,6 +599,7 @@ fn manifest_avoiding(
 ) -> String {
     let mode = match fip.flavor {
         Flavor::ElasticIp => "ElasticIP",
+        Flavor::Interface => "Interface",
         _ => "SecondaryIP",
     };
     let elastic = fip
@@ -554,6 +607,10 @@ fn manifest_avoiding(
         .as_ref()
         .map(|a| format!("  elasticIP:\n    allocationId: {}\n", a.id))
         .unwrap_or_default();
+    let elastic = elastic
+        + &(fip.eni.as_ref())
+            .map(|e| format!("  networkInterfaceId: {e}\n"))
+            .unwrap_or_default();
     let mut placement = preferred_nodes(nodes);
     if let Some(node) = avoid {
         placement += &format!("  nodeSelector:\n    matchExpressions:\n    - key: kubernetes.io/hostname\n      operator: NotIn\n      values: [{node}]\n");
@@ -604,6 +661,7 @@ mod tests {
                 id: id.into(),
                 public: "198.51.100.7".parse().unwrap(),
             }),
+            eni: None,
             changes: Changes::default(),
             _monitors: Vec::new(),
         }
