@@ -96,6 +96,12 @@ impl AddressMode for Interface {
                     address,
                 });
             }
+            if eni.tags.get(TAG_CLUSTER).map(String::as_str) != Some(ec2.cluster) {
+                return Err(Unusable::InterfaceUntagged {
+                    eni: id.clone(),
+                    cluster: ec2.cluster.to_string(),
+                });
+            }
         }
         if let Some(eni) = own {
             if !manages(eni, spec, ec2.cluster) {
@@ -177,16 +183,12 @@ impl<C: Cloud> Carrier<C> for Interface {
         to: &'a Seat,
         _moves: &'a [AddressMove],
     ) -> BoxFuture<'a, Result<Moved, CloudError>> {
-        Box::pin(async move {
-            move_eni(
-                cloud,
-                &to.eni,
-                &to.instance_id,
-                Instant::now() + DETACH_WAIT,
-            )
-            .await?;
-            Ok(Moved::default())
-        })
+        Box::pin(move_eni(
+            cloud,
+            &to.eni,
+            &to.instance_id,
+            Instant::now() + DETACH_WAIT,
+        ))
     }
 
     fn verify<'a>(
@@ -206,18 +208,113 @@ impl<C: Cloud> Carrier<C> for Interface {
     fn release<'a>(
         &'a self,
         cloud: &'a C,
-        _spec: &'a FloatingIPSpec,
+        spec: &'a FloatingIPSpec,
         eni: &'a str,
         _address: IpAddr,
     ) -> BoxFuture<'a, Result<(), CloudError>> {
-        Box::pin(async move {
-            match cloud.attachment(eni).await? {
-                Some(a) if a.status.bound() && a.status != AttachmentStatus::Detaching => {
-                    detach(cloud, &a).await
-                }
-                _ => Ok(()),
-            }
-        })
+        Box::pin(release(cloud, spec, eni, Instant::now() + DETACH_WAIT))
+    }
+}
+
+/// The tags of the ENI floatip makes for FloatingIP `name` of `cluster`.
+pub fn tags(cluster: &str, name: &str) -> std::collections::BTreeMap<String, String> {
+    [(TAG_CLUSTER, cluster), (TAG_FLOATINGIP, name)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// What [`ensure_eni`] found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ensured {
+    /// floatip's ENI with the address exists (or another node made it a moment ago).
+    Exists,
+    /// Made now.
+    Made(String),
+    /// The spec names its ENI, or an ENI floatip did not make has the address (the
+    /// controller says so on the FloatingIP): nothing to make.
+    NotOurs,
+}
+
+/// Makes FloatingIP `name`'s ENI when its spec names none and no ENI in its subnet has the
+/// address: CreateNetworkInterface with the address as primary, tagged with the cluster and
+/// the FloatingIP, filtered by `security_groups`. Several nodes may try at once: EC2 gives an
+/// address to one ENI only, so all but one are refused (`InvalidIPAddress.InUse`), which is
+/// read as made.
+pub async fn ensure_eni<C: Cloud>(
+    cloud: &C,
+    spec: &FloatingIPSpec,
+    name: &str,
+    cluster: &str,
+    security_groups: &[String],
+) -> Result<Ensured, CloudError> {
+    let address = crate::api::parse_address(&spec.address).expect("validated");
+    if spec.network_interface_id.is_some() {
+        return Ok(Ensured::NotOurs);
+    }
+    let enis = cloud.subnet_enis(subnet(spec)).await?;
+    if let Some(e) = enis.iter().find(|e| e.primary_ip == Some(address)) {
+        return Ok(match made_by_floatip(e, cluster) {
+            true => Ensured::Exists,
+            false => Ensured::NotOurs,
+        });
+    }
+    let description = format!("floatip {cluster}: FloatingIP {name} (Interface mode)");
+    let tags = tags(cluster, name);
+    let made =
+        cloud.create_address_eni(subnet(spec), address, &description, security_groups, &tags);
+    match made.await {
+        Ok(e) => Ok(Ensured::Made(e.id)),
+        Err(e) if e.code == "InvalidIPAddress.InUse" => Ok(Ensured::Exists),
+        Err(e) => Err(e),
+    }
+}
+
+/// The FloatingIP is going: its ENI is detached and waited for until EC2 shows it free (the
+/// finalizer goes only once the address is off every instance); one floatip made is then
+/// deleted, one the spec names is left. An ENI already gone is no error.
+async fn release<C: Cloud>(
+    cloud: &C,
+    spec: &FloatingIPSpec,
+    eni: &str,
+    by: Instant,
+) -> Result<(), CloudError> {
+    let gone = |e: &CloudError| e.code == "InvalidNetworkInterfaceID.NotFound";
+    let now = match cloud.attachment(eni).await {
+        Err(e) if gone(&e) => return Ok(()),
+        other => other?,
+    };
+    if let Some(a) = now.filter(|a| a.status.bound()) {
+        if a.status != AttachmentStatus::Detaching {
+            detach(cloud, &a).await?;
+        }
+        let free = crate::retry::poll(crate::retry::ATTACHMENT_POLL, Some(by), || async {
+            let a = cloud.attachment(eni).await?;
+            Ok::<_, CloudError>(a.is_none_or(|a| !a.status.bound()).then_some(()))
+        });
+        if free.await?.is_none() {
+            return Err(CloudError {
+                action: "DetachNetworkInterface",
+                code: "DetachNotDone".into(),
+                message: format!(
+                    "{eni} is still attached to {}; released once it is free",
+                    a.instance_id
+                ),
+                kind: ErrorKind::Transient,
+            });
+        }
+    }
+    if spec.network_interface_id.as_deref() == Some(eni) {
+        return Ok(());
+    }
+    let made = (cloud.enis(&[eni.to_string()]).await?.iter())
+        .any(|e| e.id == eni && e.tags.contains_key(TAG_FLOATINGIP));
+    if !made {
+        return Ok(());
+    }
+    match cloud.delete_eni(eni).await {
+        Err(e) if gone(&e) => Ok(()),
+        other => other,
     }
 }
 
@@ -257,20 +354,23 @@ pub fn pick_device_index(used: &[i32], max: Option<u32>) -> Option<i32> {
 
 /// Moves `eni` onto `instance`: nothing when it is there already; else the target's free
 /// device index is found (refusing before any call when there is none), the ENI detached from
-/// where it is and waited for until EC2 shows it free, then attached.
+/// where it is and waited for until EC2 shows it free, then attached. Reports how long the
+/// detach took and when the attach was answered.
 pub async fn move_eni<C: Cloud>(
     cloud: &C,
     eni: &str,
     instance: &str,
     detach_by: Instant,
-) -> Result<(), CloudError> {
+) -> Result<Moved, CloudError> {
     let now = cloud.attachment(eni).await?;
     let staying = |a: &Attachment| a.on(instance) && a.status != AttachmentStatus::Detaching;
     if now.as_ref().is_some_and(staying) {
-        return Ok(());
+        return Ok(Moved::default());
     }
     let index = free_device_index(cloud, instance).await?;
+    let mut moved = Moved::default();
     if let Some(a) = now.filter(|a| a.status.bound()) {
+        let detaching = Instant::now();
         if a.status != AttachmentStatus::Detaching {
             detach(cloud, &a).await?;
         }
@@ -290,8 +390,11 @@ pub async fn move_eni<C: Cloud>(
                 kind: ErrorKind::Transient,
             });
         }
+        moved.detach_took = Some(detaching.elapsed());
     }
-    cloud.attach_eni(eni, instance, index).await
+    cloud.attach_eni(eni, instance, index).await?;
+    moved.attach_sent = Some(Instant::now());
+    Ok(moved)
 }
 
 /// Reads the ENI back until EC2 shows it attached to `instance` (attaching counts as not yet).

@@ -95,6 +95,7 @@ fn reason(r: Result<(), Unusable>) -> &'static str {
 #[test]
 fn which_enis_the_plan_may_move() {
     let foreign_tags: &[(&str, &str)] = &[];
+    let tagged: &[(&str, &str)] = &[(TAG_CLUSTER, CLUSTER)];
     let cases: Vec<(&str, FloatingIPSpec, Vec<Eni>, &str)> = vec![
         (
             "floatip's own, on a node",
@@ -125,8 +126,14 @@ fn which_enis_the_plan_may_move() {
         (
             "named, on a node",
             named(),
-            vec![vip_eni("eni-0000000a", VIP, Some("i-2"), foreign_tags)],
+            vec![vip_eni("eni-0000000a", VIP, Some("i-2"), tagged)],
             "usable",
+        ),
+        (
+            "named, not tagged for the cluster",
+            named(),
+            vec![vip_eni("eni-0000000a", VIP, Some("i-2"), foreign_tags)],
+            "InterfaceUntagged",
         ),
         (
             "named, in another subnet or VPC",
@@ -143,7 +150,7 @@ fn which_enis_the_plan_may_move() {
         (
             "named, on an instance that is no node",
             named(),
-            vec![vip_eni("eni-0000000a", VIP, Some("i-9"), foreign_tags)],
+            vec![vip_eni("eni-0000000a", VIP, Some("i-9"), tagged)],
             "InterfaceOnForeignInstance",
         ),
         (
@@ -308,10 +315,25 @@ async fn the_read_back_fails_while_the_eni_is_elsewhere() {
     assert!(e.message.contains("i-1"), "{}", e.message);
 }
 
+/// A FloatingIP going: floatip's own ENI is detached and deleted, a named one only detached;
+/// an ENI already gone or detached is no error.
 #[tokio::test]
-async fn release_detaches_and_a_detached_eni_is_no_error() {
+async fn release_detaches_deletes_what_floatip_made_and_leaves_a_named_eni() {
     let c = cloud(Some("i-1"), 3, &[0]);
-    let s = spec(json!({}));
+    let release = |s: FloatingIPSpec| {
+        let c = &c;
+        async move { Carrier::<FakeCloud>::release(&Interface, c, &s, "eni-0000000a", ip(VIP)).await }
+    };
+    release(spec(json!({}))).await.unwrap();
+    assert_eq!(
+        calls(&c),
+        ["DetachNetworkInterface", "DeleteNetworkInterface"]
+    );
+    release(spec(json!({}))).await.unwrap();
+    assert_eq!(calls(&c).len(), 2, "gone: nothing more to do");
+
+    let c = cloud(Some("i-1"), 3, &[0]);
+    let s = named();
     Carrier::<FakeCloud>::release(&Interface, &c, &s, "eni-0000000a", ip(VIP))
         .await
         .unwrap();
@@ -319,5 +341,36 @@ async fn release_detaches_and_a_detached_eni_is_no_error() {
     Carrier::<FakeCloud>::release(&Interface, &c, &s, "eni-0000000a", ip(VIP))
         .await
         .unwrap();
-    assert_eq!(calls(&c), ["DetachNetworkInterface"]);
+    assert_eq!(calls(&c), ["DetachNetworkInterface"], "detached already");
+}
+
+/// attach makes the ENI once: not when it exists, not for a spec that names one, and a
+/// concurrent maker's win (the address in use) reads as made.
+#[tokio::test]
+async fn the_eni_is_made_once_tagged_with_the_address_as_its_primary() {
+    let sg = vec!["sg-1".to_string()];
+    let c = FakeCloud::default();
+    let made = ensure_eni(&c, &spec(json!({})), "web", CLUSTER, &sg).await;
+    let Ok(Ensured::Made(id)) = made else {
+        panic!("{made:?}")
+    };
+    let eni = c.enis.lock().unwrap()[0].clone();
+    assert_eq!((eni.id, eni.primary_ip), (id, Some(ip(VIP))));
+    assert_eq!(eni.tags, tags(CLUSTER, "web"));
+    assert_eq!(eni.security_groups, sg);
+    let again = ensure_eni(&c, &spec(json!({})), "web", CLUSTER, &sg).await;
+    assert_eq!(again.unwrap(), Ensured::Exists);
+    assert_eq!(
+        ensure_eni(&c, &named(), "web", CLUSTER, &sg).await.unwrap(),
+        Ensured::NotOurs
+    );
+    let theirs = cloud(None, 3, &[0]);
+    theirs.enis.lock().unwrap()[0].tags.clear();
+    assert_eq!(
+        ensure_eni(&theirs, &spec(json!({})), "web", CLUSTER, &sg)
+            .await
+            .unwrap(),
+        Ensured::NotOurs
+    );
+    assert_eq!(calls(&c), ["CreateNetworkInterface"]);
 }

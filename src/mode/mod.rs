@@ -130,6 +130,12 @@ pub struct Moved {
     /// IPv6: the longest time an address of the batch was on no ENI, between the
     /// UnassignIpv6Addresses and AssignIpv6Addresses calls.
     pub unassigned_for: Option<Duration>,
+    /// Interface: how long EC2 took to show the ENI on no instance after
+    /// DetachNetworkInterface, when it was detached.
+    pub detach_took: Option<Duration>,
+    /// Interface: when AttachNetworkInterface was answered (the ENI is attaching); the
+    /// read-back measures the attach from it.
+    pub attach_sent: Option<std::time::Instant>,
 }
 
 /// One mode's reading of EC2 and the nodes. Pure: no I/O.

@@ -53,6 +53,8 @@ pub enum Unusable {
         has: String,
         address: IpAddr,
     },
+    #[error("network interface {eni} is not tagged floatip.io/cluster={cluster}: floatip modifies nothing untagged, and its IAM policy allows nothing else; tag it (aws ec2 create-tags --resources {eni} --tags Key=floatip.io/cluster,Value={cluster})")]
+    InterfaceUntagged { eni: String, cluster: String },
     #[error("network interface {eni} is attached to {instance}, which is no node of this cluster; floatip does not take it from there: detach it, or make that instance a node")]
     InterfaceOnForeignInstance { eni: String, instance: String },
     #[error("{address} is the primary address of {eni}{owner}, which floatip did not create: name it in spec.networkInterfaceId to let floatip move it, or choose a free address")]
@@ -76,6 +78,7 @@ impl Unusable {
             Unusable::AllocationInUse { .. } => "AllocationInUse",
             Unusable::AllocationAddressMismatch { .. } => "AllocationAddressMismatch",
             Unusable::InterfaceNotInSubnet { .. } => "InterfaceNotInSubnet",
+            Unusable::InterfaceUntagged { .. } => "InterfaceUntagged",
             Unusable::InterfaceAddressMismatch { .. } => "InterfaceAddressMismatch",
             Unusable::InterfaceOnForeignInstance { .. } => "InterfaceOnForeignInstance",
             Unusable::InterfaceNotOurs { .. } => "InterfaceNotOurs",

@@ -444,18 +444,30 @@ impl Sim {
         manifest(fip, &self.subnet, self.opts.min_hold_seconds, &nodes)
     }
 
-    /// A detached ENI in the node subnet whose primary address is `address`, as a user makes
-    /// one for Interface mode, straight from moto.
+    /// A detached ENI in the node subnet whose primary address is `address`, tagged for the
+    /// cluster as the README asks of users for Interface mode, straight from moto.
     pub async fn address_eni(&self, address: IpAddr) -> Result<String> {
+        let tags = aws_sdk_ec2::types::TagSpecification::builder()
+            .resource_type(aws_sdk_ec2::types::ResourceType::NetworkInterface)
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key(floatip::cloud::TAG_CLUSTER)
+                    .value(super::CLUSTER)
+                    .build(),
+            )
+            .build();
         let out = self
             .direct
             .create_network_interface()
             .subnet_id(&self.subnet)
             .private_ip_address(address.to_string())
             .description("web-eni: Interface mode's ENI")
+            .tag_specifications(tags)
             .send()
             .await?;
-        let eni = out.network_interface().and_then(|n| n.network_interface_id());
+        let eni = out
+            .network_interface()
+            .and_then(|n| n.network_interface_id());
         Ok(eni.context("no ENI id")?.to_string())
     }
 
@@ -575,9 +587,7 @@ pub async fn instances_with_eni(ec2: &aws_sdk_ec2::Client, eni: &str) -> Result<
     let out = ec2.describe_instances().send().await?;
     Ok((out.reservations().iter())
         .flat_map(|r| r.instances())
-        .filter(|i| {
-            (i.network_interfaces().iter()).any(|n| n.network_interface_id() == Some(eni))
-        })
+        .filter(|i| (i.network_interfaces().iter()).any(|n| n.network_interface_id() == Some(eni)))
         .filter_map(|i| i.instance_id().map(String::from))
         .collect())
 }

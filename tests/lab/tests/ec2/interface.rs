@@ -71,6 +71,10 @@ async fn an_eni_moves_whole_and_is_bound_to_one_instance_at_most_throughout() {
     let sg = group(&lab.client(), &w.vpc).await;
     let eni = vip_eni(&ec2, &w.subnet, &sg).await;
     let (a, b) = (&w.instances[0], &w.instances[1]);
+    // A second ENI with the same address (another node's attach racing) is refused.
+    let tags = Default::default();
+    let again = ec2.create_address_eni(&w.subnet, VIP.parse().unwrap(), "again", &sg, &tags);
+    assert_eq!(again.await.unwrap_err().code, "InvalidIPAddress.InUse");
 
     move_eni(&ec2, &eni, a, within(30)).await.unwrap();
     let first = ec2.attachment(&eni).await.unwrap().unwrap();
