@@ -692,18 +692,11 @@ async fn floating_enis_of_deleted_nodes_are_cleaned_up_and_nothing_else() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn modes_not_carried_out_get_a_status_and_nothing_else() {
     let mut c = Cluster::new(2).await;
-    let subnet = c.subnet.clone();
-    let specs = [
-        (
-            "overlay",
-            json!({"address": "192.168.50.1", "mode": "RouteTable",
+    let specs = [(
+        "overlay",
+        json!({"address": "192.168.50.1", "mode": "RouteTable",
                            "routeTableIds": ["rtb-0123456789abcdef0"]}),
-        ),
-        (
-            "whole-eni",
-            json!({"address": "10.0.11.31", "mode": "Interface", "subnetId": subnet}),
-        ),
-    ];
+    )];
     for (name, spec) in &specs {
         let fip: floatip::api::FloatingIP = serde_json::from_value(json!({
             "apiVersion": "floatip.io/v1alpha1", "kind": "FloatingIP",

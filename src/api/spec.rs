@@ -211,7 +211,7 @@ impl Mode {
     /// an implementation for (that lookup decides; a test beside it proves this list agrees).
     /// The CRD accepts every mode so that objects written for a later release are stored; the
     /// others get Ready=False, ModeNotSupported.
-    pub const CARRIED_OUT: &'static [Mode] = &[Mode::SecondaryIP, Mode::ElasticIP];
+    pub const CARRIED_OUT: &'static [Mode] = &[Mode::SecondaryIP, Mode::ElasticIP, Mode::Interface];
 
     /// Why the controller leaves a FloatingIP of this mode alone, or None when it carries it out.
     pub fn not_supported(self) -> Option<String> {

@@ -236,6 +236,7 @@ pub trait Carrier<C: Cloud>: AddressMode {
 enum Implementation {
     SecondaryIp,
     ElasticIp,
+    Interface,
 }
 
 /// Which implementation carries out `mode`: the one place that says which modes this version
@@ -244,7 +245,8 @@ fn implementation(mode: Mode) -> Option<Implementation> {
     match mode {
         Mode::SecondaryIP => Some(Implementation::SecondaryIp),
         Mode::ElasticIP => Some(Implementation::ElasticIp),
-        Mode::RouteTable | Mode::Interface => None,
+        Mode::Interface => Some(Implementation::Interface),
+        Mode::RouteTable => None,
     }
 }
 
@@ -253,6 +255,7 @@ pub fn port(mode: Mode) -> Option<&'static dyn AddressMode> {
     Some(match implementation(mode)? {
         Implementation::SecondaryIp => &SecondaryIp,
         Implementation::ElasticIp => &ElasticIp,
+        Implementation::Interface => &Interface,
     })
 }
 
@@ -262,6 +265,7 @@ pub fn carrier<C: Cloud>(mode: Mode) -> Option<&'static dyn Carrier<C>> {
     Some(match implementation(mode)? {
         Implementation::SecondaryIp => &SecondaryIp,
         Implementation::ElasticIp => &ElasticIp,
+        Implementation::Interface => &Interface,
     })
 }
 
