@@ -191,6 +191,10 @@ impl<C: Cloud> Carrier<C> for Interface {
         ))
     }
 
+    fn precheck<'a>(&'a self, cloud: &'a C, to: &'a Seat) -> BoxFuture<'a, Result<(), CloudError>> {
+        Box::pin(async move { free_device_index(cloud, &to.instance_id).await.map(drop) })
+    }
+
     fn verify<'a>(
         &'a self,
         cloud: &'a C,

@@ -220,6 +220,17 @@ pub trait Carrier<C: Cloud>: AddressMode {
         moves: &'a [AddressMove],
     ) -> BoxFuture<'a, Result<(), CloudError>>;
 
+    /// What EC2 would refuse of a move onto `to`, found by reads before the move is claimed:
+    /// a refusal is the FloatingIP's own and nothing is claimed or changed (Interface: a target
+    /// with no free device index). Nothing by default.
+    fn precheck<'a>(
+        &'a self,
+        _cloud: &'a C,
+        _to: &'a Seat,
+    ) -> BoxFuture<'a, Result<(), CloudError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Takes the address off `eni`. An address already gone is not an error. Gated by the
     /// caller.
     fn release<'a>(

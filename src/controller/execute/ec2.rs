@@ -32,6 +32,15 @@ pub(super) async fn move_to<C: Cloud>(
     carrier(mode)?.move_to(cloud, seat, moves).await
 }
 
+/// What EC2 would refuse of a move onto `seat`, read before the move is claimed.
+pub(super) async fn precheck<C: Cloud>(
+    cloud: &C,
+    mode: Mode,
+    seat: &Seat,
+) -> Result<(), CloudError> {
+    carrier(mode)?.precheck(cloud, seat).await
+}
+
 /// Reads the batch back: every address on `seat` and on none of its sources.
 pub(super) async fn verify<C: Cloud>(
     cloud: &C,

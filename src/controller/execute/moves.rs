@@ -51,6 +51,7 @@ impl<C: Cloud> Ctx<C> {
         out: &mut Outcome,
     ) {
         let batch = self.answering_now(batch, out).await;
+        let batch = self.prechecked(mode, batch, out).await;
         let claimed = self.claim_all(batch, out).await;
         let Some(seat) = claimed.first().map(|c| c.to.clone()) else {
             return;
@@ -136,6 +137,32 @@ impl<C: Cloud> Ctx<C> {
                 self.note_error(&fip.name_any(), &e, out);
             }
         }
+    }
+
+    /// The batch, unless the mode's reads find EC2 would refuse the move onto its target
+    /// (one seat for the whole batch): then each FloatingIP gets the error, as a refused or
+    /// failed move does, and nothing is claimed.
+    async fn prechecked(&self, mode: Mode, batch: Vec<Claimed>, out: &mut Outcome) -> Vec<Claimed> {
+        let Some(to) = batch.first().map(|c| c.to.clone()) else {
+            return batch;
+        };
+        let Err(e) = ec2::precheck(&self.cloud, mode, &to).await else {
+            return batch;
+        };
+        tracing::warn!(node = %to.node, error = %e, "EC2 would refuse a move there; not claiming it");
+        for c in batch {
+            let written = match e.retryable() {
+                true => {
+                    out.retry = true;
+                    self.cloud_error(&c.fip, &e, vec![c.ready.clone()]).await
+                }
+                false => self.refused(&c.fip, &e, vec![c.ready.clone()]).await,
+            };
+            if let Err(err) = written {
+                self.note_error(&c.fip.name_any(), &err, out);
+            }
+        }
+        Vec::new()
     }
 
     /// Writes each move's claim (pendingMove) with the resourceVersion it was planned from, all
