@@ -9,8 +9,13 @@
 //! `attaching` for seconds after, and the node sees the interface only once it is attached.
 //!
 //! Refused before any mutating call: a target instance with every network interface slot taken
-//! (DescribeInstanceTypes' maximum), and (through [`AddressMode::usable`]) a named ENI of another
-//! subnet or VPC, with another primary address, or attached to an instance that is no node.
+//! (DescribeInstanceTypes' maximum; [`Carrier::precheck`], before the move is claimed), and
+//! (through [`AddressMode::usable`]) a named ENI of another subnet or VPC, with another primary
+//! address, without the cluster's tag, or attached to an instance that is no node, and an ENI
+//! floatip did not make that has the address.
+//!
+//! The ENI is made by `floatip attach` ([`ensure_eni`]) when the spec names none, and deleted
+//! with its FloatingIP ([`Carrier::release`]); a named one is only detached.
 
 use std::borrow::Cow;
 use std::net::IpAddr;

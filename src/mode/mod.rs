@@ -16,8 +16,8 @@
 //! port would make the plan name a cloud type it never calls.
 //!
 //! The modes carried out: [`SecondaryIp`] (IPv4 and IPv6, with or without an Elastic IP, whose
-//! checks and association live in [`public`]) and [`ElasticIp`]. A new mode (RouteTable and
-//! Interface in later issues) is:
+//! checks and association live in [`public`]), [`ElasticIp`] and [`Interface`] (a whole ENI
+//! per address, detached and attached). A new mode (RouteTable in a later issue) is:
 //! - a unit struct in its own file implementing both traits (the address checks of [`usable`]
 //!   serve every mode that carries a private address in a subnet);
 //! - a variant of `Implementation` and its arm in [`implementation`], the one place that says
