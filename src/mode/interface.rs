@@ -196,6 +196,17 @@ impl<C: Cloud> Carrier<C> for Interface {
         ))
     }
 
+    fn move_gated<'a>(
+        &'a self,
+        cloud: &'a C,
+        to: &'a Seat,
+        _moves: &'a [AddressMove],
+        leading: &'a (dyn Fn() -> bool + Send + Sync),
+    ) -> BoxFuture<'a, Result<Moved, CloudError>> {
+        let by = Instant::now() + DETACH_WAIT;
+        Box::pin(move_eni_gated(cloud, &to.eni, &to.instance_id, by, leading))
+    }
+
     fn precheck<'a>(&'a self, cloud: &'a C, to: &'a Seat) -> BoxFuture<'a, Result<(), CloudError>> {
         Box::pin(async move { free_device_index(cloud, &to.instance_id).await.map(drop) })
     }
@@ -371,6 +382,19 @@ pub async fn move_eni<C: Cloud>(
     instance: &str,
     detach_by: Instant,
 ) -> Result<Moved, CloudError> {
+    move_eni_gated(cloud, eni, instance, detach_by, &|| true).await
+}
+
+/// [`move_eni`], asking `leading` again before the attach: the detach takes seconds, and a
+/// replica that lost its lease meanwhile must not attach (the next leader finishes the move
+/// from the claim in status and the ENI EC2 shows free).
+pub async fn move_eni_gated<C: Cloud>(
+    cloud: &C,
+    eni: &str,
+    instance: &str,
+    detach_by: Instant,
+    leading: &(dyn Fn() -> bool + Send + Sync),
+) -> Result<Moved, CloudError> {
     let now = cloud.attachment(eni).await?;
     let staying = |a: &Attachment| a.on(instance) && a.status != AttachmentStatus::Detaching;
     if now.as_ref().is_some_and(staying) {
@@ -400,6 +424,16 @@ pub async fn move_eni<C: Cloud>(
             });
         }
         moved.detach_took = Some(detaching.elapsed());
+    }
+    if !leading() {
+        return Err(CloudError {
+            action: "AttachNetworkInterface",
+            code: "NotLeading".into(),
+            message: format!(
+                "this replica stopped leading while {eni} was detached; it does not attach it to {instance}, the next leader does"
+            ),
+            kind: ErrorKind::Transient,
+        });
     }
     cloud.attach_eni(eni, instance, index).await?;
     moved.attach_sent = Some(Instant::now());

@@ -264,6 +264,19 @@ async fn a_move_detaches_then_attaches_at_a_free_index_and_reads_back() {
     assert_eq!(c.instance("i-1").await.unwrap().device_indexes, [0]);
 }
 
+/// The lease lost while the ENI detached: no attach from this replica; the ENI is left free
+/// for the next leader.
+#[tokio::test]
+async fn a_replica_that_stops_leading_during_the_detach_does_not_attach() {
+    let c = cloud(Some("i-1"), 3, &[0]);
+    let e = move_eni_gated(&c, "eni-0000000a", "i-2", later(), &|| false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "NotLeading");
+    assert_eq!(calls(&c), ["DetachNetworkInterface"]);
+    assert_eq!(c.attachment("eni-0000000a").await.unwrap(), None);
+}
+
 #[tokio::test]
 async fn a_stopped_instance_is_detached_with_force() {
     let c = cloud(Some("i-1"), 3, &[0]);

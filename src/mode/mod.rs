@@ -211,6 +211,20 @@ pub trait Carrier<C: Cloud>: AddressMode {
         moves: &'a [AddressMove],
     ) -> BoxFuture<'a, Result<Moved, CloudError>>;
 
+    /// [`Carrier::move_to`], for a move whose calls are far apart in time: `leading` is asked
+    /// again before each mutating call after the first, since the lease may be lost while EC2
+    /// works (Interface: between the detach and the attach). By default the move is
+    /// [`Carrier::move_to`], whose calls follow one another at once, under the caller's check.
+    fn move_gated<'a>(
+        &'a self,
+        cloud: &'a C,
+        to: &'a Seat,
+        moves: &'a [AddressMove],
+        _leading: &'a (dyn Fn() -> bool + Send + Sync),
+    ) -> BoxFuture<'a, Result<Moved, CloudError>> {
+        self.move_to(cloud, to, moves)
+    }
+
     /// Reads the batch back: Ok only when EC2 shows every address on `to` and nowhere else it
     /// was taken from.
     fn verify<'a>(

@@ -231,7 +231,9 @@ impl<C: Cloud> Ctx<C> {
         out: &mut Outcome,
     ) -> Result<Moved, CloudError> {
         out.ec2_mutations += 1;
-        let moved = ec2::move_to(&self.cloud, mode, seat, moves).await?;
+        let gate = self.gate.clone();
+        let leading = move || gate().is_ok();
+        let moved = ec2::move_to(&self.cloud, mode, seat, moves, &leading).await?;
         if let Some(window) = moved.unassigned_for {
             self.metrics.unassigned_window(window.as_secs_f64());
         }

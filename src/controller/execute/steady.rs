@@ -47,7 +47,9 @@ impl<C: Cloud> Ctx<C> {
             from_eni: None,
             allocation_id: (fip.spec.elastic_ip.as_ref()).map(|e| e.allocation_id.clone()),
         }];
-        match ec2::move_to(&self.cloud, fip.spec.mode, holder, &moves).await {
+        let gate = self.gate.clone();
+        let leading = move || gate().is_ok();
+        match ec2::move_to(&self.cloud, fip.spec.mode, holder, &moves, &leading).await {
             Ok(_) => {
                 tracing::info!(floatingip = %fip.name_any(), node = %holder.node, "address fails its check while its holder passes: assigned it again");
                 out.reensured.push(fip.name_any());
