@@ -24,6 +24,11 @@ const ETH1_MAC: &str = "02:99:00:00:01:01";
 const T: Duration = Duration::from_secs(20);
 
 async fn lab_with_fip() -> (Lab, Api<FloatingIP>) {
+    lab_with(json!({"address": VIP, "subnetId": "subnet-0a1b2c3d"})).await
+}
+
+/// The lab's API server with one FloatingIP `web` of `spec`.
+async fn lab_with(spec: serde_json::Value) -> (Lab, Api<FloatingIP>) {
     let lab = Lab::start();
     let client = lab.client();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -34,7 +39,7 @@ async fn lab_with_fip() -> (Lab, Api<FloatingIP>) {
     let fip: FloatingIP = serde_json::from_value(json!({
         "apiVersion": "floatip.io/v1alpha1", "kind": "FloatingIP",
         "metadata": {"name": "web"},
-        "spec": {"address": VIP, "subnetId": "subnet-0a1b2c3d"},
+        "spec": spec,
     }))
     .unwrap();
     fips.create(&PostParams::default(), &fip)
@@ -577,4 +582,106 @@ async fn prepare_waits_for_the_carrier_of_a_new_interface() {
         .await
         .expect_err("no carrier");
     assert!(err.to_string().contains("got no carrier"), "{err}");
+}
+
+/// Interface mode: the ENI whose primary address is the VIP is hot-plugged into the node with
+/// no address and down (no DHCP runs for it). The agent sets it up, puts the address on it and
+/// routes replies from it through it (the router drops them anywhere else); while it is not
+/// there yet the agent stays ready; once it is gone and another node holds the address,
+/// floatip's rules go and the node's own addresses stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_eni_is_set_up_addressed_and_routed_when_it_appears() {
+    let test = "a_whole_eni_is_set_up_addressed_and_routed_when_it_appears";
+    if !can_netns(test) {
+        return;
+    }
+    const ETH2_MAC: &str = "02:99:00:00:01:02";
+    let (lab, fips) =
+        lab_with(json!({"address": VIP, "mode": "Interface", "subnetId": "subnet-0a1b2c3d"})).await;
+    let router = Netns::new("router").unwrap();
+    router.sysctl("net.ipv4.ip_forward", "1").unwrap();
+    let client = Netns::new("client").unwrap();
+    let node = Netns::new("node").unwrap();
+    veth(&client, "c0", &router, "rc").unwrap();
+    client.ip("addr add 10.99.100.2/24 dev c0").unwrap();
+    client.ip("route add default via 10.99.100.1").unwrap();
+    router.ip("addr add 10.99.100.1/24 dev rc").unwrap();
+    veth_with_mac(&node, "eth0", "02:99:00:00:01:00", &router, "r1e0").unwrap();
+    node.ip("addr add 10.99.8.11/22 dev eth0").unwrap();
+    node.ip("route add default via 10.99.8.1 dev eth0").unwrap();
+    // The router, as the VPC: each ENI's wire takes only the sources that ENI owns.
+    let wire = |dev: &str, owned: &str| {
+        router
+            .ip(&format!("addr add 10.99.8.1/32 dev {dev}"))
+            .unwrap();
+        router
+            .ip(&format!("route add {owned}/32 dev {dev}"))
+            .unwrap();
+        let rule = format!("rule add iif {dev} from {owned} lookup main pref 1000");
+        router.ip(&rule).unwrap();
+        router
+            .ip(&format!("rule add iif {dev} blackhole pref 30000"))
+            .unwrap();
+    };
+    wire("r1e0", "10.99.8.11");
+    let _local = Responder::start(
+        node.path(),
+        "0.0.0.0:8080".parse().unwrap(),
+        "node-local\n".into(),
+    )
+    .unwrap();
+
+    // Status names the holder before EC2 has attached the ENI: nothing to do yet, and no
+    // problem, so the agent is ready (a node whose agent is not ready gets no address).
+    set_holder(&fips, "node-1", ETH2_MAC).await;
+    // A resync longer than the wait below: the agent must notice the interface by itself.
+    let agent = AgentProc::start(&lab, "node-1", &node, &[("FLOATIP_RESYNC", "60s")]);
+    until("agent ready", T, async || ready(&agent).await == 200).await;
+    let rules = node.ip("rule show").unwrap();
+    assert!(!rules.contains(VIP), "{rules}");
+
+    // EC2 attaches it: the interface appears, down and without an address.
+    let plug = format!(
+        "link add eth2 address {ETH2_MAC} type veth peer name r1e2 netns {}",
+        router.name
+    );
+    node.ip(&plug).unwrap();
+    router.ip("link set r1e2 up").unwrap();
+    wire("r1e2", VIP);
+    let has = || node.addresses("eth2").contains(&format!("{VIP}/32"));
+    let took = wait_for("address on the whole ENI", T, has);
+    println!(
+        "interface appeared -> address on it: {} ms",
+        took.as_millis()
+    );
+    let link = node.ip("-o link show eth2").unwrap();
+    assert!(link.contains(",UP"), "set up: {link}");
+    let table = 20000 + ifindex(&node, "eth2");
+    let routes = node.ip(&format!("route show table {table}")).unwrap();
+    assert!(
+        routes.contains("default via 10.99.8.1 dev eth2"),
+        "{routes}"
+    );
+    let to: SocketAddr = format!("{VIP}:8080").parse().unwrap();
+    let answer = request_once(client.path(), to, Duration::from_secs(5)).await;
+    assert_eq!(answer.as_deref(), Ok("node-local"));
+    assert_eq!(ready(&agent).await, 200);
+
+    // Moved away: EC2 detaches it (the interface goes) and another node holds the address.
+    node.ip("link del eth2").unwrap();
+    set_holder(&fips, "node-2", "02:99:00:00:02:02").await;
+    wait_for("floatip's rules removed", T, || {
+        !node.ip("rule show").unwrap().contains(VIP)
+    });
+    assert!(node.addresses("eth0").contains("10.99.8.11/22"));
+    assert_eq!(
+        ready(&agent).await,
+        200,
+        "the interface leaving is no problem"
+    );
+}
+
+/// The agent's /readyz status code; 0 when it does not answer.
+async fn ready(agent: &AgentProc) -> u16 {
+    agent.admin_get("/readyz").await.map_or(0, |(code, _)| code)
 }

@@ -687,56 +687,6 @@ async fn floating_enis_of_deleted_nodes_are_cleaned_up_and_nothing_else() {
     );
 }
 
-/// Modes this version does not carry out still get a status in the first pass (Ready False,
-/// ModeNotSupported, observedGeneration), cause no EC2 call and do not hold up a working one.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn modes_not_carried_out_get_a_status_and_nothing_else() {
-    let mut c = Cluster::new(2).await;
-    let subnet = c.subnet.clone();
-    let specs = [(
-        "whole-eni",
-        json!({"address": "10.0.11.31", "mode": "Interface", "subnetId": subnet}),
-    )];
-    for (name, spec) in &specs {
-        let fip: floatip::api::FloatingIP = serde_json::from_value(json!({
-            "apiVersion": "floatip.io/v1alpha1", "kind": "FloatingIP",
-            "metadata": {"name": name}, "spec": spec,
-        }))
-        .unwrap();
-        c.fips()
-            .create(&kube::api::PostParams::default(), &fip)
-            .await
-            .expect("the CRD accepts every mode");
-    }
-    c.ec2.reset_calls();
-    c.start_controller("controller-a");
-    c.create_fip("web", json!({"address": "10.0.11.30"})).await;
-    c.wait_fip("web", "assigned", T, is_ready).await;
-    for (name, spec) in &specs {
-        let f = c
-            .wait_fip(name, "a status", T, |f| condition(f, "Ready").is_some())
-            .await;
-        let (status, reason, msg) = condition(&f, "Ready").unwrap();
-        assert_eq!(
-            (status.as_str(), reason.as_str()),
-            ("False", "ModeNotSupported")
-        );
-        let mode = spec["mode"].as_str().unwrap();
-        assert!(
-            msg.contains(&format!("mode {mode} is not carried out")),
-            "{msg}"
-        );
-        assert!(msg.contains("SecondaryIP"), "says which mode works: {msg}");
-        let s = f.status.as_ref().unwrap();
-        assert_eq!(s.observed_generation, f.metadata.generation);
-        assert!(s.holder.is_none());
-        assert!(f.finalizers().is_empty(), "{name} got a finalizer");
-    }
-    // The only mutating call is web's assignment.
-    let calls = c.ec2.calls();
-    assert_eq!(calls["mutating"].as_u64(), Some(1), "{calls}");
-}
-
 /// Finding 1 and 2 of the isolation issue: FloatingIPs EC2 would refuse never hold back the
 /// others, and one it refuses anyway backs off instead of being retried at every pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

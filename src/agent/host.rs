@@ -39,6 +39,8 @@ pub struct Report {
     pub problems: Vec<String>,
     /// The interfaces as the reconcile found them.
     pub interfaces: Vec<Iface>,
+    /// Held addresses whose whole ENI's interface (Interface mode) has not appeared yet.
+    pub awaiting: usize,
 }
 
 enum Job {
@@ -214,8 +216,10 @@ impl Worker {
             problems: state.problems.clone(),
             configured: state.addresses.len(),
             interfaces: ifaces,
+            awaiting: state.awaiting,
             ..Report::default()
         };
+        self.set_up(&state, &links).await?;
         // Stop answering on addresses that left first, then fix routing, then add.
         for a in addrs.iter().filter(|a| a.ours) {
             if !state.addresses.contains(&(a.index, a.address)) {
@@ -232,6 +236,21 @@ impl Worker {
         self.add_addresses(&state, &links, &addrs, &mut report)
             .await?;
         Ok(report)
+    }
+
+    /// Sets up the whole ENIs' interfaces that are down and waits (briefly) for their carrier:
+    /// a route through a gateway on a link without one is refused.
+    async fn set_up(&mut self, state: &HostState, links: &[Link]) -> io::Result<()> {
+        for link in links.iter().filter(|l| state.up.contains(&l.index)) {
+            if !link.up {
+                self.nl.set_up(link.index).await?;
+            }
+            if !link.carrier {
+                let wait = Duration::from_secs(2);
+                self.wait_carrier(link, Instant::now() + wait, wait).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Makes floatip's routes exactly the state's; returns how many it wrote or removed.

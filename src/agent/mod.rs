@@ -160,6 +160,10 @@ impl Departing {
                         .is_some_and(|h| h.node != node)
             });
             if elsewhere {
+                let v = Vip {
+                    departing: true,
+                    ..v
+                };
                 self.kept.insert(v.address, (v, now + self.delay));
             }
         }
@@ -192,7 +196,14 @@ pub struct Agent {
     /// addresses are gone, so readiness does not come back with nothing to configure.
     interfaces: BTreeSet<String>,
     failures: u32,
+    /// A held whole ENI's interface (Interface mode) has not appeared yet.
+    awaiting: bool,
 }
+
+/// How often the node's links are looked at while a whole ENI's interface is awaited: EC2
+/// shows the ENI attached some seconds after the move, and the address should be up the
+/// moment it appears, not at the next resync.
+const AWAITED_INTERFACE_POLL: Duration = Duration::from_millis(100);
 
 impl Agent {
     /// One reconcile of the host with status, recorded for /readyz, /livez and /metrics.
@@ -203,13 +214,17 @@ impl Agent {
             .departing
             .desired(&fips, &self.args.node_name, Instant::now());
         let wanted = !vips.is_empty();
-        let in_use: BTreeSet<String> = vips.iter().map(|v| v.mac.clone()).collect();
+        // A whole ENI's interface (Interface mode) leaves with its address: not checked after.
+        let in_use: BTreeSet<String> = (vips.iter().filter(|v| !v.whole))
+            .map(|v| v.mac.clone())
+            .collect();
         if wanted {
             self.interfaces = in_use.clone();
         }
         let started = Instant::now();
         let applied = self.host.apply(vips).await;
         let configured = applied.as_ref().ok().map(|r| r.configured);
+        self.awaiting = applied.as_ref().is_ok_and(|r| r.awaiting > 0);
         let outcome = match applied {
             Ok(report) => {
                 log_report(&fips, &report);
@@ -304,6 +319,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         health,
         metrics,
         interfaces: BTreeSet::new(),
+        awaiting: false,
         failures: 0,
     };
     tokio::select! {
@@ -353,7 +369,9 @@ impl Agent {
         let mut resync = tokio::time::interval(self.args.resync);
         loop {
             self.reconcile().await;
-            let wake = match (self.departing.next_wake(), self.retry_in()) {
+            let awaited = self.awaiting.then_some(AWAITED_INTERFACE_POLL);
+            let soonest = [self.retry_in(), awaited].into_iter().flatten().min();
+            let wake = match (self.departing.next_wake(), soonest) {
                 (Some(k), Some(r)) => Some(k.min(Instant::now() + r)),
                 (k, r) => k.or_else(|| r.map(|r| Instant::now() + r)),
             };

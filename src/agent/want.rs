@@ -25,6 +25,13 @@ pub struct Vip {
     /// The interface's own address (ElasticIP mode: the private address the VPC NATs the
     /// Elastic IP to): routed like a floating address, but never added or removed.
     pub own: bool,
+    /// Moved to another node and kept here while the VPC converges (the release delay).
+    pub departing: bool,
+    /// Interface mode: the primary address of a whole ENI that comes and goes with the
+    /// address. Its interface is hot-plugged with no address (no DHCP runs for it), so floatip
+    /// sets it up and puts the address on it; until it appears (EC2 attaches for seconds) and
+    /// once it has gone, its absence is no problem.
+    pub whole: bool,
 }
 
 /// The addresses whose holder, per status, is `node`. An ElasticIP address is NATed by the VPC
@@ -39,6 +46,7 @@ pub fn held_by(fips: &[FloatingIP], node: &str) -> Vec<Vip> {
                 return None;
             }
             let own = f.spec.mode == Mode::ElasticIP;
+            let whole = f.spec.mode == Mode::Interface;
             let address = if own {
                 holder.private_address.as_deref()?.parse().ok()?
             } else {
@@ -49,6 +57,8 @@ pub fn held_by(fips: &[FloatingIP], node: &str) -> Vec<Vip> {
                 mac: holder.mac_address.as_deref()?.to_ascii_lowercase(),
                 name: f.metadata.name.clone().unwrap_or_default(),
                 own,
+                departing: false,
+                whole,
             })
         })
         .collect();
@@ -136,6 +146,10 @@ pub struct HostState {
     pub rules: BTreeSet<RuleSpec>,
     pub marked_v4: Vec<MarkedIface>,
     pub marked_v6: Vec<MarkedIface>,
+    /// Interfaces to set up: whole ENIs' (Interface mode), which the OS leaves down.
+    pub up: BTreeSet<u32>,
+    /// Held addresses whose whole ENI's interface has not appeared yet: look again soon.
+    pub awaiting: usize,
     /// What could not be done, one sentence each.
     pub problems: Vec<String>,
 }
@@ -162,6 +176,7 @@ fn network_v4(address: Ipv4Addr, prefix: u8) -> Ipv4Addr {
 /// MAC, and for each such interface its table, rules and connection mark.
 pub fn host_state(vips: &[Vip], ifaces: &[Iface], n: &RoutingTuning) -> HostState {
     let mut s = HostState::default();
+    let ifaces = &s.whole_networks(vips, ifaces);
     for (index, families) in s.place_addresses(vips, ifaces, n) {
         let iface = ifaces
             .iter()
@@ -176,6 +191,38 @@ pub fn host_state(vips: &[Vip], ifaces: &[Iface], n: &RoutingTuning) -> HostStat
 type Families = (bool, bool);
 
 impl HostState {
+    /// The interfaces, with the subnet of each whole ENI's interface (Interface mode) filled
+    /// in: it has no address of its own to give its subnet and gateway, so they are taken
+    /// from another interface of the node whose subnet holds the address (on EKS, the
+    /// primary interface when spec.subnetId is the nodes' subnet).
+    fn whole_networks(&mut self, vips: &[Vip], ifaces: &[Iface]) -> Vec<Iface> {
+        let mut out = ifaces.to_vec();
+        for v in vips.iter().filter(|v| v.whole) {
+            let IpAddr::V4(address) = v.address else {
+                continue;
+            };
+            let Some(i) = out.iter().position(|i| i.mac == v.mac) else {
+                continue;
+            };
+            self.up.insert(out[i].index);
+            if out[i].v4.is_some() {
+                continue;
+            }
+            let sibling = ifaces
+                .iter()
+                .filter_map(|o| o.v4)
+                .find(|(own, prefix)| network_v4(*own, *prefix) == network_v4(address, *prefix));
+            match sibling {
+                Some((_, prefix)) => out[i].v4 = Some((address, prefix)),
+                None => self.problems.push(format!(
+                    "{} ({}): no other interface of this node is in its subnet, so the subnet's gateway is unknown; replies follow the main table (choose a spec.subnetId the nodes have an interface in)",
+                    v.address, v.name
+                )),
+            }
+        }
+        out
+    }
+
     /// Puts each address on the interface with its MAC, with its from-address rule; returns
     /// the families each interface that got one carries.
     fn place_addresses(
@@ -188,6 +235,11 @@ impl HostState {
         let mut used: BTreeMap<u32, Families> = BTreeMap::new();
         for v in vips {
             let Some(iface) = by_mac.get(v.mac.as_str()) else {
+                if v.whole {
+                    // Not attached yet, or detached already: EC2 takes seconds either way.
+                    self.awaiting += usize::from(!v.departing);
+                    continue;
+                }
                 self.problems.push(format!(
                     "{} ({}): no interface has MAC {}; is the ENI attached and was floatip attach run?",
                     v.address, v.name, v.mac
@@ -241,6 +293,10 @@ impl HostState {
     /// The interface's subnet and a default route through its gateway, from its own address.
     fn route_v4(&mut self, iface: &Iface, table: u32) {
         let Some((addr, prefix)) = iface.v4 else {
+            if self.up.contains(&iface.index) {
+                // A whole ENI's: whole_networks said why already.
+                return;
+            }
             self.problems.push(format!(
                 "{}: has no IPv4 address of its own, so its subnet gateway is unknown; replies follow the main table",
                 iface.name
@@ -455,6 +511,8 @@ mod tests {
             mac: "02:aa:00:00:00:01".into(),
             name: "web".into(),
             own: false,
+            departing: false,
+            whole: false,
         }];
         let p = host_state(&vips, &[eth1()], &N);
         assert!(p.problems.is_empty(), "{:?}", p.problems);
@@ -501,6 +559,8 @@ mod tests {
             mac: "02:bb:00:00:00:09".into(),
             name: "web".into(),
             own: false,
+            departing: false,
+            whole: false,
         }];
         let p = host_state(&vips, &[eth1()], &N);
         assert!(p.addresses.is_empty() && p.rules.is_empty());
@@ -554,5 +614,122 @@ mod tests {
             "the set alone would add the default first"
         );
         assert_eq!(in_add_order(&set), vec![&subnet, &default]);
+    }
+
+    /// A hot-plugged whole ENI (Interface mode): no address of its own.
+    fn eth2() -> Iface {
+        Iface {
+            index: 4,
+            name: "eth2".into(),
+            mac: "02:aa:00:00:00:02".into(),
+            v4: None,
+            v6_gateway: None,
+        }
+    }
+
+    fn whole(departing: bool) -> Vip {
+        Vip {
+            address: "10.99.8.100".parse().unwrap(),
+            mac: "02:aa:00:00:00:02".into(),
+            name: "web".into(),
+            own: false,
+            departing,
+            whole: true,
+        }
+    }
+
+    #[test]
+    fn an_interface_mode_holder_carries_a_whole_eni() {
+        let fips = [fip(
+            "web",
+            "10.99.8.100",
+            "Interface",
+            Some(("n1", "02:AA:00:00:00:02")),
+        )];
+        let vips = held_by(&fips, "n1");
+        assert_eq!(vips.len(), 1);
+        assert!(vips[0].whole && !vips[0].own, "{vips:?}");
+        assert_eq!(vips[0].mac, "02:aa:00:00:00:02");
+        let secondary = fip(
+            "s",
+            "10.99.8.101",
+            "SecondaryIP",
+            Some(("n1", "02:aa:00:00:00:01")),
+        );
+        assert!(!held_by(&[secondary], "n1")[0].whole);
+    }
+
+    /// The ENI's interface is set up and gets the address, and its table takes the subnet of
+    /// the node's interface in the same subnet: replies from the address leave through it.
+    #[test]
+    fn a_whole_eni_is_set_up_and_routed_through_its_subnets_gateway() {
+        let p = host_state(&[whole(false)], &[eth1(), eth2()], &N);
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
+        assert_eq!(p.up, BTreeSet::from([4]));
+        let vip: IpAddr = "10.99.8.100".parse().unwrap();
+        assert_eq!(p.addresses, BTreeSet::from([(4, vip)]));
+        let routes: Vec<String> = (p.routes.iter())
+            .map(|r| {
+                format!(
+                    "{} {}/{} via {:?} dev {}",
+                    r.table, r.dest, r.prefix, r.gateway, r.ifindex
+                )
+            })
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                "10004 0.0.0.0/0 via Some(10.99.8.1) dev 4",
+                "10004 10.99.8.0/22 via None dev 4"
+            ]
+        );
+        assert!(
+            p.rules
+                .iter()
+                .any(|r| r.source == Some(vip) && r.table == 10004),
+            "{:?}",
+            p.rules
+        );
+        assert_eq!(p.marked_v4.len(), 1);
+    }
+
+    #[test]
+    fn a_whole_eni_not_attached_yet_or_gone_already_is_no_problem() {
+        for departing in [false, true] {
+            let p = host_state(&[whole(departing)], &[eth1()], &N);
+            assert!(p.problems.is_empty(), "{:?}", p.problems);
+            assert!(p.addresses.is_empty() && p.routes.is_empty() && p.up.is_empty());
+            // Awaited only while it is to come.
+            assert_eq!(p.awaiting, usize::from(!departing));
+        }
+        assert_eq!(
+            host_state(&[whole(false)], &[eth1(), eth2()], &N).awaiting,
+            0
+        );
+        // A floating ENI's interface missing is still one.
+        let floating = Vip {
+            departing: false,
+            whole: false,
+            ..whole(false)
+        };
+        assert_eq!(host_state(&[floating], &[eth1()], &N).problems.len(), 1);
+    }
+
+    #[test]
+    fn a_whole_eni_in_a_subnet_no_other_interface_is_in_says_its_gateway_is_unknown() {
+        let elsewhere = Iface {
+            v4: Some(("10.50.0.10".parse().unwrap(), 24)),
+            ..eth1()
+        };
+        let p = host_state(&[whole(false)], &[elsewhere, eth2()], &N);
+        assert_eq!(p.problems.len(), 1, "{:?}", p.problems);
+        assert!(
+            p.problems[0].contains("gateway is unknown"),
+            "{}",
+            p.problems[0]
+        );
+        // The address is still carried; only the reply routing is missing.
+        assert_eq!(p.addresses.len(), 1);
+        assert!(p.routes.is_empty(), "{:?}", p.routes);
     }
 }

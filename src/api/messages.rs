@@ -23,6 +23,8 @@ pub const ROUTE_TABLES_NOT_FOR_MODE: &str =
     "spec.routeTableIds is only used when mode is RouteTable; remove it or change the mode";
 pub const INTERFACE_NOT_FOR_MODE: &str =
     "spec.interface is only used when mode is SecondaryIP or ElasticIP; remove it or change the mode";
+pub const NETWORK_INTERFACE_NOT_FOR_MODE: &str =
+    "spec.networkInterfaceId is only used when mode is Interface; remove it or change the mode";
 pub const IPV4_REQUIRED: &str = "spec.address must be IPv4 when mode is ElasticIP or Interface: Elastic IPs and ENI primary addresses are IPv4 only";
 pub const TIMEOUT_ABOVE_INTERVAL: &str = "spec.healthCheck.timeoutMs must not exceed intervalMs: a probe must finish before the next one starts";
 pub const IDLE_BELOW_INTERVAL: &str = "spec.healthCheck.idleIntervalMs must be at least intervalMs: idle candidates are probed less often than the holder, never more";

@@ -87,7 +87,9 @@ use super::FloatingIPStatus;
     validation = Rule::new("self.mode == 'SecondaryIP' || self.mode == 'ElasticIP' || !has(self.interface)")
         .message(msg::INTERFACE_NOT_FOR_MODE),
     validation = Rule::new("!(self.mode == 'ElasticIP' || self.mode == 'Interface') || !isIP(self.address) || ip(self.address).family() == 4")
-        .message(msg::IPV4_REQUIRED)
+        .message(msg::IPV4_REQUIRED),
+    validation = Rule::new("self.mode == 'Interface' || !has(self.networkInterfaceId)")
+        .message(msg::NETWORK_INTERFACE_NOT_FOR_MODE)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct FloatingIPSpec {
@@ -123,6 +125,13 @@ pub struct FloatingIPSpec {
     /// to Dedicated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<InterfaceChoice>,
+
+    /// Interface only: an existing ENI in spec.subnetId whose primary private address is
+    /// spec.address, to move whole instead of one floatip creates, e.g.
+    /// eni-0a1b2c3d4e5f67890. It must be detached or attached to a node of the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^eni-([0-9a-f]{8}|[0-9a-f]{17})$"))]
+    pub network_interface_id: Option<String>,
 
     /// The Elastic IP (or Outposts customer-owned IP) allocation that carries the address to
     /// clients outside the VPC. Required in ElasticIP mode, where the allocation is associated
@@ -206,8 +215,12 @@ impl Mode {
     /// an implementation for (that lookup decides; a test beside it proves this list agrees).
     /// The CRD accepts every mode so that objects written for a later release are stored; the
     /// others get Ready=False, ModeNotSupported.
-    pub const CARRIED_OUT: &'static [Mode] =
-        &[Mode::SecondaryIP, Mode::ElasticIP, Mode::RouteTable];
+    pub const CARRIED_OUT: &'static [Mode] = &[
+        Mode::SecondaryIP,
+        Mode::ElasticIP,
+        Mode::RouteTable,
+        Mode::Interface,
+    ];
 
     /// Why the controller leaves a FloatingIP of this mode alone, or None when it carries it out.
     pub fn not_supported(self) -> Option<String> {

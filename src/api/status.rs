@@ -42,6 +42,39 @@ pub struct FloatingIPStatus {
     /// The Elastic IP (or customer-owned IP) of `spec.elasticIP`, as EC2 last described it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_address: Option<PublicAddress>,
+
+    /// Interface mode: where the FloatingIP's ENI is in its last move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<InterfaceAttachment>,
+}
+
+/// Interface mode: the ENI's move, phase by phase. A move claims the target (Detaching, or
+/// Attaching when the ENI is on no instance), detaches the ENI and waits until EC2 shows it
+/// free, attaches it (Attaching: EC2 shows the attachment `attaching`), and reads it back
+/// until EC2 shows it `attached` (Attached).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InterfaceAttachment {
+    pub phase: AttachmentPhase,
+    /// When this phase began.
+    pub since: Time,
+    /// This move: from DetachNetworkInterface until EC2 showed the ENI on no instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detach_ms: Option<i64>,
+    /// This move: from AttachNetworkInterface until EC2 showed the ENI attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attach_ms: Option<i64>,
+}
+
+/// A phase of an Interface-mode move.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum AttachmentPhase {
+    /// Being taken off the instance that held it.
+    Detaching,
+    /// Attached to the new holder by EC2's word, not yet shown `attached`.
+    Attaching,
+    /// EC2 shows it attached to the holder.
+    Attached,
 }
 
 /// The allocation that carries the address outside the VPC.

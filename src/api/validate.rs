@@ -44,6 +44,8 @@ pub enum SpecError {
     LocalGatewayRouteTable,
     #[error("{}", msg::INTERFACE_NOT_FOR_MODE)]
     InterfaceNotForMode,
+    #[error("{}", msg::NETWORK_INTERFACE_NOT_FOR_MODE)]
+    NetworkInterfaceNotForMode,
     #[error("{}", msg::IPV4_REQUIRED)]
     Ipv4Required,
     #[error("{}", msg::TIMEOUT_ABOVE_INTERVAL)]
@@ -240,6 +242,9 @@ fn check_mode_fields(spec: &FloatingIPSpec, address: Option<IpAddr>, errs: &mut 
     if matches!(mode, Mode::ElasticIP | Mode::Interface) && matches!(address, Some(IpAddr::V6(_))) {
         errs.push(SpecError::Ipv4Required);
     }
+    if mode != Mode::Interface && spec.network_interface_id.is_some() {
+        errs.push(SpecError::NetworkInterfaceNotForMode);
+    }
 }
 
 /// An AWS resource ID: the prefix, a dash, then 8 or 17 lowercase hex digits.
@@ -271,6 +276,15 @@ fn check_ids(spec: &FloatingIPSpec, errs: &mut Vec<SpecError>) {
                 field: "spec.elasticIP.allocationId",
                 value: eip.allocation_id.clone(),
                 expected: "allocation ID (eipalloc- and 8 or 17 hex digits)",
+            });
+        }
+    }
+    if let Some(eni) = &spec.network_interface_id {
+        if !is_aws_id(eni, "eni") {
+            errs.push(SpecError::BadFormat {
+                field: "spec.networkInterfaceId",
+                value: eni.clone(),
+                expected: "network interface ID (eni- and 8 or 17 hex digits)",
             });
         }
     }

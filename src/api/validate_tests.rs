@@ -280,6 +280,27 @@ fn fields_of_other_modes_are_refused() {
 }
 
 #[test]
+fn a_given_network_interface_is_for_interface_mode_only() {
+    let eni = json!("eni-0123abcd");
+    assert_both(
+        json!({"address": "10.0.8.100", "mode": "Interface", "subnetId": SUBNET, "networkInterfaceId": eni}),
+        &[],
+    );
+    assert_both(
+        with(secondary("10.0.8.100"), "networkInterfaceId", eni.clone()),
+        &[msg::NETWORK_INTERFACE_NOT_FOR_MODE],
+    );
+    assert_both(
+        json!({"address": "100.64.0.1", "mode": "RouteTable", "routeTableIds": ["rtb-0123abcd"], "networkInterfaceId": eni}),
+        &[msg::NETWORK_INTERFACE_NOT_FOR_MODE],
+    );
+    assert_rust(
+        json!({"address": "10.0.8.100", "mode": "Interface", "subnetId": SUBNET, "networkInterfaceId": "eni-XYZ"}),
+        &["spec.networkInterfaceId"],
+    );
+}
+
+#[test]
 fn elastic_ip_and_interface_modes_are_ipv4_only() {
     assert_both(
         json!({"address": "2600:1f14::10", "mode": "ElasticIP", "subnetId": SUBNET, "elasticIP": {"allocationId": "eipalloc-0123abcd"}}),

@@ -186,6 +186,7 @@ async fn record_holder(
             reason: MoveReason::Initial,
             took: started.elapsed(),
             unassigned_for: None,
+            attaching: None,
         };
         let now = Time(jiff::Timestamp::now());
         record_arrival(

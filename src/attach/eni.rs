@@ -346,6 +346,43 @@ fn prefix_of(cidr: &str) -> Option<u8> {
     cidr.split_once('/')?.1.parse().ok()
 }
 
+/// Makes the ENI of each Interface-mode FloatingIP of `fips` that selects this node, names no
+/// ENI and has none yet ([`crate::mode::interface::ensure_eni`]), with the node's floating
+/// ENI's security groups. A FloatingIP EC2 refuses for good is logged and left to the
+/// controller, which says what it lacks; any other error fails attach, to be retried.
+pub(super) async fn make_interface_enis<C: Cloud>(
+    cloud: &C,
+    args: &AttachArgs,
+    instance_id: &str,
+    fips: &[&FloatingIP],
+) -> Result<Vec<String>, AttachError> {
+    use crate::mode::interface::{ensure_eni, Ensured};
+    let wanted: Vec<&&FloatingIP> = (fips.iter())
+        .filter(|f| f.spec.network_interface_id.is_none())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let instance = cloud.instance(instance_id).await?;
+    let groups = wanted_groups(&args.security_group_ids, &instance)?;
+    let mut made = Vec::new();
+    for f in wanted {
+        let name = f.metadata.name.as_deref().unwrap_or_default();
+        match ensure_eni(cloud, &f.spec, name, &args.cluster_name, &groups).await {
+            Ok(Ensured::Made(eni)) => {
+                tracing::info!(floatingip = name, %eni, "created the FloatingIP's ENI (Interface mode)");
+                made.push(eni);
+            }
+            Ok(_) => {}
+            Err(e) if !e.retryable() => {
+                tracing::warn!(floatingip = name, error = %e, "cannot create the FloatingIP's ENI; the controller reports what it lacks");
+            }
+            Err(e) => return Err(AttachError::Cloud(e)),
+        }
+    }
+    Ok(made)
+}
+
 /// The security groups of this node's floating ENIs: `--security-group-ids` when given, else
 /// those of the node's primary ENI, so that the rules admitting clients to its NodePorts admit
 /// them to the floating addresses. (Without groups EC2 would pick the VPC's default group,

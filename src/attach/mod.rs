@@ -168,6 +168,13 @@ pub async fn attach<C: Cloud>(
         return Err(AttachError::Cloud(e.clone()));
     }
     eni::add_primary_enis(cloud, &instance_id, &mine, &mut by_subnet).await?;
+    // Interface mode: the FloatingIP's own ENI, which the controller then attaches.
+    let whole: Vec<&FloatingIP> = (fips.iter())
+        .filter(|f| f.spec.mode == Mode::Interface && f.metadata.deletion_timestamp.is_none())
+        .filter(|f| validate_spec(&f.spec).is_ok() && selected(&view, f))
+        .filter(|f| crate::api::owns_its_address(&owners, f))
+        .collect();
+    eni::make_interface_enis(cloud, args, &instance_id, &whole).await?;
     summary.claimed = claim::claim_unheld(
         &fips_api,
         cloud,

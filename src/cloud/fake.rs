@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 
 use super::{
-    AddressMove, Allocation, Association, Cloud, CloudError, Eni, ErrorKind, Instance, Route,
-    RouteTable, RouteTarget, Subnet,
+    AddressMove, Allocation, Association, Attachment, AttachmentStatus, Cloud, CloudError, Eni,
+    ErrorKind, Instance, Route, RouteTable, RouteTarget, Subnet,
 };
 
 #[derive(Default)]
@@ -40,6 +40,15 @@ pub struct FakeCloud {
     pub vpc_of_subnet: Mutex<BTreeMap<String, String>>,
     /// ENIs whose source/dest check is off.
     pub source_dest_off: Mutex<std::collections::BTreeSet<String>>,
+    /// Instance state names by instance; an instance of `instances` missing here is running.
+    pub instance_states: Mutex<BTreeMap<String, String>>,
+    /// The Force flag of every DetachNetworkInterface, in order.
+    pub detach_forced: Mutex<Vec<bool>>,
+}
+
+/// The attachment ID the fake gives `eni`'s attachment.
+fn attachment_id(eni: &str) -> String {
+    format!("eni-attach-{}", eni.trim_start_matches("eni-"))
 }
 
 fn not_found(action: &'static str, code: &str, what: &str) -> CloudError {
@@ -340,6 +349,81 @@ impl Cloud for FakeCloud {
             i.device_indexes.push(device_index);
         }
         Ok(())
+    }
+
+    async fn attachment(&self, eni: &str) -> Result<Option<Attachment>, CloudError> {
+        let enis = self.enis.lock().unwrap();
+        let e = (enis.iter().find(|e| e.id == eni)).ok_or_else(|| {
+            not_found(
+                "DescribeNetworkInterfaces",
+                "InvalidNetworkInterfaceID.NotFound",
+                eni,
+            )
+        })?;
+        Ok(e.instance_id.as_ref().map(|i| Attachment {
+            id: attachment_id(eni),
+            instance_id: i.clone(),
+            device_index: e.device_index,
+            status: AttachmentStatus::Attached,
+        }))
+    }
+
+    async fn detach_eni(&self, attachment: &str, force: bool) -> Result<(), CloudError> {
+        let eni = (self.enis.lock().unwrap().iter())
+            .find(|e| e.instance_id.is_some() && attachment_id(&e.id) == attachment)
+            .map(|e| e.id.clone())
+            .ok_or_else(|| {
+                let code = "InvalidAttachmentID.NotFound";
+                not_found("DetachNetworkInterface", code, attachment)
+            })?;
+        self.mutate("DetachNetworkInterface", &eni)?;
+        self.detach_forced.lock().unwrap().push(force);
+        let mut enis = self.enis.lock().unwrap();
+        let e = enis.iter_mut().find(|e| e.id == eni).expect("found above");
+        let (instance, index) = (e.instance_id.take(), e.device_index.take());
+        let mut instances = self.instances.lock().unwrap();
+        if let Some(i) = instances
+            .iter_mut()
+            .find(|i| Some(&i.id) == instance.as_ref())
+        {
+            i.device_indexes.retain(|d| Some(*d) != index);
+        }
+        Ok(())
+    }
+
+    async fn create_address_eni(
+        &self,
+        subnet: &str,
+        address: IpAddr,
+        description: &str,
+        security_groups: &[String],
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Eni, CloudError> {
+        let taken = (self.enis.lock().unwrap().iter())
+            .any(|e| e.primary_ip == Some(address) || e.holds(address));
+        if taken {
+            return Err(CloudError {
+                action: "CreateNetworkInterface",
+                code: "InvalidIPAddress.InUse".into(),
+                message: format!("{address} is in use"),
+                kind: ErrorKind::Permanent,
+            });
+        }
+        let eni = self
+            .create_eni(subnet, description, security_groups, tags)
+            .await?;
+        let mut enis = self.enis.lock().unwrap();
+        let e = enis.iter_mut().find(|e| e.id == eni.id).expect("just made");
+        e.primary_ip = Some(address);
+        Ok(e.clone())
+    }
+
+    async fn instance_state(&self, id: &str) -> Result<Option<String>, CloudError> {
+        if let Some(state) = self.instance_states.lock().unwrap().get(id) {
+            return Ok(Some(state.clone()));
+        }
+        let known = self.instances.lock().unwrap().iter().any(|i| i.id == id);
+        Ok(known.then(|| "running".to_string()))
     }
 
     async fn delete_eni(&self, eni: &str) -> Result<(), CloudError> {

@@ -1,6 +1,7 @@
 //! The cloud port: what the controller asks of EC2, as a trait, so that decisions can be tested
 //! with an in-memory cloud and the AWS adapter stays a thin translation.
 
+pub mod attachment;
 pub mod aws;
 pub mod cidr;
 mod eip;
@@ -9,6 +10,7 @@ pub mod fake;
 mod orphans;
 mod route;
 
+pub use attachment::{Attachment, AttachmentStatus};
 pub use eip::{Allocation, Association};
 pub use orphans::{delete_orphaned_floating_enis, orphaned_floating_enis};
 pub use route::{host_route, Route, RouteTable, RouteTarget};
@@ -307,6 +309,41 @@ pub trait Cloud: Send + Sync + 'static {
         &self,
         eni: &str,
     ) -> impl Future<Output = Result<bool, CloudError>> + Send;
+
+    // Interface mode: one ENI per address, moved whole ([`attachment`]).
+
+    /// The attachment of `eni` now, if it has one: DescribeNetworkInterfaces by ID. An ENI
+    /// that does not exist is an error (InvalidNetworkInterfaceID.NotFound).
+    fn attachment(
+        &self,
+        eni: &str,
+    ) -> impl Future<Output = Result<Option<Attachment>, CloudError>> + Send;
+
+    /// DetachNetworkInterface(AttachmentId, Force). EC2 answers at once and shows the
+    /// attachment `detaching` until the instance lets go.
+    fn detach_eni(
+        &self,
+        attachment_id: &str,
+        force: bool,
+    ) -> impl Future<Output = Result<(), CloudError>> + Send;
+
+    /// CreateNetworkInterface in `subnet` whose primary private address is `address`, with
+    /// `tags` and `security_groups` (never empty), as [`Cloud::create_eni`].
+    fn create_address_eni(
+        &self,
+        subnet: &str,
+        address: IpAddr,
+        description: &str,
+        security_groups: &[String],
+        tags: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<Eni, CloudError>> + Send;
+
+    /// The instance's state name (`running`, `stopped`...); None when EC2 does not know the
+    /// instance (gone for good).
+    fn instance_state(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<String>, CloudError>> + Send;
 }
 
 /// Whether two lists name the same security groups: EC2 keeps them as a set.

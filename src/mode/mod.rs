@@ -16,9 +16,9 @@
 //! port would make the plan name a cloud type it never calls.
 //!
 //! The modes carried out: [`SecondaryIp`] (IPv4 and IPv6, with or without an Elastic IP, whose
-//! checks and association live in [`public`]), [`ElasticIp`] and [`RouteTableMode`] (whose
-//! route tables and the cluster's ENIs are in [`Reads`]). A new mode (Interface in a later
-//! issue) is:
+//! checks and association live in [`public`]), [`ElasticIp`], [`RouteTableMode`] (whose
+//! route tables and the cluster's ENIs are in [`Reads`]) and [`Interface`] (a whole ENI per
+//! address, detached and attached). A new mode is:
 //! - a unit struct in its own file implementing both traits (the address checks of [`usable`]
 //!   serve every mode that carries a private address in a subnet);
 //! - a variant of `Implementation` and its arm in [`implementation`], the one place that says
@@ -33,12 +33,14 @@
 mod elastic_ip;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod interface;
 pub mod public;
 mod route_table;
 mod secondary_ip;
 pub mod usable;
 
 pub use elastic_ip::ElasticIp;
+pub use interface::Interface;
 pub use public::Associate;
 pub use route_table::RouteTableMode;
 pub use secondary_ip::SecondaryIp;
@@ -145,6 +147,12 @@ pub struct Moved {
     /// IPv6: the longest time an address of the batch was on no ENI, between the
     /// UnassignIpv6Addresses and AssignIpv6Addresses calls.
     pub unassigned_for: Option<Duration>,
+    /// Interface: how long EC2 took to show the ENI on no instance after
+    /// DetachNetworkInterface, when it was detached.
+    pub detach_took: Option<Duration>,
+    /// Interface: when AttachNetworkInterface was answered (the ENI is attaching); the
+    /// read-back measures the attach from it.
+    pub attach_sent: Option<std::time::Instant>,
 }
 
 /// One mode's reading of EC2 and the nodes. Pure: no I/O.
@@ -220,6 +228,20 @@ pub trait Carrier<C: Cloud>: AddressMode {
         moves: &'a [AddressMove],
     ) -> BoxFuture<'a, Result<Moved, CloudError>>;
 
+    /// [`Carrier::move_to`], for a move whose calls are far apart in time: `leading` is asked
+    /// again before each mutating call after the first, since the lease may be lost while EC2
+    /// works (Interface: between the detach and the attach). By default the move is
+    /// [`Carrier::move_to`], whose calls follow one another at once, under the caller's check.
+    fn move_gated<'a>(
+        &'a self,
+        cloud: &'a C,
+        to: &'a Seat,
+        moves: &'a [AddressMove],
+        _leading: &'a (dyn Fn() -> bool + Send + Sync),
+    ) -> BoxFuture<'a, Result<Moved, CloudError>> {
+        self.move_to(cloud, to, moves)
+    }
+
     /// Reads the batch back: Ok only when EC2 shows every address on `to` and nowhere else it
     /// was taken from.
     fn verify<'a>(
@@ -228,6 +250,17 @@ pub trait Carrier<C: Cloud>: AddressMode {
         to: &'a Seat,
         moves: &'a [AddressMove],
     ) -> BoxFuture<'a, Result<(), CloudError>>;
+
+    /// What EC2 would refuse of a move onto `to`, found by reads before the move is claimed:
+    /// a refusal is the FloatingIP's own and nothing is claimed or changed (Interface: a target
+    /// with no free device index). Nothing by default.
+    fn precheck<'a>(
+        &'a self,
+        _cloud: &'a C,
+        _to: &'a Seat,
+    ) -> BoxFuture<'a, Result<(), CloudError>> {
+        Box::pin(async { Ok(()) })
+    }
 
     /// Takes the address off `eni`. An address already gone is not an error. Gated by the
     /// caller.
@@ -246,6 +279,7 @@ enum Implementation {
     SecondaryIp,
     ElasticIp,
     RouteTable,
+    Interface,
 }
 
 /// Which implementation carries out `mode`: the one place that says which modes this version
@@ -255,7 +289,7 @@ fn implementation(mode: Mode) -> Option<Implementation> {
         Mode::SecondaryIP => Some(Implementation::SecondaryIp),
         Mode::ElasticIP => Some(Implementation::ElasticIp),
         Mode::RouteTable => Some(Implementation::RouteTable),
-        Mode::Interface => None,
+        Mode::Interface => Some(Implementation::Interface),
     }
 }
 
@@ -265,6 +299,7 @@ pub fn port(mode: Mode) -> Option<&'static dyn AddressMode> {
         Implementation::SecondaryIp => &SecondaryIp,
         Implementation::ElasticIp => &ElasticIp,
         Implementation::RouteTable => &RouteTableMode,
+        Implementation::Interface => &Interface,
     })
 }
 
@@ -275,6 +310,7 @@ pub fn carrier<C: Cloud>(mode: Mode) -> Option<&'static dyn Carrier<C>> {
         Implementation::SecondaryIp => &SecondaryIp,
         Implementation::ElasticIp => &ElasticIp,
         Implementation::RouteTable => &RouteTableMode,
+        Implementation::Interface => &Interface,
     })
 }
 

@@ -193,6 +193,7 @@ async fn move_to<C: Cloud>(
     cloud.assign(eni, &on).await?;
     Ok(Moved {
         unassigned_for: first_off.map(|t| t.elapsed()),
+        ..Moved::default()
     })
 }
 

@@ -60,6 +60,25 @@ pub enum Unusable {
         /// The ENI and its address, e.g. "eni-1 (10.0.8.11)".
         eni: String,
     },
+    #[error("network interface {eni} is not in subnet {subnet}: it is in another subnet or VPC, or does not exist; spec.networkInterfaceId must name an ENI of spec.subnetId")]
+    InterfaceNotInSubnet { eni: String, subnet: String },
+    #[error("network interface {eni} has primary address {has}, not {address}: an ENI moves with its primary address, so set spec.address to {has} or name the ENI of {address}")]
+    InterfaceAddressMismatch {
+        eni: String,
+        has: String,
+        address: IpAddr,
+    },
+    #[error("network interface {eni} is not tagged floatip.io/cluster={cluster}: floatip modifies nothing untagged, and its IAM policy allows nothing else; tag it (aws ec2 create-tags --resources {eni} --tags Key=floatip.io/cluster,Value={cluster})")]
+    InterfaceUntagged { eni: String, cluster: String },
+    #[error("network interface {eni} is attached to {instance}, which is no node of this cluster; floatip does not take it from there: detach it, or make that instance a node")]
+    InterfaceOnForeignInstance { eni: String, instance: String },
+    #[error("{address} is the primary address of {eni}{owner}, which floatip did not create: name it in spec.networkInterfaceId to let floatip move it, or choose a free address")]
+    InterfaceNotOurs {
+        address: IpAddr,
+        eni: String,
+        /// ", attached to i-..." when attached.
+        owner: String,
+    },
 }
 
 impl Unusable {
@@ -76,6 +95,11 @@ impl Unusable {
             Unusable::AddressInsideVpc { .. } => "AddressInsideVpc",
             Unusable::RouteTableNotFound { .. } => "RouteTableNotFound",
             Unusable::RouteTableOtherVpc { .. } => "RouteTableInOtherVpc",
+            Unusable::InterfaceNotInSubnet { .. } => "InterfaceNotInSubnet",
+            Unusable::InterfaceUntagged { .. } => "InterfaceUntagged",
+            Unusable::InterfaceAddressMismatch { .. } => "InterfaceAddressMismatch",
+            Unusable::InterfaceOnForeignInstance { .. } => "InterfaceOnForeignInstance",
+            Unusable::InterfaceNotOurs { .. } => "InterfaceNotOurs",
         }
     }
 
@@ -83,7 +107,9 @@ impl Unusable {
     /// names, InvalidSpec when the spec names something EC2 cannot carry.
     pub fn condition(&self) -> &'static str {
         match self {
-            Unusable::AllocationInUse { .. } => crate::api::condition::CONFLICT,
+            Unusable::AllocationInUse { .. }
+            | Unusable::InterfaceOnForeignInstance { .. }
+            | Unusable::InterfaceNotOurs { .. } => crate::api::condition::CONFLICT,
             _ => crate::api::condition::INVALID_SPEC,
         }
     }

@@ -19,6 +19,15 @@ pub struct Arrival<'a> {
     pub took: Duration,
     /// IPv6: how long the address was on no ENI between the move's two calls.
     pub unassigned_for: Option<Duration>,
+    /// Interface: the ENI was attached (EC2 shows it attaching), after a detach that took
+    /// this long when there was one.
+    pub attaching: Option<Attaching>,
+}
+
+/// An Interface-mode move at its attach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attaching {
+    pub detach_took: Option<Duration>,
 }
 
 /// Writes a confirmed move into status: the holder, lastMove, moveCount, Assigned and Ready;

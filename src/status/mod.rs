@@ -5,7 +5,7 @@ mod arrival;
 pub mod conditions;
 mod next;
 
-pub use arrival::{record_arrival, Arrival};
+pub use arrival::{record_arrival, Arrival, Attaching};
 pub use next::{held_by, next, HeldBack, Observed, Steady};
 
 /// Where an address sits, or would sit: a node, its instance and the ENI there.

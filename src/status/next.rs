@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::conditions::{self, Desired};
 use super::{Arrival, Seat};
 use crate::api::{condition as cond, FloatingIPStatus, Holder, Move, PendingMove};
+use crate::api::{AttachmentPhase, InterfaceAttachment};
 use crate::cloud::CloudError;
 
 /// What was done to, or seen of, one FloatingIP.
@@ -28,6 +29,8 @@ pub enum Observed<'a> {
     },
     /// A move about to be carried out, claimed before EC2 is called.
     Claimed(PendingMove),
+    /// Interface: EC2 shows the moved ENI attached to its holder, this long after the attach.
+    Attached { attach_took: std::time::Duration },
 }
 
 /// An address that stays where it is, as the plan found it.
@@ -89,6 +92,7 @@ pub fn next(
             cloud_failed(&mut s, error, extra, generation, now)
         }
         Observed::Claimed(pending) => return claimed(s, pending, generation, now),
+        Observed::Attached { attach_took } => attached(&mut s, *attach_took, now),
     };
     let changed = conditions::complete(&mut s.conditions, generation, now) | changed;
     let seen = s.observed_generation != generation;
@@ -226,6 +230,14 @@ fn arrived(s: &mut FloatingIPStatus, a: &Arrival<'_>, g: Option<i64>, now: &Time
         unassigned_ms: a.unassigned_for.map(|d| d.as_millis() as i64),
     });
     s.move_count += 1;
+    if let Some(at) = &a.attaching {
+        s.interface = Some(InterfaceAttachment {
+            phase: AttachmentPhase::Attaching,
+            since: now.clone(),
+            detach_ms: at.detach_took.map(|d| d.as_millis() as i64),
+            attach_ms: None,
+        });
+    }
     let ready = held_by(&a.to.node);
     set_all(s, &[assigned(a.address, Some(a.to)), ready], g, now);
     let resolved = [
@@ -305,9 +317,33 @@ fn claimed(
         return None;
     }
     s.pending_move = Some(pending.clone());
+    // Interface: a move from a holder detaches the ENI right after this write. A move from no
+    // instance attaches at once, and its arrival says so.
+    if let (Some(i), Some(_)) = (s.interface.as_mut(), &pending.from) {
+        *i = InterfaceAttachment {
+            phase: AttachmentPhase::Detaching,
+            since: now.clone(),
+            detach_ms: None,
+            attach_ms: None,
+        };
+    }
     // A claim may be a new FloatingIP's first status write.
     conditions::complete(&mut s.conditions, g, now);
     Some(s)
+}
+
+/// Interface: the read-back found the ENI attached; only an attach status recorded moves on.
+fn attached(s: &mut FloatingIPStatus, took: std::time::Duration, now: &Time) -> bool {
+    let Some(i) = s.interface.as_mut() else {
+        return false;
+    };
+    if i.phase != AttachmentPhase::Attaching {
+        return false;
+    }
+    i.phase = AttachmentPhase::Attached;
+    i.since = now.clone();
+    i.attach_ms = Some(took.as_millis() as i64);
+    true
 }
 
 #[cfg(test)]

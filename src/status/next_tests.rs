@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::*;
 use crate::api::{condition as cond, FloatingIPStatus, MoveReason, PendingMove};
 use crate::cloud::{CloudError, ErrorKind};
-use crate::status::record_arrival;
+use crate::status::{record_arrival, Attaching};
 
 fn t(s: i64) -> Time {
     Time(jiff::Timestamp::from_second(1_800_000_000 + s).unwrap())
@@ -286,6 +286,7 @@ fn table_arrived() {
         reason: MoveReason::HolderUnhealthy,
         took: Duration::from_millis(80),
         unassigned_for: None,
+        attaching: None,
     };
     let arrived = Want {
         holder: Some("n2"),
@@ -434,6 +435,7 @@ fn record_arrival_is_the_arrived_row() {
         reason: MoveReason::Initial,
         took: Duration::ZERO,
         unassigned_for: None,
+        attaching: None,
     };
     let mut recorded = old.clone();
     record_arrival(&mut recorded, &arrival, Some(3), &t(10));
@@ -568,4 +570,68 @@ fn what_to_do_names_the_fix_for_each_kind_of_failure() {
         .starts_with("the controller has no AWS credentials"));
     assert!(said("RequestLimitExceeded", ErrorKind::Throttled).starts_with("EC2 throttles"));
     assert!(said("ConnectionError", ErrorKind::Transient).starts_with("EC2 did not answer"));
+}
+
+/// Interface mode's phases, through one move and the next: the first placement attaches
+/// (Attaching, then Attached once the read-back sees it); the next claim detaches
+/// (Detaching), its arrival attaches with the detach's time, and the read-back ends it with
+/// the attach's. A read-back of a FloatingIP that never attached an ENI changes nothing.
+#[test]
+fn interface_phases_follow_the_move_with_their_times() {
+    use crate::api::AttachmentPhase as P;
+    let phase = |s: &FloatingIPStatus| {
+        let i = s.interface.as_ref().expect("interface status");
+        (i.phase, i.since.clone(), i.detach_ms, i.attach_ms)
+    };
+    let n1 = seat("n1");
+    let first = Arrival {
+        address: "10.0.8.100",
+        from: None,
+        to: &n1,
+        reason: MoveReason::Initial,
+        took: Duration::from_millis(5),
+        unassigned_for: None,
+        attaching: Some(Attaching { detach_took: None }),
+    };
+    let s = FloatingIPStatus::default();
+    let s = next(&s, Some(1), &Observed::Arrived(first), &t(1)).unwrap();
+    assert_eq!(phase(&s), (P::Attaching, t(1), None, None));
+    let took = |ms| Observed::Attached {
+        attach_took: Duration::from_millis(ms),
+    };
+    let s = next(&s, Some(1), &took(4200), &t(6)).unwrap();
+    assert_eq!(phase(&s), (P::Attached, t(6), None, Some(4200)));
+    // Read back again: already Attached, nothing to write.
+    assert_eq!(next(&s, Some(1), &took(10), &t(7)), None);
+
+    let claim = Observed::Claimed(pending("n2", t(20)));
+    let s = next(&s, Some(1), &claim, &t(20)).unwrap();
+    assert_eq!(phase(&s), (P::Detaching, t(20), None, None));
+    let n2 = seat("n2");
+    let second = Arrival {
+        address: "10.0.8.100",
+        from: Some("n1".into()),
+        to: &n2,
+        reason: MoveReason::HolderUnhealthy,
+        took: Duration::from_millis(9000),
+        unassigned_for: None,
+        attaching: Some(Attaching {
+            detach_took: Some(Duration::from_millis(8500)),
+        }),
+    };
+    let s = next(&s, Some(1), &Observed::Arrived(second), &t(29)).unwrap();
+    assert_eq!(phase(&s), (P::Attaching, t(29), Some(8500), None));
+    let s = next(&s, Some(1), &took(5100), &t(34)).unwrap();
+    assert_eq!(phase(&s), (P::Attached, t(34), Some(8500), Some(5100)));
+
+    // Another mode: no interface status, before or after.
+    let other = held_by_n1();
+    assert_eq!(next(&other, Some(1), &took(10), &t(40)), None);
+    let claimed = next(
+        &other,
+        Some(1),
+        &Observed::Claimed(pending("n3", t(41))),
+        &t(41),
+    );
+    assert_eq!(claimed.unwrap().interface, None);
 }

@@ -134,6 +134,18 @@ pub(super) fn to_eni(ni: &NetworkInterface) -> Option<Eni> {
     })
 }
 
+/// An ENI's attachment; None without the ID DetachNetworkInterface needs or an instance.
+pub(super) fn to_attachment(
+    a: &aws_sdk_ec2::types::NetworkInterfaceAttachment,
+) -> Option<crate::cloud::Attachment> {
+    Some(crate::cloud::Attachment {
+        id: a.attachment_id()?.to_string(),
+        instance_id: a.instance_id()?.to_string(),
+        device_index: a.device_index(),
+        status: crate::cloud::AttachmentStatus::parse(a.status().map_or("", |s| s.as_str())),
+    })
+}
+
 /// The instance as attach needs it, from its DescribeInstances record.
 pub(super) fn to_instance(id: &str, i: &aws_sdk_ec2::types::Instance) -> Instance {
     // Interfaces on network card 0, where floating ENIs go.

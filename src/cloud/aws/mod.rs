@@ -15,11 +15,13 @@ mod convert;
 mod routes;
 
 use super::{
-    AddressMove, Allocation, Cloud, CloudError, Eni, ErrorKind, Instance, RouteTable, Subnet,
+    AddressMove, Allocation, Attachment, Cloud, CloudError, Eni, ErrorKind, Instance, RouteTable,
+    Subnet,
 };
 use crate::metrics::Metrics;
 use convert::{
-    by_family, classify, to_allocation, to_border_groups, to_eni, to_instance, to_subnet,
+    by_family, classify, to_allocation, to_attachment, to_border_groups, to_eni, to_instance,
+    to_subnet,
 };
 
 /// Every EC2 action [`Ec2`] calls, for the metrics that show each from the start (a test
@@ -40,6 +42,7 @@ pub const ACTIONS: &[&str] = &[
     "DescribeNetworkInterfaces",
     "DescribeRouteTables",
     "DescribeSubnets",
+    "DetachNetworkInterface",
     "DisassociateAddress",
     "ModifyNetworkInterfaceAttribute",
     "ReplaceRoute",
@@ -49,6 +52,9 @@ pub const ACTIONS: &[&str] = &[
 
 /// What EC2 answers DisassociateAddress for an association that no longer exists.
 const ASSOCIATION_GONE: &str = "InvalidAssociationID.NotFound";
+
+/// What EC2 answers DescribeInstances for an instance it no longer knows.
+const INSTANCE_GONE: &str = "InvalidInstanceID.NotFound";
 
 /// EC2 through the AWS SDK, configured from the environment (region, credentials through IRSA
 /// or EKS Pod Identity, and AWS_ENDPOINT_URL for a test endpoint).
@@ -504,6 +510,90 @@ impl Cloud for Ec2 {
 
     async fn source_dest_check_off(&self, eni: &str) -> Result<bool, CloudError> {
         self.turn_source_dest_check_off(eni).await
+    }
+
+    async fn attachment(&self, eni: &str) -> Result<Option<Attachment>, CloudError> {
+        let out = self
+            .call(
+                "DescribeNetworkInterfaces",
+                self.client
+                    .describe_network_interfaces()
+                    .network_interface_ids(eni)
+                    .send(),
+            )
+            .await?;
+        let found = (out.network_interfaces().iter())
+            .find(|n| n.network_interface_id() == Some(eni))
+            .ok_or_else(|| CloudError {
+                action: "DescribeNetworkInterfaces",
+                code: "InvalidNetworkInterfaceID.NotFound".into(),
+                message: format!("network interface {eni} does not exist"),
+                kind: ErrorKind::Permanent,
+            })?;
+        Ok(found.attachment().and_then(to_attachment))
+    }
+
+    async fn detach_eni(&self, attachment_id: &str, force: bool) -> Result<(), CloudError> {
+        self.call(
+            "DetachNetworkInterface",
+            self.client
+                .detach_network_interface()
+                .attachment_id(attachment_id)
+                .force(force)
+                .send(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn create_address_eni(
+        &self,
+        subnet: &str,
+        address: IpAddr,
+        description: &str,
+        security_groups: &[String],
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Eni, CloudError> {
+        let spec = tags.iter().fold(
+            TagSpecification::builder().resource_type(ResourceType::NetworkInterface),
+            |b, (k, v)| b.tags(Tag::builder().key(k).value(v).build()),
+        );
+        let out = self
+            .call(
+                "CreateNetworkInterface",
+                self.client
+                    .create_network_interface()
+                    .subnet_id(subnet)
+                    .private_ip_address(address.to_string())
+                    .description(description)
+                    .set_groups(Some(security_groups.to_vec()))
+                    .tag_specifications(spec.build())
+                    .send(),
+            )
+            .await?;
+        out.network_interface()
+            .and_then(to_eni)
+            .ok_or_else(|| CloudError {
+                action: "CreateNetworkInterface",
+                code: "EmptyResponse".into(),
+                message: "EC2 returned no network interface".into(),
+                kind: ErrorKind::Transient,
+            })
+    }
+
+    async fn instance_state(&self, id: &str) -> Result<Option<String>, CloudError> {
+        let call = self.client.describe_instances().instance_ids(id).send();
+        let out = match self.call("DescribeInstances", call).await {
+            Err(e) if e.code == INSTANCE_GONE => return Ok(None),
+            other => other?,
+        };
+        Ok(out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find(|i| i.instance_id() == Some(id))
+            .and_then(|i| i.state()?.name())
+            .map(|n| n.as_str().to_string()))
     }
 }
 

@@ -23,13 +23,24 @@ fn carrier<C: Cloud>(mode: Mode) -> Result<&'static dyn Carrier<C>, CloudError> 
 
 /// Puts every address of `moves` on `seat`, taking them off where they are, in as few calls as
 /// the mode allows (SecondaryIP: one).
+/// `leading` is asked again before each later call of a move whose calls are far apart.
 pub(super) async fn move_to<C: Cloud>(
     cloud: &C,
     mode: Mode,
     seat: &Seat,
     moves: &[AddressMove],
+    leading: &(dyn Fn() -> bool + Send + Sync),
 ) -> Result<Moved, CloudError> {
-    carrier(mode)?.move_to(cloud, seat, moves).await
+    carrier(mode)?.move_gated(cloud, seat, moves, leading).await
+}
+
+/// What EC2 would refuse of a move onto `seat`, read before the move is claimed.
+pub(super) async fn precheck<C: Cloud>(
+    cloud: &C,
+    mode: Mode,
+    seat: &Seat,
+) -> Result<(), CloudError> {
+    carrier(mode)?.precheck(cloud, seat).await
 }
 
 /// Reads the batch back: every address on `seat` and on none of its sources.

@@ -52,6 +52,7 @@ impl<C: Cloud> Ctx<C> {
         out: &mut Outcome,
     ) {
         let batch = self.answering_now(batch, out).await;
+        let batch = self.prechecked(mode, batch, out).await;
         let claimed = self.claim_all(batch, out).await;
         let Some(seat) = claimed.first().map(|c| c.to.clone()) else {
             return;
@@ -61,9 +62,8 @@ impl<C: Cloud> Ctx<C> {
             return;
         }
         let results = self.carry_out(mode, eni, &seat, claimed, out).await;
-        let accepted: Vec<(FloatingIP, AddressMove)> = (results.iter())
-            .filter(|(_, r)| r.is_ok())
-            .map(|(c, _)| (c.fip.clone(), c.address_move()))
+        let accepted: Vec<(FloatingIP, AddressMove, Moved)> = (results.iter())
+            .filter_map(|(c, r)| Some((c.fip.clone(), c.address_move(), *r.as_ref().ok()?)))
             .collect();
         let mut settled = Outcome::default();
         let settles = results.into_iter().map(|(c, r)| async move {
@@ -71,13 +71,20 @@ impl<C: Cloud> Ctx<C> {
             let done = self.settle(&c, r, &mut one).await;
             (c.fip.name_any(), done, one)
         });
+        // The FloatingIPs as their arrival was written, for a write after the read-back.
+        let mut written = std::collections::HashMap::new();
         for (name, done, one) in futures::future::join_all(settles).await {
-            if let Err(e) = done {
-                self.note_error(&name, &e, &mut settled);
+            match done {
+                Ok(Some(fip)) => drop(written.insert(name, fip)),
+                Ok(None) => {}
+                Err(e) => self.note_error(&name, &e, &mut settled),
             }
             settled.absorb(one);
         }
         out.absorb(settled);
+        let accepted: Vec<(FloatingIP, AddressMove, Moved)> = (accepted.into_iter())
+            .map(|(f, m, moved)| (written.remove(&f.name_any()).unwrap_or(f), m, moved))
+            .collect();
         self.verify_after(mode, &seat, &accepted, out).await;
     }
 
@@ -89,14 +96,15 @@ impl<C: Cloud> Ctx<C> {
         &self,
         mode: Mode,
         seat: &Seat,
-        accepted: &[(FloatingIP, AddressMove)],
+        accepted: &[(FloatingIP, AddressMove, Moved)],
         out: &mut Outcome,
     ) {
         if accepted.is_empty() {
             return;
         }
-        let moves: Vec<AddressMove> = accepted.iter().map(|(_, m)| m.clone()).collect();
+        let moves: Vec<AddressMove> = accepted.iter().map(|(_, m, _)| m.clone()).collect();
         let Err(e) = ec2::verify(&self.cloud, mode, seat, &moves).await else {
+            self.attached(accepted, out).await;
             return;
         };
         tracing::warn!(eni = %seat.eni, node = %seat.node, error = %e,
@@ -107,13 +115,55 @@ impl<C: Cloud> Ctx<C> {
             "EC2 accepted the move to {} ({}), but reading it back disagrees: {e}; planning it again",
             seat.node, seat.eni
         );
-        for (fip, _) in accepted {
+        for (fip, _, _) in accepted {
             // Best effort, as every Event: the next pass corrects whether or not it is recorded.
             let event = self.events.warning(fip, &e.code, "Verify", note.clone());
             if let Err(err) = event.await {
                 tracing::warn!(error = %err, "could not publish the read-back Event");
             }
         }
+    }
+
+    /// Interface: the read-back saw each attached ENI `attached`; status says so, with how
+    /// long the attach took, over the arrival's write.
+    async fn attached(&self, accepted: &[(FloatingIP, AddressMove, Moved)], out: &mut Outcome) {
+        for (fip, _, moved) in accepted {
+            let Some(sent) = moved.attach_sent else {
+                continue;
+            };
+            let observed = Observed::Attached {
+                attach_took: sent.elapsed(),
+            };
+            if let Err(e) = self.write(fip, &observed).await {
+                self.note_error(&fip.name_any(), &e, out);
+            }
+        }
+    }
+
+    /// The batch, unless the mode's reads find EC2 would refuse the move onto its target
+    /// (one seat for the whole batch): then each FloatingIP gets the error, as a refused or
+    /// failed move does, and nothing is claimed.
+    async fn prechecked(&self, mode: Mode, batch: Vec<Claimed>, out: &mut Outcome) -> Vec<Claimed> {
+        let Some(to) = batch.first().map(|c| c.to.clone()) else {
+            return batch;
+        };
+        let Err(e) = ec2::precheck(&self.cloud, mode, &to).await else {
+            return batch;
+        };
+        tracing::warn!(node = %to.node, error = %e, "EC2 would refuse a move there; not claiming it");
+        for c in batch {
+            let written = match e.retryable() {
+                true => {
+                    out.retry = true;
+                    self.cloud_error(&c.fip, &e, vec![c.ready.clone()]).await
+                }
+                false => self.refused(&c.fip, &e, vec![c.ready.clone()]).await,
+            };
+            if let Err(err) = written {
+                self.note_error(&c.fip.name_any(), &err, out);
+            }
+        }
+        Vec::new()
     }
 
     /// Writes each move's claim (pendingMove) with the resourceVersion it was planned from, all
@@ -182,7 +232,9 @@ impl<C: Cloud> Ctx<C> {
         out: &mut Outcome,
     ) -> Result<Moved, CloudError> {
         out.ec2_mutations += 1;
-        let moved = ec2::move_to(&self.cloud, mode, seat, moves).await?;
+        let gate = self.gate.clone();
+        let leading = move || gate().is_ok();
+        let moved = ec2::move_to(&self.cloud, mode, seat, moves, &leading).await?;
         if let Some(window) = moved.unassigned_for {
             self.metrics.unassigned_window(window.as_secs_f64());
         }
@@ -191,30 +243,37 @@ impl<C: Cloud> Ctx<C> {
 
     /// After EC2 answered: record the move, or write why it did not happen (the claim stays,
     /// for the next pass or the next leader to see).
+    /// Returns the FloatingIP as the arrival was written, if it was.
     async fn settle(
         &self,
         c: &Claimed,
         r: Result<Moved, CloudError>,
         out: &mut Outcome,
-    ) -> Result<(), StepError> {
+    ) -> Result<Option<FloatingIP>, StepError> {
         match r {
             Ok(moved) => {
                 let at = Instant::now();
                 self.accepted(&c.fip.name_any());
-                self.record_move(c, moved).await?;
+                let written = self.record_move(c, moved).await?;
                 out.moved += 1;
                 out.arrived.push((c.fip.name_any(), at));
-                Ok(())
+                Ok(written)
             }
             Err(e) if e.retryable() => {
                 out.retry = true;
-                self.cloud_error(&c.fip, &e, vec![c.ready.clone()]).await
+                self.cloud_error(&c.fip, &e, vec![c.ready.clone()])
+                    .await
+                    .map(|()| None)
             }
-            Err(e) => self.refused(&c.fip, &e, vec![c.ready.clone()]).await,
+            Err(e) => (self.refused(&c.fip, &e, vec![c.ready.clone()]).await).map(|()| None),
         }
     }
 
-    async fn record_move(&self, c: &Claimed, moved: Moved) -> Result<(), StepError> {
+    async fn record_move(
+        &self,
+        c: &Claimed,
+        moved: Moved,
+    ) -> Result<Option<FloatingIP>, StepError> {
         let took = c.decided.elapsed();
         let from = c.from.as_ref().map(|f| f.node.clone());
         let arrival = Arrival {
@@ -224,8 +283,11 @@ impl<C: Cloud> Ctx<C> {
             reason: c.reason,
             took,
             unassigned_for: moved.unassigned_for,
+            attaching: moved.attach_sent.map(|_| crate::status::Attaching {
+                detach_took: moved.detach_took,
+            }),
         };
-        self.write(&c.fip, &Observed::Arrived(arrival)).await?;
+        let written = self.write(&c.fip, &Observed::Arrived(arrival)).await?;
         // From the decision to the status write the new holder's agent waits on.
         let took = c.decided.elapsed();
         self.metrics.moved(c.reason, took.as_secs_f64());
@@ -249,7 +311,7 @@ impl<C: Cloud> Ctx<C> {
         if let Err(e) = self.events.normal(&c.fip, "Moved", "Move", note).await {
             tracing::warn!(error = %e, "could not publish the Moved event");
         }
-        Ok(())
+        Ok(written)
     }
 
     /// Keeps the moves whose target answers its check now: each target of an unplanned move is

@@ -48,7 +48,9 @@ impl<C: Cloud> Ctx<C> {
             allocation_id: (fip.spec.elastic_ip.as_ref()).map(|e| e.allocation_id.clone()),
             route_tables: fip.spec.route_table_ids.clone(),
         }];
-        match ec2::move_to(&self.cloud, fip.spec.mode, holder, &moves).await {
+        let gate = self.gate.clone();
+        let leading = move || gate().is_ok();
+        match ec2::move_to(&self.cloud, fip.spec.mode, holder, &moves, &leading).await {
             Ok(_) => {
                 tracing::info!(floatingip = %fip.name_any(), node = %holder.node, "address fails its check while its holder passes: assigned it again");
                 out.reensured.push(fip.name_any());

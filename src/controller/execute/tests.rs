@@ -648,3 +648,128 @@ async fn a_replica_that_does_not_lead_exports_no_per_floatingip_series() {
     assert_eq!(out.moved, 0);
     assert_eq!(fip_series(&ctx), Vec::<String>::new());
 }
+
+/// Interface mode: "a" names ENI `IFACE`, attached to n1's instance (status: Attached).
+const IFACE: &str = "eni-0000000a";
+
+fn interface_fip() -> Arc<FloatingIP> {
+    let f = serde_json::from_value(json!({
+        "apiVersion": "floatip.io/v1alpha1", "kind": "FloatingIP",
+        "metadata": {"name": "a", "resourceVersion": "7", "generation": 1,
+                     "finalizers": [FINALIZER]},
+        "spec": {"address": ADDRESS, "mode": "Interface", "subnetId": "subnet-a",
+                 "networkInterfaceId": IFACE},
+        "status": {"observedGeneration": 1, "moveCount": 1,
+                   "holder": {"node": "n1", "instanceId": "i-n1",
+                              "networkInterfaceId": IFACE, "since": "2027-01-15T08:00:00Z"},
+                   "interface": {"phase": "Attached", "since": "2027-01-15T08:00:00Z"}},
+    }));
+    Arc::new(f.unwrap())
+}
+
+/// The plan: move the ENI from n1 to n2, its holder failing.
+fn interface_move() -> Plan {
+    let on = |node: &str| Seat {
+        eni: IFACE.into(),
+        ..seat(node)
+    };
+    let Plan::Place(mut p) = move_to_n2() else {
+        unreachable!("move_to_n2 places")
+    };
+    p.holder = Some(on("n1"));
+    p.target = Some(on("n2"));
+    Plan::Place(p)
+}
+
+/// n1's and n2's instances (m5.large: 3 interfaces), n2 using `n2_slots`, the ENI on n1.
+fn interface_cloud(n2_slots: &[i32]) -> FakeCloud {
+    let instance = |node: &str, used: &[i32]| crate::cloud::Instance {
+        id: format!("i-{node}"),
+        instance_type: "m5.large".into(),
+        device_indexes: used.to_vec(),
+        primary_security_groups: Vec::new(),
+    };
+    let cloud = FakeCloud::default();
+    let mut e = eni("n1", &[]);
+    e.id = IFACE.into();
+    e.primary_ip = Some(ADDRESS.parse().unwrap());
+    *cloud.enis.lock().unwrap() = vec![e];
+    *cloud.instances.lock().unwrap() = vec![instance("n1", &[0, 1]), instance("n2", n2_slots)];
+    *cloud.max_interfaces.lock().unwrap() = [("m5.large".to_string(), 3)].into();
+    cloud
+}
+
+/// A whole-ENI move in status: the claim says Detaching, the arrival Attaching with the
+/// detach's time, and once the read-back sees the ENI attached a write over the arrival says
+/// Attached with the attach's time. EC2: detach, then attach.
+#[tokio::test]
+async fn an_interface_move_shows_its_phases_in_status() {
+    let (out, ctx) = execute_on(
+        interface_fip(),
+        interface_cloud(&[0]),
+        interface_move(),
+        |mut api, _| async move {
+            let phase = |b: &Value| b["status"]["interface"]["phase"].clone();
+            let (method, path, body, respond) = next_request(&mut api).await;
+            assert_eq!((method, path.as_str()), (Method::PUT, STATUS_PATH));
+            assert_eq!(body["status"]["pendingMove"]["to"], "n2");
+            assert_eq!(phase(&body), "Detaching");
+            answer(respond, body, "8");
+            let (_, _, body, respond) = next_request(&mut api).await;
+            assert_eq!(body["status"]["holder"]["node"], "n2");
+            assert_eq!(phase(&body), "Attaching");
+            assert!(body["status"]["interface"]["detachMs"].is_i64(), "{body}");
+            answer(respond, body, "9");
+            expect_event(&mut api).await;
+            let (method, path, body, respond) = next_request(&mut api).await;
+            assert_eq!((method, path.as_str()), (Method::PUT, STATUS_PATH));
+            assert_eq!(body["metadata"]["resourceVersion"], "9", "over the arrival");
+            assert_eq!(phase(&body), "Attached");
+            assert!(body["status"]["interface"]["attachMs"].is_i64(), "{body}");
+            answer(respond, body, "10");
+            expect_silence(&mut api).await;
+        },
+    )
+    .await;
+    assert_eq!(out.moved, 1);
+    let calls: Vec<&str> = (ctx.cloud.calls.lock().unwrap().iter())
+        .map(|(a, _)| *a)
+        .collect();
+    assert_eq!(calls, ["DetachNetworkInterface", "AttachNetworkInterface"]);
+}
+
+/// A target with every interface slot taken: the FloatingIP gets the refusal (CloudError
+/// NoFreeDeviceIndex, backing off), nothing is claimed, and EC2 is not changed.
+#[tokio::test]
+async fn a_full_target_is_refused_before_the_claim_with_no_ec2_change() {
+    let (out, ctx) = execute_on(
+        interface_fip(),
+        interface_cloud(&[0, 1, 2]),
+        interface_move(),
+        |mut api, _| async move {
+            let (method, path, body, respond) = next_request(&mut api).await;
+            assert_eq!((method, path.as_str()), (Method::PUT, STATUS_PATH));
+            assert!(body["status"].get("pendingMove").is_none(), "{body}");
+            assert_eq!(body["status"]["interface"]["phase"], "Attached");
+            let error = condition(&body, "CloudError").expect("CloudError");
+            assert_eq!(
+                (&error["status"], &error["reason"]),
+                (&json!("True"), &json!("NoFreeDeviceIndex"))
+            );
+            let message = error["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains("i-n2") && message.contains("all 3"),
+                "{message}"
+            );
+            let backing = condition(&body, "BackingOff").expect("BackingOff");
+            assert_eq!(backing["status"], "True");
+            answer(respond, body, "8");
+            expect_warning(&mut api, "CloudError").await;
+        },
+    )
+    .await;
+    assert_eq!((out.moved, out.ec2_mutations), (0, 0));
+    assert!(ctx.cloud.calls.lock().unwrap().is_empty());
+    let a = ctx.cloud.enis.lock().unwrap()[0].instance_id.clone();
+    assert_eq!(a.as_deref(), Some("i-n1"), "the ENI stays where it was");
+}

@@ -21,6 +21,10 @@ Each was checked against moto itself before patching (see the lab's tests/ec2.rs
   primary ENI's groups), and CreateNetworkInterface and ModifyNetworkInterfaceAttribute accepted
   a group ID that does not exist (the first invented the group, the second broke every later
   DescribeNetworkInterfaces). AWS refuses with InvalidGroup.NotFound.
+- CreateNetworkInterface with a PrivateIpAddress another ENI of the subnet has made a second
+  ENI with the same address (issue 18: Interface mode's ENI, made by whichever node's
+  `floatip attach` comes first). AWS refuses with InvalidIPAddress.InUse (EC2 error codes
+  reference: "The specified IP address is already in use").
 
 - Elastic IPs, issue 15:
   - Public addresses came from anywhere (127.x.x.x); they come from 198.51.100.0/24 here (a
@@ -260,6 +264,13 @@ def create_network_interface(
     self, subnet, private_ip_address, private_ip_addresses=None, group_ids=None, *args, **kwargs
 ):
     _check_groups(self, group_ids)
+    subnet_id = getattr(subnet, "id", subnet)
+    for other in self.enis.values() if private_ip_address else []:
+        if other.subnet.id == subnet_id and private_ip_address in _addresses(other):
+            raise EC2ClientError(
+                "InvalidIPAddress.InUse",
+                f"The address {private_ip_address} is already in use by {other.id}.",
+            )
     return _original_create_eni(
         self, subnet, private_ip_address, private_ip_addresses, group_ids, *args, **kwargs
     )

@@ -8,6 +8,8 @@ mod addresses;
 mod attachments;
 #[path = "ec2/faults.rs"]
 mod faults;
+#[path = "ec2/interface.rs"]
+mod interface;
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{

@@ -126,6 +126,7 @@ async fn drive(mut sim: Sim) -> anyhow::Result<Recorded> {
         Flavor::ElasticIp,
         Flavor::Ipv6,
         Flavor::RouteTable,
+        Flavor::Interface,
     ] {
         sim.settle_flavor(kind, Duration::from_secs(30)).await?;
     }
@@ -274,7 +275,15 @@ async fn drive(mut sim: Sim) -> anyhow::Result<Recorded> {
     // Deleting the FloatingIPs: the controller takes each address off its ENI (the Elastic
     // IP of web-public off its holder), then releases the finalizer; kubectl waits for the
     // objects to go.
-    let all = ["web", "web2", "web-eip", "web-public", "web6", "web-routed"];
+    let all = [
+        "web",
+        "web2",
+        "web-eip",
+        "web-public",
+        "web6",
+        "web-routed",
+        "web-eni",
+    ];
     let out = sim.kubectl(
         &[&["delete", "fip"][..], &all, &["--timeout=30s"]].concat(),
         None,
@@ -289,6 +298,7 @@ async fn drive(mut sim: Sim) -> anyhow::Result<Recorded> {
         Flavor::ElasticIp,
         Flavor::Ipv6,
         Flavor::RouteTable,
+        Flavor::Interface,
     ] {
         let left = sim.ec2_holders_for(kind).await?;
         anyhow::ensure!(left.is_empty(), "{} is still held by {left:?}", kind.name());
@@ -366,7 +376,13 @@ fn binaries_use_exactly_what_the_chart_and_iam_policies_grant() {
     // Every address kind, so that the Elastic IP and IPv6 calls are made and checked too.
     let opts = Options {
         log_dir: Some(logs.clone()),
-        flavors: Flavor::ALL.to_vec(),
+        // Interface too, with short attachment delays: its moves need the controller's
+        // AttachNetworkInterface and DetachNetworkInterface.
+        flavors: [&Flavor::ALL[..], &[Flavor::Interface]].concat(),
+        eni_delays: floatip_lab::ec2::EniDelays {
+            attach_ms: 300,
+            detach_ms: 500,
+        },
         ..Options::default()
     };
     let bins = binaries();

@@ -133,34 +133,6 @@ fn deletion_never_takes_the_address_off_an_eni_floatip_does_not_manage() {
 }
 
 #[test]
-fn modes_not_carried_out_are_left_alone_with_a_reason() {
-    for (mode, extra) in [("Interface", json!({}))] {
-        let mut f = (*fip("other", "10.0.8.100", 0, json!(null))).clone();
-        let mut spec = serde_json::to_value(&f.spec).unwrap();
-        spec["mode"] = json!(mode);
-        for (k, v) in extra.as_object().unwrap() {
-            spec[k] = v.clone();
-        }
-        f.spec = serde_json::from_value(spec).unwrap();
-        let plans = run(&[Arc::new(f)], &three_nodes(), vec![eni(1, &[])]);
-        match &plans[0] {
-            Plan::Unsupported { name, why } => {
-                assert_eq!(name, "other");
-                assert!(
-                    why.contains(&format!("mode {mode} is not carried out")),
-                    "{why}"
-                );
-                assert!(
-                    why.contains("SecondaryIP, ElasticIP, RouteTable"),
-                    "names the modes that work: {why}"
-                );
-            }
-            other => panic!("{mode}: {other:?}"),
-        }
-    }
-}
-
-#[test]
 fn an_address_ec2_would_refuse_is_never_planned_beside_good_ones() {
     // n1's floating ENI has primary 10.0.8.201; n1's node address 10.0.8.11 is its primary ENI.
     let good = fip("good", "10.0.8.100", 0, json!(null));

@@ -36,6 +36,10 @@ pub enum Flavor {
     /// floating ENI by the clients' and the nodes' route tables.
     #[value(name = "route-table", alias = "RouteTable")]
     RouteTable,
+    /// "web-eni": the primary address of an ENI of its own, moved whole (detach, then
+    /// attach). Not in [`Flavor::ALL`]: its moves take the lab's ENI attachment delays.
+    #[value(name = "interface", alias = "Interface")]
+    Interface,
 }
 
 /// The RouteTable flavor's address: outside the lab VPC's 10.99.0.0/16, used nowhere else.
@@ -58,6 +62,7 @@ impl Flavor {
             Flavor::ElasticIp => "web-public",
             Flavor::Ipv6 => "web6",
             Flavor::RouteTable => "web-routed",
+            Flavor::Interface => "web-eni",
         }
     }
 
@@ -69,6 +74,7 @@ impl Flavor {
             Flavor::ElasticIp => "ElasticIP",
             Flavor::Ipv6 => "SecondaryIP-IPv6",
             Flavor::RouteTable => "RouteTable",
+            Flavor::Interface => "Interface",
         }
     }
 
@@ -93,6 +99,8 @@ pub struct Fip {
     pub address: IpAddr,
     /// For the Elastic IP flavors.
     pub allocation: Option<Allocation>,
+    /// Interface: the ENI whose primary address `address` is (named in the FloatingIP).
+    pub eni: Option<String>,
     /// Where a node has the private address configured (from `ip monitor`); empty for
     /// ElasticIp, whose address is never on a node.
     pub changes: Changes,
@@ -186,9 +194,13 @@ impl Sim {
         if !fip.route_tables.is_empty() {
             return self.routed_to(fip.address, &fip.route_tables).await;
         }
-        match &fip.allocation {
-            Some(a) => self.associated_eni(&a.id).await,
-            None => self.enis_holding(fip.address).await,
+        match (&fip.allocation, &fip.eni) {
+            (Some(a), _) => self.associated_eni(&a.id).await,
+            (None, Some(eni)) => {
+                let attached = self.instances_with_eni(eni).await?;
+                Ok(attached.iter().map(|_| eni.clone()).take(1).collect())
+            }
+            (None, None) => self.enis_holding(fip.address).await,
         }
     }
 
@@ -289,6 +301,13 @@ impl Sim {
             .filter(|n| holds(n))
             .filter_map(|n| n.network_interface_id().map(String::from))
             .collect())
+    }
+
+    /// The instances EC2 (moto, under the lab's attachment delays) shows `eni` attached to,
+    /// attaching to or detaching from: DescribeInstances filtered by the ENI. Never more than
+    /// one, or the ENI was attached twice.
+    pub async fn instances_with_eni(&self, eni: &str) -> Result<Vec<String>> {
+        instances_with_eni(&self.direct, eni).await
     }
 
     /// The node whose instance `eni` is attached to.
@@ -426,6 +445,10 @@ impl Sim {
             Flavor::RouteTable => vec![self.vpc.client_table.clone(), self.vpc.node_table.clone()],
             _ => Vec::new(),
         };
+        let eni = match flavor {
+            Flavor::Interface => Some(self.address_eni(address).await?),
+            _ => None,
+        };
         let changes = Changes::default();
         let mut monitors = Vec::new();
         if flavor != Flavor::ElasticIp {
@@ -438,6 +461,7 @@ impl Sim {
             flavor,
             address,
             allocation,
+            eni,
             changes,
             route_tables,
             _monitors: monitors,
@@ -492,6 +516,33 @@ impl Sim {
     pub fn flavor_manifest(&self, fip: &Fip) -> String {
         let nodes: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
         manifest(fip, &self.subnet, self.opts.min_hold_seconds, &nodes)
+    }
+
+    /// A detached ENI in the node subnet whose primary address is `address`, tagged for the
+    /// cluster as the README asks of users for Interface mode, straight from moto.
+    pub async fn address_eni(&self, address: IpAddr) -> Result<String> {
+        let tags = aws_sdk_ec2::types::TagSpecification::builder()
+            .resource_type(aws_sdk_ec2::types::ResourceType::NetworkInterface)
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key(floatip::cloud::TAG_CLUSTER)
+                    .value(super::CLUSTER)
+                    .build(),
+            )
+            .build();
+        let out = self
+            .direct
+            .create_network_interface()
+            .subnet_id(&self.subnet)
+            .private_ip_address(address.to_string())
+            .description("web-eni: Interface mode's ENI")
+            .tag_specifications(tags)
+            .send()
+            .await?;
+        let eni = out
+            .network_interface()
+            .and_then(|n| n.network_interface_id());
+        Ok(eni.context("no ENI id")?.to_string())
     }
 
     /// A new Elastic IP (AllocateAddress, domain vpc), straight from moto.
@@ -604,6 +655,17 @@ impl Sim {
     }
 }
 
+/// [`Sim::instances_with_eni`] through any client (a watcher of its own): every instance's
+/// interfaces are read, so no filter of moto's is trusted with the answer.
+pub async fn instances_with_eni(ec2: &aws_sdk_ec2::Client, eni: &str) -> Result<Vec<String>> {
+    let out = ec2.describe_instances().send().await?;
+    Ok((out.reservations().iter())
+        .flat_map(|r| r.instances())
+        .filter(|i| (i.network_interfaces().iter()).any(|n| n.network_interface_id() == Some(eni)))
+        .filter_map(|i| i.instance_id().map(String::from))
+        .collect())
+}
+
 /// The FloatingIP of `fip`. Every flavor lists the nodes in the same order as preferred nodes,
 /// the README's pattern for addresses that must stay together (a dual-stack pair): the
 /// scenarios fail one node and expect every kind to leave it for the same one.
@@ -621,6 +683,7 @@ fn manifest_avoiding(
 ) -> String {
     let (mode, subnet) = match fip.flavor {
         Flavor::ElasticIp => ("ElasticIP", subnet),
+        Flavor::Interface => ("Interface", subnet),
         // Routed to any floating ENI of a node, in any subnet: spec.subnetId has no use.
         Flavor::RouteTable => ("RouteTable", ""),
         _ => ("SecondaryIP", subnet),
@@ -628,17 +691,29 @@ fn manifest_avoiding(
     let tables: String = fip
         .route_tables
         .iter()
-        .map(|t| format!("  - {t}\n"))
+        .map(|t| {
+            format!(
+                "  - {t}
+"
+            )
+        })
         .collect();
     let tables = match tables.is_empty() {
         true => String::new(),
-        false => format!("  routeTableIds:\n{tables}"),
+        false => format!(
+            "  routeTableIds:
+{tables}"
+        ),
     };
     let elastic = fip
         .allocation
         .as_ref()
         .map(|a| format!("  elasticIP:\n    allocationId: {}\n", a.id))
         .unwrap_or_default();
+    let elastic = elastic
+        + &(fip.eni.as_ref())
+            .map(|e| format!("  networkInterfaceId: {e}\n"))
+            .unwrap_or_default();
     let mut placement = preferred_nodes(nodes);
     if let Some(node) = avoid {
         placement += &format!("  nodeSelector:\n    matchExpressions:\n    - key: kubernetes.io/hostname\n      operator: NotIn\n      values: [{node}]\n");
@@ -693,6 +768,7 @@ mod tests {
                 id: id.into(),
                 public: "198.51.100.7".parse().unwrap(),
             }),
+            eni: None,
             changes: Changes::default(),
             route_tables: match flavor {
                 Flavor::RouteTable => vec!["rtb-1".into(), "rtb-2".into()],

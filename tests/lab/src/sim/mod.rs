@@ -869,7 +869,15 @@ impl Sim {
         if let Some(mut a) = node.agent.take() {
             a.kill9();
         }
-        for dev in ["eth0", "eth1"] {
+        // Every ENI's link: eth0, the floating ENI's eth1, and a whole ENI's (Interface mode).
+        let links = node.ns.ip("-o link show").unwrap_or_default();
+        let devs = (links.lines())
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|d| d.split('@').next().unwrap_or(d))
+            .filter(|d| d.starts_with("eth"))
+            .map(String::from)
+            .collect::<Vec<_>>();
+        for dev in devs {
             let _ = node.ns.ip(&format!("link set {dev} down"));
         }
         let index = node.index;
