@@ -162,7 +162,7 @@ pub struct AddressMove {
     pub route_tables: Vec<String>,
 }
 
-/// What floatip asks of EC2 in SecondaryIP mode.
+/// What floatip asks of EC2, for every mode: the calls each mode makes are listed with it below.
 pub trait Cloud: Send + Sync + 'static {
     /// Every ENI in the subnet: one paginated DescribeNetworkInterfaces.
     fn subnet_enis(
@@ -238,7 +238,8 @@ pub trait Cloud: Send + Sync + 'static {
         security_groups: &[String],
     ) -> impl Future<Output = Result<(), CloudError>> + Send;
 
-    /// Attaches `eni` to `instance` at `device_index`, deleted with the instance.
+    /// Attaches `eni` to `instance` at `device_index`. DeleteOnTermination stays off: a floating
+    /// ENI outlives its instance, and the controller deletes those of nodes that are gone.
     fn attach_eni(
         &self,
         eni: &str,
