@@ -32,12 +32,12 @@ pub enum Flavor {
     /// "web6": a secondary IPv6 address (unassign, then assign).
     #[value(name = "ipv6")]
     Ipv6,
-    /// "web-routed": an overlay address outside the VPC ([`ROUTED`]), routed to the holder's
+    /// "web-routed": an overlay address outside the VPC (10.200.0.10), routed to the holder's
     /// floating ENI by the clients' and the nodes' route tables.
     #[value(name = "route-table", alias = "RouteTable")]
     RouteTable,
     /// "web-eni": the primary address of an ENI of its own, moved whole (detach, then
-    /// attach). Not in [`Flavor::ALL`]: its moves take the lab's ENI attachment delays.
+    /// attach). Not among the kinds every simulation test adds: its moves take the lab's ENI attachment delays.
     #[value(name = "interface", alias = "Interface")]
     Interface,
 }

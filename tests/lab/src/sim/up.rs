@@ -45,7 +45,7 @@ pub struct Args {
     #[arg(long)]
     pub verbose: bool,
     /// Address kinds to add beside "web" (repeat): an Elastic IP on a secondary address, an
-    /// ElasticIP-mode address, an IPv6 address, a RouteTable overlay address. Their names and the addresses their clients
+    /// ElasticIP-mode address, an IPv6 address, a RouteTable overlay address, an Interface-mode ENI. Their names and the addresses their clients
     /// use are in the env file (FLOATIP_LAB_WEB_EIP_TARGET...); Elastic IPs are reached from
     /// the internet namespace ($FLOATIP_LAB_INTERNET).
     #[arg(long = "kind", value_enum)]
