@@ -21,6 +21,13 @@ Each was checked against moto itself before patching (see the lab's tests/ec2.rs
   primary ENI's groups), and CreateNetworkInterface and ModifyNetworkInterfaceAttribute accepted
   a group ID that does not exist (the first invented the group, the second broke every later
   DescribeNetworkInterfaces). AWS refuses with InvalidGroup.NotFound.
+- CreateNetworkInterface without a PrivateIpAddress took any address of the subnet's CIDR at
+  random: the network address, the VPC router's (.1), the two after it, the broadcast address,
+  or one another ENI held. AWS reserves the first four and the last address of every subnet
+  ("Subnet CIDR reserved IP addresses", VPC User Guide) and gives a free one. A node's floating
+  ENI given 10.99.8.1 made the lab's demo fail once in CI: its agent could never route through
+  the gateway, since that address was its own. A subnet with no free address left answers
+  InsufficientFreeAddressesInSubnet, as AWS does.
 - CreateNetworkInterface with a PrivateIpAddress another ENI of the subnet has made a second
   ENI with the same address (issue 18: Interface mode's ENI, made by whichever node's
   `floatip attach` comes first). AWS refuses with InvalidIPAddress.InUse (EC2 error codes
@@ -61,6 +68,7 @@ The error codes are AWS's (SDKs and floatip match on them); the message texts ar
 """
 
 import ipaddress
+import random
 
 from moto.core.responses import ActionResult, EmptyResult
 from moto.ec2 import utils as ec2_utils
@@ -260,10 +268,34 @@ def _check_groups(backend, group_ids):
 _original_create_eni = NetworkInterfaceBackend.create_network_interface
 
 
+def _free_private_address(backend, subnet):
+    """An address AWS could give a new ENI of `subnet`: not one of the five it reserves, and
+    held by no ENI."""
+    if not hasattr(subnet, "cidr_block"):
+        subnet = backend.get_subnet(subnet)
+    net = ipaddress.ip_network(subnet.cidr_block)
+    taken = {
+        a for eni in backend.enis.values() if eni.subnet.id == subnet.id for a in _addresses(eni)
+    }
+    free = [
+        str(net.network_address + i)
+        for i in range(4, net.num_addresses - 1)
+        if str(net.network_address + i) not in taken
+    ]
+    if not free:
+        raise EC2ClientError(
+            "InsufficientFreeAddressesInSubnet",
+            f"The subnet {subnet.id} has no free address left.",
+        )
+    return random.choice(free)
+
+
 def create_network_interface(
     self, subnet, private_ip_address, private_ip_addresses=None, group_ids=None, *args, **kwargs
 ):
     _check_groups(self, group_ids)
+    if not private_ip_address and not private_ip_addresses:
+        private_ip_address = _free_private_address(self, subnet)
     subnet_id = getattr(subnet, "id", subnet)
     for other in self.enis.values() if private_ip_address else []:
         if other.subnet.id == subnet_id and private_ip_address in _addresses(other):

@@ -387,6 +387,63 @@ async fn a_queued_address_is_the_primary_of_the_next_eni_naming_none() {
     );
 }
 
+/// EC2 gives a new ENI that names no address a free one, never one of the five it reserves in
+/// every subnet (the network address, the VPC router's, the two after it, the broadcast
+/// address), and refuses once none is left. moto picked any address of the CIDR at random: a
+/// node's floating ENI once got the gateway's.
+#[tokio::test]
+async fn a_new_eni_gets_a_free_address_never_a_reserved_one() {
+    let lab = Ec2Lab::start();
+    let ec2 = lab.client();
+    let w = world(&ec2).await;
+    // A /28: 16 addresses, 11 of them usable (10.0.2.4 to 10.0.2.14).
+    let small = ec2
+        .create_subnet()
+        .vpc_id(&w.vpc)
+        .cidr_block("10.0.2.0/28")
+        .send()
+        .await
+        .unwrap();
+    let small = small
+        .subnet()
+        .and_then(|s| s.subnet_id())
+        .unwrap()
+        .to_owned();
+    let mut got = Vec::new();
+    for _ in 0..11 {
+        let out = ec2
+            .create_network_interface()
+            .subnet_id(&small)
+            .send()
+            .await
+            .expect("a usable address is left");
+        let a: std::net::Ipv4Addr = out
+            .network_interface()
+            .and_then(|n| n.private_ip_address())
+            .unwrap()
+            .parse()
+            .unwrap();
+        got.push(a.octets()[3]);
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        (4..=14).collect::<Vec<u8>>(),
+        "each usable address once"
+    );
+    let full = ec2
+        .create_network_interface()
+        .subnet_id(&small)
+        .send()
+        .await
+        .expect_err("no free address is left");
+    assert_eq!(
+        full.code(),
+        Some("InsufficientFreeAddressesInSubnet"),
+        "{full:?}"
+    );
+}
+
 async fn security_group(ec2: &Client, vpc: &str, name: &str) -> String {
     let out = ec2
         .create_security_group()
