@@ -105,6 +105,43 @@ impl Ec2 {
             err
         })
     }
+
+    /// CreateNetworkInterface in `subnet`, with `address` as its primary when given (else EC2
+    /// picks one), `tags` and `security_groups`: the floating ENI and Interface mode's ENI.
+    async fn create_network_interface(
+        &self,
+        subnet: &str,
+        address: Option<IpAddr>,
+        description: &str,
+        security_groups: &[String],
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Eni, CloudError> {
+        let spec = tags.iter().fold(
+            TagSpecification::builder().resource_type(ResourceType::NetworkInterface),
+            |b, (k, v)| b.tags(Tag::builder().key(k).value(v).build()),
+        );
+        let out = self
+            .call(
+                "CreateNetworkInterface",
+                self.client
+                    .create_network_interface()
+                    .subnet_id(subnet)
+                    .set_private_ip_address(address.map(|a| a.to_string()))
+                    .description(description)
+                    .set_groups(Some(security_groups.to_vec()))
+                    .tag_specifications(spec.build())
+                    .send(),
+            )
+            .await?;
+        out.network_interface()
+            .and_then(to_eni)
+            .ok_or_else(|| CloudError {
+                action: "CreateNetworkInterface",
+                code: "EmptyResponse".into(),
+                message: "EC2 returned no network interface".into(),
+                kind: ErrorKind::Transient,
+            })
+    }
 }
 
 impl Cloud for Ec2 {
@@ -358,30 +395,8 @@ impl Cloud for Ec2 {
         security_groups: &[String],
         tags: &BTreeMap<String, String>,
     ) -> Result<Eni, CloudError> {
-        let spec = tags.iter().fold(
-            TagSpecification::builder().resource_type(ResourceType::NetworkInterface),
-            |b, (k, v)| b.tags(Tag::builder().key(k).value(v).build()),
-        );
-        let out = self
-            .call(
-                "CreateNetworkInterface",
-                self.client
-                    .create_network_interface()
-                    .subnet_id(subnet)
-                    .description(description)
-                    .set_groups(Some(security_groups.to_vec()))
-                    .tag_specifications(spec.build())
-                    .send(),
-            )
-            .await?;
-        out.network_interface()
-            .and_then(to_eni)
-            .ok_or_else(|| CloudError {
-                action: "CreateNetworkInterface",
-                code: "EmptyResponse".into(),
-                message: "EC2 returned no network interface".into(),
-                kind: ErrorKind::Transient,
-            })
+        self.create_network_interface(subnet, None, description, security_groups, tags)
+            .await
     }
 
     async fn set_security_groups(
@@ -554,31 +569,8 @@ impl Cloud for Ec2 {
         security_groups: &[String],
         tags: &BTreeMap<String, String>,
     ) -> Result<Eni, CloudError> {
-        let spec = tags.iter().fold(
-            TagSpecification::builder().resource_type(ResourceType::NetworkInterface),
-            |b, (k, v)| b.tags(Tag::builder().key(k).value(v).build()),
-        );
-        let out = self
-            .call(
-                "CreateNetworkInterface",
-                self.client
-                    .create_network_interface()
-                    .subnet_id(subnet)
-                    .private_ip_address(address.to_string())
-                    .description(description)
-                    .set_groups(Some(security_groups.to_vec()))
-                    .tag_specifications(spec.build())
-                    .send(),
-            )
-            .await?;
-        out.network_interface()
-            .and_then(to_eni)
-            .ok_or_else(|| CloudError {
-                action: "CreateNetworkInterface",
-                code: "EmptyResponse".into(),
-                message: "EC2 returned no network interface".into(),
-                kind: ErrorKind::Transient,
-            })
+        self.create_network_interface(subnet, Some(address), description, security_groups, tags)
+            .await
     }
 
     async fn instance_state(&self, id: &str) -> Result<Option<String>, CloudError> {
